@@ -1,0 +1,1 @@
+"""What every Vigil service must agree on: wire contracts, the feature pipeline, and Dapr names."""

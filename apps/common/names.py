@@ -1,0 +1,32 @@
+"""Every Dapr name Vigil uses, written exactly once.
+
+App ids, component names, topics, actor types and reminder names live here so code, `dapr.yaml`,
+the component files and the Kubernetes manifests cannot drift apart (a unit test checks they agree).
+"""
+
+from typing import Final
+
+# App ids (one Dapr app per service folder under apps/).
+INGESTION_APP_ID: Final = "ingestion"
+EQUIPMENT_APP_ID: Final = "equipment"
+INFERENCE_APP_ID: Final = "inference"
+TRAINING_APP_ID: Final = "training"
+ALERTING_APP_ID: Final = "alerting"
+ALL_APP_IDS: Final = (INGESTION_APP_ID, EQUIPMENT_APP_ID, INFERENCE_APP_ID, TRAINING_APP_ID, ALERTING_APP_ID)
+
+# Components, named after their role; each environment picks the type behind the name.
+STATE_STORE: Final = "statestore"  # actor state (actorStateStore: "true") and app state
+MODEL_STORE: Final = "modelstore"  # model registry, keyPrefix: name, scoped to training + inference
+PUBSUB: Final = "pubsub"
+SECRET_STORE: Final = "secretstore"
+
+# Topics.
+TOPIC_SENSOR_READINGS: Final = "sensor-readings"
+TOPIC_READINGS_DEAD_LETTER: Final = "readings-deadletter"
+TOPIC_ALERTS: Final = "alerts"
+TOPIC_EQUIPMENT_HEALTH: Final = "equipment-health"
+TOPIC_MODEL_UPDATES: Final = "model-updates"
+
+# Actors.
+EQUIPMENT_ACTOR_TYPE: Final = "EquipmentActor"
+SILENCE_REMINDER: Final = "silence-check"
