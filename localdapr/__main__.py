@@ -1,0 +1,5 @@
+"""`python -m localdapr up ...` (the launcher) and `python -m localdapr sidecar ...` (one daprd-like sidecar)."""
+
+from localdapr.cli import main
+
+raise SystemExit(main())

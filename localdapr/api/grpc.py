@@ -1,0 +1,226 @@
+"""The Dapr gRPC API (`dapr.proto.runtime.v1.Dapr`) on DAPR_GRPC_PORT, on grpc.aio.
+
+RPCs localdapr does not implement answer UNIMPLEMENTED with a message saying so, instead of the
+generated stub's bare "Method not implemented!".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from dapr.proto import api_v1, common_v1
+from dapr.proto.runtime.v1 import dapr_pb2_grpc
+from google.protobuf import empty_pb2
+
+from localdapr.errors import DaprError, malformed
+from localdapr.state.base import StateItem, TransactionOp
+
+if TYPE_CHECKING:
+    from localdapr.sidecar import Sidecar
+
+_CONCURRENCY = {
+    common_v1.StateOptions.CONCURRENCY_FIRST_WRITE: "first-write",
+    common_v1.StateOptions.CONCURRENCY_LAST_WRITE: "last-write",
+}
+_VERBS = {v: k for k, v in common_v1.HTTPExtension.Verb.items()}
+
+
+def _item(proto: Any) -> StateItem:
+    concurrency = None
+    if proto.HasField("options"):
+        concurrency = _CONCURRENCY.get(proto.options.concurrency)
+    return StateItem(
+        key=proto.key,
+        value=bytes(proto.value),
+        etag=proto.etag.value if proto.HasField("etag") and proto.etag.value else None,
+        metadata=dict(proto.metadata),
+        concurrency=concurrency,  # type: ignore[arg-type]
+    )
+
+
+class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+        self.rt = sidecar.runtime
+
+    # ------------------------------------------------------------------ state
+    async def SaveState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        await self.rt.save_state(request.store_name, [_item(s) for s in request.states])
+        return empty_pb2.Empty()
+
+    async def GetState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        result = await self.rt.get_state(request.store_name, request.key)
+        if result is None:
+            return api_v1.GetStateResponse()
+        return api_v1.GetStateResponse(data=result.data, etag=result.etag, metadata=result.metadata)
+
+    async def GetBulkState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        keys = list(request.keys)
+        results = await self.rt.get_bulk_state(request.store_name, keys)
+        items = []
+        for key, res in zip(keys, results, strict=True):
+            if res is None:
+                items.append(api_v1.BulkStateItem(key=key))
+            else:
+                items.append(api_v1.BulkStateItem(key=key, data=res.data, etag=res.etag, metadata=res.metadata))
+        return api_v1.GetBulkStateResponse(items=items)
+
+    async def DeleteState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        etag = request.etag.value if request.HasField("etag") and request.etag.value else None
+        concurrency = _CONCURRENCY.get(request.options.concurrency) if request.HasField("options") else None
+        await self.rt.delete_state(request.store_name, request.key, etag, concurrency)  # type: ignore[arg-type]
+        return empty_pb2.Empty()
+
+    async def DeleteBulkState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        for state in request.states:
+            item = _item(state)
+            await self.rt.delete_state(request.store_name, item.key, item.etag, item.concurrency)
+        return empty_pb2.Empty()
+
+    async def ExecuteStateTransaction(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        ops = []
+        for op in request.operations:
+            if op.operationType not in ("upsert", "delete"):
+                raise malformed(f"operation type {op.operationType!r} not supported (upsert or delete)")
+            ops.append(TransactionOp(operation=op.operationType, item=_item(op.request)))
+        await self.rt.transact_state(request.storeName, ops)
+        return empty_pb2.Empty()
+
+    # ------------------------------------------------------------------ pub/sub
+    async def PublishEvent(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        await self.rt.publish(
+            request.pubsub_name, request.topic, bytes(request.data), request.data_content_type,
+            dict(request.metadata),
+        )
+        return empty_pb2.Empty()
+
+    async def BulkPublishEvent(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        self.rt.pubsub(request.pubsub_name)  # unknown pubsub fails the whole call, as in daprd
+        failed = []
+        for entry in request.entries:
+            metadata = {**dict(request.metadata), **dict(entry.metadata)}
+            try:
+                await self.rt.publish(
+                    request.pubsub_name, request.topic, bytes(entry.event), entry.content_type, metadata
+                )
+            except DaprError as err:
+                failed.append(api_v1.BulkPublishResponseFailedEntry(entry_id=entry.entry_id, error=err.message))
+        return api_v1.BulkPublishResponse(failedEntries=failed)
+
+    BulkPublishEventAlpha1 = BulkPublishEvent
+
+    # ------------------------------------------------------------------ invocation
+    async def InvokeService(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        message = request.message
+        if not message.HasField("http_extension") or message.http_extension.verb == 0:
+            raise DaprError(
+                "ERR_DIRECT_INVOKE", "missing HTTP extension field", 400, grpc.StatusCode.INVALID_ARGUMENT
+            )
+        verb = _VERBS[message.http_extension.verb]
+        headers = {k: v for k, v in context.invocation_metadata() if not k.startswith(":")}
+        headers["content-type"] = message.content_type or "application/json; charset=utf-8"
+        result = await self.sidecar.invoker.invoke(
+            request.id, message.method, verb, bytes(message.data.value), headers,
+            message.http_extension.querystring,
+        )
+        await context.send_initial_metadata((("dapr-http-status", str(result.status)),))
+        if result.status >= 400:
+            await context.abort(
+                grpc.StatusCode.UNKNOWN if result.status >= 500 else grpc.StatusCode.INVALID_ARGUMENT,
+                f"HTTP {result.status}: {result.body.decode(errors='replace')}",
+            )
+        response = common_v1.InvokeResponse(content_type=result.headers.get("content-type", ""))
+        response.data.value = result.body
+        return response
+
+    # ------------------------------------------------------------------ secrets
+    async def GetSecret(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return api_v1.GetSecretResponse(data=self.rt.get_secret(request.store_name, request.key))
+
+    async def GetBulkSecret(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        bulk = self.rt.get_bulk_secret(request.store_name)
+        return api_v1.GetBulkSecretResponse(
+            data={k: api_v1.SecretResponse(secrets=v) for k, v in bulk.items()}
+        )
+
+    # ------------------------------------------------------------------ metadata
+    async def GetMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        meta = self.sidecar.metadata_json()
+        return api_v1.GetMetadataResponse(
+            id=meta["id"],
+            runtime_version=meta["runtimeVersion"],
+            extended_metadata=meta["extended"],
+            registered_components=[
+                api_v1.RegisteredComponents(
+                    name=c["name"], type=c["type"], version=c["version"], capabilities=c["capabilities"]
+                )
+                for c in meta["components"]
+            ],
+            active_actors_count=[api_v1.ActiveActorsCount(type=a["type"], count=a["count"]) for a in meta["actors"]],
+            subscriptions=[
+                api_v1.PubsubSubscription(
+                    pubsub_name=s["pubsubname"], topic=s["topic"], metadata=s.get("metadata") or {},
+                    dead_letter_topic=s.get("deadLetterTopic") or "",
+                )
+                for s in meta["subscriptions"]
+            ],
+            enabled_features=meta["enabledFeatures"],
+        )
+
+    async def SetMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        self.rt.extended_metadata[request.key] = request.value
+        return empty_pb2.Empty()
+
+    async def Shutdown(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        self.sidecar.request_shutdown()
+        return empty_pb2.Empty()
+
+
+def _wrap(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def call(self: DaprGrpcApi, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        token = self.sidecar.options.api_token
+        if token and dict(context.invocation_metadata()).get("dapr-api-token") != token:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication error: api token mismatch")
+        try:
+            return await method(self, request, context)
+        except DaprError as err:
+            await context.abort(err.grpc_status, err.message)
+
+    call.__name__ = method.__name__
+    return call
+
+
+def _unsupported(name: str) -> Callable[..., Any]:
+    async def call(self: DaprGrpcApi, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"localdapr does not support the Dapr gRPC method {name} (see docs/localdapr.md)",
+        )
+
+    return call
+
+
+_IMPLEMENTED = {
+    name for name, value in vars(DaprGrpcApi).items() if callable(value) and name[:1].isupper()
+}
+for _name in _IMPLEMENTED:
+    setattr(DaprGrpcApi, _name, _wrap(getattr(DaprGrpcApi, _name)))
+for _name in dir(dapr_pb2_grpc.DaprServicer):
+    if _name[:1].isupper() and _name not in _IMPLEMENTED:
+        setattr(DaprGrpcApi, _name, _unsupported(_name))
+
+
+def register(server: grpc.aio.Server, sidecar: Sidecar, extra: dict[str, Any] | None = None) -> DaprGrpcApi:
+    """Add the Dapr service; `extra` overrides methods (the actor runtime adds its RPCs)."""
+    api = DaprGrpcApi(sidecar)
+    for name, impl in (extra or {}).items():
+        setattr(api, name, impl)
+    dapr_pb2_grpc.add_DaprServicer_to_server(api, server)
+    return api
+
+
+def new_entry_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,116 @@
+"""Command line: `up` runs a multi-app template; `sidecar` runs one sidecar the way daprd is run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from localdapr.errors import ComponentError
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="localdapr   | %(message)s",
+        stream=sys.stdout,
+    )
+
+
+def add_up_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--file", default="dapr.yaml", help="run template (default: dapr.yaml)")
+    parser.add_argument(
+        "--resources",
+        action="append",
+        type=Path,
+        help="components folder for every app (default: components/embedded beside the template when it "
+        "exists; components/ is the Redis profile)",
+    )
+    parser.add_argument("--replicas", action="append", default=[], metavar="APP=N", help="instances of an app")
+    parser.add_argument("--log-level", default="info")
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from localdapr.launcher import Launcher, run
+    from localdapr.runfile import load_run_template
+
+    _setup_logging(args.log_level)
+    try:
+        template = load_run_template(Path(args.file))
+    except ComponentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    resources = args.resources
+    if resources is None:
+        embedded = template.file.parent / "components" / "embedded"
+        resources = [embedded] if embedded.is_dir() else None
+    replicas: dict[str, int] = {}
+    for item in args.replicas:
+        name, _, count = item.partition("=")
+        if not count.isdigit() or int(count) < 1:
+            print(f"error: --replicas expects APP=N with N >= 1, got {item!r}", file=sys.stderr)
+            return 2
+        replicas[name] = int(count)
+    return asyncio.run(run(Launcher(template, resources, replicas=replicas)))
+
+
+async def _run_sidecar(args: argparse.Namespace) -> int:
+    from localdapr.sidecar import Sidecar, SidecarOptions
+
+    options = SidecarOptions(
+        app_id=args.app_id,
+        resources_paths=[Path(p) for p in args.resources_path],
+        app_port=args.app_port or None,
+        http_port=args.dapr_http_port,
+        grpc_port=args.dapr_grpc_port,
+        config_file=Path(args.config) if args.config else None,
+        registry_dir=Path(args.registry) if args.registry else None,
+        api_token=os.environ.get("DAPR_API_TOKEN") or None,
+        app_api_token=os.environ.get("APP_API_TOKEN") or None,
+    )
+    sidecar = Sidecar(options)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, sidecar.request_shutdown)
+    await sidecar.start()
+    print(f"localdapr sidecar {args.app_id} ready: HTTP {options.http_port} gRPC {options.grpc_port}", flush=True)
+    await sidecar.stopped.wait()
+    await sidecar.stop()
+    return 0
+
+
+def run_sidecar(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    try:
+        return asyncio.run(_run_sidecar(args))
+    except ComponentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="localdapr", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start every app of a run template with its sidecar")
+    add_up_arguments(up)
+    up.set_defaults(func=run_up)
+    sc = sub.add_parser("sidecar", help="run one sidecar, flags as daprd")
+    sc.add_argument("--app-id", required=True)
+    sc.add_argument("--app-port", type=int, default=0)
+    sc.add_argument("--dapr-http-port", type=int, default=3500)
+    sc.add_argument("--dapr-grpc-port", type=int, default=50001)
+    sc.add_argument("--resources-path", "--components-path", action="append", required=True)
+    sc.add_argument("--config")
+    sc.add_argument("--registry", help="name-resolution folder shared by sidecars that call each other")
+    sc.add_argument("--log-level", default="info")
+    sc.set_defaults(func=run_sidecar)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

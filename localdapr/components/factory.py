@@ -1,0 +1,80 @@
+"""Which class implements each component type, and building instances from specs.
+
+Instances are shared per process by component identity (name, type and resolved metadata), so
+sidecars hosted in one localdapr process see the same in-memory broker and stores. That is more
+permissive than daprd, where in-memory components live inside one sidecar (docs/localdapr.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from localdapr.components.spec import ComponentSpec
+from localdapr.errors import ComponentError
+
+# spec.type -> "module:Class"; each class has `from_spec(spec)` that validates its metadata.
+STATE_TYPES = {
+    "state.in-memory": "localdapr.state.memory:InMemoryStateStore",
+    "state.sqlite": "localdapr.state.sqlite:SQLiteStateStore",
+    "state.redis": "localdapr.state.redis:RedisStateStore",
+}
+PUBSUB_TYPES = {
+    "pubsub.in-memory": "localdapr.pubsub.memory:InMemoryBroker",
+    "pubsub.redis": "localdapr.pubsub.redis_streams:RedisStreamsBroker",
+}
+SECRET_TYPES = {
+    "secretstores.local.file": "localdapr.secrets.local:LocalFileSecretStore",
+    "secretstores.local.env": "localdapr.secrets.local:LocalEnvSecretStore",
+}
+ALL_TYPES = {**STATE_TYPES, **PUBSUB_TYPES, **SECRET_TYPES}
+
+
+def component_class(spec: ComponentSpec) -> type[Any]:
+    target = ALL_TYPES.get(spec.type)
+    if target is None:
+        supported = ", ".join(sorted(ALL_TYPES))
+        raise ComponentError(
+            f"{spec.file}: component {spec.name!r}: spec.type {spec.type!r} is not supported by localdapr "
+            f"(supported: {supported})"
+        )
+    if spec.version != "v1":
+        raise ComponentError(
+            f"{spec.file}: component {spec.name!r}: spec.version {spec.version!r} is not supported for "
+            f"{spec.type} (use v1)"
+        )
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+_shared: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[Any]] = {}  # identity -> [instance, refs]
+
+
+async def acquire(spec: ComponentSpec) -> Any:
+    """The (possibly shared) instance for spec, initialised on first use; pair with release()."""
+    identity = (spec.name, spec.type, tuple(sorted(spec.metadata.items())))
+    entry = _shared.get(identity)
+    if entry is None:
+        instance = component_class(spec).from_spec(spec)
+        try:
+            await instance.init()
+        except ComponentError:
+            raise
+        except Exception as exc:
+            raise ComponentError(
+                f"{spec.file}: component {spec.name!r} ({spec.type}) failed to initialise: {exc}"
+            ) from exc
+        entry = _shared.setdefault(identity, [instance, 0])
+    entry[1] += 1
+    return entry[0]
+
+
+async def release(instance: Any) -> None:
+    """Drop one reference; the last one closes the instance so a restart builds a fresh one."""
+    for identity, entry in list(_shared.items()):
+        if entry[0] is instance:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del _shared[identity]
+                await instance.close()
+            return

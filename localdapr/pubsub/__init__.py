@@ -1,0 +1,1 @@
+"""Pub/sub brokers (pubsub.in-memory, pubsub.redis) and delivery of CloudEvents to apps."""

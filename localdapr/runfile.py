@@ -1,0 +1,112 @@
+"""The multi-app run template `dapr run -f` reads (dapr.yaml), with the CLI's path rules (contract 6.3).
+
+localdapr extension: `replicas: N` on an app starts N instances (each with its own app port, given in
+APP_PORT; the command must read it) for actor placement across instances.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from localdapr.errors import ComponentError
+
+
+@dataclass(slots=True)
+class AppSpec:
+    app_id: str
+    app_dir: Path
+    command: list[str]
+    app_port: int | None
+    env: dict[str, str] = field(default_factory=dict)
+    resources_paths: list[Path] = field(default_factory=list)
+    config_file: Path | None = None
+    http_port: int = 0
+    grpc_port: int = 0
+    replicas: int = 1
+
+
+@dataclass(slots=True)
+class RunTemplate:
+    file: Path
+    name: str
+    apps: list[AppSpec]
+
+
+def _paths(section: dict[str, Any]) -> list[str]:
+    out = list(section.get("resourcesPaths") or [])
+    if section.get("resourcesPath"):
+        out.append(section["resourcesPath"])  # deprecated singular form, appended as the CLI does
+    return [str(p) for p in out]
+
+
+def load_run_template(file: Path) -> RunTemplate:
+    if not file.is_file():
+        raise ComponentError(f"{file}: run template not found")
+    try:
+        doc = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ComponentError(f"{file}: not valid YAML: {exc}") from exc
+    if doc.get("version") != 1:
+        raise ComponentError(f"{file}: field 'version' must be 1")
+    base = file.parent.resolve()
+    common = doc.get("common") or {}
+    common_env = {str(k): str(v) for k, v in (common.get("env") or {}).items()}
+    apps: list[AppSpec] = []
+    raw_apps = doc.get("apps")
+    if not isinstance(raw_apps, list) or not raw_apps:
+        raise ComponentError(f"{file}: field 'apps' must be a non-empty list")
+    for i, raw in enumerate(raw_apps):
+        where = f"{file}: apps[{i}]"
+        if not raw.get("appDirPath"):
+            raise ComponentError(f"{where}: field 'appDirPath' is required")
+        app_dir = (base / str(raw["appDirPath"])).resolve()
+        if not app_dir.is_dir():
+            raise ComponentError(f"{where}: appDirPath {app_dir} does not exist")
+        app_id = str(raw.get("appID") or app_dir.name)
+        command = raw.get("command") or []
+        if isinstance(command, str):
+            command = shlex.split(command)
+        if not command:
+            raise ComponentError(f"{where} ({app_id}): field 'command' is required")
+        # Resources: app resourcesPaths (relative to appDirPath) -> <appDir>/.dapr/resources -> common.
+        res = [(app_dir / p).resolve() for p in _paths(raw)]
+        if not res and (app_dir / ".dapr" / "resources").is_dir():
+            res = [app_dir / ".dapr" / "resources"]
+        if not res:
+            res = [(base / p).resolve() for p in _paths(common)]
+        config = raw.get("configFilePath")
+        config_path = (app_dir / config).resolve() if config else None
+        if config_path is None and (app_dir / ".dapr" / "config.yaml").is_file():
+            config_path = app_dir / ".dapr" / "config.yaml"
+        if config_path is None and common.get("configFilePath"):
+            config_path = (base / str(common["configFilePath"])).resolve()
+        for p in [*res, *([config_path] if config_path else [])]:
+            if not p.exists():
+                raise ComponentError(f"{where} ({app_id}): path {p} does not exist")
+        replicas = int(raw.get("replicas", 1))
+        if replicas < 1:
+            raise ComponentError(f"{where} ({app_id}): field 'replicas' must be >= 1")
+        apps.append(
+            AppSpec(
+                app_id=app_id,
+                app_dir=app_dir,
+                command=[str(c) for c in command],
+                app_port=int(raw["appPort"]) if raw.get("appPort") else None,
+                env={**common_env, **{str(k): str(v) for k, v in (raw.get("env") or {}).items()}},
+                resources_paths=res,
+                config_file=config_path,
+                http_port=int(raw.get("daprHTTPPort") or 0),
+                grpc_port=int(raw.get("daprGRPCPort") or 0),
+                replicas=replicas,
+            )
+        )
+    ids = [a.app_id for a in apps]
+    dupes = {x for x in ids if ids.count(x) > 1}
+    if dupes:
+        raise ComponentError(f"{file}: duplicate appID(s): {', '.join(sorted(dupes))}")
+    return RunTemplate(file=file, name=str(doc.get("name") or base.name), apps=apps)

@@ -1,0 +1,291 @@
+"""The building blocks of one sidecar, free of any transport: the HTTP and gRPC APIs both call these.
+
+Each method raises DaprError with daprd's code and statuses, so both adapters report errors alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from localdapr import errors
+from localdapr.components import factory
+from localdapr.components.spec import ComponentSpec, Configuration, Resources
+from localdapr.errors import ComponentError, DaprError
+from localdapr.pubsub.base import PubSubBroker
+from localdapr.pubsub.cloudevents import build_envelope, is_raw
+from localdapr.secrets.local import SecretNotFound, SecretStore
+from localdapr.state import base as state_base
+from localdapr.state.base import GetResult, StateItem, StateStore, TransactionOp
+from localdapr.state.keys import key_prefix, logical_key, physical_key
+
+log = logging.getLogger("localdapr")
+
+
+@dataclass(slots=True)
+class LoadedStore:
+    spec: ComponentSpec
+    store: StateStore
+    prefix: str
+
+    @property
+    def is_actor_store(self) -> bool:
+        return self.spec.get_bool("actorStateStore")
+
+
+@dataclass(slots=True)
+class LoadedPubSub:
+    spec: ComponentSpec
+    broker: PubSubBroker
+
+
+@dataclass
+class DaprRuntime:
+    app_id: str
+    resources: Resources
+    configuration: Configuration = field(default_factory=Configuration)
+    states: dict[str, LoadedStore] = field(default_factory=dict)
+    pubsubs: dict[str, LoadedPubSub] = field(default_factory=dict)
+    secrets: dict[str, tuple[ComponentSpec, SecretStore]] = field(default_factory=dict)
+    extended_metadata: dict[str, str] = field(default_factory=dict)
+
+    # ---------------------------------------------------------------- components
+    async def load_components(self) -> None:
+        """Build every component scoped to this app; secret stores first, for secretKeyRef."""
+        mine = [c for c in self.resources.components if c.applies_to(self.app_id)]
+        ordered = sorted(mine, key=lambda c: c.building_block != "secretstores")
+        try:
+            for spec in ordered:
+                self._resolve_metadata(spec)
+                instance = await factory.acquire(spec)
+                block = spec.building_block
+                if block == "state":
+                    prefix = key_prefix(spec.get("keyPrefix", "appid"), self.app_id, spec.name)
+                    self.states[spec.name] = LoadedStore(spec, instance, prefix)
+                elif block == "pubsub":
+                    self.pubsubs[spec.name] = LoadedPubSub(spec, instance)
+                elif block == "secretstores":
+                    self.secrets[spec.name] = (spec, instance)
+            actor_stores = [s for s in self.states.values() if s.is_actor_store]
+            if len(actor_stores) > 1:
+                files = ", ".join(str(s.spec.file) for s in actor_stores)
+                raise ComponentError(
+                    f"more than one state store has actorStateStore: \"true\" ({files}); exactly one may"
+                )
+        except BaseException:
+            await self.close()
+            raise
+
+    def _resolve_metadata(self, spec: ComponentSpec) -> None:
+        resolved: dict[str, str] = {}
+        for entry in spec.entries:
+            if entry.secret_ref is not None:
+                resolved[entry.name] = self._secret_ref(spec, entry.name, *entry.secret_ref)
+            elif entry.env_ref is not None:
+                resolved[entry.name] = os.environ.get(entry.env_ref, "")
+            else:
+                resolved[entry.name] = (entry.value or "").replace("{appID}", self.app_id)
+        spec.metadata = resolved
+
+    def _secret_ref(self, spec: ComponentSpec, field_name: str, name: str, key: str | None) -> str:
+        if not spec.secret_store:
+            raise ComponentError(
+                f"{spec.file}: component {spec.name!r}: metadata field {field_name!r} uses secretKeyRef but "
+                "the component has no auth.secretStore"
+            )
+        found = self.secrets.get(spec.secret_store)
+        if found is None:
+            raise ComponentError(
+                f"{spec.file}: component {spec.name!r}: auth.secretStore {spec.secret_store!r} is not a "
+                "loaded secret store"
+            )
+        try:
+            values = found[1].get(name)
+        except SecretNotFound as exc:
+            raise ComponentError(
+                f"{spec.file}: component {spec.name!r}: metadata field {field_name!r}: secret {name!r} not "
+                f"found in secret store {spec.secret_store!r}"
+            ) from exc
+        if key is None:
+            return next(iter(values.values()))
+        if key not in values:
+            raise ComponentError(
+                f"{spec.file}: component {spec.name!r}: metadata field {field_name!r}: secret {name!r} has "
+                f"no key {key!r}"
+            )
+        return values[key]
+
+    async def close(self) -> None:
+        instances: list[Any] = [s.store for s in self.states.values()]
+        instances += [p.broker for p in self.pubsubs.values()]
+        instances += [s for _, s in self.secrets.values()]
+        self.states.clear()
+        self.pubsubs.clear()
+        self.secrets.clear()
+        for instance in instances:
+            try:
+                await factory.release(instance)
+            except Exception:  # closing must not stop the other components from closing
+                log.exception("closing a component failed")
+
+    # ---------------------------------------------------------------- state
+    def store(self, name: str) -> LoadedStore:
+        if not self.states:
+            raise errors.state_store_not_configured()
+        found = self.states.get(name)
+        if found is None:
+            raise errors.state_store_not_found(name)
+        return found
+
+    @property
+    def actor_store(self) -> LoadedStore | None:
+        return next((s for s in self.states.values() if s.is_actor_store), None)
+
+    async def save_state(self, store_name: str, items: Sequence[StateItem]) -> None:
+        loaded = self.store(store_name)
+        for item in items:
+            item.key = physical_key(loaded.prefix, item.key)
+            await _state_call(loaded, "save", loaded.store.set(item))
+
+    async def get_state(self, store_name: str, key: str) -> GetResult | None:
+        loaded = self.store(store_name)
+        return await _state_call(loaded, "get", loaded.store.get(physical_key(loaded.prefix, key)))
+
+    async def get_bulk_state(self, store_name: str, keys: Sequence[str]) -> list[GetResult | None]:
+        loaded = self.store(store_name)
+        physical = [physical_key(loaded.prefix, k) for k in keys]
+        return await _state_call(loaded, "get", loaded.store.bulk_get(physical))
+
+    async def delete_state(
+        self, store_name: str, key: str, etag: str | None, concurrency: state_base.Concurrency | None
+    ) -> None:
+        loaded = self.store(store_name)
+        await _state_call(
+            loaded, "delete", loaded.store.delete(physical_key(loaded.prefix, key), etag, concurrency)
+        )
+
+    async def transact_state(self, store_name: str, ops: Sequence[TransactionOp]) -> None:
+        loaded = self.store(store_name)
+        for op in ops:
+            if op.operation not in ("upsert", "delete"):
+                raise errors.malformed(f"operation type {op.operation!r} not supported (upsert or delete)")
+            op.item.key = physical_key(loaded.prefix, op.item.key)
+        await _state_call(loaded, "transaction", loaded.store.transact(ops))
+
+    def logical_key(self, store_name: str, physical: str) -> str:
+        return logical_key(self.store(store_name).prefix, physical)
+
+    # ---------------------------------------------------------------- pub/sub
+    def pubsub(self, name: str) -> LoadedPubSub:
+        if not self.pubsubs:
+            raise errors.pubsub_not_configured()
+        found = self.pubsubs.get(name)
+        if found is None:
+            raise errors.pubsub_not_found(name)
+        return found
+
+    async def publish(
+        self, pubsub_name: str, topic: str, data: bytes, content_type: str, metadata: dict[str, str]
+    ) -> None:
+        loaded = self.pubsub(pubsub_name)
+        if not topic:
+            raise DaprError(
+                "ERR_TOPIC_NAME_EMPTY", f"topic is empty in pubsub {pubsub_name}", 404,
+                grpc.StatusCode.INVALID_ARGUMENT,
+            )
+        if is_raw(metadata):
+            payload = data
+        else:
+            try:
+                envelope = build_envelope(
+                    data=data, content_type=content_type, topic=topic, pubsub_name=pubsub_name,
+                    source_app_id=self.app_id, metadata=metadata,
+                )
+            except ValueError as exc:
+                raise DaprError(
+                    "ERR_PUBSUB_CLOUD_EVENTS_SER", f"error when marshalling cloud event envelope for topic "
+                    f"{topic} pubsub {pubsub_name}: {exc}", 500, grpc.StatusCode.INVALID_ARGUMENT,
+                ) from exc
+            payload = json.dumps(envelope).encode()
+        try:
+            await loaded.broker.publish(topic, payload, dict(metadata))
+        except Exception as exc:
+            raise DaprError(
+                "ERR_PUBSUB_PUBLISH_MESSAGE",
+                f"error when publish to topic {topic} in pubsub {pubsub_name}: {exc}",
+                500, grpc.StatusCode.INTERNAL,
+            ) from exc
+
+    # ---------------------------------------------------------------- secrets
+    def secret_store(self, name: str) -> SecretStore:
+        if not self.secrets:
+            raise DaprError(
+                "ERR_SECRET_STORES_NOT_CONFIGURED", "secret store is not configured", 500,
+                grpc.StatusCode.FAILED_PRECONDITION,
+            )
+        found = self.secrets.get(name)
+        if found is None:
+            raise errors.secret_store_not_found(name)
+        return found[1]
+
+    def get_secret(self, store_name: str, key: str) -> dict[str, str]:
+        store = self.secret_store(store_name)
+        try:
+            return store.get(key)
+        except SecretNotFound as exc:
+            raise DaprError(
+                "ERR_SECRET_GET",
+                f"failed getting secret with key {key} from secret store {store_name}: {exc}",
+                500, grpc.StatusCode.INTERNAL,
+            ) from exc
+
+    def get_bulk_secret(self, store_name: str) -> dict[str, dict[str, str]]:
+        return self.secret_store(store_name).bulk()
+
+    # ---------------------------------------------------------------- metadata
+    def components_metadata(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for s in self.states.values():
+            caps = list(s.store.capabilities) + ([state_base.CAP_ACTOR] if s.is_actor_store else [])
+            out.append({"name": s.spec.name, "type": s.spec.type, "version": s.spec.version, "capabilities": caps})
+        for p in self.pubsubs.values():
+            out.append({"name": p.spec.name, "type": p.spec.type, "version": p.spec.version,
+                        "capabilities": list(p.broker.capabilities)})
+        for spec, _ in self.secrets.values():
+            out.append({"name": spec.name, "type": spec.type, "version": spec.version, "capabilities": []})
+        return out
+
+
+async def _state_call(loaded: LoadedStore, verb: str, call: Any) -> Any:
+    name = loaded.spec.name
+    try:
+        return await call
+    except state_base.EtagMismatch as exc:
+        raise DaprError(
+            "ERR_STATE_SAVE" if verb != "delete" else "ERR_STATE_DELETE",
+            f"failed {_verbing(verb)} state in state store {name}: {exc}", 409, grpc.StatusCode.ABORTED,
+        ) from exc
+    except state_base.EtagInvalid as exc:
+        raise DaprError(
+            "ERR_STATE_SAVE" if verb != "delete" else "ERR_STATE_DELETE",
+            f"failed {_verbing(verb)} state in state store {name}: {exc}", 400,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ) from exc
+    except DaprError:
+        raise
+    except Exception as exc:
+        code = {"get": "ERR_STATE_GET", "delete": "ERR_STATE_DELETE", "transaction": "ERR_STATE_TRANSACTION"}
+        raise DaprError(
+            code.get(verb, "ERR_STATE_SAVE"), f"failed {_verbing(verb)} state in state store {name}: {exc}",
+            500, grpc.StatusCode.INTERNAL,
+        ) from exc
+
+
+def _verbing(verb: str) -> str:
+    return {"save": "saving", "get": "getting", "delete": "deleting", "transaction": "executing"}.get(verb, verb)

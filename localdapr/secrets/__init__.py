@@ -1,0 +1,1 @@
+"""Secret store components: secretstores.local.file and secretstores.local.env."""

@@ -1,0 +1,212 @@
+"""One Dapr sidecar: its components, its HTTP and gRPC APIs, its app channel and subscriptions.
+
+Several sidecars can live in one process (the launcher hosts one per app) or each in its own
+process (`python -m localdapr sidecar ...`, used by tests that stop and restart a sidecar).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from localdapr import __version__
+from localdapr.actors import ActorSubsystem
+from localdapr.api import grpc as grpc_api
+from localdapr.api import http as http_api
+from localdapr.appchannel import AppChannel
+from localdapr.components.spec import load_configuration, load_resources
+from localdapr.invoke import Invoker
+from localdapr.nameresolution import AppInstance, NameRegistry
+from localdapr.pubsub.delivery import Subscriber
+from localdapr.resiliency import Resiliency
+from localdapr.runtime import DaprRuntime
+
+log = logging.getLogger("localdapr")
+
+RUNTIME_VERSION = f"localdapr-{__version__}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(slots=True)
+class SidecarOptions:
+    app_id: str
+    resources_paths: list[Path]
+    app_port: int | None = None
+    http_port: int = 0  # 0 = pick a free port
+    grpc_port: int = 0
+    config_file: Path | None = None
+    registry_dir: Path | None = None
+    app_host: str = "127.0.0.1"
+    api_token: str | None = None  # DAPR_API_TOKEN: required from apps on every API call
+    app_api_token: str | None = None  # APP_API_TOKEN: sent to the app on every call
+    app_wait_timeout: float = 120.0
+    max_body_bytes: int = 4 * 1024 * 1024
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def app_env(self) -> dict[str, str]:
+        """The environment `dapr run` gives the app (contract 7.2)."""
+        env = {
+            "DAPR_HTTP_PORT": str(self.http_port),
+            "DAPR_GRPC_PORT": str(self.grpc_port),
+            "APP_ID": self.app_id,
+            "APP_PROTOCOL": "http",
+            "APP_CHANNEL_ADDRESS": self.app_host,
+        }
+        if self.app_port:
+            env["APP_PORT"] = str(self.app_port)
+        if self.api_token:
+            env["DAPR_API_TOKEN"] = self.api_token
+        return env
+
+
+class Sidecar:
+    def __init__(self, options: SidecarOptions) -> None:
+        if not options.http_port:
+            options.http_port = free_port()
+        if not options.grpc_port:
+            options.grpc_port = free_port()
+        self.options = options
+        self.resources = load_resources(options.resources_paths)
+        self.configuration = load_configuration(options.config_file)
+        self.resiliency = Resiliency.from_documents(self.resources.resiliency, options.app_id)
+        self.runtime = DaprRuntime(options.app_id, self.resources, self.configuration)
+        self.registry = NameRegistry(options.registry_dir)
+        self.invoker = Invoker(options.app_id, self.registry, self.resiliency)
+        self.channel = (
+            AppChannel(options.app_id, options.app_host, options.app_port, options.app_api_token)
+            if options.app_port
+            else None
+        )
+        self.subscriber = Subscriber(self.runtime, self.channel, self.resiliency) if self.channel else None
+        self.actors = ActorSubsystem(self)
+        self.actor_http_routes = self.actors.http_routes
+        self.components_ready = False
+        self.app_ready = False
+        self.stopped = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._init_task: asyncio.Task[None] | None = None
+        self.instance = AppInstance(
+            app_id=options.app_id, instance_id=options.instance_id, host="127.0.0.1",
+            app_port=options.app_port, http_port=options.http_port, grpc_port=options.grpc_port, pid=os.getpid(),
+        )
+
+    @property
+    def app_id(self) -> str:
+        return self.options.app_id
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Load components and open both API ports; the app is initialised in the background."""
+        await self.runtime.load_components()
+        try:
+            self._runner = web.AppRunner(http_api.build_app(self), access_log=None)
+            await self._runner.setup()
+            await web.TCPSite(self._runner, "127.0.0.1", self.options.http_port).start()
+            self._grpc = grpc.aio.server(
+                options=[("grpc.max_receive_message_length", self.options.max_body_bytes)]
+            )
+            grpc_api.register(self._grpc, self, self.actors.grpc_overrides())
+            self._grpc.add_insecure_port(f"127.0.0.1:{self.options.grpc_port}")
+            await self._grpc.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.components_ready = True
+        self.registry.announce(self.instance)
+        log.info(
+            "[%s] sidecar up: HTTP %d, gRPC %d, components: %s", self.app_id, self.options.http_port,
+            self.options.grpc_port, ", ".join(c["name"] for c in self.runtime.components_metadata()) or "none",
+        )
+        if self.channel is None:
+            self.app_ready = True
+        else:
+            self._init_task = asyncio.create_task(self._init_app())
+
+    async def _init_app(self) -> None:
+        assert self.channel is not None and self.subscriber is not None
+        if not await self.channel.wait_ready(self.options.app_wait_timeout, self.stopped):
+            if not self.stopped.is_set():
+                log.error("[%s] app did not open port %s in time", self.app_id, self.options.app_port)
+            return
+        try:
+            await self.actors.on_app_ready()
+            await self.subscriber.start(self.resources.subscriptions)
+        except Exception:
+            log.exception("[%s] initialising the app channel failed", self.app_id)
+            self.request_shutdown()
+            return
+        self.app_ready = True
+        self.registry.announce(self.instance)  # the actor types are known now
+        log.info("[%s] app channel ready on port %s", self.app_id, self.options.app_port)
+
+    async def wait_app_ready(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.app_ready and loop.time() < deadline and not self.stopped.is_set():
+            await asyncio.sleep(0.05)
+        return self.app_ready
+
+    def request_shutdown(self) -> None:
+        self.stopped.set()
+
+    async def stop(self) -> None:
+        self.stopped.set()
+        self.registry.withdraw(self.instance)
+        if self._init_task is not None:
+            self._init_task.cancel()
+            await asyncio.gather(self._init_task, return_exceptions=True)
+        if self.subscriber is not None:
+            await self.subscriber.stop()
+        await self.actors.stop()
+        if self._grpc is not None:
+            await self._grpc.stop(grace=0.5)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.runtime.close()
+        if self.channel is not None:
+            await self.channel.close()
+        await self.invoker.close()
+        self.components_ready = False
+        self.app_ready = False
+
+    # ------------------------------------------------------------------ metadata
+    def metadata_json(self) -> dict[str, Any]:
+        subs: list[dict[str, Any]] = []
+        if self.subscriber is not None:
+            for a in self.subscriber.active:
+                entry: dict[str, Any] = {"pubsubname": a.spec.pubsub_name, "topic": a.spec.topic,
+                                         "metadata": a.spec.metadata,
+                                         "rules": [{"match": r.match, "path": r.path} for r in a.spec.rules]}
+                if a.spec.dead_letter_topic:
+                    entry["deadLetterTopic"] = a.spec.dead_letter_topic
+                subs.append(entry)
+        extended = {"daprRuntimeVersion": RUNTIME_VERSION, **self.runtime.extended_metadata}
+        return {
+            "id": self.app_id,
+            "runtimeVersion": RUNTIME_VERSION,
+            "enabledFeatures": [k for k, v in self.configuration.features.items() if v],
+            "actors": [{"type": t, "count": n} for t, n in self.actors.active_counts().items()],
+            "components": self.runtime.components_metadata(),
+            "subscriptions": subs,
+            "httpEndpoints": [],
+            "extended": extended,
+            "appConnectionProperties": {
+                "port": self.options.app_port or 0, "protocol": "http",
+                "channelAddress": self.options.app_host,
+            },
+        }

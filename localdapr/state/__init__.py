@@ -1,0 +1,1 @@
+"""State store components (state.in-memory, state.sqlite, state.redis) behind one interface."""

@@ -1,0 +1,212 @@
+"""Helpers to run localdapr sidecars and apps from tests (in a thread, or as processes).
+
+Apps under test run as real processes (uvicorn) with the same environment `dapr run` gives them, so
+several apps with different DAPR_* ports can run in one test without sharing globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from localdapr.sidecar import Sidecar, SidecarOptions, free_port
+
+__all__ = ["AppProcess", "SidecarProcess", "SidecarThread", "free_port", "wait_until"]
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met after {timeout:.1f}s: {what or condition!r} (last value {last!r})")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class SidecarThread:
+    """A sidecar on its own event loop in a background thread (fast to start, same process)."""
+
+    def __init__(self, options: SidecarOptions) -> None:
+        self.options = options
+        self.sidecar: Sidecar | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name=f"sidecar-{options.app_id}")
+
+    @property
+    def http_port(self) -> int:
+        return self.options.http_port
+
+    @property
+    def grpc_port(self) -> int:
+        return self.options.grpc_port
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.options.grpc_port}"
+
+    def call(self, coro: Any, timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def start(self) -> SidecarThread:
+        self._thread.start()
+
+        async def _start() -> Sidecar:
+            sidecar = Sidecar(self.options)
+            await sidecar.start()
+            return sidecar
+
+        self.sidecar = self.call(_start())
+        return self
+
+    def wait_app_ready(self, timeout: float = 30.0) -> None:
+        assert self.sidecar is not None
+        if not self.call(self.sidecar.wait_app_ready(timeout), timeout + 5):
+            raise TimeoutError(f"app {self.options.app_id} not ready on port {self.options.app_port}")
+
+    def stop(self) -> None:
+        if self.sidecar is not None:
+            self.call(self.sidecar.stop())
+            self.sidecar = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def __enter__(self) -> SidecarThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Process:
+    def __init__(self, cmd: list[str], env: dict[str, str], cwd: Path | None, name: str) -> None:
+        self.cmd = cmd
+        self.env = env
+        self.cwd = cwd
+        self.name = name
+        self.log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.cmd, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class AppProcess(_Process):
+    """An ASGI app run with uvicorn as its own process, with the sidecar's DAPR_* environment."""
+
+    def __init__(
+        self, target: str, port: int, sidecar_env: dict[str, str], extra_env: dict[str, str] | None = None,
+        cwd: Path | None = None, name: str = "app",
+    ) -> None:
+        env = {**os.environ, **sidecar_env, **(extra_env or {})}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(cwd or Path.cwd()), env.get("PYTHONPATH", "")]))
+        cmd = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning"]
+        super().__init__(cmd, env, cwd, name)
+        self.port = port
+
+    def start(self, timeout: float = 30.0) -> AppProcess:
+        self._spawn()
+        assert self.proc is not None
+        wait_until(
+            lambda: port_open(self.port) or self.proc.poll() is not None,  # type: ignore[union-attr]
+            timeout, what=f"{self.name} listening on {self.port}",
+        )
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+        return self
+
+
+class SidecarProcess(_Process):
+    """`python -m localdapr sidecar ...` as its own process: can be killed and restarted mid-test."""
+
+    def __init__(
+        self, app_id: str, resources: list[Path], app_port: int | None = None, registry: Path | None = None,
+        http_port: int | None = None, grpc_port: int | None = None, config: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.app_id = app_id
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.app_port = app_port
+        cmd = [sys.executable, "-m", "localdapr", "sidecar", "--app-id", app_id,
+               "--dapr-http-port", str(self.http_port), "--dapr-grpc-port", str(self.grpc_port)]
+        for r in resources:
+            cmd += ["--resources-path", str(r)]
+        if app_port:
+            cmd += ["--app-port", str(app_port)]
+        if registry:
+            cmd += ["--registry", str(registry)]
+        if config:
+            cmd += ["--config", str(config)]
+        super().__init__(cmd, {**os.environ, **(env or {})}, None, f"sidecar-{app_id}")
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def app_env(self) -> dict[str, str]:
+        env = {"DAPR_HTTP_PORT": str(self.http_port), "DAPR_GRPC_PORT": str(self.grpc_port), "APP_ID": self.app_id}
+        if self.app_port:
+            env["APP_PORT"] = str(self.app_port)
+        return env
+
+    def healthy(self, path: str = "/v1.0/healthz/outbound") -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.http_port}{path}", timeout=1).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    def start(self, timeout: float = 30.0, wait_app: bool = False) -> SidecarProcess:
+        self._spawn()
+        assert self.proc is not None
+        path = "/v1.0/healthz" if wait_app else "/v1.0/healthz/outbound"
+        wait_until(
+            lambda: self.healthy(path) or self.proc.poll() is not None,  # type: ignore[union-attr]
+            timeout, what=f"sidecar {self.app_id} healthy",
+        )
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"sidecar {self.app_id} exited with {self.proc.returncode}:\n{self.log()}")
+        return self
