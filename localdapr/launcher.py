@@ -67,6 +67,13 @@ class Launcher:
         self.exit_reason = ""
         self._pumps: list[asyncio.Task[None]] = []
 
+    def _resources(self, spec: AppSpec) -> list[Path]:
+        """`--resources` replaces the components folder (the first resources path) and keeps the rest,
+        so the Resiliency files in dapr-config/ still apply under either profile."""
+        if not self.resources_override:
+            return spec.resources_paths
+        return [*self.resources_override, *spec.resources_paths[1:]]
+
     def _print(self, app: RunningApp, line: str) -> None:
         label = f"{app.name:<12}"
         if self.color:
@@ -92,7 +99,7 @@ class Launcher:
                 app_port = spec.app_port if replica == 0 and spec.app_port else (free_port() if spec.app_port else None)
                 options = SidecarOptions(
                     app_id=spec.app_id,
-                    resources_paths=self.resources_override or spec.resources_paths,
+                    resources_paths=self._resources(spec),
                     app_port=app_port,
                     http_port=spec.http_port if replica == 0 else 0,
                     grpc_port=spec.grpc_port if replica == 0 else 0,

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table (medians and ratios), none is a test."""

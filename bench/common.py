@@ -1,0 +1,71 @@
+"""Shared benchmark helpers: timing loops, percentiles and the printed table."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+
+@dataclass
+class Result:
+    name: str
+    backend: str
+    ops: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def ops_per_second(self) -> float:
+        return self.ops / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        data = sorted(self.latencies)
+        if not data:
+            return float("nan")
+        return data[min(len(data) - 1, int(q * len(data)))] * 1000
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies) * 1000 if self.latencies else float("nan")
+
+
+def measure(name: str, backend: str, op: Callable[[int], None], n: int, concurrency: int = 1,
+            warmup: int = 50) -> Result:
+    """Run op(i) n times over `concurrency` threads; per-call latency and overall throughput."""
+    for i in range(warmup):
+        op(-1 - i)
+    latencies: list[float] = []
+
+    def one(i: int) -> None:
+        t0 = time.perf_counter()
+        op(i)
+        latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    if concurrency == 1:
+        for i in range(n):
+            one(i)
+    else:
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(one, range(n)))
+    return Result(name, backend, n, time.perf_counter() - start, latencies)
+
+
+def table(rows: list[Result], baselines: dict[str, str] | None = None) -> str:
+    """Markdown table; `baselines` maps a row name to the name of its direct equivalent (for ratios)."""
+    by_key = {(r.name, r.backend): r for r in rows}
+    lines = ["| operation | backend | ops/s | p50 ms | p99 ms | p50 vs direct |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = ""
+        base_name = (baselines or {}).get(r.name)
+        if base_name:
+            base = by_key.get((base_name, r.backend)) or next((x for x in rows if x.name == base_name), None)
+            if base is not None and base.p50 > 0:
+                ratio = f"{r.p50 / base.p50:.1f}x"
+        lines.append(f"| {r.name} | {r.backend} | {r.ops_per_second:,.0f} | {r.p50:.2f} | {r.pct(0.99):.2f} | "
+                     f"{ratio} |")
+    return "\n".join(lines)
