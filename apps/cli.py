@@ -1,7 +1,7 @@
 """`vigil`: one command for everything an operator or developer runs.
 
-  vigil up [-f dapr.yaml] [--resources DIR]   start every app with a localdapr sidecar
-  vigil demo                                  the platform demo (for now: the sample app pair)
+vigil up [-f dapr.yaml] [--resources DIR]   start every app with a localdapr sidecar
+vigil demo                                  the platform demo (for now: the sample app pair)
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vigil", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="vigil", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start every app of a run template with its localdapr sidecar")
     localdapr_cli.add_up_arguments(up)

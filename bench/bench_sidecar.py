@@ -34,18 +34,25 @@ def redis_up() -> bool:
 
 
 def component(name: str, ctype: str, metadata: dict[str, str]) -> str:
-    entries = "".join(f"    - name: {k}\n      value: \"{v}\"\n" for k, v in metadata.items()) or "    []\n"
-    return (f"apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n"
-            f"  type: {ctype}\n  version: v1\n  metadata:\n{entries}")
+    entries = "".join(f'    - name: {k}\n      value: "{v}"\n' for k, v in metadata.items()) or "    []\n"
+    return (
+        f"apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n"
+        f"  type: {ctype}\n  version: v1\n  metadata:\n{entries}"
+    )
 
 
 def resources(folder: Path, backend: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    state = {"in-memory": ("state.in-memory", {}),
-             "sqlite": ("state.sqlite", {"connectionString": str(folder / "bench.db")}),
-             "redis": ("state.redis", {"redisHost": "127.0.0.1:6379"})}[backend]
-    broker = ("pubsub.redis", {"redisHost": "127.0.0.1:6379", "processingTimeout": "10s"}) \
-        if backend == "redis" else ("pubsub.in-memory", {})
+    state = {
+        "in-memory": ("state.in-memory", {}),
+        "sqlite": ("state.sqlite", {"connectionString": str(folder / "bench.db")}),
+        "redis": ("state.redis", {"redisHost": "127.0.0.1:6379"}),
+    }[backend]
+    broker = (
+        ("pubsub.redis", {"redisHost": "127.0.0.1:6379", "processingTimeout": "10s"})
+        if backend == "redis"
+        else ("pubsub.in-memory", {})
+    )
     (folder / "state.yaml").write_text(component("statestore", *state))
     (folder / "pubsub.yaml").write_text(component("pubsub", *broker))
     return folder
@@ -57,10 +64,12 @@ def run_backend(backend: str, ops: int, concurrency: int, tmp: Path) -> list[Res
     res = resources(tmp / backend, backend)
     app_port = free_port()
     app_id = f"bench-{backend}-{os.getpid()}"
-    sidecar = SidecarThread(SidecarOptions(app_id=app_id, resources_paths=[res], app_port=app_port,
-                                           registry_dir=tmp / "reg")).start()
-    app = AppProcess("bench.apps.bench_app:app", app_port, sidecar.options.app_env(), cwd=REPO,
-                     name=app_id).start()
+    sidecar = SidecarThread(
+        SidecarOptions(app_id=app_id, resources_paths=[res], app_port=app_port, registry_dir=tmp / "reg")
+    ).start()
+    app = AppProcess(
+        "bench.apps.bench_app:app", app_port, sidecar.options.app_env(), cwd=REPO, name=app_id
+    ).start()
     sidecar.wait_app_ready()
     os.environ["DAPR_HTTP_PORT"] = str(sidecar.http_port)
     os.environ["DAPR_GRPC_PORT"] = str(sidecar.grpc_port)
@@ -68,22 +77,50 @@ def run_backend(backend: str, ops: int, concurrency: int, tmp: Path) -> list[Res
     payload = json.dumps({"machine": "unit-1", "rul": 87.5, "sensors": list(range(20))})
     try:
         with DaprClient() as client:
-            rows.append(measure("state save", backend,
-                                lambda i: client.save_state("statestore", f"k{i % 500}", payload), ops, concurrency))
-            rows.append(measure("state get", backend,
-                                lambda i: client.get_state("statestore", f"k{i % 500}"), ops, concurrency))
-            rows.append(measure("invoke round trip", backend,
-                                lambda i: client.invoke_method(app_id, "echo", data=payload, http_verb="POST"),
-                                ops, concurrency))
+            rows.append(
+                measure(
+                    "state save",
+                    backend,
+                    lambda i: client.save_state("statestore", f"k{i % 500}", payload),
+                    ops,
+                    concurrency,
+                )
+            )
+            rows.append(
+                measure(
+                    "state get",
+                    backend,
+                    lambda i: client.get_state("statestore", f"k{i % 500}"),
+                    ops,
+                    concurrency,
+                )
+            )
+            rows.append(
+                measure(
+                    "invoke round trip",
+                    backend,
+                    lambda i: client.invoke_method(app_id, "echo", data=payload, http_verb="POST"),
+                    ops,
+                    concurrency,
+                )
+            )
             base = f"http://127.0.0.1:{app_port}"
             with httpx.Client() as http:
                 http.delete(f"{base}/latencies")
                 start = time.perf_counter()
                 for i in range(ops):
-                    client.publish_event("pubsub", "bench", json.dumps({"sent": time.time(), "i": i}),
-                                         data_content_type="application/json")
-                lat = wait_until(lambda: (v := http.get(f"{base}/latencies").json()) and len(v) >= ops and v,
-                                 timeout=120, interval=0.2, what="all bench events delivered")
+                    client.publish_event(
+                        "pubsub",
+                        "bench",
+                        json.dumps({"sent": time.time(), "i": i}),
+                        data_content_type="application/json",
+                    )
+                lat = wait_until(
+                    lambda: (v := http.get(f"{base}/latencies").json()) and len(v) >= ops and v,
+                    timeout=120,
+                    interval=0.2,
+                    what="all bench events delivered",
+                )
                 rows.append(Result("publish to delivery", backend, ops, time.perf_counter() - start, lat))
     finally:
         app.stop()
@@ -99,8 +136,15 @@ def direct_rows(ops: int, concurrency: int, tmp: Path) -> list[Result]:
     try:
         with httpx.Client() as http:
             url = f"http://127.0.0.1:{app_port}"
-            rows.append(measure("raw HTTP to app", "direct", lambda i: http.post(f"{url}/echo", content=payload),
-                                ops, concurrency))
+            rows.append(
+                measure(
+                    "raw HTTP to app",
+                    "direct",
+                    lambda i: http.post(f"{url}/echo", content=payload),
+                    ops,
+                    concurrency,
+                )
+            )
             http.delete(f"{url}/latencies")
             start = time.perf_counter()
             for _ in range(ops):
@@ -122,8 +166,9 @@ def direct_rows(ops: int, concurrency: int, tmp: Path) -> list[Result]:
         import redis
 
         r = redis.Redis(*REDIS)
-        rows.append(measure("raw redis SET", "redis", lambda i: r.set(f"bench:k{i % 500}", payload), ops,
-                            concurrency))
+        rows.append(
+            measure("raw redis SET", "redis", lambda i: r.set(f"bench:k{i % 500}", payload), ops, concurrency)
+        )
         rows.append(measure("raw redis GET", "redis", lambda i: r.get(f"bench:k{i % 500}"), ops, concurrency))
     return rows
 
@@ -140,10 +185,21 @@ def main() -> None:
             print(f"... {backend}", flush=True)
             rows += run_backend(backend, args.ops, args.concurrency, Path(tmp))
         rows += direct_rows(args.ops, args.concurrency, Path(tmp))
-    print(f"\nlocaldapr sidecar benchmark: {args.ops} ops per row, {args.concurrency} client threads "
-          f"(publish: sequential publishes, latency = publish to app handler)\n")
-    print(table(rows, {"state save": "raw redis SET", "state get": "raw redis GET",
-                       "invoke round trip": "raw HTTP to app", "publish to delivery": "raw HTTP POST event"}))
+    print(
+        f"\nlocaldapr sidecar benchmark: {args.ops} ops per row, {args.concurrency} client threads "
+        f"(publish: sequential publishes, latency = publish to app handler)\n"
+    )
+    print(
+        table(
+            rows,
+            {
+                "state save": "raw redis SET",
+                "state get": "raw redis GET",
+                "invoke round trip": "raw HTTP to app",
+                "publish to delivery": "raw HTTP POST event",
+            },
+        )
+    )
     if "redis" not in backends:
         print("\n(Redis unreachable at 127.0.0.1:6379: Redis rows skipped)")
 

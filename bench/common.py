@@ -32,8 +32,9 @@ class Result:
         return statistics.median(self.latencies) * 1000 if self.latencies else float("nan")
 
 
-def measure(name: str, backend: str, op: Callable[[int], None], n: int, concurrency: int = 1,
-            warmup: int = 50) -> Result:
+def measure(
+    name: str, backend: str, op: Callable[[int], None], n: int, concurrency: int = 1, warmup: int = 50
+) -> Result:
     """Run op(i) n times over `concurrency` threads; per-call latency and overall throughput."""
     for i in range(warmup):
         op(-1 - i)
@@ -57,8 +58,10 @@ def measure(name: str, backend: str, op: Callable[[int], None], n: int, concurre
 def table(rows: list[Result], baselines: dict[str, str] | None = None) -> str:
     """Markdown table; `baselines` maps a row name to the name of its direct equivalent (for ratios)."""
     by_key = {(r.name, r.backend): r for r in rows}
-    lines = ["| operation | backend | ops/s | p50 ms | p99 ms | p50 vs direct |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| operation | backend | ops/s | p50 ms | p99 ms | p50 vs direct |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
         ratio = ""
         base_name = (baselines or {}).get(r.name)
@@ -66,6 +69,8 @@ def table(rows: list[Result], baselines: dict[str, str] | None = None) -> str:
             base = by_key.get((base_name, r.backend)) or next((x for x in rows if x.name == base_name), None)
             if base is not None and base.p50 > 0:
                 ratio = f"{r.p50 / base.p50:.1f}x"
-        lines.append(f"| {r.name} | {r.backend} | {r.ops_per_second:,.0f} | {r.p50:.2f} | {r.pct(0.99):.2f} | "
-                     f"{ratio} |")
+        lines.append(
+            f"| {r.name} | {r.backend} | {r.ops_per_second:,.0f} | {r.p50:.2f} | {r.pct(0.99):.2f} | "
+            f"{ratio} |"
+        )
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""`python -m localdapr up ...` (the launcher) and `python -m localdapr sidecar ...` (one daprd-like sidecar)."""
+"""`python -m localdapr up ...` (the launcher) and `python -m localdapr sidecar ...` (one sidecar)."""
 
 from localdapr.cli import main
 

@@ -84,7 +84,10 @@ class AppChannel:
         if self.api_token:
             out_headers["dapr-api-token"] = self.api_token
         async with self.session().request(
-            method, url, data=body, headers=out_headers,
+            method,
+            url,
+            data=body,
+            headers=out_headers,
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
         ) as resp:

@@ -30,7 +30,9 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
         help="components folder for every app (default: components/embedded beside the template when it "
         "exists; components/ is the Redis profile)",
     )
-    parser.add_argument("--replicas", action="append", default=[], metavar="APP=N", help="instances of an app")
+    parser.add_argument(
+        "--replicas", action="append", default=[], metavar="APP=N", help="instances of an app"
+    )
     parser.add_argument("--log-level", default="info")
 
 
@@ -77,7 +79,10 @@ async def _run_sidecar(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, sidecar.request_shutdown)
     await sidecar.start()
-    print(f"localdapr sidecar {args.app_id} ready: HTTP {options.http_port} gRPC {options.grpc_port}", flush=True)
+    print(
+        f"localdapr sidecar {args.app_id} ready: HTTP {options.http_port} gRPC {options.grpc_port}",
+        flush=True,
+    )
     await sidecar.stopped.wait()
     await sidecar.stop()
     return 0

@@ -22,8 +22,17 @@ from localdapr.resiliency import Resiliency
 
 # Headers that describe one hop and must not be forwarded.
 HOP_HEADERS = {
-    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "dapr-api-token",
-    "upgrade", "te", "trailer", "proxy-authorization", "proxy-authenticate",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "dapr-api-token",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-authenticate",
 }
 
 
@@ -86,7 +95,11 @@ class Invoker:
             error: str | None = None
             try:
                 async with self.session().request(
-                    verb, url, data=body, headers=out, allow_redirects=False,
+                    verb,
+                    url,
+                    data=body,
+                    headers=out,
+                    allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=policy.timeout or 60),
                 ) as resp:
                     result = AppResponse(resp.status, CIMultiDict(resp.headers), await resp.read())

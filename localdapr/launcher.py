@@ -96,7 +96,11 @@ class Launcher:
             count = self.replicas.get(spec.app_id, spec.replicas)
             for replica in range(count):
                 name = spec.app_id if count == 1 else f"{spec.app_id}#{replica + 1}"
-                app_port = spec.app_port if replica == 0 and spec.app_port else (free_port() if spec.app_port else None)
+                app_port = (
+                    spec.app_port
+                    if replica == 0 and spec.app_port
+                    else (free_port() if spec.app_port else None)
+                )
                 options = SidecarOptions(
                     app_id=spec.app_id,
                     resources_paths=self._resources(spec),
@@ -114,16 +118,23 @@ class Launcher:
                 await sidecar.start()
                 env = {**os.environ, **spec.env, **options.app_env()}
                 app.process = await asyncio.create_subprocess_exec(
-                    *_resolve_command(spec.command), cwd=spec.app_dir, env=env,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                    *_resolve_command(spec.command),
+                    cwd=spec.app_dir,
+                    env=env,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
                     start_new_session=True,
                 )
                 assert app.process.stdout is not None and app.process.stderr is not None
                 self._pumps.append(asyncio.create_task(self._pump(app, app.process.stdout)))
                 self._pumps.append(asyncio.create_task(self._pump(app, app.process.stderr)))
                 log.info(
-                    "[%s] started (pid %s, app port %s, Dapr HTTP %s, gRPC %s)", name, app.process.pid,
-                    app_port, options.http_port, options.grpc_port,
+                    "[%s] started (pid %s, app port %s, Dapr HTTP %s, gRPC %s)",
+                    name,
+                    app.process.pid,
+                    app_port,
+                    options.http_port,
+                    options.grpc_port,
                 )
 
     async def wait_ready(self) -> bool:
@@ -135,7 +146,9 @@ class Launcher:
                 if app.sidecar.app_ready:
                     pending.remove(app)
                 elif app.process is not None and app.process.returncode is not None:
-                    self.exit_reason = f"app {app.name} exited with code {app.process.returncode} before it was ready"
+                    self.exit_reason = (
+                        f"app {app.name} exited with code {app.process.returncode} before it was ready"
+                    )
                     return False
             if loop.time() > deadline:
                 names = ", ".join(a.name for a in pending)

@@ -76,7 +76,7 @@ class DaprRuntime:
             if len(actor_stores) > 1:
                 files = ", ".join(str(s.spec.file) for s in actor_stores)
                 raise ComponentError(
-                    f"more than one state store has actorStateStore: \"true\" ({files}); exactly one may"
+                    f'more than one state store has actorStateStore: "true" ({files}); exactly one may'
                 )
         except BaseException:
             await self.close()
@@ -196,7 +196,9 @@ class DaprRuntime:
         loaded = self.pubsub(pubsub_name)
         if not topic:
             raise DaprError(
-                "ERR_TOPIC_NAME_EMPTY", f"topic is empty in pubsub {pubsub_name}", 404,
+                "ERR_TOPIC_NAME_EMPTY",
+                f"topic is empty in pubsub {pubsub_name}",
+                404,
                 grpc.StatusCode.INVALID_ARGUMENT,
             )
         if is_raw(metadata):
@@ -204,13 +206,20 @@ class DaprRuntime:
         else:
             try:
                 envelope = build_envelope(
-                    data=data, content_type=content_type, topic=topic, pubsub_name=pubsub_name,
-                    source_app_id=self.app_id, metadata=metadata,
+                    data=data,
+                    content_type=content_type,
+                    topic=topic,
+                    pubsub_name=pubsub_name,
+                    source_app_id=self.app_id,
+                    metadata=metadata,
                 )
             except ValueError as exc:
                 raise DaprError(
-                    "ERR_PUBSUB_CLOUD_EVENTS_SER", f"error when marshalling cloud event envelope for topic "
-                    f"{topic} pubsub {pubsub_name}: {exc}", 500, grpc.StatusCode.INVALID_ARGUMENT,
+                    "ERR_PUBSUB_CLOUD_EVENTS_SER",
+                    f"error when marshalling cloud event envelope for topic "
+                    f"{topic} pubsub {pubsub_name}: {exc}",
+                    500,
+                    grpc.StatusCode.INVALID_ARGUMENT,
                 ) from exc
             payload = json.dumps(envelope).encode()
         try:
@@ -219,14 +228,17 @@ class DaprRuntime:
             raise DaprError(
                 "ERR_PUBSUB_PUBLISH_MESSAGE",
                 f"error when publish to topic {topic} in pubsub {pubsub_name}: {exc}",
-                500, grpc.StatusCode.INTERNAL,
+                500,
+                grpc.StatusCode.INTERNAL,
             ) from exc
 
     # ---------------------------------------------------------------- secrets
     def secret_store(self, name: str) -> SecretStore:
         if not self.secrets:
             raise DaprError(
-                "ERR_SECRET_STORES_NOT_CONFIGURED", "secret store is not configured", 500,
+                "ERR_SECRET_STORES_NOT_CONFIGURED",
+                "secret store is not configured",
+                500,
                 grpc.StatusCode.FAILED_PRECONDITION,
             )
         found = self.secrets.get(name)
@@ -242,7 +254,8 @@ class DaprRuntime:
             raise DaprError(
                 "ERR_SECRET_GET",
                 f"failed getting secret with key {key} from secret store {store_name}: {exc}",
-                500, grpc.StatusCode.INTERNAL,
+                500,
+                grpc.StatusCode.INTERNAL,
             ) from exc
 
     def get_bulk_secret(self, store_name: str) -> dict[str, dict[str, str]]:
@@ -253,10 +266,18 @@ class DaprRuntime:
         out: list[dict[str, Any]] = []
         for s in self.states.values():
             caps = list(s.store.capabilities) + ([state_base.CAP_ACTOR] if s.is_actor_store else [])
-            out.append({"name": s.spec.name, "type": s.spec.type, "version": s.spec.version, "capabilities": caps})
+            out.append(
+                {"name": s.spec.name, "type": s.spec.type, "version": s.spec.version, "capabilities": caps}
+            )
         for p in self.pubsubs.values():
-            out.append({"name": p.spec.name, "type": p.spec.type, "version": p.spec.version,
-                        "capabilities": list(p.broker.capabilities)})
+            out.append(
+                {
+                    "name": p.spec.name,
+                    "type": p.spec.type,
+                    "version": p.spec.version,
+                    "capabilities": list(p.broker.capabilities),
+                }
+            )
         for spec, _ in self.secrets.values():
             out.append({"name": spec.name, "type": spec.type, "version": spec.version, "capabilities": []})
         return out
@@ -269,12 +290,15 @@ async def _state_call(loaded: LoadedStore, verb: str, call: Any) -> Any:
     except state_base.EtagMismatch as exc:
         raise DaprError(
             "ERR_STATE_SAVE" if verb != "delete" else "ERR_STATE_DELETE",
-            f"failed {_verbing(verb)} state in state store {name}: {exc}", 409, grpc.StatusCode.ABORTED,
+            f"failed {_verbing(verb)} state in state store {name}: {exc}",
+            409,
+            grpc.StatusCode.ABORTED,
         ) from exc
     except state_base.EtagInvalid as exc:
         raise DaprError(
             "ERR_STATE_SAVE" if verb != "delete" else "ERR_STATE_DELETE",
-            f"failed {_verbing(verb)} state in state store {name}: {exc}", 400,
+            f"failed {_verbing(verb)} state in state store {name}: {exc}",
+            400,
             grpc.StatusCode.INVALID_ARGUMENT,
         ) from exc
     except DaprError:
@@ -282,10 +306,14 @@ async def _state_call(loaded: LoadedStore, verb: str, call: Any) -> Any:
     except Exception as exc:
         code = {"get": "ERR_STATE_GET", "delete": "ERR_STATE_DELETE", "transaction": "ERR_STATE_TRANSACTION"}
         raise DaprError(
-            code.get(verb, "ERR_STATE_SAVE"), f"failed {_verbing(verb)} state in state store {name}: {exc}",
-            500, grpc.StatusCode.INTERNAL,
+            code.get(verb, "ERR_STATE_SAVE"),
+            f"failed {_verbing(verb)} state in state store {name}: {exc}",
+            500,
+            grpc.StatusCode.INTERNAL,
         ) from exc
 
 
 def _verbing(verb: str) -> str:
-    return {"save": "saving", "get": "getting", "delete": "deleting", "transaction": "executing"}.get(verb, verb)
+    return {"save": "saving", "get": "getting", "delete": "deleting", "transaction": "executing"}.get(
+        verb, verb
+    )

@@ -101,8 +101,13 @@ class Sidecar:
         self._grpc: grpc.aio.Server | None = None
         self._init_task: asyncio.Task[None] | None = None
         self.instance = AppInstance(
-            app_id=options.app_id, instance_id=options.instance_id, host="127.0.0.1",
-            app_port=options.app_port, http_port=options.http_port, grpc_port=options.grpc_port, pid=os.getpid(),
+            app_id=options.app_id,
+            instance_id=options.instance_id,
+            host="127.0.0.1",
+            app_port=options.app_port,
+            http_port=options.http_port,
+            grpc_port=options.grpc_port,
+            pid=os.getpid(),
         )
 
     @property
@@ -129,8 +134,11 @@ class Sidecar:
         self.components_ready = True
         self.registry.announce(self.instance)
         log.info(
-            "[%s] sidecar up: HTTP %d, gRPC %d, components: %s", self.app_id, self.options.http_port,
-            self.options.grpc_port, ", ".join(c["name"] for c in self.runtime.components_metadata()) or "none",
+            "[%s] sidecar up: HTTP %d, gRPC %d, components: %s",
+            self.app_id,
+            self.options.http_port,
+            self.options.grpc_port,
+            ", ".join(c["name"] for c in self.runtime.components_metadata()) or "none",
         )
         if self.channel is None:
             self.app_ready = True
@@ -189,9 +197,12 @@ class Sidecar:
         subs: list[dict[str, Any]] = []
         if self.subscriber is not None:
             for a in self.subscriber.active:
-                entry: dict[str, Any] = {"pubsubname": a.spec.pubsub_name, "topic": a.spec.topic,
-                                         "metadata": a.spec.metadata,
-                                         "rules": [{"match": r.match, "path": r.path} for r in a.spec.rules]}
+                entry: dict[str, Any] = {
+                    "pubsubname": a.spec.pubsub_name,
+                    "topic": a.spec.topic,
+                    "metadata": a.spec.metadata,
+                    "rules": [{"match": r.match, "path": r.path} for r in a.spec.rules],
+                }
                 if a.spec.dead_letter_topic:
                     entry["deadLetterTopic"] = a.spec.dead_letter_topic
                 subs.append(entry)
@@ -206,7 +217,8 @@ class Sidecar:
             "httpEndpoints": [],
             "extended": extended,
             "appConnectionProperties": {
-                "port": self.options.app_port or 0, "protocol": "http",
+                "port": self.options.app_port or 0,
+                "protocol": "http",
                 "channelAddress": self.options.app_host,
             },
         }

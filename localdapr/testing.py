@@ -25,7 +25,9 @@ from localdapr.sidecar import Sidecar, SidecarOptions, free_port
 __all__ = ["AppProcess", "SidecarProcess", "SidecarThread", "free_port", "wait_until"]
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> Any:
+def wait_until(
+    condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> Any:
     """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -52,7 +54,9 @@ class SidecarThread:
         self.options = options
         self.sidecar: Sidecar | None = None
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name=f"sidecar-{options.app_id}")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name=f"sidecar-{options.app_id}"
+        )
 
     @property
     def http_port(self) -> int:
@@ -137,13 +141,28 @@ class AppProcess(_Process):
     """An ASGI app run with uvicorn as its own process, with the sidecar's DAPR_* environment."""
 
     def __init__(
-        self, target: str, port: int, sidecar_env: dict[str, str], extra_env: dict[str, str] | None = None,
-        cwd: Path | None = None, name: str = "app",
+        self,
+        target: str,
+        port: int,
+        sidecar_env: dict[str, str],
+        extra_env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        name: str = "app",
     ) -> None:
         env = {**os.environ, **sidecar_env, **(extra_env or {})}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(cwd or Path.cwd()), env.get("PYTHONPATH", "")]))
-        cmd = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
         super().__init__(cmd, env, cwd, name)
         self.port = port
 
@@ -152,7 +171,8 @@ class AppProcess(_Process):
         assert self.proc is not None
         wait_until(
             lambda: port_open(self.port) or self.proc.poll() is not None,  # type: ignore[union-attr]
-            timeout, what=f"{self.name} listening on {self.port}",
+            timeout,
+            what=f"{self.name} listening on {self.port}",
         )
         if self.proc.poll() is not None:
             raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
@@ -163,16 +183,32 @@ class SidecarProcess(_Process):
     """`python -m localdapr sidecar ...` as its own process: can be killed and restarted mid-test."""
 
     def __init__(
-        self, app_id: str, resources: list[Path], app_port: int | None = None, registry: Path | None = None,
-        http_port: int | None = None, grpc_port: int | None = None, config: Path | None = None,
+        self,
+        app_id: str,
+        resources: list[Path],
+        app_port: int | None = None,
+        registry: Path | None = None,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        config: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
         self.app_id = app_id
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.app_port = app_port
-        cmd = [sys.executable, "-m", "localdapr", "sidecar", "--app-id", app_id,
-               "--dapr-http-port", str(self.http_port), "--dapr-grpc-port", str(self.grpc_port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "localdapr",
+            "sidecar",
+            "--app-id",
+            app_id,
+            "--dapr-http-port",
+            str(self.http_port),
+            "--dapr-grpc-port",
+            str(self.grpc_port),
+        ]
         for r in resources:
             cmd += ["--resources-path", str(r)]
         if app_port:
@@ -188,7 +224,11 @@ class SidecarProcess(_Process):
         return f"127.0.0.1:{self.grpc_port}"
 
     def app_env(self) -> dict[str, str]:
-        env = {"DAPR_HTTP_PORT": str(self.http_port), "DAPR_GRPC_PORT": str(self.grpc_port), "APP_ID": self.app_id}
+        env = {
+            "DAPR_HTTP_PORT": str(self.http_port),
+            "DAPR_GRPC_PORT": str(self.grpc_port),
+            "APP_ID": self.app_id,
+        }
         if self.app_port:
             env["APP_PORT"] = str(self.app_port)
         return env
@@ -205,7 +245,8 @@ class SidecarProcess(_Process):
         path = "/v1.0/healthz" if wait_app else "/v1.0/healthz/outbound"
         wait_until(
             lambda: self.healthy(path) or self.proc.poll() is not None,  # type: ignore[union-attr]
-            timeout, what=f"sidecar {self.app_id} healthy",
+            timeout,
+            what=f"sidecar {self.app_id} healthy",
         )
         if self.proc.poll() is not None:
             raise RuntimeError(f"sidecar {self.app_id} exited with {self.proc.returncode}:\n{self.log()}")

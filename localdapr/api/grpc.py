@@ -65,7 +65,9 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
             if res is None:
                 items.append(api_v1.BulkStateItem(key=key))
             else:
-                items.append(api_v1.BulkStateItem(key=key, data=res.data, etag=res.etag, metadata=res.metadata))
+                items.append(
+                    api_v1.BulkStateItem(key=key, data=res.data, etag=res.etag, metadata=res.metadata)
+                )
         return api_v1.GetBulkStateResponse(items=items)
 
     async def DeleteState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
@@ -92,7 +94,10 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
     # ------------------------------------------------------------------ pub/sub
     async def PublishEvent(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         await self.rt.publish(
-            request.pubsub_name, request.topic, bytes(request.data), request.data_content_type,
+            request.pubsub_name,
+            request.topic,
+            bytes(request.data),
+            request.data_content_type,
             dict(request.metadata),
         )
         return empty_pb2.Empty()
@@ -107,7 +112,9 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
                     request.pubsub_name, request.topic, bytes(entry.event), entry.content_type, metadata
                 )
             except DaprError as err:
-                failed.append(api_v1.BulkPublishResponseFailedEntry(entry_id=entry.entry_id, error=err.message))
+                failed.append(
+                    api_v1.BulkPublishResponseFailedEntry(entry_id=entry.entry_id, error=err.message)
+                )
         return api_v1.BulkPublishResponse(failedEntries=failed)
 
     BulkPublishEventAlpha1 = BulkPublishEvent
@@ -123,7 +130,11 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
         headers = {k: v for k, v in context.invocation_metadata() if not k.startswith(":")}
         headers["content-type"] = message.content_type or "application/json; charset=utf-8"
         result = await self.sidecar.invoker.invoke(
-            request.id, message.method, verb, bytes(message.data.value), headers,
+            request.id,
+            message.method,
+            verb,
+            bytes(message.data.value),
+            headers,
             message.http_extension.querystring,
         )
         await context.send_initial_metadata((("dapr-http-status", str(result.status)),))
@@ -159,10 +170,14 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
                 )
                 for c in meta["components"]
             ],
-            active_actors_count=[api_v1.ActiveActorsCount(type=a["type"], count=a["count"]) for a in meta["actors"]],
+            active_actors_count=[
+                api_v1.ActiveActorsCount(type=a["type"], count=a["count"]) for a in meta["actors"]
+            ],
             subscriptions=[
                 api_v1.PubsubSubscription(
-                    pubsub_name=s["pubsubname"], topic=s["topic"], metadata=s.get("metadata") or {},
+                    pubsub_name=s["pubsubname"],
+                    topic=s["topic"],
+                    metadata=s.get("metadata") or {},
                     dead_letter_topic=s.get("deadLetterTopic") or "",
                 )
                 for s in meta["subscriptions"]
@@ -203,9 +218,7 @@ def _unsupported(name: str) -> Callable[..., Any]:
     return call
 
 
-_IMPLEMENTED = {
-    name for name, value in vars(DaprGrpcApi).items() if callable(value) and name[:1].isupper()
-}
+_IMPLEMENTED = {name for name, value in vars(DaprGrpcApi).items() if callable(value) and name[:1].isupper()}
 for _name in _IMPLEMENTED:
     setattr(DaprGrpcApi, _name, _wrap(getattr(DaprGrpcApi, _name)))
 for _name in dir(dapr_pb2_grpc.DaprServicer):

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from localdapr.sidecar import Sidecar
 
 API = "/v1.0"
+SIDECAR_KEY: web.AppKey[Sidecar] = web.AppKey("sidecar")
 HEALTH_PATHS = (f"{API}/healthz", f"{API}/healthz/outbound")
 
 
@@ -25,7 +26,7 @@ def error_response(err: DaprError) -> web.Response:
 
 @web.middleware
 async def errors_and_token(request: web.Request, handler: Any) -> web.StreamResponse:
-    sidecar: Sidecar = request.app["sidecar"]
+    sidecar: Sidecar = request.app[SIDECAR_KEY]
     token = sidecar.options.api_token
     if token and request.path not in HEALTH_PATHS and request.headers.get("dapr-api-token") != token:
         return web.Response(status=401, text="invalid api token")
@@ -60,7 +61,7 @@ def _concurrency(options: Any) -> Any:
 
 def build_app(sidecar: Sidecar) -> web.Application:
     app = web.Application(middlewares=[errors_and_token], client_max_size=sidecar.options.max_body_bytes)
-    app["sidecar"] = sidecar
+    app[SIDECAR_KEY] = sidecar
     rt = sidecar.runtime
 
     async def healthz(request: web.Request) -> web.Response:
@@ -78,11 +79,16 @@ def build_app(sidecar: Sidecar) -> web.Application:
 
     async def invoke(request: web.Request) -> web.Response:
         result = await sidecar.invoker.invoke(
-            request.match_info["app_id"], request.match_info["method"], request.method,
-            await request.read(), request.headers, request.query_string,
+            request.match_info["app_id"],
+            request.match_info["method"],
+            request.method,
+            await request.read(),
+            request.headers,
+            request.query_string,
         )
         headers = CIMultiDict(
-            (k, v) for k, v in result.headers.items()
+            (k, v)
+            for k, v in result.headers.items()
             if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")
         )
         return web.Response(status=result.status, body=result.body, headers=headers)
@@ -97,12 +103,15 @@ def build_app(sidecar: Sidecar) -> web.Application:
             if not isinstance(raw, dict) or not raw.get("key"):
                 raise malformed(f"state item {i} has no key")
             etag = raw.get("etag")
-            items.append(StateItem(
-                key=str(raw["key"]), value=_value_bytes(raw.get("value")),
-                etag=str(etag) if etag not in (None, "") else None,
-                metadata={str(k): str(v) for k, v in (raw.get("metadata") or {}).items()},
-                concurrency=_concurrency(raw.get("options")),
-            ))
+            items.append(
+                StateItem(
+                    key=str(raw["key"]),
+                    value=_value_bytes(raw.get("value")),
+                    etag=str(etag) if etag not in (None, "") else None,
+                    metadata={str(k): str(v) for k, v in (raw.get("metadata") or {}).items()},
+                    concurrency=_concurrency(raw.get("options")),
+                )
+            )
         await rt.save_state(request.match_info["store"], items)
         return web.Response(status=204)
 
@@ -134,7 +143,9 @@ def build_app(sidecar: Sidecar) -> web.Application:
     async def delete_state(request: web.Request) -> web.Response:
         concurrency = request.query.get("concurrency") or None
         await rt.delete_state(
-            request.match_info["store"], request.match_info["key"], request.headers.get("If-Match") or None,
+            request.match_info["store"],
+            request.match_info["key"],
+            request.headers.get("If-Match") or None,
             _concurrency({"concurrency": concurrency}),
         )
         return web.Response(status=204)
@@ -147,25 +158,30 @@ def build_app(sidecar: Sidecar) -> web.Application:
             if not req.get("key"):
                 raise malformed(f"operations[{i}].request has no key")
             etag = req.get("etag")
-            ops.append(TransactionOp(
-                operation=raw.get("operation"),
-                item=StateItem(
-                    key=str(req["key"]),
-                    value=_value_bytes(req.get("value")) if raw.get("operation") == "upsert" else b"",
-                    etag=str(etag) if etag not in (None, "") else None,
-                    metadata={str(k): str(v) for k, v in (req.get("metadata") or {}).items()},
-                    concurrency=_concurrency(req.get("options")),
-                ),
-            ))
+            ops.append(
+                TransactionOp(
+                    operation=raw.get("operation"),
+                    item=StateItem(
+                        key=str(req["key"]),
+                        value=_value_bytes(req.get("value")) if raw.get("operation") == "upsert" else b"",
+                        etag=str(etag) if etag not in (None, "") else None,
+                        metadata={str(k): str(v) for k, v in (req.get("metadata") or {}).items()},
+                        concurrency=_concurrency(req.get("options")),
+                    ),
+                )
+            )
         await rt.transact_state(request.match_info["store"], ops)
         return web.Response(status=204)
 
     # ------------------------------------------------------------------ pub/sub, secrets
     async def publish(request: web.Request) -> web.Response:
-        metadata = {k[len("metadata."):]: v for k, v in request.query.items() if k.startswith("metadata.")}
+        metadata = {k[len("metadata.") :]: v for k, v in request.query.items() if k.startswith("metadata.")}
         content_type = request.headers.get("Content-Type", "application/json")
         await rt.publish(
-            request.match_info["pubsub"], request.match_info["topic"], await request.read(), content_type,
+            request.match_info["pubsub"],
+            request.match_info["topic"],
+            await request.read(),
+            content_type,
             metadata,
         )
         return web.Response(status=204)

@@ -1,1 +1,1 @@
-"""Reading Dapr resource files (Component, Subscription, Configuration, Resiliency) and building components."""
+"""Reading Dapr resource files (Component, Subscription, Configuration, Resiliency); building components."""

@@ -115,7 +115,9 @@ class Subscriber:
             if spec.pubsub_name not in self.runtime.pubsubs:
                 log.warning(
                     "[%s] subscription to topic %r names pubsub %r which is not loaded for this app; skipped",
-                    self.runtime.app_id, spec.topic, spec.pubsub_name,
+                    self.runtime.app_id,
+                    spec.topic,
+                    spec.pubsub_name,
                 )
                 continue
             try:
@@ -167,7 +169,9 @@ class Subscriber:
         event = self._event_of(active, msg)
         spec = active.spec
         if expired(event):
-            log.warning("[%s] event %s on %s expired; dropped", self.runtime.app_id, event.get("id"), spec.topic)
+            log.warning(
+                "[%s] event %s on %s expired; dropped", self.runtime.app_id, event.get("id"), spec.topic
+            )
             await self._dead_letter(active, event)
             return
         route = self._route(active, event)
@@ -194,8 +198,13 @@ class Subscriber:
                 active.delivered += 1
                 return
             if outcome == DROP:
-                log.warning("[%s] app dropped event %s on %s (%s)", self.runtime.app_id, event.get("id"),
-                            spec.topic, detail)
+                log.warning(
+                    "[%s] app dropped event %s on %s (%s)",
+                    self.runtime.app_id,
+                    event.get("id"),
+                    spec.topic,
+                    detail,
+                )
                 active.dropped += 1
                 await self._dead_letter(active, event)
                 return
@@ -206,7 +215,9 @@ class Subscriber:
         if spec.dead_letter_topic:
             await self._dead_letter(active, event)
             return
-        raise NotProcessed(f"delivery of {event.get('id')} to {route} failed ({detail}); broker will redeliver")
+        raise NotProcessed(
+            f"delivery of {event.get('id')} to {route} failed ({detail}); broker will redeliver"
+        )
 
     async def _dead_letter(self, active: ActiveSubscription, event: dict[str, Any]) -> None:
         topic = active.spec.dead_letter_topic

@@ -41,9 +41,25 @@ class Rule:
 
     def _check(self, node: ast.AST) -> None:
         allowed = (
-            ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Compare, ast.Eq, ast.NotEq, ast.Lt,
-            ast.LtE, ast.Gt, ast.GtE, ast.Attribute, ast.Name, ast.Constant, ast.Load, ast.Call,
-            ast.Subscript, ast.USub,
+            ast.BoolOp,
+            ast.And,
+            ast.Or,
+            ast.UnaryOp,
+            ast.Not,
+            ast.Compare,
+            ast.Eq,
+            ast.NotEq,
+            ast.Lt,
+            ast.LtE,
+            ast.Gt,
+            ast.GtE,
+            ast.Attribute,
+            ast.Name,
+            ast.Constant,
+            ast.Load,
+            ast.Call,
+            ast.Subscript,
+            ast.USub,
         )
         for sub in ast.walk(node):
             if not isinstance(sub, allowed):
@@ -85,7 +101,9 @@ class Rule:
                 return obj[self._eval(key, event)] if obj is not None else None
             case ast.Call(func=ast.Attribute(value=base, attr=method), args=[arg]):
                 obj = self._eval(base, event)
-                return getattr(str(obj), _METHODS[method])(self._eval(arg, event)) if obj is not None else False
+                return (
+                    getattr(str(obj), _METHODS[method])(self._eval(arg, event)) if obj is not None else False
+                )
             case ast.Compare(left=left, ops=ops, comparators=rights):
                 value = self._eval(left, event)
                 for op, right_node in zip(ops, rights, strict=True):

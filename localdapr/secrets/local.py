@@ -67,7 +67,9 @@ class LocalFileSecretStore(SecretStore):
         try:
             doc = json.loads(self.path.read_text())
         except json.JSONDecodeError as exc:
-            raise self.spec.fail(f"metadata field 'secretsFile': {self.path} is not valid JSON: {exc}") from exc
+            raise self.spec.fail(
+                f"metadata field 'secretsFile': {self.path} is not valid JSON: {exc}"
+            ) from exc
         if not isinstance(doc, dict):
             raise self.spec.fail(f"metadata field 'secretsFile': {self.path} must hold a JSON object")
         if self.multi_valued:
@@ -103,7 +105,9 @@ class LocalEnvSecretStore(SecretStore):
 
     def _visible(self) -> dict[str, str]:
         return {
-            name[len(self.prefix) :]: value for name, value in os.environ.items() if name.startswith(self.prefix)
+            name[len(self.prefix) :]: value
+            for name, value in os.environ.items()
+            if name.startswith(self.prefix)
         }
 
     def get(self, key: str) -> dict[str, str]:

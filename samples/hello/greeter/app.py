@@ -21,8 +21,9 @@ async def greet_forever() -> None:
             try:
                 resp = await client.invoke_method("counter", "increment", data=b"", http_verb="POST")
                 count = json.loads(resp.data)["count"]
-                await client.publish_event("pubsub", "greetings", json.dumps({"hello": count}),
-                                           data_content_type="application/json")
+                await client.publish_event(
+                    "pubsub", "greetings", json.dumps({"hello": count}), data_content_type="application/json"
+                )
                 log.info("greeting #%d sent", count)
             except Exception as exc:  # keep the sample alive while the counter starts
                 log.info("counter not reachable yet: %s", exc)

@@ -8,16 +8,20 @@ from pathlib import Path
 STATE_PROFILES = ("in-memory", "sqlite", "redis")
 
 
-def component(name: str, ctype: str, metadata: dict[str, str], scopes: list[str] | None = None,
-              secret_store: str | None = None, extra_entries: str = "") -> str:
-    entries = "".join(f"    - name: {k}\n      value: \"{v}\"\n" for k, v in metadata.items()) + extra_entries
+def component(
+    name: str,
+    ctype: str,
+    metadata: dict[str, str],
+    scopes: list[str] | None = None,
+    secret_store: str | None = None,
+    extra_entries: str = "",
+) -> str:
+    entries = "".join(f'    - name: {k}\n      value: "{v}"\n' for k, v in metadata.items()) + extra_entries
+    body = f"  metadata:\n{entries}" if entries else "  metadata: []\n"
     text = (
         "apiVersion: dapr.io/v1alpha1\nkind: Component\n"
-        f"metadata:\n  name: {name}\nspec:\n  type: {ctype}\n  version: v1\n"
-        f"  metadata:\n{entries if entries else '    []\n'}"
+        f"metadata:\n  name: {name}\nspec:\n  type: {ctype}\n  version: v1\n" + body
     )
-    if not entries:
-        text = text.replace("  metadata:\n    []\n", "  metadata: []\n")
     if secret_store:
         text += f"auth:\n  secretStore: {secret_store}\n"
     if scopes:
@@ -25,8 +29,13 @@ def component(name: str, ctype: str, metadata: dict[str, str], scopes: list[str]
     return text
 
 
-def state_component(profile: str, folder: Path, name: str = "statestore", redis: str | None = None,
-                    extra: dict[str, str] | None = None) -> str:
+def state_component(
+    profile: str,
+    folder: Path,
+    name: str = "statestore",
+    redis: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> str:
     metadata = dict(extra or {})
     if profile == "in-memory":
         return component(name, "state.in-memory", metadata)

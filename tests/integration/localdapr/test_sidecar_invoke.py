@@ -37,8 +37,14 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
     started = []
     for name in ("a", "b"):
         port = free_port()
-        sc = SidecarThread(SidecarOptions(app_id=unique(f"app-{name}"), resources_paths=[tmp / "res"],
-                                          app_port=port, registry_dir=tmp / "reg")).start()
+        sc = SidecarThread(
+            SidecarOptions(
+                app_id=unique(f"app-{name}"),
+                resources_paths=[tmp / "res"],
+                app_port=port,
+                registry_dir=tmp / "reg",
+            )
+        ).start()
         app = AppProcess(APP, port, sc.options.app_env(), cwd=REPO, name=sc.options.app_id).start()
         sc.wait_app_ready()
         started.append((sc, app))
@@ -57,8 +63,13 @@ def client(apps: Apps, monkeypatch: pytest.MonkeyPatch) -> Iterator[DaprClient]:
 
 
 def test_http_get_with_query_and_headers(apps: Apps, client: DaprClient) -> None:
-    resp = client.invoke_method(apps.b.options.app_id, "echo/items/42", http_verb="GET",
-                                http_querystring=(("q", "pump"), ("n", "3")), metadata=(("x-custom", "yes"),))
+    resp = client.invoke_method(
+        apps.b.options.app_id,
+        "echo/items/42",
+        http_verb="GET",
+        http_querystring=(("q", "pump"), ("n", "3")),
+        metadata=(("x-custom", "yes"),),
+    )
     body = json.loads(resp.data)
     assert body["method"] == "GET" and body["path"] == "items/42"
     assert body["query"] == {"q": "pump", "n": "3"}
@@ -78,7 +89,9 @@ def test_errors_propagate_with_their_status(apps: Apps, client: DaprClient) -> N
     with pytest.raises(DaprHttpError) as info:
         client.invoke_method(apps.b.options.app_id, "status/418", http_verb="GET")
     assert info.value.status_code == 418
-    raw = httpx.get(f"http://127.0.0.1:{apps.a.http_port}/v1.0/invoke/{apps.b.options.app_id}/method/status/503")
+    raw = httpx.get(
+        f"http://127.0.0.1:{apps.a.http_port}/v1.0/invoke/{apps.b.options.app_id}/method/status/503"
+    )
     assert raw.status_code == 503 and raw.json()["message"] == "you asked for 503"
 
 

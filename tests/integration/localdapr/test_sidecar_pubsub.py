@@ -29,8 +29,11 @@ def pubsub_component(broker: str, redis: str | None) -> str:
     if broker == "in-memory":
         return component("pubsub", "pubsub.in-memory", {})
     assert redis
-    return component("pubsub", "pubsub.redis",
-                     {"redisHost": redis, "processingTimeout": "1s", "redeliverInterval": "500ms"})
+    return component(
+        "pubsub",
+        "pubsub.redis",
+        {"redisHost": redis, "processingTimeout": "1s", "redeliverInterval": "500ms"},
+    )
 
 
 @dataclass
@@ -51,21 +54,34 @@ def broker(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def start_pair(tmp_path: Path, broker: str, redis: str | None, env: dict[str, str] | None = None,
-               extra_files: dict[str, str] | None = None) -> Pair:
+def start_pair(
+    tmp_path: Path,
+    broker: str,
+    redis: str | None,
+    env: dict[str, str] | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> Pair:
     res = tmp_path / "res"
     write(res, "pubsub.yaml", pubsub_component(broker, redis))
     sub_id, prefix = unique("sub"), unique("t") + "-"
     for name, text in (extra_files or {}).items():
         write(res, name, text.replace("SUBSCRIBER", sub_id).replace("PREFIX-", prefix))
     app_port = free_port()
-    subscriber = SidecarThread(SidecarOptions(app_id=sub_id, resources_paths=[res], app_port=app_port,
-                                              registry_dir=tmp_path / "reg")).start()
-    app = AppProcess(APP, app_port, subscriber.options.app_env(), {"TOPIC_PREFIX": prefix, **(env or {})},
-                     cwd=REPO, name=sub_id).start()
+    subscriber = SidecarThread(
+        SidecarOptions(app_id=sub_id, resources_paths=[res], app_port=app_port, registry_dir=tmp_path / "reg")
+    ).start()
+    app = AppProcess(
+        APP,
+        app_port,
+        subscriber.options.app_env(),
+        {"TOPIC_PREFIX": prefix, **(env or {})},
+        cwd=REPO,
+        name=sub_id,
+    ).start()
     subscriber.wait_app_ready()
-    publisher = SidecarThread(SidecarOptions(app_id=unique("pub"), resources_paths=[res],
-                                             registry_dir=tmp_path / "reg")).start()
+    publisher = SidecarThread(
+        SidecarOptions(app_id=unique("pub"), resources_paths=[res], registry_dir=tmp_path / "reg")
+    ).start()
     return Pair(subscriber, publisher, app, prefix)
 
 
@@ -87,8 +103,9 @@ def publisher_client(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> DaprClient:
 
 def test_publish_delivers_a_cloudevent(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
     with publisher_client(pair, monkeypatch) as client:
-        client.publish_event("pubsub", pair.prefix + "orders", json.dumps({"order": 7}),
-                             data_content_type="application/json")
+        client.publish_event(
+            "pubsub", pair.prefix + "orders", json.dumps({"order": 7}), data_content_type="application/json"
+        )
     events = wait_until(lambda: pair.received("orders"), timeout=15, what="order delivered")
     event = events[0]
     assert event["data"] == {"order": 7}
@@ -102,7 +119,9 @@ def test_publish_delivers_a_cloudevent(pair: Pair, monkeypatch: pytest.MonkeyPat
         assert event[field]
 
 
-def test_text_payload_without_content_type_arrives_as_string(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_text_payload_without_content_type_arrives_as_string(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with publisher_client(pair, monkeypatch) as client:
         client.publish_event("pubsub", pair.prefix + "orders", json.dumps({"a": 1}))
     event = wait_until(lambda: pair.received("orders"), timeout=15)[0]
@@ -111,8 +130,9 @@ def test_text_payload_without_content_type_arrives_as_string(pair: Pair, monkeyp
 
 def test_raw_payload_is_wrapped_for_raw_subscription(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
     with publisher_client(pair, monkeypatch) as client:
-        client.publish_event("pubsub", pair.prefix + "raw", b"\x00\x01binary",
-                             publish_metadata={"rawPayload": "true"})
+        client.publish_event(
+            "pubsub", pair.prefix + "raw", b"\x00\x01binary", publish_metadata={"rawPayload": "true"}
+        )
     event = wait_until(lambda: pair.received("raw"), timeout=15)[0]
     assert base64.b64decode(event["data_base64"]) == b"\x00\x01binary"
     assert event["datacontenttype"] == "application/octet-stream"
@@ -122,17 +142,22 @@ def test_raw_payload_is_wrapped_for_raw_subscription(pair: Pair, monkeypatch: py
 def test_retry_and_5xx_are_redelivered_until_success(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
     with publisher_client(pair, monkeypatch) as client:
         for i in range(4):
-            client.publish_event("pubsub", pair.prefix + "flaky", json.dumps({"n": i}),
-                                 data_content_type="application/json")
-    events = wait_until(lambda: len(pair.received("flaky")) >= 4 and pair.received("flaky"), timeout=30,
-                        what="every flaky message processed")
+            client.publish_event(
+                "pubsub", pair.prefix + "flaky", json.dumps({"n": i}), data_content_type="application/json"
+            )
+    events = wait_until(
+        lambda: len(pair.received("flaky")) >= 4 and pair.received("flaky"),
+        timeout=30,
+        what="every flaky message processed",
+    )
     assert sorted(e["data"]["n"] for e in events) == [0, 1, 2, 3]
 
 
 def test_drop_goes_to_dead_letter_topic(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
     with publisher_client(pair, monkeypatch) as client:
-        client.publish_event("pubsub", pair.prefix + "poison", json.dumps({"bad": True}),
-                             data_content_type="application/json")
+        client.publish_event(
+            "pubsub", pair.prefix + "poison", json.dumps({"bad": True}), data_content_type="application/json"
+        )
     dead = wait_until(lambda: pair.received("poison-dead"), timeout=15, what="dead letter")
     assert dead[0]["data"] == {"bad": True}
     assert len(pair.received("poison-attempts")) == 1  # DROP is not retried
@@ -160,21 +185,25 @@ scopes:
 """
 
 
-def test_declarative_subscription_with_routing_rules(broker: str, tmp_path: Path, request: pytest.FixtureRequest,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_declarative_subscription_with_routing_rules(
+    broker: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     redis = request.getfixturevalue("redis_url") if broker == "redis" else None
     p = start_pair(tmp_path, broker, redis, extra_files={"sub.yaml": DECLARATIVE})
     try:
         with publisher_client(p, monkeypatch) as client:
             for data in ({"kind": "alpha", "level": 5}, {"kind": "alpha", "level": 1}, {"kind": "beta"}):
-                client.publish_event("pubsub", p.prefix + "routed", json.dumps(data),
-                                     data_content_type="application/json")
+                client.publish_event(
+                    "pubsub", p.prefix + "routed", json.dumps(data), data_content_type="application/json"
+                )
         alpha = wait_until(lambda: p.received("declared-alpha"), timeout=15)
-        other = wait_until(lambda: len(p.received("declared-other")) >= 2 and p.received("declared-other"),
-                           timeout=15)
+        other = wait_until(
+            lambda: len(p.received("declared-other")) >= 2 and p.received("declared-other"), timeout=15
+        )
         assert [e["data"] for e in alpha] == [{"kind": "alpha", "level": 5}]
         assert sorted(json.dumps(e["data"]) for e in other) == sorted(
-            [json.dumps({"kind": "alpha", "level": 1}), json.dumps({"kind": "beta"})])
+            [json.dumps({"kind": "alpha", "level": 1}), json.dumps({"kind": "beta"})]
+        )
         assert alpha[0]["_content_type"].startswith("application/cloudevents+json")
     finally:
         p.app.stop()
@@ -182,18 +211,21 @@ def test_declarative_subscription_with_routing_rules(broker: str, tmp_path: Path
         p.publisher.stop()
 
 
-def test_redis_crash_mid_stream_loses_nothing(tmp_path: Path, redis_url: str,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_redis_crash_mid_stream_loses_nothing(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The subscriber's sidecar is killed mid-stream and restarted: every message is processed."""
     res = tmp_path / "res"
     write(res, "pubsub.yaml", pubsub_component("redis", redis_url))
     prefix, sub_id, total = unique("crash") + "-", unique("sub"), 60
     app_port = free_port()
     sidecar = SidecarProcess(sub_id, [res], app_port=app_port, registry=tmp_path / "reg").start()
-    app = AppProcess(APP, app_port, sidecar.app_env(), {"TOPIC_PREFIX": prefix, "SLOW_MS": "40"},
-                     cwd=REPO, name=sub_id).start()
-    publisher = SidecarThread(SidecarOptions(app_id=unique("pub"), resources_paths=[res],
-                                             registry_dir=tmp_path / "reg")).start()
+    app = AppProcess(
+        APP, app_port, sidecar.app_env(), {"TOPIC_PREFIX": prefix, "SLOW_MS": "40"}, cwd=REPO, name=sub_id
+    ).start()
+    publisher = SidecarThread(
+        SidecarOptions(app_id=unique("pub"), resources_paths=[res], registry_dir=tmp_path / "reg")
+    ).start()
 
     def unique_ids() -> set[int]:
         events = httpx.get(f"http://127.0.0.1:{app_port}/received/orders", timeout=5).json()
@@ -204,13 +236,20 @@ def test_redis_crash_mid_stream_loses_nothing(tmp_path: Path, redis_url: str,
         monkeypatch.setenv("DAPR_HTTP_PORT", str(publisher.http_port))
         with DaprClient(address=publisher.grpc_address) as client:
             for i in range(total):
-                client.publish_event("pubsub", prefix + "orders", json.dumps({"n": i}),
-                                     data_content_type="application/json")
+                client.publish_event(
+                    "pubsub", prefix + "orders", json.dumps({"n": i}), data_content_type="application/json"
+                )
         wait_until(lambda: len(unique_ids()) >= 5, timeout=20, what="some messages processed")
         sidecar.kill()  # mid-stream: messages are in flight, pending in the consumer group
         assert len(unique_ids()) < total
-        restarted = SidecarProcess(sub_id, [res], app_port=app_port, registry=tmp_path / "reg",
-                                   http_port=sidecar.http_port, grpc_port=sidecar.grpc_port).start()
+        restarted = SidecarProcess(
+            sub_id,
+            [res],
+            app_port=app_port,
+            registry=tmp_path / "reg",
+            http_port=sidecar.http_port,
+            grpc_port=sidecar.grpc_port,
+        ).start()
         try:
             wait_until(lambda: unique_ids() == set(range(total)), timeout=60, what="all messages processed")
         finally:

@@ -25,17 +25,29 @@ SECRETS = {"db": {"password": "s3cret", "user": "vigil"}, "api-key": "k-123"}
 
 
 def start(res: Path, app_id: str = "secrets-app") -> SidecarThread:
-    return SidecarThread(SidecarOptions(app_id=app_id, resources_paths=[res], registry_dir=res / "reg")).start()
+    return SidecarThread(
+        SidecarOptions(app_id=app_id, resources_paths=[res], registry_dir=res / "reg")
+    ).start()
 
 
 @pytest.fixture
 def secret_files(tmp_path: Path) -> Path:
     res = tmp_path / "res"
     write(res, "secrets.json", json.dumps(SECRETS))
-    write(res, "file.yaml", component("filestore", "secretstores.local.file",
-                                      {"secretsFile": str(res / "secrets.json")}))
-    write(res, "multi.yaml", component("multistore", "secretstores.local.file",
-                                       {"secretsFile": str(res / "secrets.json"), "multiValued": "true"}))
+    write(
+        res,
+        "file.yaml",
+        component("filestore", "secretstores.local.file", {"secretsFile": str(res / "secrets.json")}),
+    )
+    write(
+        res,
+        "multi.yaml",
+        component(
+            "multistore",
+            "secretstores.local.file",
+            {"secretsFile": str(res / "secrets.json"), "multiValued": "true"},
+        ),
+    )
     write(res, "env.yaml", component("envstore", "secretstores.local.env", {"prefix": "VIGILTEST_"}))
     return res
 
@@ -66,6 +78,7 @@ def test_env_store_with_prefix(secret_files: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("OTHER_TOKEN", "hidden")
     sc = start(secret_files)
     try:
+        monkeypatch.setenv("DAPR_HTTP_PORT", str(sc.http_port))
         with DaprClient(address=sc.grpc_address) as c:
             assert c.get_secret("envstore", "TOKEN").secret == {"TOKEN": "from-env"}
             assert "OTHER_TOKEN" not in c.get_bulk_secret("envstore").secrets
@@ -74,10 +87,12 @@ def test_env_store_with_prefix(secret_files: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_secret_key_ref_resolves_component_metadata(secret_files: Path) -> None:
-    extra = ("    - name: password\n      secretKeyRef:\n        name: db:password\n"
-             "        key: db:password\n")
-    write(secret_files, "state.yaml", component("statestore", "state.in-memory", {}, secret_store="filestore",
-                                                extra_entries=extra))
+    extra = "    - name: password\n      secretKeyRef:\n        name: db:password\n        key: db:password\n"
+    write(
+        secret_files,
+        "state.yaml",
+        component("statestore", "state.in-memory", {}, secret_store="filestore", extra_entries=extra),
+    )
     sc = start(secret_files)
     try:
         spec = sc.sidecar.runtime.states["statestore"].spec  # type: ignore[union-attr]
@@ -116,28 +131,39 @@ def test_malformed_yaml_and_missing_version(tmp_path: Path) -> None:
     with pytest.raises(ComponentError, match="broken.yaml"):
         load_resources([tmp_path])
     (tmp_path / "broken.yaml").unlink()
-    write(tmp_path, "nover.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\n"
-                                  "spec: {type: state.in-memory, metadata: []}\n")
+    write(
+        tmp_path,
+        "nover.yaml",
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\n"
+        "spec: {type: state.in-memory, metadata: []}\n",
+    )
     with pytest.raises(ComponentError, match=r"nover.yaml.*spec.version"):
         load_resources([tmp_path])
 
 
 def test_secret_key_ref_to_missing_secret(tmp_path: Path) -> None:
     write(tmp_path, "secrets.json", "{}")
-    write(tmp_path, "file.yaml", component("filestore", "secretstores.local.file",
-                                           {"secretsFile": str(tmp_path / "secrets.json")}))
+    write(
+        tmp_path,
+        "file.yaml",
+        component("filestore", "secretstores.local.file", {"secretsFile": str(tmp_path / "secrets.json")}),
+    )
     extra = "    - name: redisPassword\n      secretKeyRef:\n        name: nope\n"
-    write(tmp_path, "state.yaml", component("statestore", "state.in-memory", {}, secret_store="filestore",
-                                            extra_entries=extra))
+    write(
+        tmp_path,
+        "state.yaml",
+        component("statestore", "state.in-memory", {}, secret_store="filestore", extra_entries=extra),
+    )
     message = _start_error(tmp_path)
     assert "state.yaml" in message and "redisPassword" in message and "nope" in message
 
 
-def test_scopes_hide_components_from_other_apps(tmp_path: Path) -> None:
+def test_scopes_hide_components_from_other_apps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, "state.yaml", component("private", "state.in-memory", {}, scopes=["owner"]))
     other = start(tmp_path, "someone-else")
     owner = start(tmp_path, "owner")
     try:
+        monkeypatch.setenv("DAPR_HTTP_PORT", str(other.http_port))
         assert "private" not in other.sidecar.runtime.states  # type: ignore[union-attr]
         assert "private" in owner.sidecar.runtime.states  # type: ignore[union-attr]
         with DaprClient(address=other.grpc_address) as c, pytest.raises(Exception, match="not"):
@@ -150,9 +176,24 @@ def test_scopes_hide_components_from_other_apps(tmp_path: Path) -> None:
 def test_sidecar_cli_exits_with_clear_message(tmp_path: Path) -> None:
     write(tmp_path, "weird.yaml", component("statestore", "state.nosuch", {}))
     proc = subprocess.run(
-        [sys.executable, "-m", "localdapr", "sidecar", "--app-id", "x", "--resources-path", str(tmp_path),
-         "--dapr-http-port", "0", "--dapr-grpc-port", "0"],
-        capture_output=True, text=True, timeout=60, env={**os.environ},
+        [
+            sys.executable,
+            "-m",
+            "localdapr",
+            "sidecar",
+            "--app-id",
+            "x",
+            "--resources-path",
+            str(tmp_path),
+            "--dapr-http-port",
+            "0",
+            "--dapr-grpc-port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
     )
     assert proc.returncode == 2
     assert "weird.yaml" in proc.stderr and "state.nosuch" in proc.stderr
@@ -161,15 +202,21 @@ def test_sidecar_cli_exits_with_clear_message(tmp_path: Path) -> None:
 
 def test_api_token_is_enforced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, "state.yaml", component("statestore", "state.in-memory", {}))
-    sc = SidecarThread(SidecarOptions(app_id="tok", resources_paths=[tmp_path], registry_dir=tmp_path / "reg",
-                                      api_token="t0ken")).start()
+    sc = SidecarThread(
+        SidecarOptions(
+            app_id="tok", resources_paths=[tmp_path], registry_dir=tmp_path / "reg", api_token="t0ken"
+        )
+    ).start()
     try:
         base = f"http://127.0.0.1:{sc.http_port}/v1.0"
         assert httpx.get(f"{base}/healthz/outbound").status_code == 204  # health is exempt
         assert httpx.get(f"{base}/state/statestore/k").status_code == 401
         assert httpx.get(f"{base}/state/statestore/k", headers={"dapr-api-token": "t0ken"}).status_code == 204
         monkeypatch.setenv("DAPR_HTTP_PORT", str(sc.http_port))
-        with DaprClient(address=sc.grpc_address) as c, pytest.raises(Exception, match="UNAUTHENTICATED|token"):
+        with (
+            DaprClient(address=sc.grpc_address) as c,
+            pytest.raises(Exception, match="UNAUTHENTICATED|token"),
+        ):
             c.get_state("statestore", "k")
         monkeypatch.setenv("DAPR_API_TOKEN", "t0ken")
         with DaprClient(address=sc.grpc_address) as c:
@@ -184,7 +231,9 @@ def test_http_state_api_and_metadata(tmp_path: Path) -> None:
     sc = start(tmp_path)
     try:
         base = f"http://127.0.0.1:{sc.http_port}/v1.0"
-        assert httpx.post(f"{base}/state/statestore", json=[{"key": "h", "value": {"a": 1}}]).status_code == 204
+        assert (
+            httpx.post(f"{base}/state/statestore", json=[{"key": "h", "value": {"a": 1}}]).status_code == 204
+        )
         got = httpx.get(f"{base}/state/statestore/h")
         assert got.json() == {"a": 1} and got.headers["etag"]
         bad = httpx.post(f"{base}/state/statestore", content=b"{not json")
@@ -193,7 +242,11 @@ def test_http_state_api_and_metadata(tmp_path: Path) -> None:
         assert missing.status_code == 400 and missing.json()["errorCode"] == "ERR_STATE_STORE_NOT_FOUND"
         meta = httpx.get(f"{base}/metadata").json()
         assert meta["id"] == "secrets-app"
-        assert {"name": "statestore", "type": "state.in-memory", "version": "v1",
-                "capabilities": ["ETAG", "TRANSACTIONAL", "TTL"]} in meta["components"]
+        assert {
+            "name": "statestore",
+            "type": "state.in-memory",
+            "version": "v1",
+            "capabilities": ["ETAG", "TRANSACTIONAL", "TTL"],
+        } in meta["components"]
     finally:
         sc.stop()

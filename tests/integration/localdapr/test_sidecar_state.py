@@ -28,7 +28,9 @@ def profile(request: pytest.FixtureRequest) -> str:
 
 
 def start_sidecar(folder: Path, app_id: str) -> SidecarThread:
-    return SidecarThread(SidecarOptions(app_id=app_id, resources_paths=[folder], registry_dir=folder / "reg")).start()
+    return SidecarThread(
+        SidecarOptions(app_id=app_id, resources_paths=[folder], registry_dir=folder / "reg")
+    ).start()
 
 
 @pytest.fixture
@@ -144,12 +146,20 @@ def test_unknown_store_is_invalid_argument(client: DaprClient) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["appid", "name", "none"])
-def test_key_prefix_strategies(profile: str, strategy: str, tmp_path: Path, request: pytest.FixtureRequest,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_prefix_strategies(
+    profile: str,
+    strategy: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Two apps on one store: appid isolates them, name and none share keys."""
     redis = request.getfixturevalue("redis_url") if profile == "redis" else None
-    write(tmp_path / "res", "state.yaml",
-          state_component(profile, tmp_path, name="shared", redis=redis, extra={"keyPrefix": strategy}))
+    write(
+        tmp_path / "res",
+        "state.yaml",
+        state_component(profile, tmp_path, name="shared", redis=redis, extra={"keyPrefix": strategy}),
+    )
     a = start_sidecar(tmp_path / "res", unique("a"))
     b = start_sidecar(tmp_path / "res", unique("b"))
     key = unique("k")
@@ -161,7 +171,9 @@ def test_key_prefix_strategies(profile: str, strategy: str, tmp_path: Path, requ
             assert seen_by_b == (b"" if strategy == "appid" else b"from-a")
             # The physical key follows Dapr's layout.
             store = a.sidecar.runtime.states["shared"].store  # type: ignore[union-attr]
-            expected = {"appid": f"{a.options.app_id}||{key}", "name": f"shared||{key}", "none": key}[strategy]
+            expected = {"appid": f"{a.options.app_id}||{key}", "name": f"shared||{key}", "none": key}[
+                strategy
+            ]
             assert a.call(store.get(expected)) is not None
             if strategy != "none":
                 with pytest.raises(DaprGrpcError):
