@@ -1,0 +1,178 @@
+"""The feature pipeline: one definition, used online by the EquipmentActor and offline by training.
+
+Both entry points, `offline_features` (a whole trajectory, every window at once) and `online_features`
+(the actor's current window), call the same core `_window_features`, so the features a model was
+trained on and the features it is served are identical by construction: no training/serving skew.
+
+Arrays are float64 with columns = `profile.informative_sensors` in profile order. For each informative
+sensor, over the last W readings: last, mean, std (population), min, max and the least-squares slope
+against the reading index; then one final feature, `age_cycles` (how many cycles the machine has run
+at the window's last reading).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Final
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from apps.common.profiles import EquipmentProfile
+
+STATISTICS: Final[tuple[str, ...]] = ("last", "mean", "std", "min", "max", "slope")
+AGE_FEATURE: Final = "age_cycles"
+
+
+def feature_names(profile: EquipmentProfile) -> list[str]:
+    """Stable, named feature order: sensor-major (`sensor_2__last`, `sensor_2__mean`, ...), age last."""
+    return [f"{sensor}__{stat}" for sensor in profile.informative_sensors for stat in STATISTICS] + [
+        AGE_FEATURE
+    ]
+
+
+def n_features(profile: EquipmentProfile) -> int:
+    return len(profile.informative_sensors) * len(STATISTICS) + 1
+
+
+def _window_features(windows: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    """The core: features of a stack of windows, shape [n, W, S] -> [n, S * 6 + 1].
+
+    Copying to a C-contiguous float64 array first means a single window and a window taken out of
+    a strided trajectory view are reduced with the same memory layout, so online and offline
+    results agree bit for bit rather than merely to rounding.
+    """
+    x = np.ascontiguousarray(windows, dtype=np.float64)
+    n, w, s = x.shape
+    mean = x.mean(axis=1)
+    centred = x - mean[:, None, :]
+    std = np.sqrt((centred * centred).mean(axis=1))
+    # Least-squares slope against t = 0..W-1: sum((t - tbar) * (x - xbar)) / sum((t - tbar)^2).
+    t = np.arange(w, dtype=np.float64) - (w - 1) / 2.0
+    slope = np.einsum("w,nws->ns", t, centred) / float(np.dot(t, t))
+    stats = np.stack([x[:, -1, :], mean, std, x.min(axis=1), x.max(axis=1), slope], axis=2)  # [n, S, 6]
+    out = np.empty((n, s * len(STATISTICS) + 1), dtype=np.float64)
+    out[:, :-1] = stats.reshape(n, s * len(STATISTICS))  # sensor-major, matching feature_names
+    out[:, -1] = np.asarray(ages, dtype=np.float64)
+    return out
+
+
+def _check_columns(array: np.ndarray, profile: EquipmentProfile, what: str) -> None:
+    expected = len(profile.informative_sensors)
+    if array.ndim != 2 or array.shape[1] != expected:
+        raise ValueError(
+            f"{what} must have shape [rows, {expected}] (columns = profile.informative_sensors), "
+            f"got {array.shape}"
+        )
+
+
+def offline_features(
+    trajectory: np.ndarray, profile: EquipmentProfile, ages: np.ndarray | None = None
+) -> np.ndarray:
+    """Features of every full window of a trajectory, shape [cycles, S] -> [cycles - W + 1, F].
+
+    Row i holds the features of the window ending at reading W-1+i. `ages` gives the age (cycles)
+    of every reading; by default reading k is at age k+1, i.e. the trajectory starts at cycle 1 as
+    C-MAPSS units do. A trajectory shorter than W yields zero rows.
+    """
+    traj = np.asarray(trajectory, dtype=np.float64)
+    _check_columns(traj, profile, "trajectory")
+    w = profile.window
+    n_windows = traj.shape[0] - w + 1
+    if n_windows <= 0:
+        return np.empty((0, n_features(profile)), dtype=np.float64)
+    if ages is None:
+        ages = np.arange(1, traj.shape[0] + 1, dtype=np.float64)
+    ages = np.asarray(ages, dtype=np.float64)
+    if ages.shape != (traj.shape[0],):
+        raise ValueError(f"ages must have one entry per reading ({traj.shape[0]}), got {ages.shape}")
+    windows = sliding_window_view(traj, w, axis=0)  # [n_windows, S, W], a view, no copy
+    return _window_features(windows.transpose(0, 2, 1), ages[w - 1 :])
+
+
+def online_features(window: np.ndarray, age_cycles: float, profile: EquipmentProfile) -> np.ndarray:
+    """Features of the actor's current window, shape [W, S] -> [F]."""
+    win = np.asarray(window, dtype=np.float64)
+    _check_columns(win, profile, "window")
+    if win.shape[0] != profile.window:
+        raise ValueError(f"window must hold exactly {profile.window} readings, got {win.shape[0]}")
+    return _window_features(win[None, :, :], np.array([age_cycles], dtype=np.float64))[0]
+
+
+_B64_PREFIX: Final = "f8le:"  # self-describing, and not a date or duration the Dapr serializer rewrites
+
+
+def encode_array(array: np.ndarray) -> str:
+    """Compact JSON-safe text for a float64 array: prefix + base64 of little-endian bytes."""
+    data = np.ascontiguousarray(array, dtype="<f8").tobytes()
+    return _B64_PREFIX + base64.b64encode(data).decode("ascii")
+
+
+def decode_array(text: str, shape: tuple[int, ...]) -> np.ndarray:
+    if not isinstance(text, str) or not text.startswith(_B64_PREFIX):
+        raise ValueError("not an encoded float64 array")
+    flat = np.frombuffer(base64.b64decode(text[len(_B64_PREFIX) :]), dtype="<f8")
+    return flat.astype(np.float64).reshape(shape)  # astype copies: frombuffer is read-only
+
+
+class RollingWindow:
+    """Fixed-capacity ring buffer of sensor rows, oldest overwritten first.
+
+    The actor keeps one per machine in actor state, so it serialises to a small plain dict
+    (base64 of the float64 bytes) rather than a list of lists of floats.
+    """
+
+    __slots__ = ("_buf", "_count", "_head")
+
+    def __init__(self, capacity: int, n_columns: int) -> None:
+        if capacity < 1 or n_columns < 1:
+            raise ValueError("capacity and n_columns must be >= 1")
+        self._buf = np.zeros((capacity, n_columns), dtype=np.float64)
+        self._head = 0  # index the next row is written to
+        self._count = 0
+
+    @property
+    def capacity(self) -> int:
+        return int(self._buf.shape[0])
+
+    @property
+    def n_columns(self) -> int:
+        return int(self._buf.shape[1])
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def is_full(self) -> bool:
+        return self._count == self.capacity
+
+    def append(self, row: np.ndarray | list[float]) -> None:
+        r = np.asarray(row, dtype=np.float64)
+        if r.shape != (self.n_columns,):
+            raise ValueError(f"row must have {self.n_columns} values, got shape {r.shape}")
+        self._buf[self._head] = r
+        self._head = (self._head + 1) % self.capacity
+        self._count = min(self._count + 1, self.capacity)
+
+    def extend(self, rows: np.ndarray) -> None:
+        for row in np.asarray(rows, dtype=np.float64).reshape(-1, self.n_columns):
+            self.append(row)
+
+    def to_array(self) -> np.ndarray:
+        """The rows held, oldest first, as a fresh [len, n_columns] array."""
+        if self._count < self.capacity:
+            return self._buf[: self._count].copy()
+        return np.roll(self._buf, -self._head, axis=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        # Stored oldest-first so the head position need not be persisted.
+        return {"capacity": self.capacity, "columns": self.n_columns, "data": encode_array(self.to_array())}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RollingWindow:
+        window = cls(int(data["capacity"]), int(data["columns"]))
+        rows = decode_array(data["data"], (-1, window.n_columns))
+        if rows.shape[0] > window.capacity:
+            raise ValueError("serialised window holds more rows than its capacity")
+        window.extend(rows)
+        return window
