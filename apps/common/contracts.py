@@ -1,0 +1,263 @@
+"""Wire contracts of Vigil's equipment pipeline, each defined once and imported by every service.
+
+Flow: gateway/simulator --ReadingBatch--> ingestion (validate: ReadingRejection, group) -->
+EquipmentActor.ingest(readings) --EquipmentIngestResult--> ingestion --IngestResult--> client;
+actor --PredictRequest--> inference --PredictResponse (Prediction per row)-->; actor publishes
+HealthSnapshot on `equipment-health` and Alert on `alerts`; training registers a ModelCard.
+
+Types are strict where a lax coercion would hide a client bug (a sequence number sent as "5" or
+`true`, a sensor value sent as a string), so a 4xx names the offending field.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
+
+MAX_BATCH_READINGS: Final = 5000
+MAX_VALUES_PER_READING: Final = 256
+EQUIPMENT_ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
+
+EquipmentId = Annotated[StrictStr, Field(pattern=EQUIPMENT_ID_PATTERN, examples=["engine-001"])]
+ProfileName = Annotated[StrictStr, Field(min_length=1, max_length=64, examples=["turbofan"])]
+Seq = Annotated[StrictInt, Field(ge=0, description="Per-equipment sequence number, increasing.")]
+Status = Literal["ok", "warning", "critical", "silent", "warming_up"]
+Severity = Literal["warning", "critical"]
+AlertKind = Literal["rul_low", "silent"]
+AlertState = Literal["open", "cleared"]
+AlertEvent = Literal["open", "escalate", "clear"]
+
+
+class _Contract(BaseModel):
+    # Unknown fields are refused rather than silently dropped, so a misspelt field is a 4xx.
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+def _require_aware(value: datetime | None, field_name: str) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(
+            f"{field_name} must be timezone-aware (e.g. '2024-01-01T00:00:00Z' or '+02:00'), got a naive time"
+        )
+    return value
+
+
+def _require_finite(values: list[float], field_name: str) -> list[float]:
+    for i, v in enumerate(values):
+        if not math.isfinite(v):
+            raise ValueError(f"{field_name}[{i}] is not finite ({v})")
+    return values
+
+
+class Reading(_Contract):
+    """One sensor reading of one machine."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [
+                {
+                    "equipment_id": "engine-001",
+                    "profile": "turbofan",
+                    "timestamp": "2024-01-01T00:00:00Z",
+                    "seq": 0,
+                    "values": {"sensor_2": 641.82, "sensor_3": 1589.7},
+                }
+            ]
+        },
+    )
+
+    equipment_id: EquipmentId
+    profile: ProfileName = "turbofan"
+    timestamp: datetime
+    seq: Seq
+    values: Annotated[dict[StrictStr, StrictFloat], Field(min_length=1, max_length=MAX_VALUES_PER_READING)]
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_aware(cls, v: datetime) -> datetime:
+        _require_aware(v, "timestamp")
+        return v
+
+    @field_validator("values")
+    @classmethod
+    def _values_finite(cls, v: dict[str, float]) -> dict[str, float]:
+        for sensor, value in v.items():
+            if not math.isfinite(value):
+                raise ValueError(f"sensor {sensor!r} value is not finite ({value})")
+        return v
+
+
+class ReadingBatch(_Contract):
+    readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_BATCH_READINGS)]
+
+
+class FeatureVector(_Contract):
+    """Features of one machine's window, in `feature_names` order (see apps.common.features)."""
+
+    equipment_id: EquipmentId
+    profile: ProfileName
+    feature_names: list[str]
+    values: list[float]
+    window_end_seq: Seq
+    age_cycles: float
+
+    @field_validator("values")
+    @classmethod
+    def _finite(cls, v: list[float]) -> list[float]:
+        return _require_finite(v, "values")
+
+
+class PredictRequest(_Contract):
+    model_name: Annotated[StrictStr, Field(min_length=1, max_length=128, examples=["turbofan-rul"])]
+    feature_names: Annotated[list[StrictStr], Field(min_length=1)]
+    rows: Annotated[list[list[float]], Field(min_length=1, max_length=MAX_BATCH_READINGS)]
+
+    @field_validator("rows")
+    @classmethod
+    def _rows_shape(cls, rows: list[list[float]], info: ValidationInfo) -> list[list[float]]:
+        names = info.data.get("feature_names")  # absent if feature_names itself failed
+        for i, row in enumerate(rows):
+            if names is not None and len(row) != len(names):
+                raise ValueError(f"rows[{i}] has {len(row)} values, expected {len(names)} (feature_names)")
+            _require_finite(row, f"rows[{i}]")
+        return rows
+
+
+class Prediction(_Contract):
+    value: float = Field(description="Predicted remaining useful life, in cycles.")
+    model_name: str
+    model_version: int
+
+
+class PredictResponse(_Contract):
+    predictions: list[Prediction]
+    model_name: str
+    model_version: int
+
+
+class HealthSnapshot(_Contract):
+    """One machine's health as the EquipmentActor sees it (published on `equipment-health`)."""
+
+    equipment_id: EquipmentId
+    profile: ProfileName
+    last_seq: int = Field(ge=-1, description="-1 before any reading was applied.")
+    readings_applied: int = Field(ge=0)
+    duplicates: int = Field(ge=0)
+    predicted_rul: float | None = None
+    prediction_stale: bool = False
+    model_version: int | None = None
+    status: Status
+    last_reading_at: datetime | None = None
+    updated_at: datetime
+    open_alert_severity: Severity | None = None
+
+    @field_validator("last_reading_at", "updated_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        return _require_aware(v, "time")
+
+
+class SensorDeviation(_Contract):
+    """How far a sensor's current mean sits from the machine's own baseline, in baseline stds."""
+
+    sensor: str
+    z_score: float
+    baseline_mean: float
+    current_mean: float
+
+
+class Alert(_Contract):
+    """An alert event. `id` is stable per episode, so redelivery and re-publication deduplicate."""
+
+    id: str
+    equipment_id: EquipmentId
+    kind: AlertKind
+    episode: int = Field(ge=1)
+    severity: Severity
+    state: AlertState
+    event: AlertEvent
+    predicted_rul: float | None = None
+    model_version: int | None = None
+    top_sensors: list[SensorDeviation] = Field(default_factory=list)
+    message: str = ""
+    raised_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def make_id(equipment_id: str, kind: str, episode: int) -> str:
+        return f"{equipment_id}:{kind}:{episode}"
+
+    @field_validator("raised_at", "updated_at")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        _require_aware(v, "time")
+        return v
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v: str) -> str:
+        if v.count(":") < 2:
+            raise ValueError("id must be '<equipment_id>:<kind>:<episode>' (use Alert.make_id)")
+        return v
+
+
+class ModelCard(_Contract):
+    """What the model registry stores next to each ONNX version."""
+
+    name: str
+    version: int = Field(ge=1)
+    created_at: datetime
+    profile: str
+    feature_names: list[str]
+    metrics: dict[str, float]
+    training_data_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of training data")
+    rul_cap: float | None
+    n_train_rows: int = Field(ge=0)
+    n_train_units: int = Field(ge=0)
+    params: dict[str, float | int | str | None] = Field(default_factory=dict)
+    framework_versions: dict[str, str] = Field(default_factory=dict)
+    onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    onnx_max_abs_diff: float | None = None
+
+    @field_validator("created_at")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        _require_aware(v, "created_at")
+        return v
+
+
+class ReadingRejection(_Contract):
+    index: int = Field(ge=0, description="Position of the reading in the submitted batch.")
+    equipment_id: str | None = None
+    reason: str
+
+
+class EquipmentIngestResult(_Contract):
+    """What EquipmentActor.ingest returns for one machine's share of a batch."""
+
+    accepted: int = Field(ge=0)
+    duplicates: int = Field(ge=0)
+    health: HealthSnapshot
+
+
+class IngestResult(_Contract):
+    """The ingestion API's answer to a batch."""
+
+    accepted: int = Field(ge=0)
+    duplicates: int = Field(ge=0)
+    rejected: list[ReadingRejection] = Field(default_factory=list)
+    health: dict[str, HealthSnapshot] = Field(default_factory=dict)
