@@ -1,0 +1,1 @@
+"""Ingestion service: validates sensor reading batches and fans them out to EquipmentActors."""
