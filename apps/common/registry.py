@@ -1,0 +1,115 @@
+"""The model registry: ONNX versions, their model cards and a champion pointer, in a Dapr state store.
+
+Training writes and inference reads the same keys (the `modelstore` component has `keyPrefix: name`,
+so the app id is not part of the key). The key layout is therefore a contract between the two
+services, and lives here, once:
+
+    models/<name>/next-version           the last version number handed out (etag-guarded)
+    models/<name>/v/<version>/onnx       the ONNX bytes
+    models/<name>/v/<version>/card       the ModelCard JSON
+    models/<name>/champion               {"version": N} of the version inference serves
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+from dapr.aio.clients import DaprClient
+from dapr.clients.exceptions import DaprGrpcError
+from dapr.clients.grpc._request import TransactionalStateOperation
+from dapr.clients.grpc._state import Concurrency, StateOptions
+from pydantic import BaseModel
+
+from apps.common.contracts import ModelCard
+from apps.common.names import MODEL_STORE
+
+
+def _key(name: str, *parts: object) -> str:
+    return "/".join(["models", name, *(str(p) for p in parts)])
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    card: ModelCard
+    onnx: bytes
+
+
+class ModelRegistry(Protocol):
+    async def register(self, card: ModelCard, onnx: bytes) -> int: ...
+    async def promote(self, name: str, version: int) -> None: ...
+    async def champion_version(self, name: str) -> int | None: ...
+    async def get(self, name: str, version: int) -> ModelVersion | None: ...
+    async def card(self, name: str, version: int) -> ModelCard | None: ...
+
+
+class DaprModelRegistry:
+    """ModelRegistry on the Dapr state API (works with any transactional store behind `modelstore`)."""
+
+    def __init__(self, client: DaprClient, store: str = MODEL_STORE) -> None:
+        self.client = client
+        self.store = store
+
+    async def next_version(self, name: str) -> int:
+        """Hand out a version number; concurrent trainers never get the same one (etag retry)."""
+        for _ in range(20):
+            current = await self.client.get_state(self.store, _key(name, "next-version"))
+            version = int(current.data or b"0") + 1
+            try:
+                if current.etag:
+                    await self.client.save_state(
+                        self.store, _key(name, "next-version"), str(version), etag=current.etag
+                    )
+                else:
+                    await self.client.save_state(
+                        self.store,
+                        _key(name, "next-version"),
+                        str(version),
+                        options=StateOptions(concurrency=Concurrency.first_write),
+                    )
+                return version
+            except DaprGrpcError:
+                continue  # somebody else took it; read again
+        raise RuntimeError(f"could not allocate a version for model {name!r}: too much contention")
+
+    async def register(self, card: ModelCard, onnx: bytes) -> int:
+        """Store the ONNX bytes and card of `card.version` in one transaction."""
+        await self.client.execute_state_transaction(
+            self.store,
+            [
+                TransactionalStateOperation(key=_key(card.name, "v", card.version, "onnx"), data=onnx),
+                TransactionalStateOperation(
+                    key=_key(card.name, "v", card.version, "card"), data=card.model_dump_json()
+                ),
+            ],
+        )
+        return card.version
+
+    async def promote(self, name: str, version: int) -> None:
+        await self.client.save_state(self.store, _key(name, "champion"), json.dumps({"version": version}))
+
+    async def champion_version(self, name: str) -> int | None:
+        got = await self.client.get_state(self.store, _key(name, "champion"))
+        return int(json.loads(got.data)["version"]) if got.data else None
+
+    async def card(self, name: str, version: int) -> ModelCard | None:
+        got = await self.client.get_state(self.store, _key(name, "v", version, "card"))
+        return ModelCard.model_validate_json(got.data) if got.data else None
+
+    async def get(self, name: str, version: int) -> ModelVersion | None:
+        card = await self.card(name, version)
+        if card is None:
+            return None
+        onnx = await self.client.get_state(self.store, _key(name, "v", version, "onnx"))
+        if not onnx.data:
+            return None
+        return ModelVersion(card, bytes(onnx.data))
+
+
+class ModelUpdate(BaseModel):
+    """Announced on the `model-updates` topic when a version is registered (and maybe promoted)."""
+
+    name: str
+    version: int
+    promoted: bool

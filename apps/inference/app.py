@@ -1,0 +1,94 @@
+"""HTTP and Dapr wiring of the inference service; the logic is in service.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from dapr.aio.clients import DaprClient
+from dapr.ext.fastapi import DaprApp
+from fastapi import Body, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from apps.common.contracts import PredictRequest, PredictResponse
+from apps.common.names import PUBSUB, TOPIC_MODEL_UPDATES
+from apps.common.registry import DaprModelRegistry, ModelUpdate
+from apps.inference.model import BadInput, ModelNotReady
+from apps.inference.service import InferenceService
+from apps.inference.settings import get_settings
+
+log = logging.getLogger("inference")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    async with DaprClient() as client:
+        service = InferenceService(DaprModelRegistry(client), settings)
+        app.state.service = service
+        await service.refresh_all()
+        if not service.ready:
+            log.warning("no champion model yet for %s: train one with `vigil train`", settings.model_names)
+        poller = asyncio.create_task(service.poll_forever())
+        yield
+        poller.cancel()
+        await service.close()
+
+
+app = FastAPI(title="Vigil inference", lifespan=lifespan)
+dapr_app = DaprApp(app)
+
+
+def get_service(request: Request) -> InferenceService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated[InferenceService, Depends(get_service)]
+
+
+@app.exception_handler(ModelNotReady)
+async def _not_ready(request: Request, exc: ModelNotReady) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=503)
+
+
+@app.exception_handler(BadInput)
+async def _bad_input(request: Request, exc: BadInput) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
+@app.post("/v1/predict", response_model=PredictResponse)
+async def predict(body: PredictRequest, service: ServiceDep) -> PredictResponse:
+    return await service.predict(body)
+
+
+@app.get("/v1/models")
+async def models(service: ServiceDep) -> dict[str, int]:
+    return service.loaded()
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/readyz")
+async def readyz(service: ServiceDep) -> JSONResponse:
+    body = {"ready": service.ready, "models": service.loaded()}
+    return JSONResponse(body, status_code=200 if service.ready else 503)
+
+
+async def on_model_update(request: Request, event: dict = Body(...)) -> dict[str, str]:
+    try:
+        update = ModelUpdate.model_validate(event.get("data") or {})
+    except ValueError as exc:
+        log.warning("malformed model-updates event dropped: %s", exc)
+        return {"status": "DROP"}
+    if update.promoted:
+        await get_service(request).refresh(update.name)
+    return {"status": "SUCCESS"}
+
+
+dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_MODEL_UPDATES)(on_model_update)

@@ -1,0 +1,109 @@
+"""The inference service without HTTP: which models are loaded, hot swaps, micro-batched predictions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from apps.common.contracts import Prediction, PredictRequest, PredictResponse
+from apps.common.registry import ModelRegistry
+from apps.inference.batcher import MicroBatcher
+from apps.inference.model import BadInput, ModelNotReady, OnnxModel
+from apps.inference.settings import InferenceSettings
+
+log = logging.getLogger("inference")
+
+
+@dataclass(slots=True)
+class Serving:
+    model: OnnxModel
+    batcher: MicroBatcher
+
+
+class InferenceService:
+    def __init__(self, registry: ModelRegistry, settings: InferenceSettings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self._serving: dict[str, Serving] = {}
+        self._lock = asyncio.Lock()
+        self._retired: set[asyncio.Task[None]] = set()
+
+    @property
+    def ready(self) -> bool:
+        return all(name in self._serving for name in self.settings.model_names)
+
+    def loaded(self) -> dict[str, int]:
+        return {name: s.model.version for name, s in self._serving.items()}
+
+    async def refresh(self, name: str, version: int | None = None) -> bool:
+        """Load the champion (or `version`) of `name` if it is not what is served; True if it swapped."""
+        async with self._lock:
+            target = version if version is not None else await self.registry.champion_version(name)
+            current = self._serving.get(name)
+            if target is None or (current is not None and current.model.version == target):
+                return False
+            found = await self.registry.get(name, target)
+            if found is None:
+                log.warning("model %s v%s is not in the registry", name, target)
+                return False
+            model = await asyncio.to_thread(OnnxModel, found.card, found.onnx, self.settings.intra_op_threads)
+            batcher = MicroBatcher(model.run, self.settings.max_batch_rows, self.settings.max_wait_ms / 1000)
+            # One assignment swaps the model: requests already queued on the old batcher finish on the
+            # old session; new requests go to the new one. Nothing is dropped.
+            self._serving[name] = Serving(model, batcher)
+            if current is not None:
+                task = asyncio.create_task(self._retire(current))
+                self._retired.add(task)
+                task.add_done_callback(self._retired.discard)
+            log.info(
+                "serving %s v%d (%s)",
+                name,
+                target,
+                ", ".join(f"{k}={v:.3g}" for k, v in found.card.metrics.items()),
+            )
+            return True
+
+    async def _retire(self, old: Serving) -> None:
+        await asyncio.sleep(5)  # let requests queued on the old batcher drain
+        await old.batcher.close()
+
+    async def refresh_all(self) -> None:
+        for name in self.settings.model_names:
+            try:
+                await self.refresh(name)
+            except Exception as exc:  # the registry may be briefly unreachable; try again later
+                log.warning("could not load model %s: %s", name, exc)
+
+    async def poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_seconds)
+            await self.refresh_all()
+
+    async def predict(self, request: PredictRequest) -> PredictResponse:
+        serving = self._serving.get(request.model_name)
+        if serving is None:
+            if request.model_name not in self.settings.model_names:
+                raise BadInput(
+                    f"unknown model_name {request.model_name!r}; served models: "
+                    f"{', '.join(self.settings.model_names)}"
+                )
+            raise ModelNotReady(
+                f"no version of model {request.model_name!r} is registered yet: train one with `vigil train`"
+            )
+        serving.model.check(request.feature_names)
+        out = await serving.batcher.predict(np.asarray(request.rows, dtype=np.float32))
+        name, version = serving.model.name, serving.model.version
+        return PredictResponse(
+            predictions=[Prediction(value=float(v), model_name=name, model_version=version) for v in out],
+            model_name=name,
+            model_version=version,
+        )
+
+    async def close(self) -> None:
+        for serving in self._serving.values():
+            await serving.batcher.close()
+        for task in list(self._retired):
+            task.cancel()

@@ -1,0 +1,27 @@
+"""Configuration of the inference service, from environment variables (prefix VIGIL_INFERENCE_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from apps.common.profiles import PROFILES
+
+
+class InferenceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIL_INFERENCE_", protected_namespaces=())
+
+    port: int = Field(8003, validation_alias="APP_PORT")
+    model_names: list[str] = Field(default_factory=lambda: sorted({p.model_name for p in PROFILES.values()}))
+    max_batch_rows: int = Field(512, ge=1)
+    max_wait_ms: float = Field(2.0, ge=0)
+    # Fallback to the model-updates topic: look at the champion pointer this often.
+    poll_seconds: float = Field(15.0, gt=0)
+    intra_op_threads: int = Field(1, ge=1)
+
+
+@lru_cache
+def get_settings() -> InferenceSettings:
+    return InferenceSettings()
