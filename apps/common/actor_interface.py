@@ -1,9 +1,14 @@
-"""The EquipmentActor's contract: callers (ingestion, alerting) import this, never the implementation."""
+"""The EquipmentActor's contract: callers (ingestion, alerting) import this, never the implementation.
+
+Arguments and results cross the actor boundary as JSON *strings*. The SDK's actor serializer turns
+any string that looks like a date ("2024-01-01...") into a datetime and any that looks like a
+duration ("30s") into a timedelta; a machine called "2024-01-01-press" would change type in flight.
+A JSON document as one string starts with "[" or "{" and is left alone.
+"""
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
 
 from dapr.actor import ActorInterface, actormethod
 
@@ -11,15 +16,15 @@ from dapr.actor import ActorInterface, actormethod
 class EquipmentActorInterface(ActorInterface):
     @abstractmethod
     @actormethod(name="Ingest")
-    async def ingest(self, readings: list[dict[str, Any]]) -> dict[str, Any]:
-        """Apply a batch of one machine's readings (Reading JSON); returns EquipmentIngestResult JSON."""
+    async def ingest(self, readings_json: str) -> str:
+        """Apply one machine's readings (a JSON list of Reading); returns EquipmentIngestResult JSON."""
 
     @abstractmethod
     @actormethod(name="GetHealth")
-    async def get_health(self) -> dict[str, Any]:
+    async def get_health(self) -> str:
         """The machine's HealthSnapshot JSON."""
 
     @abstractmethod
     @actormethod(name="GetHistory")
-    async def get_history(self, n: int) -> list[dict[str, Any]]:
-        """The last n predictions: [{seq, at, predicted_rul, model_version}]."""
+    async def get_history(self, n: int) -> str:
+        """The last n predictions as JSON: [{seq, at, predicted_rul, model_version}]."""

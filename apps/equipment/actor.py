@@ -1,0 +1,144 @@
+"""EquipmentActor: one virtual actor per machine, holding its window, features, health and alerts.
+
+The domain rules live in domain.py (pure, unit-tested); this class only loads and saves that state
+(one actor-state transaction per call), talks to inference and publishes what changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import ClassVar
+
+from dapr.actor import Actor, Remindable
+from pydantic import TypeAdapter, ValidationError
+
+from apps.common.actor_interface import EquipmentActorInterface
+from apps.common.contracts import Alert, EquipmentIngestResult, FeatureVector, Reading
+from apps.common.names import SILENCE_REMINDER, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH
+from apps.common.profiles import PROFILES, EquipmentProfile, get_profile
+from apps.equipment.domain import AlertTransition, EquipmentState
+from apps.equipment.ports import ActorDeps, InferenceUnavailable
+
+log = logging.getLogger("equipment")
+
+STATE_KEY = "equipment"
+_READINGS = TypeAdapter(list[Reading])
+
+
+class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
+    # Set once by the app's lifespan: the SDK constructs actors itself, with (ctx, actor_id) only.
+    deps: ClassVar[ActorDeps | None] = None
+
+    def __init__(self, ctx, actor_id) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(ctx, actor_id)
+        self._state: EquipmentState | None = None
+        self._last_health_at = 0.0
+        self._last_status: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def _deps(self) -> ActorDeps:
+        if self.deps is None:
+            raise RuntimeError("EquipmentActor.deps is not configured (the app lifespan sets it)")
+        return self.deps
+
+    def _profiles(self) -> dict[str, EquipmentProfile]:
+        override = self._deps.settings.silence_after_seconds
+        if override is None:
+            return dict(PROFILES)
+        return {k: dataclasses.replace(p, silence_after_seconds=override) for k, p in PROFILES.items()}
+
+    async def _on_activate(self) -> None:
+        found, raw = await self._state_manager.try_get_state(STATE_KEY)
+        if found:
+            self._state = EquipmentState.from_dict(self.id.id, json.loads(raw), self._profiles())
+
+    async def _save(self) -> None:
+        assert self._state is not None
+        # Stored as one JSON string: see actor_interface.py on the SDK serializer's date/duration guessing.
+        await self._state_manager.set_state(STATE_KEY, json.dumps(self._state.to_dict()))
+        await self._state_manager.save_state()
+
+    # ------------------------------------------------------------------ methods
+    async def ingest(self, readings_json: str) -> str:
+        try:
+            readings = _READINGS.validate_json(readings_json)
+        except ValidationError as exc:
+            raise ValueError(f"Ingest expects a JSON list of Reading: {exc}") from exc
+        if not readings:
+            raise ValueError("Ingest needs at least one reading")
+        now = time.time()
+        first_time = self._state is None
+        if self._state is None:
+            self._state = EquipmentState.new(self.id.id, get_profile(readings[0].profile, self._profiles()))
+        state = self._state
+        result, transitions = state.apply_readings(readings, now)
+        features = result.features
+        if not features and state.prediction_stale:
+            latest = state.latest_features()  # inference failed last time: try again now
+            features = [latest] if latest is not None else []
+        transitions += await self._predict(features, now)
+        await self._announce(transitions, now)
+        if first_time:
+            await self._register_silence_reminder()
+        await self._save()
+        return EquipmentIngestResult(
+            accepted=result.accepted, duplicates=result.duplicates, health=state.snapshot(now)
+        ).model_dump_json()
+
+    async def get_health(self) -> str:
+        if self._state is None:
+            raise ValueError(f"equipment {self.id.id} has sent no readings")
+        return self._state.snapshot(time.time()).model_dump_json()
+
+    async def get_history(self, n: int) -> str:
+        if self._state is None:
+            return "[]"
+        return json.dumps([dataclasses.asdict(p) for p in self._state.get_history(int(n))])
+
+    async def receive_reminder(
+        self, name: str, state: bytes, due_time: timedelta, period: timedelta, ttl: timedelta | None = None
+    ) -> None:
+        if name != SILENCE_REMINDER or self._state is None:
+            return
+        now = time.time()
+        transition = self._state.check_silence(now)
+        if transition is not None:
+            await self._announce([transition], now)
+            await self._save()
+
+    # ------------------------------------------------------------------ helpers
+    async def _predict(self, features: list[FeatureVector], now: float) -> list[AlertTransition]:
+        assert self._state is not None
+        if not features:
+            return []
+        try:
+            response = await self._deps.inference.predict(self._state.profile.model_name, features)
+        except InferenceUnavailable as exc:
+            log.warning("%s: inference unavailable, prediction marked stale: %s", self.id.id, exc)
+            self._state.mark_prediction_stale(now)
+            return []
+        points = [(f.window_end_seq, p.value) for f, p in zip(features, response.predictions, strict=True)]
+        return self._state.record_predictions(points, response.model_version, now)
+
+    async def _announce(self, transitions: list[AlertTransition], now: float) -> None:
+        """Publish alert events, and a HealthSnapshot on status change or every health_publish_seconds."""
+        assert self._state is not None
+        publisher = self._deps.publisher
+        for transition in transitions:
+            alert: Alert = self._state.build_alert(transition, now)
+            await publisher.publish(TOPIC_ALERTS, alert)
+        status = self._state.status()
+        interval = self._deps.settings.health_publish_seconds
+        if transitions or status != self._last_status or now - self._last_health_at >= interval:
+            await publisher.publish(TOPIC_EQUIPMENT_HEALTH, self._state.snapshot(now))
+            self._last_health_at = now
+            self._last_status = status
+
+    async def _register_silence_reminder(self) -> None:
+        every = timedelta(seconds=self._deps.settings.silence_check_seconds)
+        await self.register_reminder(SILENCE_REMINDER, b"", every, every)

@@ -1,0 +1,40 @@
+"""HTTP and Dapr wiring of the equipment service: hosts EquipmentActor; logic is in actor.py/domain.py."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from dapr.actor.runtime.config import ActorRuntimeConfig
+from dapr.actor.runtime.runtime import ActorRuntime
+from dapr.aio.clients import DaprClient
+from dapr.ext.fastapi import DaprActor
+from fastapi import FastAPI
+
+from apps.common.publisher import DaprPublisher
+from apps.equipment.actor import EquipmentActor
+from apps.equipment.ports import ActorDeps, DaprInferenceClient
+from apps.equipment.settings import get_settings
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    ActorRuntime.set_actor_config(
+        ActorRuntimeConfig(actor_idle_timeout=timedelta(seconds=settings.actor_idle_timeout_seconds))
+    )
+    async with DaprClient() as client:
+        EquipmentActor.deps = ActorDeps(DaprInferenceClient(client), DaprPublisher(client), settings)
+        await actor.register_actor(EquipmentActor)
+        yield
+        EquipmentActor.deps = None
+
+
+app = FastAPI(title="Vigil equipment", lifespan=lifespan)
+actor = DaprActor(app)
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}

@@ -1,0 +1,26 @@
+"""Configuration of the equipment service, from environment variables (prefix VIGIL_EQUIPMENT_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EquipmentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIL_EQUIPMENT_")
+
+    port: int = Field(8002, validation_alias="APP_PORT")
+    # A HealthSnapshot is published on every status change, and otherwise at most this often.
+    health_publish_seconds: float = Field(5.0, ge=0)
+    # How often the silence reminder looks at a machine.
+    silence_check_seconds: float = Field(30.0, gt=0)
+    # Override the profile's silence threshold (seconds without readings); None = the profile's.
+    silence_after_seconds: float | None = Field(None, gt=0)
+    actor_idle_timeout_seconds: float = Field(3600.0, gt=0)
+
+
+@lru_cache
+def get_settings() -> EquipmentSettings:
+    return EquipmentSettings()
