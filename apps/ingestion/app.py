@@ -1,0 +1,103 @@
+"""HTTP and Dapr wiring of the ingestion service; the logic is in service.py and validation.py."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from dapr.actor import ActorId, ActorProxyFactory
+from dapr.aio.clients import DaprClient
+from dapr.ext.fastapi import DaprApp
+from fastapi import Body, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from apps.common.actor_interface import EquipmentActorInterface
+from apps.common.contracts import EquipmentIngestResult, IngestResult, Reading
+from apps.common.names import EQUIPMENT_ACTOR_TYPE, PUBSUB, TOPIC_READINGS_DEAD_LETTER, TOPIC_SENSOR_READINGS
+from apps.common.profiles import PROFILES
+from apps.common.publisher import DaprPublisher
+from apps.ingestion.service import IngestionService, parse_json, readings_json
+from apps.ingestion.settings import get_settings
+from apps.ingestion.validation import InvalidBatch
+
+log = logging.getLogger("ingestion")
+
+
+class ActorEquipmentGateway:
+    """EquipmentGateway through Dapr actors: one `Ingest` call per machine per batch."""
+
+    def __init__(self) -> None:
+        self.factory = ActorProxyFactory()
+
+    async def ingest(self, equipment_id: str, readings: list[Reading]) -> EquipmentIngestResult:
+        proxy = self.factory.create(EQUIPMENT_ACTOR_TYPE, ActorId(equipment_id), EquipmentActorInterface)
+        answer = await proxy.Ingest(readings_json(readings))
+        return EquipmentIngestResult.model_validate_json(answer)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    async with DaprClient() as client:
+        app.state.service = IngestionService(
+            ActorEquipmentGateway(), DaprPublisher(client), PROFILES, settings.max_concurrent_actor_calls
+        )
+        yield
+
+
+app = FastAPI(title="Vigil ingestion", lifespan=lifespan)
+dapr_app = DaprApp(app)
+
+
+def get_service(request: Request) -> IngestionService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated[IngestionService, Depends(get_service)]
+
+
+@app.post("/v1/readings", response_model=IngestResult)
+async def post_readings(request: Request, service: ServiceDep) -> JSONResponse:
+    limit = get_settings().max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return JSONResponse({"detail": f"body of {declared} bytes exceeds the limit of {limit} bytes"}, 413)
+    body = await request.body()
+    if len(body) > limit:
+        return JSONResponse({"detail": f"body of {len(body)} bytes exceeds the limit of {limit} bytes"}, 413)
+    try:
+        raw = parse_json(body)
+        result = await service.ingest(raw, source="http")
+    except ValueError as exc:  # malformed JSON
+        return JSONResponse({"detail": str(exc)}, 400)
+    except InvalidBatch as exc:
+        return JSONResponse({"detail": str(exc)}, 422)
+    # Every reading rejected: the request as a whole was bad input. Partly good: 200 with the list.
+    status = 422 if result.rejected and result.accepted == 0 and result.duplicates == 0 else 200
+    return JSONResponse(result.model_dump(mode="json"), status)
+
+
+async def on_sensor_readings(request: Request, event: dict = Body(...)) -> dict[str, str]:
+    """Gateways that push: same validation; bad readings are dead-lettered by the service."""
+    service = get_service(request)
+    data = event.get("data")
+    try:
+        result = await service.ingest(data, source="pubsub")
+    except InvalidBatch as exc:
+        await service.dead_letter(data, f"malformed sensor-readings message: {exc}", "pubsub")
+        return {"status": "SUCCESS"}  # dead-lettered by us; do not redeliver a message that can never pass
+    if any(r.reason.startswith("not applied") for r in result.rejected):
+        return {"status": "RETRY"}  # actor unavailable: redeliver (seq dedupe keeps this safe)
+    return {"status": "SUCCESS"}
+
+
+dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_SENSOR_READINGS, dead_letter_topic=TOPIC_READINGS_DEAD_LETTER)(
+    on_sensor_readings
+)
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}

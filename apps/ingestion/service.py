@@ -1,0 +1,111 @@
+"""Ingestion without HTTP: validate a batch, dead-letter what is bad, apply the rest per machine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import TypeAdapter
+
+from apps.common.contracts import EquipmentIngestResult, IngestResult, Reading, ReadingRejection
+from apps.common.names import TOPIC_READINGS_DEAD_LETTER
+from apps.common.profiles import EquipmentProfile
+from apps.common.publisher import Publisher
+from apps.ingestion.validation import group_by_equipment, validate_batch
+
+log = logging.getLogger("ingestion")
+_READINGS = TypeAdapter(list[Reading])
+
+
+class EquipmentGateway(Protocol):
+    """Applies one machine's readings (the EquipmentActor, reached through an ActorProxy)."""
+
+    async def ingest(self, equipment_id: str, readings: list[Reading]) -> EquipmentIngestResult: ...
+
+
+class IngestionService:
+    def __init__(
+        self,
+        equipment: EquipmentGateway,
+        publisher: Publisher,
+        profiles: Mapping[str, EquipmentProfile],
+        max_concurrency: int = 32,
+    ) -> None:
+        self.equipment = equipment
+        self.publisher = publisher
+        self.profiles = profiles
+        self._limit = asyncio.Semaphore(max_concurrency)
+
+    async def ingest(self, raw: Any, source: str, now: datetime | None = None) -> IngestResult:
+        """Validate and apply a decoded batch. Raises InvalidBatch when the envelope itself is unusable."""
+        now = now or datetime.now(UTC)
+        good, rejected = validate_batch(raw, self.profiles, now)
+        items = raw.get("readings") if isinstance(raw, Mapping) else raw
+        for rejection in rejected:
+            await self.dead_letter(items[rejection.index], rejection.reason, source, rejection.index)
+        groups = group_by_equipment(good)
+        results = await asyncio.gather(*(self._apply(eid, rs) for eid, rs in groups.items()))
+        accepted = duplicates = 0
+        health = {}
+        for (eid, readings), result in zip(groups.items(), results, strict=True):
+            if isinstance(result, EquipmentIngestResult):
+                accepted += result.accepted
+                duplicates += result.duplicates
+                health[eid] = result.health
+                continue
+            # The actor could not apply them: report and dead-letter, never drop silently. Retrying the
+            # same batch is safe: the actor drops sequence numbers it has already applied.
+            reason = f"not applied: equipment actor call failed: {result}"
+            for reading in readings:
+                index = _index_of(items, reading)
+                rejected.append(ReadingRejection(index=index, equipment_id=eid, reason=reason))
+                await self.dead_letter(reading.model_dump(mode="json"), reason, source, index)
+        rejected.sort(key=lambda r: r.index)
+        return IngestResult(accepted=accepted, duplicates=duplicates, rejected=rejected, health=health)
+
+    async def _apply(self, equipment_id: str, readings: list[Reading]) -> EquipmentIngestResult | str:
+        async with self._limit:
+            try:
+                return await self.equipment.ingest(equipment_id, readings)
+            except Exception as exc:  # reported per machine; other machines of the batch go on
+                log.warning("actor %s failed: %s", equipment_id, exc)
+                return str(exc) or type(exc).__name__
+
+    async def dead_letter(self, item: Any, reason: str, source: str, index: int | None = None) -> None:
+        await self.publisher.publish(
+            TOPIC_READINGS_DEAD_LETTER,
+            {
+                "reason": reason,
+                "index": index,
+                "source": source,
+                "reading": item,
+                "rejected_at": datetime.now(UTC).isoformat(),
+            },
+        )
+
+
+def _index_of(items: Any, reading: Reading) -> int:
+    for i, item in enumerate(items or []):
+        if (
+            isinstance(item, Mapping)
+            and item.get("equipment_id") == reading.equipment_id
+            and item.get("seq") == reading.seq
+        ):
+            return i
+    return 0
+
+
+def readings_json(readings: list[Reading]) -> str:
+    return _READINGS.dump_json(readings).decode()
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a request body; ValueError with the position of the problem when it is not JSON."""
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc

@@ -1,0 +1,22 @@
+"""Configuration of the ingestion service, from environment variables (prefix VIGIL_INGESTION_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IngestionSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIL_INGESTION_")
+
+    port: int = Field(8001, validation_alias="APP_PORT")
+    max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    # Actor calls in flight at once for one batch (one call per machine, concurrent across machines).
+    max_concurrent_actor_calls: int = Field(32, ge=1)
+
+
+@lru_cache
+def get_settings() -> IngestionSettings:
+    return IngestionSettings()
