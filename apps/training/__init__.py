@@ -1,0 +1,1 @@
+"""Training service: retrains RUL models on run-to-failure data and exports them to ONNX."""
