@@ -1,0 +1,125 @@
+"""The shared feature pipeline: online (actor) and offline (training) agree on real C-MAPSS engines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from apps.common import cmapss
+from apps.common.features import (
+    RollingWindow,
+    feature_names,
+    n_features,
+    offline_features,
+    online_features,
+)
+from apps.common.profiles import TURBOFAN
+
+
+@pytest.fixture(scope="module")
+def train_units() -> dict[int, np.ndarray]:
+    return cmapss.load_train()
+
+
+@pytest.mark.parametrize("unit", [1, 2, 37, 69, 100])
+def test_online_equals_offline_on_real_units(train_units: dict[int, np.ndarray], unit: int) -> None:
+    traj = train_units[unit]
+    sensors = cmapss.sensor_matrix(traj, TURBOFAN)
+    ages = traj[:, 1]
+    offline = offline_features(sensors, TURBOFAN, ages=ages)
+    w = TURBOFAN.window
+    assert offline.shape == (traj.shape[0] - w + 1, n_features(TURBOFAN))
+    # First window, a few in the middle, the last one (the failure cycle).
+    for i in sorted({0, 1, offline.shape[0] // 3, offline.shape[0] // 2, offline.shape[0] - 1}):
+        end = w - 1 + i
+        online = online_features(sensors[end - w + 1 : end + 1], ages[end], TURBOFAN)
+        np.testing.assert_allclose(online, offline[i], rtol=0, atol=1e-9)
+
+
+def test_features_match_a_hand_computation(train_units: dict[int, np.ndarray]) -> None:
+    sensors = cmapss.sensor_matrix(train_units[5], TURBOFAN)
+    window = sensors[10:40]
+    names = feature_names(TURBOFAN)
+    got = dict(zip(names, online_features(window, 40.0, TURBOFAN), strict=True))
+    col = window[:, TURBOFAN.informative_sensors.index("sensor_11")]
+    assert got["sensor_11__last"] == col[-1]
+    assert got["sensor_11__mean"] == pytest.approx(col.mean(), abs=1e-12)
+    assert got["sensor_11__std"] == pytest.approx(col.std(ddof=0), abs=1e-12)
+    assert got["sensor_11__min"] == col.min()
+    assert got["sensor_11__max"] == col.max()
+    assert got["sensor_11__slope"] == pytest.approx(np.polyfit(np.arange(30), col, 1)[0], abs=1e-9)
+    assert got["age_cycles"] == 40.0
+
+
+def test_slope_sign_follows_degradation(train_units: dict[int, np.ndarray]) -> None:
+    # HPC degradation raises sensor_11 (Ps30) towards failure: its slope at the end must be positive.
+    feats = offline_features(cmapss.sensor_matrix(train_units[1], TURBOFAN), TURBOFAN)
+    slope_idx = feature_names(TURBOFAN).index("sensor_11__slope")
+    assert feats[-1, slope_idx] > 0
+
+
+def test_feature_names_are_stable() -> None:
+    names = feature_names(TURBOFAN)
+    assert len(names) == n_features(TURBOFAN) == 14 * 6 + 1
+    assert names[:7] == [
+        "sensor_2__last",
+        "sensor_2__mean",
+        "sensor_2__std",
+        "sensor_2__min",
+        "sensor_2__max",
+        "sensor_2__slope",
+        "sensor_3__last",
+    ]
+    assert names[-1] == "age_cycles"
+    assert len(set(names)) == len(names)
+
+
+def test_short_trajectory_yields_no_rows() -> None:
+    out = offline_features(np.ones((TURBOFAN.window - 1, 14)), TURBOFAN)
+    assert out.shape == (0, n_features(TURBOFAN))
+
+
+def test_wrong_shapes_are_refused() -> None:
+    with pytest.raises(ValueError, match="informative_sensors"):
+        offline_features(np.ones((40, 24)), TURBOFAN)
+    with pytest.raises(ValueError, match="exactly 30"):
+        online_features(np.ones((29, 14)), 29, TURBOFAN)
+
+
+def test_rolling_window_keeps_last_rows_oldest_first() -> None:
+    w = RollingWindow(capacity=4, n_columns=2)
+    assert len(w) == 0 and not w.is_full
+    for i in range(6):
+        w.append([i, 10 * i])
+    assert w.is_full
+    np.testing.assert_array_equal(w.to_array(), [[2, 20], [3, 30], [4, 40], [5, 50]])
+
+
+def test_rolling_window_partial_and_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    for n_rows in (0, 3, 30, 47):
+        w = RollingWindow(30, 14)
+        w.extend(rng.normal(size=(n_rows, 14)) * 1000)
+        d = json.loads(json.dumps(w.to_dict()))  # must survive plain JSON
+        back = RollingWindow.from_dict(d)
+        assert len(back) == min(n_rows, 30)
+        np.testing.assert_array_equal(back.to_array(), w.to_array())  # bit-exact, not approximately
+        # The restored buffer keeps rolling correctly.
+        back.append(np.arange(14.0))
+        w.append(np.arange(14.0))
+        np.testing.assert_array_equal(back.to_array(), w.to_array())
+
+
+def test_rolling_window_serialisation_is_compact_and_not_date_like() -> None:
+    w = RollingWindow(30, 14)
+    w.extend(np.full((30, 14), 2024.0))
+    data = w.to_dict()["data"]
+    assert isinstance(data, str) and data.startswith("f8le:")
+    assert len(data) < 30 * 14 * 8 * 4 / 3 + 16
+
+
+def test_rolling_window_rejects_wrong_row_width() -> None:
+    with pytest.raises(ValueError):
+        RollingWindow(3, 2).append([1.0, 2.0, 3.0])
