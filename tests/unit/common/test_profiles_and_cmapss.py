@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -56,7 +58,7 @@ def test_rul_targets() -> None:
     assert cmapss.rul_targets(200)[0] == 125
 
 
-def test_data_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+def test_data_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(cmapss.DATA_DIR_ENV, str(tmp_path))
     with pytest.raises(FileNotFoundError, match="VIGIL_DATA_DIR"):
         cmapss.load_rul()
