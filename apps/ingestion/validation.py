@@ -41,6 +41,10 @@ def _describe(error: Mapping[str, Any]) -> str:
     loc = tuple(error.get("loc", ()))
     field = loc[0] if loc else ""
     msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "missing":
+        return f"missing field {field!r}"
+    if error.get("type") == "extra_forbidden":
+        return f"unexpected field {field!r}"
     if field == "equipment_id":
         return f"bad equipment id: {msg} (letters, digits, '.', '_' or '-', 1-64 characters)"
     if field == "timestamp":
@@ -54,10 +58,6 @@ def _describe(error: Mapping[str, Any]) -> str:
             return f"non-finite value: {msg}"
         where = f" for sensor {loc[1]!r}" if len(loc) > 1 else ""
         return f"bad values{where}: {msg}"
-    if error.get("type") == "extra_forbidden":
-        return f"unexpected field {field!r}"
-    if error.get("type") == "missing":
-        return f"missing field {field!r}"
     return f"{'.'.join(str(p) for p in loc) or 'reading'}: {msg}"
 
 
