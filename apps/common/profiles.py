@@ -66,7 +66,7 @@ class EquipmentProfile:
     """
 
     name: str
-    channels: Mapping[str, tuple[float, float]]
+    channels: Mapping[str, tuple[float, float]] = field(hash=False)  # a mapping is unhashable
     informative_sensors: tuple[str, ...]
     operating_settings: tuple[str, ...]
     model_name: str
