@@ -1,0 +1,89 @@
+"""HTTP and Dapr wiring of the training service; the job itself is in service.py and trainer.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from dapr.aio.clients import DaprClient
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from apps.common.profiles import get_profile
+from apps.common.publisher import DaprPublisher
+from apps.common.registry import DaprModelRegistry
+from apps.training.service import TrainingJob, TrainingService
+from apps.training.settings import get_settings
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+log = logging.getLogger("training")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    tasks: set[asyncio.Task[Any]] = set()
+    app.state.tasks = tasks
+    async with DaprClient() as client:
+        service = TrainingService(
+            DaprModelRegistry(client),
+            DaprPublisher(client),
+            get_profile(settings.profile),
+            {"n_estimators": settings.n_estimators},
+        )
+        app.state.service = service
+        if settings.train_if_no_champion and not await service.has_champion():
+            log.info("no champion model yet: training a first one")
+            task = asyncio.create_task(service.run())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        yield
+        for task in tasks:
+            task.cancel()
+
+
+app = FastAPI(title="Vigil training", lifespan=lifespan)
+
+
+def get_service(request: Request) -> TrainingService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated[TrainingService, Depends(get_service)]
+
+
+def job_json(job: TrainingJob) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "status": job.status,
+        "stage": job.stage,
+        "progress": round(job.progress, 3),
+        "promoted": job.promoted,
+        "error": job.error,
+        "card": None if job.card is None else job.card.model_dump(mode="json"),
+    }
+
+
+@app.post("/v1/train", status_code=202)
+async def train(request: Request, service: ServiceDep) -> JSONResponse:
+    job = TrainingJob()
+    task = asyncio.create_task(service.run(job))
+    request.app.state.tasks.add(task)
+    task.add_done_callback(request.app.state.tasks.discard)
+    return JSONResponse(job_json(job), 202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+@app.get("/v1/jobs/{job_id}")
+async def get_job(job_id: str, service: ServiceDep) -> dict[str, Any]:
+    job = service.jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"no training job {job_id!r}")
+    return job_json(job)
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
