@@ -1,0 +1,138 @@
+"""Start the whole Vigil platform for end-to-end tests: every app of dapr.yaml with its own localdapr
+sidecar (in this process) and the app as a real process, so a test can stop and restart one app.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from localdapr.runfile import load_run_template
+from localdapr.sidecar import SidecarOptions
+from localdapr.testing import AppProcess, SidecarThread, free_port, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_components(folder: Path, profile: str, redis: str | None = None, redis_db: int = 0) -> Path:
+    """The embedded profile (SQLite + in-memory pub/sub) or the Redis profile, in a temp folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scopes = "scopes: [ingestion, equipment, alerting]\n"
+    if profile == "embedded":
+        state = f'    - name: connectionString\n      value: "{folder / "state.db"}"\n'
+        models = f'    - name: connectionString\n      value: "{folder / "models.db"}"\n'
+        state_type = models_type = "state.sqlite"
+        pubsub = "  type: pubsub.in-memory\n  version: v1\n  metadata: []\n"
+    else:
+        assert redis
+        conn = (
+            f'    - name: redisHost\n      value: "{redis}"\n    - name: redisDB\n      value: "{redis_db}"\n'
+        )
+        state = models = conn
+        state_type = models_type = "state.redis"
+        pubsub = (
+            f"  type: pubsub.redis\n  version: v1\n  metadata:\n{conn}"
+            '    - name: processingTimeout\n      value: "5s"\n'
+            '    - name: redeliverInterval\n      value: "1s"\n'
+        )
+    head = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {}\nspec:\n"
+    (folder / "statestore.yaml").write_text(
+        head.format("statestore") + f"  type: {state_type}\n  version: v1\n  metadata:\n{state}"
+        '    - name: actorStateStore\n      value: "true"\n' + scopes
+    )
+    (folder / "modelstore.yaml").write_text(
+        head.format("modelstore") + f"  type: {models_type}\n  version: v1\n  metadata:\n{models}"
+        "    - name: keyPrefix\n      value: name\nscopes: [training, inference]\n"
+    )
+    (folder / "pubsub.yaml").write_text(head.format("pubsub") + pubsub)
+    return folder
+
+
+@dataclass
+class RunningApp:
+    app_id: str
+    sidecar: SidecarThread
+    process: AppProcess
+    module: str
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.process.port}"
+
+    def stop_app(self) -> None:
+        self.process.stop()
+
+    def start_app(self) -> None:
+        self.process = AppProcess(
+            self.module,
+            self.process.port,
+            self.sidecar.options.app_env(),
+            self.env,
+            cwd=REPO,
+            name=self.app_id,
+        ).start()
+
+
+@dataclass
+class Platform:
+    apps: dict[str, RunningApp] = field(default_factory=dict)
+
+    def url(self, app_id: str) -> str:
+        return self.apps[app_id].url
+
+    def stop(self) -> None:
+        for app in reversed(list(self.apps.values())):
+            app.process.stop()
+            app.sidecar.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"==== {a.app_id}\n{a.process.log()[-4000:]}" for a in self.apps.values())
+
+
+def start_platform(components: Path, tmp: Path, env: dict[str, str] | None = None) -> Platform:
+    template = load_run_template(REPO / "dapr.yaml")
+    registry = tmp / f"registry-{uuid.uuid4().hex[:6]}"
+    platform = Platform()
+    config_dir = REPO / "dapr-config"
+    try:
+        for spec in template.apps:
+            port = free_port()
+            sidecar = SidecarThread(
+                SidecarOptions(
+                    app_id=spec.app_id,
+                    resources_paths=[components, config_dir],
+                    app_port=port,
+                    config_file=config_dir / "config.yaml",
+                    registry_dir=registry,
+                )
+            ).start()
+            app_env = {**spec.env, **(env or {}), "APP_PORT": str(port), "PYTHONPATH": str(REPO)}
+            module = f"apps.{spec.app_id}.app:app"
+            process = AppProcess(
+                module, port, sidecar.options.app_env(), app_env, cwd=REPO, name=spec.app_id
+            ).start(timeout=60)
+            platform.apps[spec.app_id] = RunningApp(spec.app_id, sidecar, process, module, app_env)
+        for app in platform.apps.values():
+            app.sidecar.wait_app_ready(60)
+    except BaseException:
+        platform.stop()
+        raise
+    return platform
+
+
+def wait_model_ready(platform: Platform, timeout: float = 180) -> None:
+    wait_until(
+        lambda: httpx.get(f"{platform.url('inference')}/readyz", timeout=5).status_code == 200,
+        timeout=timeout,
+        interval=1.0,
+        what="inference serving a model (training on start-up)",
+    )
+
+
+def environ_with(**extra: str) -> dict[str, str]:
+    return {**os.environ, **extra}
