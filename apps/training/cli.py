@@ -1,0 +1,102 @@
+"""`vigil train`: train a model now and register it, through a localdapr sidecar of app id `training`.
+
+The registry is whatever `modelstore` the chosen components folder defines (the embedded profile's
+SQLite file by default), so a running `vigil up` picks the new champion up (inference watches the
+champion pointer, and the `model-updates` topic when the broker is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+from apps.common.names import TRAINING_APP_ID
+from apps.common.profiles import UnknownProfile, get_profile
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--resources",
+        type=Path,
+        default=None,
+        help="components folder (default: components/embedded; components/ = Redis profile)",
+    )
+    parser.add_argument("--profile", default="turbofan", help="equipment profile to train for")
+    parser.add_argument("--n-estimators", type=int, default=200, help="boosting rounds")
+
+
+class ProgressBar:
+    """One line on stderr, redrawn in place: training takes tens of seconds."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        width = 30
+        done = int(width * fraction)
+        sys.stderr.write(
+            f"\r[{'#' * done}{'.' * (width - done)}] {fraction:5.1%} {stage:<40.40} "
+            f"{time.monotonic() - self.start:5.1f}s"
+        )
+        sys.stderr.flush()
+        if fraction >= 1.0:
+            sys.stderr.write("\n")
+
+
+async def _train(args: argparse.Namespace) -> int:
+    from dapr.aio.clients import DaprClient
+
+    from apps.common.publisher import DaprPublisher
+    from apps.common.registry import DaprModelRegistry
+    from apps.training.service import TrainingService
+    from localdapr.errors import ComponentError
+    from localdapr.sidecar import Sidecar, SidecarOptions
+
+    resources = args.resources or REPO / "components" / "embedded"
+    try:
+        profile = get_profile(args.profile)
+    except UnknownProfile as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    options = SidecarOptions(
+        app_id=TRAINING_APP_ID,
+        resources_paths=[resources, REPO / "dapr-config"],
+        registry_dir=Path(".localdapr") / "registry-train",
+    )
+    try:
+        sidecar = Sidecar(options)
+        await sidecar.start()
+    except ComponentError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    os.environ["DAPR_HTTP_PORT"] = str(options.http_port)
+    os.environ["DAPR_GRPC_PORT"] = str(options.grpc_port)
+    try:
+        async with DaprClient() as client:
+            service = TrainingService(
+                DaprModelRegistry(client), DaprPublisher(client), profile, {"n_estimators": args.n_estimators}
+            )
+            job = await service.run(progress=ProgressBar())
+    finally:
+        await sidecar.stop()
+    if job.status != "succeeded" or job.card is None:
+        sys.stderr.write(f"training failed: {job.error}\n")
+        return 1
+    card = job.card
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in card.metrics.items())
+    sys.stdout.write(
+        f"registered {card.name} v{card.version} ({metrics}; "
+        f"ONNX max abs diff {card.onnx_max_abs_diff:.2e})\n"
+        f"{'promoted to champion' if job.promoted else 'not promoted: the champion is better'}\n"
+    )
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    return asyncio.run(_train(args))
