@@ -1,40 +1,46 @@
 """`vigil`: one command for everything an operator or developer runs.
 
 vigil up [-f dapr.yaml] [--resources DIR]   start every app with a localdapr sidecar
-vigil demo                                  the platform demo (for now: the sample app pair)
+vigil demo                                  the whole platform, a model, and engines streaming into it
+vigil train                                 train a model now and register it
+vigil replay [--units 1-5] [--speed 10]     stream C-MAPSS FD001 units into ingestion as a live fleet
+vigil simulate --machines N [--seed S]      a larger fleet made from the real trajectories, for load
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
+from apps.tools import cli as tools_cli
+from apps.tools import demo as tools_demo
+from apps.training import cli as training_cli
 from localdapr import cli as localdapr_cli
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vigil", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start every app of a run template with its localdapr sidecar")
-    localdapr_cli.add_up_arguments(up)
-    up.set_defaults(func=localdapr_cli.run_up)
-    demo = sub.add_parser("demo", help="run the demo")
-    localdapr_cli.add_up_arguments(demo)
-    demo.set_defaults(func=run_demo)
-    args = parser.parse_args(argv)
+    commands = [
+        ("up", "start every app of a run template with its localdapr sidecar", localdapr_cli.add_up_arguments,
+         localdapr_cli.run_up),
+        ("demo", "the platform demo (Ctrl-C stops it)", tools_demo.add_arguments, tools_demo.run_demo),
+        ("train", "train a model and register it", training_cli.add_arguments, training_cli.run_train),
+        ("replay", "stream FD001 units into ingestion", tools_cli.add_replay_arguments, tools_cli.run_replay),
+        ("simulate", "stream a simulated fleet into ingestion", tools_cli.add_simulate_arguments,
+         tools_cli.run_simulate),
+    ]  # fmt: skip
+    for name, help_text, add_arguments, run in commands:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(command)
+        command.set_defaults(func=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return int(args.func(args))
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    if args.file == "dapr.yaml":
-        args.file = str(REPO / "samples" / "hello" / "dapr.yaml")
-    print(f"vigil demo: starting {args.file} (Ctrl-C stops everything)", file=sys.stderr)
-    return localdapr_cli.run_up(args)
 
 
 if __name__ == "__main__":
