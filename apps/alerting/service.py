@@ -1,0 +1,240 @@
+"""The alerting service core: handles delivered events and API calls over an AlertingRepository.
+
+Transport-free (no FastAPI, no Dapr client): app.py decodes requests into calls here, and the unit
+tests drive it with an in-memory repository. The rules themselves are in domain.py; this module
+orchestrates read -> pure rule -> conditional write, retrying on etag conflicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TypeVar
+
+from apps.alerting.domain import (
+    AlertFilter,
+    AlertNotFound,
+    AlertRecord,
+    AlertSummary,
+    DeadLetter,
+    Envelope,
+    FleetPublic,
+    MalformedEvent,
+    acknowledge,
+    apply_event,
+    dead_letter_from,
+    is_newer,
+    malformed_letter,
+    newest_first,
+    next_episode,
+    parse_alert,
+    parse_snapshot,
+    prune,
+    recent_seqs,
+    summarize_fleet,
+    supersede,
+    superseded_ids,
+)
+from apps.alerting.notifier import Notifier
+from apps.alerting.store import AlertingRepository, Conflict
+from apps.common.contracts import Alert, HealthSnapshot
+
+log = logging.getLogger("alerting")
+
+R = TypeVar("R")
+
+
+class Outcome(StrEnum):
+    """What a subscription handler tells Dapr (the `status` of its answer)."""
+
+    SUCCESS = "SUCCESS"
+    DROP = "DROP"  # can never succeed: Dapr logs it and does not redeliver
+    RETRY = "RETRY"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AlertingService:
+    def __init__(
+        self,
+        repo: AlertingRepository,
+        notifier: Notifier,
+        *,
+        dead_letter_retention: int = 10_000,
+        max_alerts: int = 50_000,
+        max_conflict_retries: int = 20,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.repo = repo
+        self.notifier = notifier
+        self.dead_letter_retention = dead_letter_retention
+        self.max_alerts = max_alerts
+        self.max_conflict_retries = max_conflict_retries
+        self.clock = clock
+        # Writers in this process queue up instead of colliding on the same index etag; etags still
+        # guard against other replicas.
+        self._alerts_lock = asyncio.Lock()
+        self._dead_letters_lock = asyncio.Lock()
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[R]]) -> R:
+        for n in range(self.max_conflict_retries):
+            try:
+                return await attempt()
+            except Conflict:
+                # Another writer got there first: back off a little (jittered) and read again.
+                await asyncio.sleep(random.uniform(0, 0.005 * (n + 1)))
+        raise RuntimeError(f"{what}: gave up after {self.max_conflict_retries} etag conflicts")
+
+    # ------------------------------------------------------------------ subscriptions
+    async def on_alert(self, envelope: Envelope, topic: str) -> Outcome:
+        try:
+            alert = parse_alert(envelope.data)
+        except MalformedEvent as exc:
+            return await self._drop(envelope, topic, str(exc))
+        await self.apply_alert(alert)
+        return Outcome.SUCCESS
+
+    async def on_health(self, envelope: Envelope, topic: str) -> Outcome:
+        try:
+            snapshot = parse_snapshot(envelope.data)
+        except MalformedEvent as exc:
+            return await self._drop(envelope, topic, str(exc))
+        await self.record_snapshot(snapshot)
+        return Outcome.SUCCESS
+
+    async def on_dead_letter(self, envelope: Envelope, topic: str) -> Outcome:
+        letter = dead_letter_from(envelope.data, topic, envelope.event_id, envelope.source, self.clock())
+        await self.record_dead_letter(letter)
+        return Outcome.SUCCESS
+
+    async def on_undecodable(self, body: bytes, topic: str, reason: str) -> Outcome:
+        """A delivery whose body is not a CloudEvent at all: keep what came, tell Dapr to drop it."""
+        text = body[:4096].decode(errors="replace")
+        return await self._drop(Envelope(text, None, None, topic), topic, reason)
+
+    async def _drop(self, envelope: Envelope, topic: str, reason: str) -> Outcome:
+        # Kept as a dead letter so nothing is lost silently, and DROPped so Dapr does not redeliver a
+        # message that can never pass.
+        log.warning("dropping malformed %s message %s: %s", topic, envelope.event_id, reason)
+        await self.record_dead_letter(
+            malformed_letter(envelope.data, topic, envelope.event_id, envelope.source, reason, self.clock())
+        )
+        return Outcome.DROP
+
+    # ------------------------------------------------------------------ alerts
+    async def apply_alert(self, alert: Alert) -> AlertRecord:
+        """Apply one alert event; idempotent, and any delivery order converges (see domain.py)."""
+
+        async def attempt() -> tuple[AlertRecord, list[tuple[AlertRecord, AlertRecord | None]]]:
+            read = await self.repo.alert_index()
+            older = superseded_ids(read.value, alert)
+            current = await self.repo.get_alerts([alert.id, *older])
+            previous = current.get(alert.id)
+            record = apply_event(previous, alert)
+            later = next_episode(read.value, alert)
+            if later is not None:  # a late event of an episode that has already been replaced
+                record = supersede(record, later.episode, later.raised_at)
+            changed: list[tuple[AlertRecord, AlertRecord | None]] = []
+            if record != previous:
+                changed.append((record, previous))
+            for old_id in older:
+                old = current.get(old_id)
+                if old is not None and (new := supersede(old, alert.episode, alert.raised_at)) != old:
+                    changed.append((new, old))
+            if not changed:
+                return record, []  # duplicate or stale: nothing to write
+            index = dict(read.value)
+            for r, _ in changed:
+                index[r.id] = AlertSummary.of(r)
+            written = {r.id for r, _ in changed}
+            deletes = [i for i in prune(index, self.max_alerts) if i not in written]
+            for i in deletes:
+                del index[i]
+            await self.repo.commit_alerts(read, index, [r for r, _ in changed], deletes)
+            return record, changed
+
+        async with self._alerts_lock:
+            record, changed = await self._retrying(f"alert {alert.id}", attempt)
+        for new, old in changed:
+            if old is None or (new.state, new.severity) != (old.state, old.severity):
+                await self._notify(new, old)
+        return record
+
+    async def acknowledge(self, alert_id: str, by: str | None = None) -> AlertRecord:
+        async def attempt() -> AlertRecord:
+            read = await self.repo.alert_index()
+            current = (await self.repo.get_alerts([alert_id])).get(alert_id)
+            if current is None:
+                raise AlertNotFound(f"no alert with id {alert_id!r}")
+            record = acknowledge(current, self.clock(), by)  # AlertAlreadyCleared if cleared
+            if record != current:
+                index = {**read.value, record.id: AlertSummary.of(record)}
+                await self.repo.commit_alerts(read, index, [record], [])
+            return record
+
+        async with self._alerts_lock:
+            return await self._retrying(f"acknowledge {alert_id}", attempt)
+
+    async def get_alert(self, alert_id: str) -> AlertRecord:
+        found = (await self.repo.get_alerts([alert_id])).get(alert_id)
+        if found is None:
+            raise AlertNotFound(f"no alert with id {alert_id!r}")
+        return found
+
+    async def list_alerts(self, flt: AlertFilter, limit: int | None = None) -> list[AlertRecord]:
+        read = await self.repo.alert_index()
+        ids = newest_first(read.value, flt, limit)
+        found = await self.repo.get_alerts(ids)
+        # The index and the records are written in one transaction, so a miss here is only a
+        # concurrent prune: skip it rather than fail the listing.
+        return [found[i] for i in ids if i in found]
+
+    async def _notify(self, alert: AlertRecord, previous: AlertRecord | None) -> None:
+        try:
+            await self.notifier.notify(alert, previous)
+        except Exception:  # a notification channel problem must not undo or retry the stored change
+            log.exception("notifier failed for alert %s", alert.id)
+
+    # ------------------------------------------------------------------ fleet
+    async def record_snapshot(self, snapshot: HealthSnapshot) -> bool:
+        """Keep `snapshot` if it is the machine's newest; False when an older or same one arrived late."""
+
+        async def attempt() -> bool:
+            read = await self.repo.get_snapshot(snapshot.equipment_id)
+            if read.value is not None and snapshot == read.value:
+                return False
+            if not is_newer(read.value, snapshot):
+                return False
+            await self.repo.save_snapshot(read, snapshot)
+            return True
+
+        return await self._retrying(f"health of {snapshot.equipment_id}", attempt)
+
+    async def fleet(self, status: str | None = None) -> FleetPublic:
+        return summarize_fleet(await self.repo.snapshots(), status)
+
+    # ------------------------------------------------------------------ dead letters
+    async def record_dead_letter(self, letter: DeadLetter) -> DeadLetter | None:
+        """Append `letter`; None when the same CloudEvent was already recorded (a redelivery)."""
+
+        async def attempt() -> DeadLetter:
+            read = await self.repo.dead_letter_next()
+            stored = letter.model_copy(update={"seq": read.value})
+            await self.repo.append_dead_letter(read, stored, self.dead_letter_retention)
+            return stored
+
+        async with self._dead_letters_lock:
+            if letter.event_id and await self.repo.dead_letter_seen(letter.event_id):
+                return None
+            return await self._retrying("dead letter", attempt)
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        read = await self.repo.dead_letter_next()
+        seqs = recent_seqs(read.value, self.dead_letter_retention, limit)
+        return await self.repo.dead_letters(seqs, self.dead_letter_retention)

@@ -1,0 +1,289 @@
+"""Alerting's state: alerts, fleet health and dead letters in the Dapr state store, behind a small interface.
+
+The service depends on `AlertingRepository` only; `DaprAlertingRepository` implements it on the Dapr
+state API (any transactional store behind `statestore`: SQLite, Redis, PostgreSQL...), and the unit
+tests use an in-memory fake with the same optimistic-concurrency behaviour.
+
+Key layout (the store's default key prefix is the app id, so these never meet another app's keys;
+they are alerting's private layout, hence here and not in apps/common/names.py):
+
+    alerts/index               {alert id: AlertSummary}  (etag-guarded; every alert write goes through it)
+    alerts/a/<alert id>        AlertRecord
+    fleet/index                [equipment id, ...]       (written only when a new machine appears)
+    fleet/m/<equipment id>     latest HealthSnapshot     (etag-guarded per machine)
+    deadletters/next           next dead-letter sequence number (etag-guarded)
+    deadletters/slot/<n>       DeadLetter with seq % retention == n (a ring buffer: bounded retention)
+    deadletters/seen/<id>      marker of a CloudEvent id already recorded (TTL), to drop redeliveries
+
+Optimistic concurrency: each write carries the etag of what it read, in one transaction, and a
+`Conflict` tells the caller to read again. Every alert write includes the index etag, so alert
+writes are serialised across replicas without a lock service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+import grpc
+from dapr.aio.clients import DaprClient
+from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
+from dapr.clients.grpc._state import Concurrency, StateOptions
+from pydantic import TypeAdapter
+
+from apps.alerting.domain import AlertIndex, AlertRecord, AlertSummary, DeadLetter, ring_slot
+from apps.common.contracts import HealthSnapshot
+from apps.common.names import STATE_STORE
+
+T = TypeVar("T")
+
+ALERT_INDEX_KEY = "alerts/index"
+FLEET_INDEX_KEY = "fleet/index"
+DEAD_LETTER_NEXT_KEY = "deadletters/next"
+
+_INDEX = TypeAdapter(dict[str, AlertSummary])
+_IDS = TypeAdapter(list[str])
+
+
+def alert_key(alert_id: str) -> str:
+    return f"alerts/a/{alert_id}"
+
+
+def machine_key(equipment_id: str) -> str:
+    return f"fleet/m/{equipment_id}"
+
+
+def slot_key(slot: int) -> str:
+    return f"deadletters/slot/{slot}"
+
+
+def seen_key(event_id: str) -> str:
+    return f"deadletters/seen/{event_id}"
+
+
+class Conflict(Exception):
+    """Somebody else wrote what this write read (etag mismatch): read again and retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned(Generic[T]):
+    """A value with the opaque token (an etag) that a conditional write must present."""
+
+    value: T
+    etag: str | None
+
+
+class AlertingRepository(Protocol):
+    async def alert_index(self) -> Versioned[AlertIndex]: ...
+    async def get_alerts(self, ids: Sequence[str]) -> dict[str, AlertRecord]: ...
+    async def commit_alerts(
+        self,
+        read: Versioned[AlertIndex],
+        index: AlertIndex,
+        upserts: Sequence[AlertRecord],
+        deletes: Sequence[str],
+    ) -> None:
+        """Write alerts and the new index atomically, if the index is still as `read` (else Conflict)."""
+
+    async def get_snapshot(self, equipment_id: str) -> Versioned[HealthSnapshot | None]:
+        """The machine's snapshot; when absent, the token guards the creation of that machine."""
+
+    async def save_snapshot(
+        self, read: Versioned[HealthSnapshot | None], snapshot: HealthSnapshot
+    ) -> None: ...
+    async def snapshots(self) -> list[HealthSnapshot]: ...
+
+    async def dead_letter_next(self) -> Versioned[int]: ...
+    async def dead_letter_seen(self, event_id: str) -> bool: ...
+    async def append_dead_letter(self, read: Versioned[int], letter: DeadLetter, retention: int) -> None:
+        """Store `letter` (its seq == read.value) in its ring slot and advance the counter, atomically."""
+
+    async def dead_letters(self, seqs: Sequence[int], retention: int) -> list[DeadLetter]: ...
+
+
+def _is_conflict(exc: grpc.RpcError) -> bool:
+    # localdapr and daprd answer an etag mismatch on save with ABORTED; daprd wraps a failed
+    # transaction's etag error in a generic code, hence the message check as well.
+    code = exc.code() if callable(getattr(exc, "code", None)) else None
+    details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+    return code == grpc.StatusCode.ABORTED or "etag" in str(details or "").lower()
+
+
+class DaprAlertingRepository:
+    """AlertingRepository on the Dapr state API through the official async SDK client."""
+
+    def __init__(
+        self,
+        client: DaprClient,
+        store: str = STATE_STORE,
+        chunk: int = 500,
+        dedupe_ttl_seconds: int = 24 * 3600,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.chunk = chunk
+        self.dedupe_ttl_seconds = dedupe_ttl_seconds
+
+    # ------------------------------------------------------------------ plumbing
+    async def _read(self, key: str) -> tuple[bytes | None, str | None]:
+        got = await self.client.get_state(self.store, key)
+        return (bytes(got.data) if got.data else None), (got.etag or None)
+
+    async def _ensure(self, key: str, initial: str) -> tuple[bytes, str]:
+        """Read `key`, creating it with `initial` first if absent, so later writes always have an etag."""
+        data, etag = await self._read(key)
+        if data is not None and etag:
+            return data, etag
+        try:
+            await self.client.save_state(
+                self.store, key, initial, options=StateOptions(concurrency=Concurrency.first_write)
+            )
+        except grpc.RpcError as exc:
+            if not _is_conflict(exc):
+                raise  # a concurrent creator won: fine, read what it wrote
+        data, etag = await self._read(key)
+        if data is None or not etag:
+            raise RuntimeError(f"state store {self.store!r} returned no etag for {key!r}")
+        return data, etag
+
+    async def _transact(self, ops: list[TransactionalStateOperation]) -> None:
+        try:
+            await self.client.execute_state_transaction(self.store, ops)
+        except grpc.RpcError as exc:
+            if _is_conflict(exc):
+                raise Conflict(str(exc.details() if hasattr(exc, "details") else exc)) from exc
+            raise
+
+    async def _bulk(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Values of `keys` that exist, read in chunks (one round trip per chunk, chunks in parallel)."""
+        chunks = [list(keys[i : i + self.chunk]) for i in range(0, len(keys), self.chunk)]
+        responses = await asyncio.gather(
+            *(self.client.get_bulk_state(self.store, c, parallelism=8) for c in chunks)
+        )
+        out: dict[str, bytes] = {}
+        for response in responses:
+            for item in response.items:
+                if item.error:
+                    raise RuntimeError(f"reading {item.key!r} from {self.store!r} failed: {item.error}")
+                if item.data:
+                    out[item.key] = bytes(item.data)
+        return out
+
+    # ------------------------------------------------------------------ alerts
+    async def alert_index(self) -> Versioned[AlertIndex]:
+        data, etag = await self._ensure(ALERT_INDEX_KEY, "{}")
+        return Versioned(_INDEX.validate_json(data), etag)
+
+    async def get_alerts(self, ids: Sequence[str]) -> dict[str, AlertRecord]:
+        if not ids:
+            return {}
+        found = await self._bulk([alert_key(i) for i in ids])
+        out = {}
+        for alert_id in ids:
+            raw = found.get(alert_key(alert_id))
+            if raw is not None:
+                out[alert_id] = AlertRecord.model_validate_json(raw)
+        return out
+
+    async def commit_alerts(
+        self,
+        read: Versioned[AlertIndex],
+        index: AlertIndex,
+        upserts: Sequence[AlertRecord],
+        deletes: Sequence[str],
+    ) -> None:
+        ops = [TransactionalStateOperation(key=alert_key(r.id), data=r.model_dump_json()) for r in upserts]
+        ops += [
+            TransactionalStateOperation(key=alert_key(i), operation_type=TransactionOperationType.delete)
+            for i in deletes
+        ]
+        ops.append(
+            TransactionalStateOperation(
+                key=ALERT_INDEX_KEY, data=_INDEX.dump_json(index).decode(), etag=read.etag
+            )
+        )
+        await self._transact(ops)
+
+    # ------------------------------------------------------------------ fleet
+    async def get_snapshot(self, equipment_id: str) -> Versioned[HealthSnapshot | None]:
+        data, etag = await self._read(machine_key(equipment_id))
+        if data is not None:
+            return Versioned(HealthSnapshot.model_validate_json(data), etag)
+        # New machine: its creation is guarded by the fleet index etag. The index is read BEFORE the
+        # re-read of the machine, so a creator that committed in between is either visible in the
+        # re-read, or changed the index etag and makes our creation a Conflict.
+        _, index_etag = await self._ensure(FLEET_INDEX_KEY, "[]")
+        data, etag = await self._read(machine_key(equipment_id))
+        if data is not None:
+            return Versioned(HealthSnapshot.model_validate_json(data), etag)
+        return Versioned(None, index_etag)
+
+    async def save_snapshot(self, read: Versioned[HealthSnapshot | None], snapshot: HealthSnapshot) -> None:
+        key = machine_key(snapshot.equipment_id)
+        if read.value is not None:
+            try:
+                await self.client.save_state(self.store, key, snapshot.model_dump_json(), etag=read.etag)
+            except grpc.RpcError as exc:
+                if _is_conflict(exc):
+                    raise Conflict(str(exc)) from exc
+                raise
+            return
+        raw, _ = await self._read(FLEET_INDEX_KEY)
+        ids = set(_IDS.validate_json(raw or b"[]"))
+        ids.add(snapshot.equipment_id)
+        await self._transact(
+            [
+                TransactionalStateOperation(key=key, data=snapshot.model_dump_json()),
+                TransactionalStateOperation(
+                    key=FLEET_INDEX_KEY, data=_IDS.dump_json(sorted(ids)).decode(), etag=read.etag
+                ),
+            ]
+        )
+
+    async def snapshots(self) -> list[HealthSnapshot]:
+        raw, _ = await self._read(FLEET_INDEX_KEY)
+        ids = _IDS.validate_json(raw) if raw else []
+        found = await self._bulk([machine_key(i) for i in ids])
+        return [HealthSnapshot.model_validate_json(v) for v in found.values()]
+
+    # ------------------------------------------------------------------ dead letters
+    async def dead_letter_next(self) -> Versioned[int]:
+        data, etag = await self._ensure(DEAD_LETTER_NEXT_KEY, "0")
+        return Versioned(int(json.loads(data)), etag)
+
+    async def dead_letter_seen(self, event_id: str) -> bool:
+        data, _ = await self._read(seen_key(event_id))
+        return data is not None
+
+    async def append_dead_letter(self, read: Versioned[int], letter: DeadLetter, retention: int) -> None:
+        ops = [
+            TransactionalStateOperation(
+                key=slot_key(ring_slot(letter.seq, retention)), data=letter.model_dump_json()
+            ),
+            TransactionalStateOperation(key=DEAD_LETTER_NEXT_KEY, data=str(read.value + 1), etag=read.etag),
+        ]
+        if letter.event_id:
+            ops.append(
+                TransactionalStateOperation(
+                    key=seen_key(letter.event_id),
+                    data="1",
+                    metadata={"ttlInSeconds": str(self.dedupe_ttl_seconds)},
+                )
+            )
+        await self._transact(ops)
+
+    async def dead_letters(self, seqs: Sequence[int], retention: int) -> list[DeadLetter]:
+        keys = [slot_key(ring_slot(s, retention)) for s in seqs]
+        found = await self._bulk(keys)
+        out = []
+        for seq, key in zip(seqs, keys, strict=True):
+            raw = found.get(key)
+            if raw is None:
+                continue
+            letter = DeadLetter.model_validate_json(raw)
+            if letter.seq == seq:  # a slot may hold an entry from another retention setting
+                out.append(letter)
+        return out
