@@ -74,7 +74,11 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         dest="data_set",
         choices=("train", "test"),
         default="train",
-        help="FD001 training units (run to failure) or test units (cut short)",
+        help="FD001 training units (run to failure) or test units (cut short); test ids default to "
+        "the prefix 'fd001-test-'",
+    )
+    parser.add_argument(
+        "--cycles", type=_positive_int, default=None, help="replay only each unit's first N cycles"
     )
     _add_stream_arguments(parser, prefix="fd001-", speed=10.0, batch=100)
 
@@ -93,7 +97,7 @@ def replay_from_args(args: argparse.Namespace) -> Fleet:
     trajectories = load_units(args.data_set)
     units = parse_units(args.units, trajectories)
     prefix = args.prefix if args.data_set == "train" or args.prefix != "fd001-" else "fd001-test-"
-    return replay_fleet(trajectories, units, prefix)
+    return replay_fleet(trajectories, units, prefix, max_cycles=args.cycles)
 
 
 def simulate_from_args(args: argparse.Namespace) -> Fleet:

@@ -164,11 +164,18 @@ def load_units(data_set: str) -> dict[int, np.ndarray]:
 
 
 def replay_fleet(
-    trajectories: Mapping[int, np.ndarray], units: Sequence[int], prefix: str, profile: str = TURBOFAN.name
+    trajectories: Mapping[int, np.ndarray],
+    units: Sequence[int],
+    prefix: str,
+    profile: str = TURBOFAN.name,
+    max_cycles: int | None = None,
 ) -> Fleet:
-    """One machine per real unit, all starting at tick 0: `{prefix}{unit:03d}`."""
+    """One machine per real unit, all starting at tick 0: `{prefix}{unit:03d}`; `max_cycles` keeps
+    only each unit's first cycles (a short run that still ends mid-life, e.g. for a smoke test)."""
     check_prefix(prefix, f"{max(units, default=0):03d}")
-    return Fleet(tuple(Machine(f"{prefix}{u:03d}", u, trajectories[u]) for u in units), profile)
+    if max_cycles is not None and max_cycles < 1:
+        raise FleetError("--cycles must be at least 1")
+    return Fleet(tuple(Machine(f"{prefix}{u:03d}", u, trajectories[u][:max_cycles]) for u in units), profile)
 
 
 def channel_spread(trajectories: Mapping[int, np.ndarray]) -> np.ndarray:

@@ -75,6 +75,13 @@ def test_all_units_advance_together_one_reading_per_cycle(train: dict) -> None:
     assert fleet.readings_per_tick() == [len(fleet.tick(t, NOW)) for t in range(fleet.n_ticks)]
 
 
+def test_replay_can_stop_after_the_first_cycles(train: dict) -> None:
+    fleet = replay_fleet(train, [1, 2], "e-", max_cycles=40)
+    assert fleet.n_ticks == 40 and fleet.total_readings == 80
+    with pytest.raises(FleetError, match="--cycles"):
+        replay_fleet(train, [1], "e-", max_cycles=0)
+
+
 def test_tick_needs_an_aware_time(train: dict) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         replay_fleet(train, [1], "e-").tick(0, datetime(2024, 1, 1))
