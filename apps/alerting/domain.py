@@ -310,7 +310,8 @@ class DeadLetter(BaseModel):
     seq: int = Field(ge=0, description="Position in the dead-letter log (increasing).")
     topic: str
     event_id: str | None = None
-    source: str | None = None
+    publisher: str | None = Field(None, description="The CloudEvent source (the publishing app id).")
+    source: str | None = Field(None, description="Where the publisher got the item (ingestion: http/pubsub).")
     reason: str
     index: int | None = None
     equipment_id: str | None = None
@@ -318,9 +319,14 @@ class DeadLetter(BaseModel):
     rejected_at: datetime | None = None
     received_at: datetime
 
+    @property
+    def dedupe_key(self) -> str | None:
+        """What identifies a redelivery: CloudEvent ids are unique per source (and here per topic)."""
+        return None if self.event_id is None else f"{self.topic}/{self.publisher or ''}/{self.event_id}"
+
 
 def dead_letter_from(
-    data: Any, topic: str, event_id: str | None, source: str | None, received_at: datetime
+    data: Any, topic: str, event_id: str | None, publisher: str | None, received_at: datetime
 ) -> DeadLetter:
     """Normalise a dead-letter payload; never fails, since a dead letter must not be lost."""
     if isinstance(data, Mapping) and "reason" in data and "reading" in data:  # ingestion's own
@@ -331,7 +337,8 @@ def dead_letter_from(
             seq=0,
             topic=topic,
             event_id=event_id,
-            source=str(data.get("source")) if data.get("source") is not None else source,
+            publisher=publisher,
+            source=str(data.get("source")) if data.get("source") is not None else None,
             reason=str(data.get("reason")),
             index=index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else None,
             equipment_id=_equipment_of(reading),
@@ -343,7 +350,7 @@ def dead_letter_from(
         seq=0,
         topic=topic,
         event_id=event_id,
-        source=source,
+        publisher=publisher,
         reason="delivery failed: routed to the dead-letter topic by Dapr",
         equipment_id=_equipment_of(data),
         reading=data,
@@ -352,13 +359,13 @@ def dead_letter_from(
 
 
 def malformed_letter(
-    data: Any, topic: str, event_id: str | None, source: str | None, reason: str, received_at: datetime
+    data: Any, topic: str, event_id: str | None, publisher: str | None, reason: str, received_at: datetime
 ) -> DeadLetter:
     return DeadLetter(
         seq=0,
         topic=topic,
         event_id=event_id,
-        source=source,
+        publisher=publisher,
         reason=f"malformed {topic} message: {reason}",
         equipment_id=_equipment_of(data),
         reading=data,

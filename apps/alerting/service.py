@@ -230,7 +230,7 @@ class AlertingService:
             return stored
 
         async with self._dead_letters_lock:
-            if letter.event_id and await self.repo.dead_letter_seen(letter.event_id):
+            if letter.dedupe_key and await self.repo.dead_letter_seen(letter.dedupe_key):
                 return None
             return await self._retrying("dead letter", attempt)
 

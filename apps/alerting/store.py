@@ -13,7 +13,7 @@ they are alerting's private layout, hence here and not in apps/common/names.py):
     fleet/m/<equipment id>     latest HealthSnapshot     (etag-guarded per machine)
     deadletters/next           next dead-letter sequence number (etag-guarded)
     deadletters/slot/<n>       DeadLetter with seq % retention == n (a ring buffer: bounded retention)
-    deadletters/seen/<id>      marker of a CloudEvent id already recorded (TTL), to drop redeliveries
+    deadletters/seen/<t/p/id>  marker of a CloudEvent already recorded (TTL), to drop redeliveries
 
 Optimistic concurrency: each write carries the etag of what it read, in one transaction, and a
 `Conflict` tells the caller to read again. Every alert write includes the index etag, so alert
@@ -60,8 +60,8 @@ def slot_key(slot: int) -> str:
     return f"deadletters/slot/{slot}"
 
 
-def seen_key(event_id: str) -> str:
-    return f"deadletters/seen/{event_id}"
+def seen_key(dedupe_key: str) -> str:
+    return f"deadletters/seen/{dedupe_key}"
 
 
 class Conflict(Exception):
@@ -97,7 +97,7 @@ class AlertingRepository(Protocol):
     async def snapshots(self) -> list[HealthSnapshot]: ...
 
     async def dead_letter_next(self) -> Versioned[int]: ...
-    async def dead_letter_seen(self, event_id: str) -> bool: ...
+    async def dead_letter_seen(self, dedupe_key: str) -> bool: ...
     async def append_dead_letter(self, read: Versioned[int], letter: DeadLetter, retention: int) -> None:
         """Store `letter` (its seq == read.value) in its ring slot and advance the counter, atomically."""
 
@@ -254,8 +254,8 @@ class DaprAlertingRepository:
         data, etag = await self._ensure(DEAD_LETTER_NEXT_KEY, "0")
         return Versioned(int(json.loads(data)), etag)
 
-    async def dead_letter_seen(self, event_id: str) -> bool:
-        data, _ = await self._read(seen_key(event_id))
+    async def dead_letter_seen(self, dedupe_key: str) -> bool:
+        data, _ = await self._read(seen_key(dedupe_key))
         return data is not None
 
     async def append_dead_letter(self, read: Versioned[int], letter: DeadLetter, retention: int) -> None:
@@ -265,10 +265,10 @@ class DaprAlertingRepository:
             ),
             TransactionalStateOperation(key=DEAD_LETTER_NEXT_KEY, data=str(read.value + 1), etag=read.etag),
         ]
-        if letter.event_id:
+        if letter.dedupe_key:
             ops.append(
                 TransactionalStateOperation(
-                    key=seen_key(letter.event_id),
+                    key=seen_key(letter.dedupe_key),
                     data="1",
                     metadata={"ttlInSeconds": str(self.dedupe_ttl_seconds)},
                 )

@@ -1,0 +1,102 @@
+"""An in-memory AlertingRepository with the same optimistic-concurrency rules as the Dapr one.
+
+Each key holds (value, version); a conditional write presents the version it read and fails with
+`Conflict` if the key moved on, so the service's retry loop is exercised without a sidecar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from apps.alerting.domain import AlertIndex, AlertRecord, DeadLetter, ring_slot
+from apps.alerting.store import Conflict, Versioned
+from apps.common.contracts import HealthSnapshot
+
+
+class InMemoryAlertingRepository:
+    def __init__(self) -> None:
+        self.data: dict[str, tuple[Any, int]] = {}
+        self.writes = 0
+        self.conflicts_to_inject = 0  # the next N conditional writes fail as if a replica got there first
+
+    # ------------------------------------------------------------------ plumbing
+    def _get(self, key: str, default: Any = None) -> tuple[Any, str]:
+        value, version = self.data.get(key, (default, 0))
+        return value, str(version)
+
+    def _check(self, key: str, etag: str | None) -> None:
+        if self.conflicts_to_inject:
+            self.conflicts_to_inject -= 1
+            raise Conflict(f"injected conflict on {key}")
+        if etag is not None and self._get(key)[1] != etag:
+            raise Conflict(f"etag mismatch on {key}")
+
+    def _put(self, key: str, value: Any) -> None:
+        self.writes += 1
+        self.data[key] = (value, self.data.get(key, (None, 0))[1] + 1)
+
+    # ------------------------------------------------------------------ alerts
+    async def alert_index(self) -> Versioned[AlertIndex]:
+        value, etag = self._get("alerts/index", {})
+        return Versioned(dict(value), etag)
+
+    async def get_alerts(self, ids: Sequence[str]) -> dict[str, AlertRecord]:
+        return {i: self.data[f"a/{i}"][0] for i in ids if f"a/{i}" in self.data}
+
+    async def commit_alerts(
+        self,
+        read: Versioned[AlertIndex],
+        index: AlertIndex,
+        upserts: Sequence[AlertRecord],
+        deletes: Sequence[str],
+    ) -> None:
+        self._check("alerts/index", read.etag)
+        for r in upserts:
+            self._put(f"a/{r.id}", r)
+        for i in deletes:
+            self.data.pop(f"a/{i}", None)
+        self._put("alerts/index", dict(index))
+
+    # ------------------------------------------------------------------ fleet
+    async def get_snapshot(self, equipment_id: str) -> Versioned[HealthSnapshot | None]:
+        if f"m/{equipment_id}" in self.data:
+            value, etag = self._get(f"m/{equipment_id}")
+            return Versioned(value, etag)
+        return Versioned(None, self._get("fleet/index")[1])
+
+    async def save_snapshot(self, read: Versioned[HealthSnapshot | None], snapshot: HealthSnapshot) -> None:
+        key = f"m/{snapshot.equipment_id}"
+        if read.value is not None:
+            self._check(key, read.etag)
+        else:
+            self._check("fleet/index", read.etag)
+            ids = set(self._get("fleet/index", [])[0]) | {snapshot.equipment_id}
+            self._put("fleet/index", sorted(ids))
+        self._put(key, snapshot)
+
+    async def snapshots(self) -> list[HealthSnapshot]:
+        return [self.data[f"m/{i}"][0] for i in self._get("fleet/index", [])[0]]
+
+    # ------------------------------------------------------------------ dead letters
+    async def dead_letter_next(self) -> Versioned[int]:
+        value, etag = self._get("dl/next", 0)
+        return Versioned(value, etag)
+
+    async def dead_letter_seen(self, dedupe_key: str) -> bool:
+        return f"dl/seen/{dedupe_key}" in self.data
+
+    async def append_dead_letter(self, read: Versioned[int], letter: DeadLetter, retention: int) -> None:
+        self._check("dl/next", read.etag)
+        self._put(f"dl/slot/{ring_slot(letter.seq, retention)}", letter)
+        self._put("dl/next", read.value + 1)
+        if letter.dedupe_key:
+            self._put(f"dl/seen/{letter.dedupe_key}", True)
+
+    async def dead_letters(self, seqs: Sequence[int], retention: int) -> list[DeadLetter]:
+        out = []
+        for seq in seqs:
+            letter = self._get(f"dl/slot/{ring_slot(seq, retention)}")[0]
+            if letter is not None and letter.seq == seq:
+                out.append(letter)
+        return out

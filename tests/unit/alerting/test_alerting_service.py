@@ -1,0 +1,191 @@
+"""AlertingService over the in-memory repository: handlers, dedupe, supersession, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from apps.alerting.domain import AlertAlreadyCleared, AlertFilter, AlertNotFound, AlertRecord, Envelope
+from apps.alerting.service import AlertingService, Outcome
+from tests.unit.alerting.fakes import InMemoryAlertingRepository
+from tests.unit.alerting.helpers import alert, at, snapshot
+
+
+class RecordingNotifier:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    async def notify(self, record: AlertRecord, previous: AlertRecord | None) -> None:
+        self.sent.append((record.id, record.state, record.severity))
+
+
+class FailingNotifier:
+    async def notify(self, record: AlertRecord, previous: AlertRecord | None) -> None:
+        raise ConnectionError("smtp down")
+
+
+@pytest.fixture
+def repo() -> InMemoryAlertingRepository:
+    return InMemoryAlertingRepository()
+
+
+@pytest.fixture
+def notifier() -> RecordingNotifier:
+    return RecordingNotifier()
+
+
+@pytest.fixture
+def service(repo: InMemoryAlertingRepository, notifier: RecordingNotifier) -> AlertingService:
+    return AlertingService(repo, notifier, dead_letter_retention=5, max_alerts=100, clock=lambda: at(1000))
+
+
+def envelope(data: object, event_id: str | None = "ev-1") -> Envelope:
+    return Envelope(data, event_id, "equipment", "alerts")
+
+
+async def test_alert_lifecycle_through_the_handler(
+    service: AlertingService, notifier: RecordingNotifier
+) -> None:
+    for e in (alert("open", updated=0), alert("escalate", severity="critical", updated=5)):
+        assert await service.on_alert(envelope(e.model_dump(mode="json")), "alerts") == Outcome.SUCCESS
+    (record,) = await service.list_alerts(AlertFilter())
+    assert record.severity == "critical" and record.state == "open"
+    acked = await service.acknowledge(record.id, "ops")
+    assert acked.state == "acknowledged" and acked.acknowledged_at == at(1000)
+    await service.apply_alert(alert("clear", severity="critical", updated=9))
+    assert (await service.get_alert(record.id)).state == "cleared"
+    with pytest.raises(AlertAlreadyCleared):
+        await service.acknowledge(record.id)
+    with pytest.raises(AlertNotFound):
+        await service.acknowledge("engine-001:rul_low:99")
+    assert notifier.sent == [
+        (record.id, "open", "warning"),
+        (record.id, "open", "critical"),
+        (record.id, "cleared", "critical"),
+    ], "one notification per real change, none for the acknowledgement"
+
+
+async def test_redelivery_is_idempotent_and_writes_nothing(
+    service: AlertingService, repo: InMemoryAlertingRepository, notifier: RecordingNotifier
+) -> None:
+    e = alert("open")
+    await service.apply_alert(e)
+    writes = repo.writes
+    for _ in range(3):
+        await service.apply_alert(e)
+    assert repo.writes == writes and len(notifier.sent) == 1
+    assert len(await service.list_alerts(AlertFilter())) == 1
+
+
+async def test_concurrent_deliveries_of_one_episode_converge(service: AlertingService) -> None:
+    events = [alert("open", updated=0), alert("escalate", severity="critical", updated=5)] * 5
+    await asyncio.gather(*(service.apply_alert(e) for e in events))
+    (record,) = await service.list_alerts(AlertFilter())
+    assert record.severity == "critical" and record.state == "open"
+
+
+async def test_a_new_episode_supersedes_an_open_one_and_a_late_old_event_stays_cleared(
+    service: AlertingService,
+) -> None:
+    await service.apply_alert(alert("open", episode=1, updated=0))
+    await service.apply_alert(alert("open", episode=2, raised=50, updated=50))  # clear of 1 lost/late
+    one = await service.get_alert("engine-001:rul_low:1")
+    assert (
+        one.state == "cleared"
+        and one.cleared_reason == "superseded by episode 2"
+        and one.cleared_at == at(50)
+    )
+    await service.apply_alert(alert("escalate", episode=1, severity="critical", updated=10))  # very late
+    assert (await service.get_alert("engine-001:rul_low:1")).state == "cleared"
+    await service.apply_alert(alert("clear", episode=1, updated=20))
+    one = await service.get_alert("engine-001:rul_low:1")
+    assert one.cleared_reason == "cleared" and one.cleared_at == at(20), "the actor's own clear wins"
+    assert [a.id for a in await service.list_alerts(AlertFilter(state="open"))] == ["engine-001:rul_low:2"]
+
+
+async def test_late_event_of_a_replaced_episode_is_stored_cleared(service: AlertingService) -> None:
+    await service.apply_alert(alert("open", episode=3, raised=90, updated=90))
+    record = await service.apply_alert(alert("open", episode=2, raised=40, updated=40))
+    assert record.state == "cleared" and record.cleared_reason == "superseded by episode 3"
+
+
+async def test_other_machines_and_kinds_are_not_superseded(service: AlertingService) -> None:
+    await service.apply_alert(alert("open", equipment_id="a", episode=1))
+    await service.apply_alert(alert("open", equipment_id="a", kind="silent", episode=1))
+    await service.apply_alert(alert("open", equipment_id="b", episode=2))
+    assert len(await service.list_alerts(AlertFilter(state="open"))) == 3
+
+
+async def test_conflicts_are_retried(service: AlertingService, repo: InMemoryAlertingRepository) -> None:
+    repo.conflicts_to_inject = 3
+    await service.apply_alert(alert("open"))
+    repo.conflicts_to_inject = 2
+    await service.record_snapshot(snapshot())
+    repo.conflicts_to_inject = 2
+    assert await service.on_dead_letter(envelope({"x": 1}), "readings-deadletter") == Outcome.SUCCESS
+    assert len(await service.dead_letters(10)) == 1
+    assert len(await service.list_alerts(AlertFilter())) == 1
+    assert (await service.fleet()).total == 1
+
+
+async def test_endless_conflicts_raise_so_dapr_retries(repo: InMemoryAlertingRepository) -> None:
+    service = AlertingService(repo, RecordingNotifier(), max_conflict_retries=3)
+    repo.conflicts_to_inject = 10
+    with pytest.raises(RuntimeError, match="etag conflicts"):
+        await service.apply_alert(alert("open"))
+
+
+async def test_notifier_failure_does_not_fail_handling(repo: InMemoryAlertingRepository) -> None:
+    service = AlertingService(repo, FailingNotifier())
+    assert await service.on_alert(envelope(alert().model_dump(mode="json")), "alerts") == Outcome.SUCCESS
+    assert len(await service.list_alerts(AlertFilter())) == 1
+
+
+async def test_malformed_messages_are_dropped_and_kept_as_dead_letters(service: AlertingService) -> None:
+    assert await service.on_alert(envelope({"id": "x"}, "bad-1"), "alerts") == Outcome.DROP
+    assert await service.on_health(envelope([1, 2], "bad-2"), "equipment-health") == Outcome.DROP
+    assert await service.on_undecodable(b"{oops", "alerts", "body is not JSON") == Outcome.DROP
+    letters = await service.dead_letters(10)
+    assert [d.topic for d in letters] == ["alerts", "equipment-health", "alerts"]
+    assert letters[0].reading == "{oops" and "not JSON" in letters[0].reason
+    assert "malformed equipment-health message" in letters[1].reason
+    assert "equipment_id" in letters[2].reason, "the reason names the missing field"
+    assert await service.list_alerts(AlertFilter()) == []
+
+
+async def test_fleet_keeps_latest_snapshot_per_machine(service: AlertingService) -> None:
+    assert await service.record_snapshot(snapshot("a", updated=5, status="warning"))
+    assert not await service.record_snapshot(snapshot("a", updated=1)), "older snapshot arrived late"
+    assert not await service.record_snapshot(snapshot("a", updated=5, status="warning")), "duplicate"
+    assert await service.record_snapshot(snapshot("b", updated=1))
+    fleet = await service.fleet()
+    assert fleet.total == 2 and fleet.counts["warning"] == 1 and fleet.counts["ok"] == 1
+    assert [m.status for m in fleet.machines] == ["warning", "ok"]
+
+
+async def test_health_handler(service: AlertingService) -> None:
+    data = json.loads(snapshot("c").model_dump_json())
+    assert await service.on_health(envelope(data), "equipment-health") == Outcome.SUCCESS
+    assert (await service.fleet()).machines[0].equipment_id == "c"
+
+
+async def test_dead_letters_newest_first_bounded_and_deduplicated(service: AlertingService) -> None:
+    for i in range(8):
+        payload = {
+            "reason": f"r{i}",
+            "index": i,
+            "source": "http",
+            "reading": {"equipment_id": "e", "seq": i},
+        }
+        assert (
+            await service.on_dead_letter(envelope(payload, f"ev-{i}"), "readings-deadletter")
+            == Outcome.SUCCESS
+        )
+    await service.on_dead_letter(envelope({"reason": "r7", "reading": {}}, "ev-7"), "readings-deadletter")
+    letters = await service.dead_letters(100)
+    assert [d.index for d in letters] == [7, 6, 5, 4, 3], "retention 5, newest first, redelivery dropped"
+    assert [d.seq for d in letters] == [7, 6, 5, 4, 3]
+    assert letters[0].reading == {"equipment_id": "e", "seq": 7}
+    assert [d.index for d in await service.dead_letters(2)] == [7, 6]
