@@ -1,0 +1,98 @@
+"""The actor part of the Dapr HTTP API (`/v1.0/actors/...`, contract 3.1 and 3.2)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from localdapr.errors import malformed
+
+if TYPE_CHECKING:
+    from localdapr.actors.runtime import ActorReply, ActorSubsystem
+
+BASE = "/v1.0/actors/{actor_type}/{actor_id}"
+
+
+def _body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise malformed(f"failed deserializing request body: {exc}") from exc
+
+
+def _response(reply: ActorReply) -> web.Response:
+    return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": reply.content_type})
+
+
+def add_routes(app: web.Application, actors: ActorSubsystem) -> None:
+    def ids(request: web.Request) -> tuple[str, str]:
+        return request.match_info["actor_type"], request.match_info["actor_id"]
+
+    async def invoke(request: web.Request) -> web.Response:
+        actor_type, actor_id = ids(request)
+        reply = await actors.invoke(
+            actor_type,
+            actor_id,
+            request.match_info["method"],
+            await request.read(),
+            CIMultiDict(request.headers),
+        )
+        return _response(reply)
+
+    async def transaction(request: web.Request) -> web.Response:
+        actor_type, actor_id = ids(request)
+        await actors.transact_state(actor_type, actor_id, _body(await request.read()))
+        return web.Response(status=204)
+
+    async def get_state(request: web.Request) -> web.Response:
+        actor_type, actor_id = ids(request)
+        data = await actors.get_state(actor_type, actor_id, request.match_info["key"])
+        if data is None:
+            return web.Response(status=204)
+        return web.Response(status=200, body=data, content_type="application/json")
+
+    async def routed(request: web.Request, kind: str) -> web.Response:
+        """Reminders and timers belong to the sidecar that owns the actor id: forward if not ours."""
+        actor_type, actor_id = ids(request)
+        name = request.match_info["name"]
+        raw = await request.read()
+        headers = CIMultiDict(request.headers)
+        owner = await actors.owner_or_none(actor_type, actor_id, headers)
+        if owner is not None:
+            tail = f"{kind}/{name}"
+            return _response(
+                await actors.forward(owner, tail, request.method, actor_type, actor_id, raw, headers)
+            )
+        if kind == "reminders":
+            if request.method in ("PUT", "POST"):
+                await actors.register_reminder(actor_type, actor_id, name, _body(raw))
+            elif request.method == "DELETE":
+                await actors.unregister_reminder(actor_type, actor_id, name)
+            else:
+                found = await actors.get_reminder(actor_type, actor_id, name)
+                if found is None:
+                    return web.Response(status=204)
+                return web.json_response(found)
+        elif request.method in ("PUT", "POST"):
+            await actors.register_timer(actor_type, actor_id, name, _body(raw))
+        else:
+            await actors.unregister_timer(actor_type, actor_id, name)
+        return web.Response(status=204)
+
+    async def reminders(request: web.Request) -> web.Response:
+        return await routed(request, "reminders")
+
+    async def timers(request: web.Request) -> web.Response:
+        return await routed(request, "timers")
+
+    for verb in ("GET", "POST", "PUT", "DELETE"):
+        app.router.add_route(verb, f"{BASE}/method/{{method:.*}}", invoke)
+        app.router.add_route(verb, f"{BASE}/reminders/{{name}}", reminders)
+    for verb in ("PUT", "POST"):
+        app.router.add_route(verb, f"{BASE}/state", transaction)
+    for verb in ("PUT", "POST", "DELETE"):
+        app.router.add_route(verb, f"{BASE}/timers/{{name}}", timers)
+    app.router.add_get(f"{BASE}/state/{{key}}", get_state)
