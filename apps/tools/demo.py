@@ -88,7 +88,7 @@ async def ensure_model(urls: dict[str, str], stop: asyncio.Event) -> None:
                     raise DemoError(f"training failed: {job.get('error')}")
                 if time.monotonic() - last_said >= 5.0:  # one line every few seconds between app logs
                     last_said = time.monotonic()
-                    say(f"training: {job['stage']} ({job['progress']:.0%})")
+                    say(f"training: {job['stage'] or job['status']} ({job['progress']:.0%})")
             ready = await _get(client, f"{urls[INFERENCE_APP_ID]}/readyz")
             if ready is not None and ready.status_code == 200:
                 say(f"inference serves {ready.json().get('models')}")
