@@ -26,7 +26,8 @@ from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
 
-ACTOR_TYPE = "CounterActor"
+# The type name can be changed per run (a persistent store such as Redis then never mixes runs).
+ACTOR_TYPE = os.environ.get("ACTOR_TYPE", "CounterActor")
 IDLE = float(os.environ.get("ACTOR_IDLE_TIMEOUT", "3600"))
 SCAN = float(os.environ.get("ACTOR_SCAN_INTERVAL", "30"))
 REENTRANT = os.environ.get("REENTRANCY") == "1"
@@ -186,7 +187,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 reentrancy=ActorReentrancyConfig(enabled=True) if REENTRANT else None,
             )
         )
-        await actor.register_actor(CounterActor)
+        # The SDK names an actor type after its class, so a renamed type is a subclass; it must list
+        # Remindable among its own bases (the SDK checks `__bases__`, not the MRO).
+        hosted = (
+            CounterActor if ACTOR_TYPE == "CounterActor" else type(ACTOR_TYPE, (CounterActor, Remindable), {})
+        )
+        await actor.register_actor(hosted)
     yield
 
 
