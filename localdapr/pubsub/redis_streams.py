@@ -37,13 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from localdapr.components.spec import ComponentSpec
 from localdapr.durations import parse_go_duration
 from localdapr.pubsub.base import BrokerMessage, MessageHandler, PubSubBroker
+from localdapr.redisconn import RedisConnections
 
 log = logging.getLogger("localdapr.pubsub.redis")
 
@@ -128,7 +127,7 @@ class RedisStreamsBroker(PubSubBroker):
 
     def __init__(self, settings: RedisStreamsSettings) -> None:
         self.settings = settings
-        self._client: aioredis.Redis | None = None
+        self._connections: RedisConnections | None = None
         self._subs: list[_Subscription] = []
         self._closed = False
 
@@ -179,44 +178,27 @@ class RedisStreamsBroker(PubSubBroker):
     # ------------------------------------------------------------------ lifecycle
     async def init(self) -> None:
         s = self.settings
-        self._client = aioredis.Redis(
-            host=s.host,
-            port=s.port,
-            db=s.db,
-            username=s.username,
-            password=s.password,
-            ssl=s.tls,
-            protocol=2,  # fixed reply shapes, and works with servers older than Redis 6 (no HELLO)
-            # redis-py's default retries a dead connection 10 times with up to 10 s waits; the loops
-            # here have their own backoff, and init() should say "unreachable" within a second.
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        self._connections = RedisConnections(
+            s.host, s.port, s.db, s.username, s.password, s.tls, what="pubsub.redis"
         )
-        try:
-            await self._client.ping()
-        except (RedisError, OSError) as exc:
-            await self._client.aclose()
-            self._client = None
-            raise ConnectionError(
-                f"pubsub.redis: cannot connect to Redis at {s.address} (redisHost): {exc}"
-            ) from exc
+        await self._connections.connect()
+        self._closed = False
 
     async def close(self) -> None:
         self._closed = True
         subs, self._subs = self._subs, []
         for sub in subs:
             await self._stop(sub)
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-            await client.connection_pool.disconnect()
+        if self._connections is not None:
+            await self._connections.close()
 
     @property
     def client(self) -> aioredis.Redis:
-        if self._client is None:
+        if self._connections is None or self._closed:
             raise RuntimeError(
                 "pubsub.redis: broker is closed" if self._closed else "pubsub.redis: init() was not called"
             )
-        return self._client
+        return self._connections.client()
 
     # ------------------------------------------------------------------ interface
     async def publish(self, topic: str, data: bytes, metadata: dict[str, str]) -> None:
@@ -269,17 +251,16 @@ class RedisStreamsBroker(PubSubBroker):
         processingTimeout. The consumer name is deleted only when nothing is pending for it:
         deleting a consumer would orphan its pending entries.
         """
-        for task in sub.tasks:
-            task.cancel()
-        await asyncio.gather(*sub.tasks, return_exceptions=True)
+        await cancel_and_wait(sub.tasks)
         sub.tasks.clear()
-        if self._client is None:
+        if self._connections is None or self._connections.closed:
             return
+        client = self._connections.client()
         try:
             async with asyncio.timeout(CLEANUP_TIMEOUT):
-                for info in await self._client.xinfo_consumers(sub.topic, sub.group):
+                for info in await client.xinfo_consumers(sub.topic, sub.group):
                     if _text(info.get("name")) == sub.consumer and int(info.get("pending", 0)) == 0:
-                        await self._client.xgroup_delconsumer(sub.topic, sub.group, sub.consumer)
+                        await client.xgroup_delconsumer(sub.topic, sub.group, sub.consumer)
         except (RedisError, OSError, TimeoutError) as exc:
             log.debug("redis: could not remove consumer %s: %s", sub.consumer, exc)
 
@@ -430,6 +411,23 @@ class RedisStreamsBroker(PubSubBroker):
             log.error(
                 "redis: XACK %s on %s failed (it will be redelivered): %s", item.entry_id, sub.topic, exc
             )
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[None]], rounds: int = 20) -> None:
+    """Cancel tasks and wait until they are done, cancelling again if a cancellation got lost.
+
+    On Python 3.11 a cancellation that lands while `asyncio.timeout` (used around the handler) is
+    expiring can be absorbed, leaving the task running; cancelling once more always ends it.
+    """
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(rounds):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    if pending:
+        log.error("redis: %d consumer tasks did not stop when cancelled", len(pending))
 
 
 def _text(value: Any) -> str:

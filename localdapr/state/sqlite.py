@@ -1,0 +1,168 @@
+"""state.sqlite: one SQLite file, the embedded profile's store (no server, survives restarts).
+
+Metadata as daprd's `state.sqlite`: `connectionString` (a file path, `file:` URI or `:memory:`),
+`tableName` (default `state`), `busyTimeout` (Go duration, default 2s). The table keeps the value,
+a version number (the etag) and an optional expiry time.
+
+All calls run on one dedicated worker thread per store, so the event loop never waits on disk and
+the single connection serialises them; writes use `BEGIN IMMEDIATE`, so two processes sharing the
+file (a sidecar restarted while another still runs) never interleave a read-check-write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from localdapr.components.spec import ComponentSpec
+from localdapr.durations import parse_go_duration
+from localdapr.state.base import (
+    Concurrency,
+    GetResult,
+    StateItem,
+    StateStore,
+    StateStoreError,
+    TransactionOp,
+    check_etag,
+)
+from localdapr.state.memory import rfc3339
+
+T = TypeVar("T")
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class SQLiteStateStore(StateStore):
+    def __init__(self, path: str, table: str = "state", busy_timeout: float = 2.0) -> None:
+        self.path = path
+        self.table = table
+        self.busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state.sqlite")
+
+    @classmethod
+    def from_spec(cls, spec: ComponentSpec) -> SQLiteStateStore:
+        path = spec.require("connectionString")
+        table = spec.get("tableName", "state")
+        if not _TABLE_NAME.match(table):
+            raise spec.fail(f"metadata field 'tableName' must be a plain identifier, got {table!r}")
+        try:
+            busy = parse_go_duration(spec.get("busyTimeout", "2s"))
+        except ValueError as exc:
+            raise spec.fail(f"metadata field 'busyTimeout': {exc}") from None
+        return cls(path, table, busy)
+
+    # ------------------------------------------------------------------ plumbing
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._conn is None:
+                raise StateStoreError(f"state.sqlite {self.path}: store is closed")
+            return fn(self._conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def init(self) -> None:
+        def connect() -> sqlite3.Connection:
+            uri = self.path.startswith("file:")
+            if not uri and self.path != ":memory:":
+                Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False, uri=uri
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} ("
+                "key TEXT PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL, expires_at REAL)"
+            )
+            return conn
+
+        try:
+            self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        except (sqlite3.Error, OSError) as exc:
+            raise StateStoreError(
+                f"state.sqlite: cannot open {self.path!r} (connectionString): {exc}"
+            ) from exc
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=False)
+
+    def _row(self, conn: sqlite3.Connection, key: str) -> tuple[bytes, int, float | None] | None:
+        row = conn.execute(
+            f"SELECT value, version, expires_at FROM {self.table} WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None or (row[2] is not None and row[2] <= time.time()):
+            return None
+        return bytes(row[0]), int(row[1]), row[2]
+
+    def _write(self, conn: sqlite3.Connection, op: TransactionOp) -> None:
+        item = op.item
+        found = self._row(conn, item.key)
+        check_etag(item.etag, item.concurrency, str(found[1]) if found else None)
+        if op.operation == "delete":
+            conn.execute(f"DELETE FROM {self.table} WHERE key = ?", (item.key,))
+            return
+        ttl = item.ttl_seconds
+        conn.execute(
+            f"INSERT INTO {self.table} (key, value, version, expires_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version, "
+            "expires_at = excluded.expires_at",
+            (item.key, item.value, (found[1] if found else 0) + 1, time.time() + ttl if ttl else None),
+        )
+
+    def _atomic(self, conn: sqlite3.Connection, ops: Sequence[TransactionOp]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                self._write(conn, op)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ interface
+    async def get(self, key: str) -> GetResult | None:
+        found = await self._run(lambda c: self._row(c, key))
+        if found is None:
+            return None
+        metadata = {"ttlExpireTime": rfc3339(found[2])} if found[2] is not None else {}
+        return GetResult(data=found[0], etag=str(found[1]), metadata=metadata)
+
+    async def bulk_get(self, keys: Sequence[str]) -> list[GetResult | None]:
+        rows = await self._run(lambda c: [self._row(c, k) for k in keys])
+        return [
+            None
+            if r is None
+            else GetResult(r[0], str(r[1]), {"ttlExpireTime": rfc3339(r[2])} if r[2] is not None else {})
+            for r in rows
+        ]
+
+    async def set(self, item: StateItem) -> None:
+        await self._run(lambda c: self._atomic(c, [TransactionOp("upsert", item)]))
+
+    async def delete(self, key: str, etag: str | None = None, concurrency: Concurrency | None = None) -> None:
+        op = TransactionOp("delete", StateItem(key=key, etag=etag, concurrency=concurrency))
+        await self._run(lambda c: self._atomic(c, [op]))
+
+    async def transact(self, ops: Sequence[TransactionOp]) -> None:
+        await self._run(lambda c: self._atomic(c, ops))
+
+    async def keys_with_prefix(self, prefix: str) -> list[str]:
+        # LIKE would need escaping of % and _; a range scan on the primary key is exact and indexed.
+        def scan(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                f"SELECT key FROM {self.table} WHERE key >= ? AND key < ? "
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (prefix, prefix + "\U0010ffff", time.time()),
+            ).fetchall()
+            return [str(r[0]) for r in rows if str(r[0]).startswith(prefix)]
+
+        return await self._run(scan)
