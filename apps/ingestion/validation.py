@@ -46,7 +46,7 @@ def _describe(error: Mapping[str, Any]) -> str:
     if error.get("type") == "extra_forbidden":
         return f"unexpected field {field!r}"
     if field == "equipment_id":
-        return f"bad equipment id: {msg} (letters, digits, '.', '_' or '-', 1-64 characters)"
+        return f"bad equipment_id: {msg} (letters, digits, '.', '_' or '-', 1-64 characters)"
     if field == "timestamp":
         if "timezone-aware" in msg:
             return f"naive timestamp: {msg}"

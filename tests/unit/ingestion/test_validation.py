@@ -40,7 +40,7 @@ def with_values(**changes: Any) -> dict[str, Any]:
 
 
 BAD_CASES: dict[str, tuple[dict[str, Any] | Any, str]] = {
-    "bad equipment id": (good(eq="engine 1"), "bad equipment id"),
+    "bad equipment id": (good(eq="engine 1"), "bad equipment_id"),
     "unknown profile": (good(profile="pump"), "unknown equipment profile 'pump'"),
     "unknown sensor": (with_values(sensor_99=1.0), "unknown sensor(s) for profile 'turbofan': sensor_99"),
     "missing sensor": (
