@@ -7,6 +7,10 @@ see (overlapping turns, activations, reminder and timer fires) at `GET /stats`.
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -421,3 +425,71 @@ def test_hosting_actors_without_an_actor_store_is_a_clear_error(tmp_path: Path) 
     finally:
         app.stop()
         sidecar.stop()
+
+
+# ---------------------------------------------------------------------------------- reentrancy
+def test_reentrant_chain_a_b_a_completes(tmp_path: Path) -> None:
+    """A -> B -> A: with reentrancy on, the inner call to A enters A's turn instead of deadlocking."""
+    actor_store(tmp_path / "res")
+    c = Cluster(tmp_path)
+    try:
+        host = c.start(unique("reentrant"), {"REENTRANCY": "1"})
+        a, b = new_id(), new_id()
+        assert call(host, a, "Add", 7).json() == 7
+        started = time.monotonic()
+        resp = call(host, a, "CallOther", b)
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == 7
+        assert time.monotonic() - started < 5
+    finally:
+        c.stop()
+
+
+# ---------------------------------------------------------------------------------- launcher replicas
+def test_replicas_in_the_run_template_share_the_actor_ids(tmp_path: Path) -> None:
+    """`replicas: 2` in dapr.yaml: two instances announce the type and the ids spread over both."""
+    actor_store(tmp_path / "res")
+    http_port, app_port = free_port(), free_port()
+    serve = (
+        "import os, uvicorn; uvicorn.run('tests.integration.localdapr.sidecar_apps.actor_app:app', "
+        "host='127.0.0.1', port=int(os.environ['APP_PORT']), log_level='warning')"
+    )
+    template = {
+        "version": 1,
+        "common": {"resourcesPaths": ["./res"]},
+        "apps": [
+            {
+                "appID": "counter",
+                "appDirPath": ".",
+                "appPort": app_port,
+                "daprHTTPPort": http_port,
+                "replicas": 2,
+                "command": ["python", "-c", serve],
+                "env": {"PYTHONPATH": str(REPO)},
+            }
+        ],
+    }
+    (tmp_path / "dapr.yaml").write_text(json.dumps(template))  # JSON is YAML
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localdapr", "up", "-f", str(tmp_path / "dapr.yaml")],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    registry = tmp_path / ".localdapr" / "registry"
+    try:
+
+        def hosts() -> list[dict[str, Any]]:
+            entries = [json.loads(p.read_text()) for p in registry.glob("counter.*.json")]
+            return [e for e in entries if TYPE in e["actor_types"]]
+
+        wait_until(lambda: len(hosts()) == 2, 60, what="two replicas hosting CounterActor")
+        api = f"http://127.0.0.1:{http_port}/v1.0"
+        for i in range(100):
+            r = httpx.post(f"{api}/actors/{TYPE}/m-{i}/method/Add", json=1, timeout=30)
+            assert r.status_code == 200, r.text
+        counts = {a["type"]: a["count"] for a in httpx.get(f"{api}/metadata").json()["actors"]}
+        assert 10 <= counts[TYPE] <= 90, counts  # the first replica's sidecar hosts only its share
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
