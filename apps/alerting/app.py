@@ -9,6 +9,7 @@ from typing import Annotated
 
 import grpc
 from dapr.aio.clients import DaprClient
+from dapr.clients.exceptions import DaprInternalError
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -80,7 +81,8 @@ async def _cleared(request: Request, exc: AlertAlreadyCleared) -> JSONResponse:
 
 
 @app.exception_handler(grpc.RpcError)
-async def _store_down(request: Request, exc: grpc.RpcError) -> JSONResponse:
+@app.exception_handler(DaprInternalError)
+async def _store_down(request: Request, exc: Exception) -> JSONResponse:
     # The sidecar or the store behind it failed: a retryable 503 with a reason, never a stack trace.
     log.warning("state store call failed for %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"detail": "state store unavailable, try again"}, 503)

@@ -30,6 +30,7 @@ from typing import Generic, Protocol, TypeVar
 
 import grpc
 from dapr.aio.clients import DaprClient
+from dapr.clients.exceptions import DaprInternalError
 from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
 from dapr.clients.grpc._state import Concurrency, StateOptions
 from pydantic import TypeAdapter
@@ -104,9 +105,15 @@ class AlertingRepository(Protocol):
     async def dead_letters(self, seqs: Sequence[int], retention: int) -> list[DeadLetter]: ...
 
 
-def _is_conflict(exc: grpc.RpcError) -> bool:
+# What a failed state call raises: the async SDK wraps most RPC errors in DaprGrpcError (an RpcError)
+# but `save_state` in DaprInternalError, which keeps only the message.
+StateError = (grpc.RpcError, DaprInternalError)
+
+
+def _is_conflict(exc: Exception) -> bool:
     # localdapr and daprd answer an etag mismatch on save with ABORTED; daprd wraps a failed
-    # transaction's etag error in a generic code, hence the message check as well.
+    # transaction's etag error in a generic code, and save_state's error has no code at all, hence
+    # the message check as well.
     code = exc.code() if callable(getattr(exc, "code", None)) else None
     details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
     return code == grpc.StatusCode.ABORTED or "etag" in str(details or "").lower()
@@ -141,7 +148,7 @@ class DaprAlertingRepository:
             await self.client.save_state(
                 self.store, key, initial, options=StateOptions(concurrency=Concurrency.first_write)
             )
-        except grpc.RpcError as exc:
+        except StateError as exc:
             if not _is_conflict(exc):
                 raise  # a concurrent creator won: fine, read what it wrote
         data, etag = await self._read(key)
@@ -152,9 +159,9 @@ class DaprAlertingRepository:
     async def _transact(self, ops: list[TransactionalStateOperation]) -> None:
         try:
             await self.client.execute_state_transaction(self.store, ops)
-        except grpc.RpcError as exc:
+        except StateError as exc:
             if _is_conflict(exc):
-                raise Conflict(str(exc.details() if hasattr(exc, "details") else exc)) from exc
+                raise Conflict(str(exc)) from exc
             raise
 
     async def _bulk(self, keys: Sequence[str]) -> dict[str, bytes]:
@@ -226,7 +233,7 @@ class DaprAlertingRepository:
         if read.value is not None:
             try:
                 await self.client.save_state(self.store, key, snapshot.model_dump_json(), etag=read.etag)
-            except grpc.RpcError as exc:
+            except StateError as exc:
                 if _is_conflict(exc):
                     raise Conflict(str(exc)) from exc
                 raise
