@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHES: list[tuple[str, list[str]]] = [
-    ("bench.bench_inference", []),
-    ("bench.bench_sidecar", []),
-    ("bench.bench_pipeline", []),
-]
+LAST = "bench.bench_pipeline"  # the longest (it starts the whole platform): the others report first
+
+
+def benches() -> list[str]:
+    """Every bench/bench_*.py, so a new benchmark is part of `make bench` without editing this file."""
+    found = sorted(f"bench.{p.stem}" for p in (REPO / "bench").glob("bench_*.py"))
+    return sorted(found, key=lambda m: m == LAST)
 
 
 def main() -> int:
@@ -26,9 +28,8 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    for module, extra in BENCHES:
-        if args.quick and module == "bench.bench_pipeline":
-            extra = [*extra, "--quick"]
+    for module in benches():
+        extra = ["--quick"] if args.quick and module == LAST else []
         print(f"\n===== {module} {' '.join(extra)}".rstrip(), flush=True)
         started = time.perf_counter()
         code = subprocess.call([sys.executable, "-m", module, *extra], cwd=REPO)
