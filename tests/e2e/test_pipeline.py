@@ -205,7 +205,7 @@ async def test_inference_outage_loses_no_readings(platform: Platform, actor_env:
     eids = [f"{prefix}{u:03d}" for u in units]
     for batch in fleet_batches(prefix, units, last=60):
         assert post(platform, batch).json()["accepted"] == len(batch)
-    assert all(not (await health(e))["prediction_stale"] for e in eids)
+    assert not any([(await health(e))["prediction_stale"] for e in eids])
     inference = platform.apps["inference"]
     inference.stop_app()
     try:
@@ -226,7 +226,7 @@ async def test_inference_outage_loses_no_readings(platform: Platform, actor_env:
         # The equipment sidecar's circuit breaker may still be open for a few seconds after the restart;
         # re-sending the last batch (all duplicates) makes a stale actor try inference again.
         post(platform, batches[-1])
-        return all(not (await health(e))["prediction_stale"] for e in eids)
+        return not any([(await health(e))["prediction_stale"] for e in eids])
 
     for _ in range(60):
         if await recovered():

@@ -42,8 +42,12 @@ class Output:
 
 def launch(args: list[str], cwd: Path) -> tuple[subprocess.Popen[str], Output]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "localdapr", "up", *args], cwd=cwd, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [sys.executable, "-m", "localdapr", "up", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     return proc, Output(proc)
 
@@ -53,11 +57,16 @@ def test_sample_pair_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     shutil.copytree(REPO / "samples" / "hello", sample)
     proc, out = launch(["-f", str(sample / "dapr.yaml")], sample)
     try:
-        wait_until(lambda: out.has("all 2 app(s) ready") or proc.poll() is not None, timeout=60,
-                   what="launcher ready")
+        wait_until(
+            lambda: out.has("all 2 app(s) ready") or proc.poll() is not None,
+            timeout=60,
+            what="launcher ready",
+        )
         # The greeter invokes the counter (service invocation + state) and publishes (pub/sub).
         wait_until(lambda: out.has("greeting #2 sent"), timeout=30, what="greeter output\n" + out.text())
-        wait_until(lambda: out.has('received greeting event: {"hello": 2}'), timeout=30, what="counter output")
+        wait_until(
+            lambda: out.has('received greeting event: {"hello": 2}'), timeout=30, what="counter output"
+        )
         # Every app line is prefixed by its app id.
         assert any(line.startswith("greeter") and "greeting #" in line for line in out.lines)
         assert any(line.startswith("counter") and "received greeting" in line for line in out.lines)
@@ -89,7 +98,11 @@ def test_launcher_stops_everything_when_an_app_dies(tmp_path: Path) -> None:
 
 def test_launcher_reports_a_bad_template(tmp_path: Path) -> None:
     (tmp_path / "dapr.yaml").write_text("version: 1\napps:\n  - appID: x\n    command: [python]\n")
-    proc = subprocess.run([sys.executable, "-m", "localdapr", "up", "-f", str(tmp_path / "dapr.yaml")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "localdapr", "up", "-f", str(tmp_path / "dapr.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "appDirPath" in proc.stderr and "Traceback" not in proc.stderr

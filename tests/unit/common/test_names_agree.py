@@ -1,4 +1,4 @@
-"""Every Dapr name in dapr.yaml, the component files and k8s/ must be one that apps/common/names.py defines."""
+"""Every Dapr name in dapr.yaml, the component files and k8s/ must be one that names.py defines."""
 
 from __future__ import annotations
 
