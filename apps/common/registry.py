@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dapr.aio.clients import DaprClient
-from dapr.clients.exceptions import DaprGrpcError
+from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
 from dapr.clients.grpc._request import TransactionalStateOperation
 from dapr.clients.grpc._state import Concurrency, StateOptions
 from pydantic import BaseModel
@@ -69,8 +69,10 @@ class DaprModelRegistry:
                         options=StateOptions(concurrency=Concurrency.first_write),
                     )
                 return version
-            except DaprGrpcError:
-                continue  # somebody else took it; read again
+            except (DaprGrpcError, DaprInternalError):
+                # The aio client's save_state wraps an etag conflict in DaprInternalError (the sync one
+                # in DaprGrpcError): somebody else took this version; read again.
+                continue
         raise RuntimeError(f"could not allocate a version for model {name!r}: too much contention")
 
     async def register(self, card: ModelCard, onnx: bytes) -> int:
