@@ -4,8 +4,10 @@ sidecar (in this process) and the app as a real process, so a test can stop and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,6 +134,22 @@ def wait_model_ready(platform: Platform, timeout: float = 180) -> None:
         interval=1.0,
         what="inference serving a model (training on start-up)",
     )
+
+
+@contextlib.contextmanager
+def running_platform(components: Path, tmp: Path, env: dict[str, str] | None = None) -> Iterator[Platform]:
+    """The platform, up and serving a model; its apps' logs are printed when it fails to come up."""
+    platform = start_platform(components, tmp, env)
+    try:
+        wait_model_ready(platform)
+    except BaseException:
+        print(platform.logs())  # noqa: T201 - shown only when the platform fails to come up
+        platform.stop()
+        raise
+    try:
+        yield platform
+    finally:
+        platform.stop()
 
 
 def environ_with(**extra: str) -> dict[str, str]:

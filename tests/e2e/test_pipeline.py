@@ -22,7 +22,7 @@ from apps.common import cmapss
 from apps.common.actor_interface import EquipmentActorInterface
 from apps.common.names import EQUIPMENT_ACTOR_TYPE
 from localdapr.testing import wait_until
-from tests.e2e.platform import Platform, start_platform, wait_model_ready, write_components
+from tests.e2e.platform import Platform, running_platform, wait_model_ready, write_components
 
 pytestmark = pytest.mark.e2e
 
@@ -76,15 +76,8 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         redis_client.Redis(host=host, port=int(port), db=E2E_REDIS_DB).flushdb()
     components = write_components(tmp / "components", request.param, redis, E2E_REDIS_DB)
     env = {"VIGIL_TRAINING_N_ESTIMATORS": "120", "VIGIL_EQUIPMENT_HEALTH_PUBLISH_SECONDS": "0"}
-    p = start_platform(components, tmp, env)
-    try:
-        wait_model_ready(p)
-    except BaseException:
-        print(p.logs())  # noqa: T201 - shown only when the platform fails to come up
-        p.stop()
-        raise
-    yield p
-    p.stop()
+    with running_platform(components, tmp, env) as p:
+        yield p
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from dapr.actor import ActorId, ActorProxy
 from apps.cli import main
 from apps.common.actor_interface import EquipmentActorInterface
 from apps.common.names import EQUIPMENT_ACTOR_TYPE
-from tests.e2e.platform import Platform, start_platform, wait_model_ready, write_components
+from tests.e2e.platform import Platform, running_platform, write_components
 
 pytestmark = pytest.mark.e2e
 
@@ -26,15 +26,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     tmp = tmp_path_factory.mktemp("e2e-tools")
     components = write_components(tmp / "components", "embedded")
     env = {"VIGIL_TRAINING_N_ESTIMATORS": "60", "VIGIL_EQUIPMENT_HEALTH_PUBLISH_SECONDS": "0"}
-    p = start_platform(components, tmp, env)
-    try:
-        wait_model_ready(p)
-    except BaseException:
-        print(p.logs())  # noqa: T201 - shown only when the platform fails to come up
-        p.stop()
-        raise
-    yield p
-    p.stop()
+    with running_platform(components, tmp, env) as p:
+        yield p
 
 
 async def health(equipment_id: str) -> dict[str, Any]:
