@@ -1,0 +1,127 @@
+"""Ingestion without a sidecar: one actor call per machine per batch, bounded concurrency, failures and
+bad readings reported and dead-lettered; the HTTP adapter's 400 / 413 / 422 answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from apps.common.contracts import EquipmentIngestResult, HealthSnapshot, Reading
+from apps.common.names import TOPIC_READINGS_DEAD_LETTER
+from apps.common.profiles import PROFILES
+from apps.ingestion import app as ingestion_app
+from apps.ingestion.service import IngestionService
+from apps.ingestion.settings import get_settings
+from tests.unit.ingestion.test_validation import NOW, good
+
+
+class RecordingEquipment:
+    """The EquipmentGateway: records each call, can fail some machines, measures calls in flight."""
+
+    def __init__(self, failing: set[str] | None = None, hold: float = 0.0) -> None:
+        self.calls: list[tuple[str, list[int]]] = []
+        self.failing = failing or set()
+        self.hold = hold
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def ingest(self, equipment_id: str, readings: list[Reading]) -> EquipmentIngestResult:
+        self.calls.append((equipment_id, [r.seq for r in readings]))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.hold)  # lets other machines' calls start, so overlap shows
+            if equipment_id in self.failing:
+                raise RuntimeError(f"actor {equipment_id} unavailable")
+            health = HealthSnapshot(
+                equipment_id=equipment_id,
+                profile="turbofan",
+                last_seq=max(r.seq for r in readings),
+                readings_applied=len(readings),
+                duplicates=0,
+                status="ok",
+                updated_at=datetime.now(UTC),
+            )
+            return EquipmentIngestResult(accepted=len(readings), duplicates=0, health=health)
+        finally:
+            self.in_flight -= 1
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    async def publish(self, topic: str, event: BaseModel | dict) -> None:
+        self.events.append((topic, event if isinstance(event, dict) else event.model_dump(mode="json")))
+
+
+def service(
+    equipment: RecordingEquipment, publisher: RecordingPublisher, limit: int = 32
+) -> IngestionService:
+    return IngestionService(equipment, publisher, PROFILES, limit)
+
+
+async def test_one_call_per_machine_with_its_readings_in_order_and_bad_ones_dead_lettered() -> None:
+    equipment, publisher = RecordingEquipment(), RecordingPublisher()
+    batch = [good(seq=s, eq=f"m{m}") for s in range(4) for m in range(3)]
+    batch.insert(5, good(seq=99, eq="bad id!"))
+    result = await service(equipment, publisher).ingest(batch, source="http", now=NOW)
+    assert result.accepted == 12 and set(result.health) == {"m0", "m1", "m2"}
+    assert sorted(equipment.calls) == [("m0", [0, 1, 2, 3]), ("m1", [0, 1, 2, 3]), ("m2", [0, 1, 2, 3])]
+    assert [(r.index, "equipment_id" in r.reason) for r in result.rejected] == [(5, True)]
+    assert [(t, e["index"], e["reading"]["seq"]) for t, e in publisher.events] == [
+        (TOPIC_READINGS_DEAD_LETTER, 5, 99)
+    ]
+
+
+async def test_actor_calls_run_concurrently_but_within_the_limit() -> None:
+    equipment, publisher = RecordingEquipment(hold=0.02), RecordingPublisher()
+    batch = [good(seq=0, eq=f"m{m}") for m in range(12)]
+    result = await service(equipment, publisher, limit=3).ingest(batch, source="http", now=NOW)
+    assert result.accepted == 12
+    assert equipment.max_in_flight == 3
+
+
+async def test_a_failing_actor_reports_and_dead_letters_its_readings_and_spares_the_others() -> None:
+    equipment, publisher = RecordingEquipment(failing={"m1"}), RecordingPublisher()
+    batch = [good(seq=s, eq=f"m{m}") for s in range(2) for m in range(3)]
+    result = await service(equipment, publisher).ingest(batch, source="pubsub", now=NOW)
+    assert result.accepted == 4 and set(result.health) == {"m0", "m2"}
+    failed = {r.index for r in result.rejected}
+    assert failed == {i for i, item in enumerate(batch) if item["equipment_id"] == "m1"}
+    assert all("not applied" in r.reason and "m1 unavailable" in r.reason for r in result.rejected)
+    assert sorted(e["index"] for _, e in publisher.events) == sorted(failed)
+    assert {e["source"] for _, e in publisher.events} == {"pubsub"}
+
+
+@pytest.fixture
+def http(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, RecordingEquipment]]:
+    """The FastAPI app without its lifespan (which needs a sidecar) and a small body limit."""
+    monkeypatch.setenv("VIGIL_INGESTION_MAX_BODY_BYTES", "20000")
+    get_settings.cache_clear()
+    equipment = RecordingEquipment()
+    ingestion_app.app.state.service = service(equipment, RecordingPublisher())
+    yield TestClient(ingestion_app.app), equipment
+    del ingestion_app.app.state.service
+    get_settings.cache_clear()
+
+
+def test_http_malformed_json_too_large_and_all_rejected(http: tuple[TestClient, RecordingEquipment]) -> None:
+    client, equipment = http
+    malformed = client.post("/v1/readings", content=b'[{"equipment_id": ', headers={"content-type": "x"})
+    assert malformed.status_code == 400 and "malformed JSON" in malformed.json()["detail"]
+    too_big = client.post("/v1/readings", content=json.dumps([good(seq=s) for s in range(60)]))
+    assert too_big.status_code == 413 and "exceeds the limit of 20000 bytes" in too_big.json()["detail"]
+    all_bad = client.post("/v1/readings", json=[good(seq=1, eq="no spaces allowed")])
+    assert all_bad.status_code == 422 and all_bad.json()["rejected"][0]["index"] == 0
+    assert equipment.calls == []
+    ok = client.post("/v1/readings", json=[good(seq=1, timestamp=datetime.now(UTC).isoformat())])
+    assert ok.status_code == 200 and ok.json()["accepted"] == 1
