@@ -12,6 +12,7 @@ from dapr.aio.clients import DaprClient
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
 
+from apps.common.daprhttp import PooledDaprActorHttpClient, close_invocation, pool_invocation
 from apps.common.publisher import DaprPublisher
 from apps.equipment.actor import EquipmentActor
 from apps.equipment.ports import ActorDeps, DaprInferenceClient
@@ -24,11 +25,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ActorRuntime.set_actor_config(
         ActorRuntimeConfig(actor_idle_timeout=timedelta(seconds=settings.actor_idle_timeout_seconds))
     )
+    actor_client = PooledDaprActorHttpClient()
     async with DaprClient() as client:
+        pool_invocation(client)
         EquipmentActor.deps = ActorDeps(DaprInferenceClient(client), DaprPublisher(client), settings)
-        await actor.register_actor(EquipmentActor)
-        yield
-        EquipmentActor.deps = None
+        await actor.register_actor(EquipmentActor, actor_client=actor_client)
+        try:
+            yield
+        finally:
+            EquipmentActor.deps = None
+            await close_invocation(client)
+            await actor_client.close()
 
 
 app = FastAPI(title="Vigil equipment", lifespan=lifespan)

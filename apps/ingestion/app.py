@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from dapr.actor import ActorId, ActorProxyFactory
+from dapr.actor import ActorId
 from dapr.aio.clients import DaprClient
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Request
@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from apps.common.actor_interface import EquipmentActorInterface
 from apps.common.contracts import EquipmentIngestResult, IngestResult, Reading
+from apps.common.daprhttp import PooledActorProxyFactory
 from apps.common.names import EQUIPMENT_ACTOR_TYPE, PUBSUB, TOPIC_READINGS_DEAD_LETTER, TOPIC_SENSOR_READINGS
 from apps.common.profiles import PROFILES
 from apps.common.publisher import DaprPublisher
@@ -29,7 +30,10 @@ class ActorEquipmentGateway:
     """EquipmentGateway through Dapr actors: one `Ingest` call per machine per batch."""
 
     def __init__(self) -> None:
-        self.factory = ActorProxyFactory()
+        self.factory = PooledActorProxyFactory()
+
+    async def close(self) -> None:
+        await self.factory.close()
 
     async def ingest(self, equipment_id: str, readings: list[Reading]) -> EquipmentIngestResult:
         proxy = self.factory.create(EQUIPMENT_ACTOR_TYPE, ActorId(equipment_id), EquipmentActorInterface)
@@ -40,11 +44,15 @@ class ActorEquipmentGateway:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
+    gateway = ActorEquipmentGateway()
     async with DaprClient() as client:
         app.state.service = IngestionService(
-            ActorEquipmentGateway(), DaprPublisher(client), PROFILES, settings.max_concurrent_actor_calls
+            gateway, DaprPublisher(client), PROFILES, settings.max_concurrent_actor_calls
         )
-        yield
+        try:
+            yield
+        finally:
+            await gateway.close()
 
 
 app = FastAPI(title="Vigil ingestion", lifespan=lifespan)
