@@ -42,8 +42,13 @@ app = FastAPI(title="Vigil inference", lifespan=lifespan)
 dapr_app = DaprApp(app)
 
 
-def get_service(request: Request) -> InferenceService:
+def _service(request: Request) -> InferenceService:
     return request.app.state.service  # type: ignore[no-any-return]
+
+
+async def get_service(request: Request) -> InferenceService:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per prediction.
+    return _service(request)
 
 
 ServiceDep = Annotated[InferenceService, Depends(get_service)]
@@ -87,7 +92,7 @@ async def on_model_update(request: Request, event: dict = Body(...)) -> dict[str
         log.warning("malformed model-updates event dropped: %s", exc)
         return {"status": "DROP"}
     if update.promoted:
-        await get_service(request).refresh(update.name)
+        await _service(request).refresh(update.name)
     return {"status": "SUCCESS"}
 
 
