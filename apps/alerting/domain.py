@@ -171,12 +171,24 @@ def new_record(alert: Alert) -> AlertRecord:
     )
 
 
+# Within one episode the actor emits open, then escalate, then clear. One actor call can emit two of
+# them with the same timestamp (a batch that crosses both thresholds), so the event kind and the
+# severity break the tie: the later kind, and the higher severity, is the newer event.
+_EVENT_RANK: dict[str, int] = {"open": 0, "escalate": 1, "clear": 2}
+
+
+def _event_order(updated_at: datetime, event: str, severity: str) -> tuple[datetime, int, int]:
+    return updated_at, _EVENT_RANK[event], _SEVERITY_RANK[severity]
+
+
 def apply_event(record: AlertRecord | None, alert: Alert) -> AlertRecord:
     """The record after `alert`; equal to `record` when the event adds nothing (duplicate, stale)."""
     if record is None:
         return new_record(alert)
     changes: dict[str, Any] = {}
-    if alert.updated_at > record.updated_at:  # newer: its content describes the alert best
+    if _event_order(alert.updated_at, alert.event, alert.severity) > _event_order(
+        record.updated_at, record.last_event, record.severity
+    ):  # newer: its content describes the alert best
         changes.update(
             last_event=alert.event,
             predicted_rul=alert.predicted_rul,

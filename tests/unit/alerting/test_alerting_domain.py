@@ -53,6 +53,18 @@ def test_escalation_updates_the_same_alert() -> None:
     assert record.escalated_at == at(10) and record.predicted_rul == 18 and record.raised_at == at(0)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_open_and_escalate_with_one_timestamp_describe_the_critical(reverse: bool) -> None:
+    """One actor call can cross both thresholds: both events carry the same updated_at."""
+    same_time = [
+        alert("open", severity="warning", updated=5, rul=45),
+        alert("escalate", severity="critical", updated=5, rul=4),
+    ]
+    record = replay(same_time[::-1] if reverse else same_time)
+    assert (record.severity, record.last_event, record.predicted_rul) == ("critical", "escalate", 4)
+    assert "critical" in record.message
+
+
 def test_clear_is_terminal() -> None:
     record = replay([OPEN, ESCALATE, CLEAR])
     assert record.state == "cleared" and record.cleared_at == at(20) and record.cleared_reason == "cleared"
