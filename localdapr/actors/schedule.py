@@ -73,17 +73,20 @@ def parse_duration(text: str, field: str) -> float:
         ) from exc
 
 
-def parse_due_time(text: str | None, now: float) -> float:
-    """The epoch time of the first fire."""
-    if not text:
-        return now
+def _parse_time(text: str, now: float, field: str) -> float:
+    """An RFC3339 time, or a non-negative duration after `now`, as epoch seconds."""
     absolute = parse_rfc3339(text)
     if absolute is not None:
         return absolute
-    seconds = parse_duration(text, "dueTime")
+    seconds = parse_duration(text, field)
     if seconds < 0:
-        raise ScheduleError(f"invalid dueTime {text!r}: negative")
+        raise ScheduleError(f"invalid {field} {text!r}: negative")
     return now + seconds
+
+
+def parse_due_time(text: str | None, now: float) -> float:
+    """The epoch time of the first fire."""
+    return _parse_time(text, now, "dueTime") if text else now
 
 
 def parse_period(text: str | None) -> tuple[float | None, int | None]:
@@ -108,15 +111,7 @@ def parse_period(text: str | None) -> tuple[float | None, int | None]:
 
 def parse_ttl(text: str | None, now: float) -> float | None:
     """The epoch time after which the schedule stops, or None."""
-    if not text:
-        return None
-    absolute = parse_rfc3339(text)
-    if absolute is not None:
-        return absolute
-    seconds = parse_duration(text, "ttl")
-    if seconds < 0:
-        raise ScheduleError(f"invalid ttl {text!r}: negative")
-    return now + seconds
+    return _parse_time(text, now, "ttl") if text else None
 
 
 @dataclass(slots=True)
