@@ -17,7 +17,32 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
+from localdapr.components.spec import ComponentSpec
+
 log = logging.getLogger("localdapr.redis")
+
+
+def parse_redis_host(text: str) -> tuple[str, int]:
+    """`host:port`, `host` or `[v6addr]:port` as daprd's redisHost; ValueError naming the text."""
+    value = text.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    else:
+        host, port_text = value, ""
+    if not host:
+        raise ValueError(f"redisHost {text!r}: expected host:port, e.g. localhost:6379")
+    if not port_text:
+        return host, 6379
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"redisHost {text!r}: port {port_text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"redisHost {text!r}: port {port} is out of range")
+    return host, port
 
 
 class RedisConnections:
@@ -36,6 +61,23 @@ class RedisConnections:
         self.what = what  # the component type, for error messages
         self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
         self.closed = False
+
+    @classmethod
+    def from_spec(cls, spec: ComponentSpec) -> RedisConnections:
+        """The connection metadata every Redis component shares, as components-contrib reads it."""
+        try:
+            host, port = parse_redis_host(spec.require("redisHost"))
+        except ValueError as exc:
+            raise spec.fail(str(exc)) from None
+        return cls(
+            host,
+            port,
+            db=spec.get_int("redisDB", 0, 0),
+            username=spec.get("redisUsername") or None,
+            password=spec.get("redisPassword") or None,
+            tls=spec.get_bool("enableTLS"),
+            what=spec.type,
+        )
 
     @property
     def address(self) -> str:

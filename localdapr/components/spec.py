@@ -54,6 +54,16 @@ class ComponentSpec:
     def get(self, key: str, default: str = "") -> str:
         return self.metadata.get(key, default) or default
 
+    def get_int(self, key: str, default: int, minimum: int | None = None) -> int:
+        raw = self.get(key, str(default))
+        try:
+            value = int(raw)
+        except ValueError:
+            raise self.fail(f"metadata field {key!r} must be an integer, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise self.fail(f"metadata field {key!r} must be at least {minimum}, got {value}")
+        return value
+
     def get_bool(self, key: str, default: bool = False) -> bool:
         raw = self.metadata.get(key)
         if raw is None or raw == "":

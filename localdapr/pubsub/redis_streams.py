@@ -55,12 +55,7 @@ CLEANUP_TIMEOUT = 2.0
 class RedisStreamsSettings:
     """The component metadata, parsed. Durations are in seconds."""
 
-    host: str = "127.0.0.1"
-    port: int = 6379
-    password: str | None = None
-    username: str | None = None
-    db: int = 0
-    tls: bool = False
+    connection: RedisConnections
     consumer_id: str = ""  # consumer group; empty = the subscribing app id
     processing_timeout: float = 15.0
     redeliver_interval: float = 60.0
@@ -73,31 +68,24 @@ class RedisStreamsSettings:
         return self.processing_timeout > 0 and self.redeliver_interval > 0
 
     @property
+    def host(self) -> str:
+        return self.connection.host
+
+    @property
+    def port(self) -> int:
+        return self.connection.port
+
+    @property
+    def db(self) -> int:
+        return self.connection.db
+
+    @property
+    def tls(self) -> bool:
+        return self.connection.tls
+
+    @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def parse_redis_host(text: str) -> tuple[str, int]:
-    """`host:port`, `host` or `[v6addr]:port` as daprd's redisHost; ValueError naming the text."""
-    value = text.strip()
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif value.count(":") == 1:
-        host, _, port_text = value.partition(":")
-    else:
-        host, port_text = value, ""
-    if not host:
-        raise ValueError(f"redisHost {text!r}: expected host:port, e.g. localhost:6379")
-    if not port_text:
-        return host, 6379
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"redisHost {text!r}: port {port_text!r} is not a number") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"redisHost {text!r}: port {port} is out of range")
-    return host, port
+        return self.connection.address
 
 
 @dataclass(slots=True)
@@ -133,11 +121,6 @@ class RedisStreamsBroker(PubSubBroker):
 
     @classmethod
     def from_spec(cls, spec: ComponentSpec) -> RedisStreamsBroker:
-        try:
-            host, port = parse_redis_host(spec.require("redisHost"))
-        except ValueError as exc:
-            raise spec.fail(str(exc)) from None
-
         def duration(key: str, default: str) -> float:
             raw = spec.get(key, default)
             try:
@@ -148,39 +131,21 @@ class RedisStreamsBroker(PubSubBroker):
                 raise spec.fail(f"metadata field {key!r} must not be negative, got {raw!r}")
             return seconds
 
-        def integer(key: str, default: int, minimum: int) -> int:
-            raw = spec.get(key, str(default))
-            try:
-                value = int(raw)
-            except ValueError:
-                raise spec.fail(f"metadata field {key!r} must be an integer, got {raw!r}") from None
-            if value < minimum:
-                raise spec.fail(f"metadata field {key!r} must be at least {minimum}, got {value}")
-            return value
-
         return cls(
             RedisStreamsSettings(
-                host=host,
-                port=port,
-                password=spec.get("redisPassword") or None,
-                username=spec.get("redisUsername") or None,
-                db=integer("redisDB", 0, 0),
-                tls=spec.get_bool("enableTLS"),
+                connection=RedisConnections.from_spec(spec),
                 consumer_id=spec.get("consumerID"),
                 processing_timeout=duration("processingTimeout", "15s"),
                 redeliver_interval=duration("redeliverInterval", "60s"),
-                queue_depth=integer("queueDepth", 100, 1),
-                concurrency=integer("concurrency", 10, 1),
-                max_len_approx=integer("maxLenApprox", 0, 0),
+                queue_depth=spec.get_int("queueDepth", 100, 1),
+                concurrency=spec.get_int("concurrency", 10, 1),
+                max_len_approx=spec.get_int("maxLenApprox", 0, 0),
             )
         )
 
     # ------------------------------------------------------------------ lifecycle
     async def init(self) -> None:
-        s = self.settings
-        self._connections = RedisConnections(
-            s.host, s.port, s.db, s.username, s.password, s.tls, what="pubsub.redis"
-        )
+        self._connections = self.settings.connection
         await self._connections.connect()
         self._closed = False
 

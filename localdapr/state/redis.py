@@ -19,7 +19,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from localdapr.components.spec import ComponentSpec
-from localdapr.pubsub.redis_streams import parse_redis_host
 from localdapr.redisconn import RedisConnections
 from localdapr.state.base import (
     FIRST_WRITE,
@@ -73,39 +72,14 @@ def _glob_escape(text: str) -> str:
 
 
 class RedisStateStore(StateStore):
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        db: int = 0,
-        password: str | None = None,
-        username: str | None = None,
-        tls: bool = False,
-        default_ttl: int | None = None,
-    ) -> None:
-        self.connections = RedisConnections(host, port, db, username, password, tls, what="state.redis")
+    def __init__(self, connections: RedisConnections, default_ttl: int | None = None) -> None:
+        self.connections = connections
         self.default_ttl = default_ttl
 
     @classmethod
     def from_spec(cls, spec: ComponentSpec) -> RedisStateStore:
-        try:
-            host, port = parse_redis_host(spec.require("redisHost"))
-        except ValueError as exc:
-            raise spec.fail(str(exc)) from None
-        try:
-            db = int(spec.get("redisDB", "0"))
-            ttl = int(spec.get("ttlInSeconds", "0")) or None
-        except ValueError as exc:
-            raise spec.fail(f"redisDB and ttlInSeconds must be integers: {exc}") from None
-        return cls(
-            host,
-            port,
-            db,
-            spec.get("redisPassword") or None,
-            spec.get("redisUsername") or None,
-            spec.get_bool("enableTLS"),
-            ttl,
-        )
+        # -1 (or 0) means "no expiry", as for the per-request ttlInSeconds.
+        return cls(RedisConnections.from_spec(spec), spec.get_int("ttlInSeconds", 0, -1) or None)
 
     @property
     def address(self) -> str:

@@ -21,7 +21,8 @@ from localdapr.components.spec import ComponentSpec
 from localdapr.errors import ComponentError
 from localdapr.pubsub.base import BrokerMessage, NotProcessed, PubSubBroker
 from localdapr.pubsub.memory import InMemoryBroker
-from localdapr.pubsub.redis_streams import RedisStreamsBroker, parse_redis_host
+from localdapr.pubsub.redis_streams import RedisStreamsBroker
+from localdapr.redisconn import parse_redis_host
 
 
 async def wait_for(condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
