@@ -17,10 +17,11 @@ from pathlib import Path
 
 import httpx
 
-from bench.bench_sidecar import component, redis_up
+from bench.bench_sidecar import REDIS_HOST, redis_up
 from bench.common import Result, measure, table
 from localdapr.sidecar import SidecarOptions
 from localdapr.testing import AppProcess, SidecarThread, free_port
+from tests.integration.localdapr.components import state_component
 
 REPO = Path(__file__).resolve().parents[1]
 APP = "bench.apps.bench_actor_app:app"
@@ -29,13 +30,8 @@ TYPE = "BenchActor"
 
 def resources(folder: Path, backend: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    ctype, metadata = {
-        "in-memory": ("state.in-memory", {}),
-        "sqlite": ("state.sqlite", {"connectionString": str(folder / "actors.db")}),
-        "redis": ("state.redis", {"redisHost": "127.0.0.1:6379"}),
-    }[backend]
     (folder / "state.yaml").write_text(
-        component("statestore", ctype, {**metadata, "actorStateStore": "true"})
+        state_component(backend, folder, redis=REDIS_HOST, extra={"actorStateStore": "true"})
     )
     return folder
 

@@ -20,9 +20,11 @@ import httpx
 from bench.common import Result, measure, table
 from localdapr.sidecar import SidecarOptions
 from localdapr.testing import AppProcess, SidecarThread, free_port, wait_until
+from tests.integration.localdapr.components import component, state_component
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS = ("127.0.0.1", 6379)
+REDIS_HOST = f"{REDIS[0]}:{REDIS[1]}"
 
 
 def redis_up() -> bool:
@@ -33,27 +35,14 @@ def redis_up() -> bool:
         return False
 
 
-def component(name: str, ctype: str, metadata: dict[str, str]) -> str:
-    entries = "".join(f'    - name: {k}\n      value: "{v}"\n' for k, v in metadata.items()) or "    []\n"
-    return (
-        f"apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n"
-        f"  type: {ctype}\n  version: v1\n  metadata:\n{entries}"
-    )
-
-
 def resources(folder: Path, backend: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    state = {
-        "in-memory": ("state.in-memory", {}),
-        "sqlite": ("state.sqlite", {"connectionString": str(folder / "bench.db")}),
-        "redis": ("state.redis", {"redisHost": "127.0.0.1:6379"}),
-    }[backend]
     broker = (
-        ("pubsub.redis", {"redisHost": "127.0.0.1:6379", "processingTimeout": "10s"})
+        ("pubsub.redis", {"redisHost": REDIS_HOST, "processingTimeout": "10s"})
         if backend == "redis"
         else ("pubsub.in-memory", {})
     )
-    (folder / "state.yaml").write_text(component("statestore", *state))
+    (folder / "state.yaml").write_text(state_component(backend, folder, redis=REDIS_HOST))
     (folder / "pubsub.yaml").write_text(component("pubsub", *broker))
     return folder
 
