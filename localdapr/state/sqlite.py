@@ -130,20 +130,11 @@ class SQLiteStateStore(StateStore):
 
     # ------------------------------------------------------------------ interface
     async def get(self, key: str) -> GetResult | None:
-        found = await self._run(lambda c: self._row(c, key))
-        if found is None:
-            return None
-        metadata = {"ttlExpireTime": rfc3339(found[2])} if found[2] is not None else {}
-        return GetResult(data=found[0], etag=str(found[1]), metadata=metadata)
+        return _result(await self._run(lambda c: self._row(c, key)))
 
     async def bulk_get(self, keys: Sequence[str]) -> list[GetResult | None]:
         rows = await self._run(lambda c: [self._row(c, k) for k in keys])
-        return [
-            None
-            if r is None
-            else GetResult(r[0], str(r[1]), {"ttlExpireTime": rfc3339(r[2])} if r[2] is not None else {})
-            for r in rows
-        ]
+        return [_result(r) for r in rows]
 
     async def set(self, item: StateItem) -> None:
         await self._run(lambda c: self._atomic(c, [TransactionOp("upsert", item)]))
@@ -166,3 +157,10 @@ class SQLiteStateStore(StateStore):
             return [str(r[0]) for r in rows if str(r[0]).startswith(prefix)]
 
         return await self._run(scan)
+
+
+def _result(row: tuple[bytes, int, float | None] | None) -> GetResult | None:
+    if row is None:
+        return None
+    metadata = {"ttlExpireTime": rfc3339(row[2])} if row[2] is not None else {}
+    return GetResult(data=row[0], etag=str(row[1]), metadata=metadata)
