@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from localdapr.appchannel import AppChannel
 from localdapr.components.spec import load_configuration, load_resources
 from localdapr.invoke import Invoker
 from localdapr.nameresolution import AppInstance, NameRegistry
+from localdapr.ports import free_port
 from localdapr.pubsub.delivery import Subscriber
 from localdapr.resiliency import Resiliency
 from localdapr.runtime import DaprRuntime
@@ -33,12 +33,6 @@ from localdapr.runtime import DaprRuntime
 log = logging.getLogger("localdapr")
 
 RUNTIME_VERSION = f"localdapr-{__version__}"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ several apps with different DAPR_* ports can run in one test without sharing glo
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import socket
 import subprocess
@@ -20,7 +21,8 @@ from typing import Any
 
 import httpx
 
-from localdapr.sidecar import Sidecar, SidecarOptions, free_port
+from localdapr.ports import free_port
+from localdapr.sidecar import Sidecar, SidecarOptions
 
 __all__ = ["AppProcess", "SidecarProcess", "SidecarThread", "free_port", "wait_until"]
 
@@ -103,6 +105,19 @@ class SidecarThread:
         self.stop()
 
 
+_running: set[_Process] = set()
+
+
+def stop_all_processes() -> None:
+    """Stop every process these helpers started that is still running (a test that forgot one, a fixture
+    that failed half-way): run at interpreter exit, so no app or sidecar outlives the test run."""
+    for process in list(_running):
+        process.stop(timeout=5)
+
+
+atexit.register(stop_all_processes)
+
+
 class _Process:
     def __init__(self, cmd: list[str], env: dict[str, str], cwd: Path | None, name: str) -> None:
         self.cmd = cmd
@@ -117,11 +132,26 @@ class _Process:
         self.proc = subprocess.Popen(
             self.cmd, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        _running.add(self)
+
+    def _started_or_stopped(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait until `ready()`; if the process exits or the wait times out, stop it and raise."""
+        assert self.proc is not None
+        proc = self.proc
+        try:
+            wait_until(lambda: ready() or proc.poll() is not None, timeout, what=what)
+        except TimeoutError:
+            self.stop()
+            raise
+        if proc.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"{self.name} exited with {proc.returncode}:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 10.0) -> None:
+        _running.discard(self)
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
@@ -132,6 +162,7 @@ class _Process:
             self.proc.wait(5)
 
     def kill(self) -> None:
+        _running.discard(self)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
@@ -168,14 +199,9 @@ class AppProcess(_Process):
 
     def start(self, timeout: float = 30.0) -> AppProcess:
         self._spawn()
-        assert self.proc is not None
-        wait_until(
-            lambda: port_open(self.port) or self.proc.poll() is not None,  # type: ignore[union-attr]
-            timeout,
-            what=f"{self.name} listening on {self.port}",
+        self._started_or_stopped(
+            lambda: port_open(self.port), timeout, f"{self.name} listening on {self.port}"
         )
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
         return self
 
 
@@ -241,13 +267,6 @@ class SidecarProcess(_Process):
 
     def start(self, timeout: float = 30.0, wait_app: bool = False) -> SidecarProcess:
         self._spawn()
-        assert self.proc is not None
         path = "/v1.0/healthz" if wait_app else "/v1.0/healthz/outbound"
-        wait_until(
-            lambda: self.healthy(path) or self.proc.poll() is not None,  # type: ignore[union-attr]
-            timeout,
-            what=f"sidecar {self.app_id} healthy",
-        )
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"sidecar {self.app_id} exited with {self.proc.returncode}:\n{self.log()}")
+        self._started_or_stopped(lambda: self.healthy(path), timeout, f"sidecar {self.app_id} healthy")
         return self

@@ -221,7 +221,7 @@ def test_redis_crash_mid_stream_loses_nothing(
     app_port = free_port()
     sidecar = SidecarProcess(sub_id, [res], app_port=app_port, registry=tmp_path / "reg").start()
     app = AppProcess(
-        APP, app_port, sidecar.app_env(), {"TOPIC_PREFIX": prefix, "SLOW_MS": "40"}, cwd=REPO, name=sub_id
+        APP, app_port, sidecar.app_env(), {"TOPIC_PREFIX": prefix, "HOLD_AFTER": "5"}, cwd=REPO, name=sub_id
     ).start()
     publisher = SidecarThread(
         SidecarOptions(app_id=unique("pub"), resources_paths=[res], registry_dir=tmp_path / "reg")
@@ -231,6 +231,9 @@ def test_redis_crash_mid_stream_loses_nothing(
         events = httpx.get(f"http://127.0.0.1:{app_port}/received/orders", timeout=5).json()
         return {e["data"]["n"] for e in events}
 
+    def held() -> int:
+        return int(httpx.get(f"http://127.0.0.1:{app_port}/held", timeout=5).json())
+
     try:
         sidecar.healthy("/v1.0/healthz") or wait_until(lambda: sidecar.healthy("/v1.0/healthz"), timeout=20)
         monkeypatch.setenv("DAPR_HTTP_PORT", str(publisher.http_port))
@@ -239,9 +242,11 @@ def test_redis_crash_mid_stream_loses_nothing(
                 client.publish_event(
                     "pubsub", prefix + "orders", json.dumps({"n": i}), data_content_type="application/json"
                 )
-        wait_until(lambda: len(unique_ids()) >= 5, timeout=20, what="some messages processed")
-        sidecar.kill()  # mid-stream: messages are in flight, pending in the consumer group
+        # The app holds every delivery after the fifth, so the crash lands mid-stream on any machine.
+        wait_until(lambda: held() > 0, timeout=20, what="deliveries in flight, held by the app")
+        sidecar.kill()  # messages are in flight, pending in the consumer group
         assert len(unique_ids()) < total
+        httpx.post(f"http://127.0.0.1:{app_port}/release", timeout=5).raise_for_status()
         restarted = SidecarProcess(
             sub_id,
             [res],

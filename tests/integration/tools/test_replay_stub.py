@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from apps.cli import main
 from apps.common.cmapss import load_train
 from apps.common.contracts import ReadingBatch
-from localdapr.sidecar import free_port
+from localdapr.ports import free_port
 from localdapr.testing import port_open, wait_until
 
 

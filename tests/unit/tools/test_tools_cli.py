@@ -8,7 +8,7 @@ import pytest
 
 from apps.cli import main
 from apps.tools.cli import default_ingestion_url
-from localdapr.sidecar import free_port
+from localdapr.ports import free_port
 
 
 def test_default_url_is_ingestions_port_in_dapr_yaml(tmp_path: Path) -> None:

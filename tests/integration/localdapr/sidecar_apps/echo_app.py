@@ -3,7 +3,9 @@ invocation endpoints that echo, fail with a chosen status, or call another app t
 
 Behaviour is chosen by environment variables so one file serves every test:
 FAIL_FIRST=N   the first N deliveries on topic "flaky" fail (alternating RETRY and HTTP 500);
-SLOW_MS=N      each "orders" delivery takes N milliseconds (for crash-mid-stream tests);
+SLOW_MS=N      each "orders" delivery takes N milliseconds;
+HOLD_AFTER=N   "orders" deliveries after the first N wait until POST /release (so a test can crash the
+               sidecar at a known point mid-stream, however fast the machine);
 TOPIC_PREFIX=p topics are p+name, so runs against a persistent broker (Redis) never share streams.
 """
 
@@ -22,12 +24,15 @@ from fastapi.responses import JSONResponse
 PUBSUB = os.environ.get("TEST_PUBSUB", "pubsub")
 FAIL_FIRST = int(os.environ.get("FAIL_FIRST", "0"))
 SLOW_MS = int(os.environ.get("SLOW_MS", "0"))
+HOLD_AFTER = int(os.environ.get("HOLD_AFTER", "-1"))
 T = os.environ.get("TOPIC_PREFIX", "")
 
 app = FastAPI()
 dapr_app = DaprApp(app)
 received: dict[str, list[dict[str, Any]]] = defaultdict(list)
 attempts: dict[str, int] = defaultdict(int)
+released = asyncio.Event()
+held = 0  # "orders" deliveries waiting for /release right now
 
 
 def record(topic: str, event: dict[str, Any]) -> None:
@@ -36,8 +41,15 @@ def record(topic: str, event: dict[str, Any]) -> None:
 
 @dapr_app.subscribe(pubsub=PUBSUB, topic=T + "orders")
 async def on_order(event: dict = Body(...)) -> dict[str, str]:
+    global held
     if SLOW_MS:
         await asyncio.sleep(SLOW_MS / 1000)
+    if 0 <= HOLD_AFTER <= len(received["orders"]) and not released.is_set():
+        held += 1
+        try:
+            await released.wait()
+        finally:
+            held -= 1
     record("orders", event)
     return {"status": "SUCCESS"}
 
@@ -79,6 +91,16 @@ async def on_declared(name: str, request: Request) -> dict[str, str]:
     event["_content_type"] = request.headers.get("content-type", "")
     record(f"declared-{name}", event)
     return {"status": "SUCCESS"}
+
+
+@app.get("/held")
+async def get_held() -> int:
+    return held
+
+
+@app.post("/release")
+async def release() -> None:
+    released.set()
 
 
 @app.get("/received/{topic}")
