@@ -20,7 +20,8 @@ def test_ports_are_distinct_and_outside_the_ephemeral_range() -> None:
 def test_another_process_never_gets_a_port_this_one_holds() -> None:
     mine = {free_port() for _ in range(300)}
     # Drawn at random from ~22k ports, 3,000 would meet 300 about 40 times without the reservation.
-    code = "import json; from localdapr.ports import free_port as f; print(json.dumps([f() for _ in range(3000)]))"
+    code = "import json; from localdapr.ports import free_port as f; "
+    code += "print(json.dumps([f() for _ in range(3000)]))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     theirs = set(json.loads(out.stdout))
     assert len(theirs) == 3000
