@@ -33,9 +33,11 @@ EQUIPMENT_ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
 EquipmentId = Annotated[StrictStr, Field(pattern=EQUIPMENT_ID_PATTERN, examples=["engine-001"])]
 ProfileName = Annotated[StrictStr, Field(min_length=1, max_length=64, examples=["turbofan"])]
 Seq = Annotated[StrictInt, Field(ge=0, description="Per-equipment sequence number, increasing.")]
-Status = Literal["ok", "warning", "critical", "silent", "warming_up"]
+# "stale": the latest readings are applied but their predictions are still owed (inference unreachable),
+# so the platform does not know the machine is fine and must not say "ok".
+Status = Literal["ok", "warning", "critical", "silent", "stale", "warming_up"]
 Severity = Literal["warning", "critical"]
-AlertKind = Literal["rul_low", "silent"]
+AlertKind = Literal["rul_low", "silent", "stale"]
 AlertState = Literal["open", "cleared"]
 AlertEvent = Literal["open", "escalate", "clear"]
 
@@ -159,6 +161,8 @@ class HealthSnapshot(_Contract):
     duplicates: int = Field(ge=0)
     predicted_rul: float | None = None
     prediction_stale: bool = False
+    predictions_owed: int = Field(0, ge=0, description="Window positions waiting for inference.")
+    predictions_skipped: int = Field(0, ge=0, description="Owed predictions given up (outage too long).")
     model_version: int | None = None
     status: Status
     last_reading_at: datetime | None = None
@@ -244,6 +248,11 @@ class ReadingRejection(_Contract):
     index: int = Field(ge=0, description="Position of the reading in the submitted batch.")
     equipment_id: str | None = None
     reason: str
+    retryable: bool = Field(
+        False,
+        description="Not applied because of a passing failure: send the reading again (with backoff). "
+        "Otherwise the reading itself is wrong and was dead-lettered.",
+    )
 
 
 class EquipmentIngestResult(_Contract):
@@ -251,6 +260,9 @@ class EquipmentIngestResult(_Contract):
 
     accepted: int = Field(ge=0)
     duplicates: int = Field(ge=0)
+    too_late: list[int] = Field(
+        default_factory=list, description="Seqs never applied that arrived after later ones were."
+    )
     health: HealthSnapshot
 
 

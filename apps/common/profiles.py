@@ -73,6 +73,8 @@ class EquipmentProfile:
     window: int = 30
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     silence_after_seconds: float = 300.0
+    # Predictions owed (inference unreachable) for this long raise a `stale` alert of their own.
+    stale_after_seconds: float = 120.0
 
     def __post_init__(self) -> None:
         # Freeze the mapping so a shared module-level profile cannot be mutated by one caller.
@@ -89,6 +91,8 @@ class EquipmentProfile:
             raise ValueError("window must be >= 2 (a slope needs two points)")
         if self.silence_after_seconds <= 0:
             raise ValueError("silence_after_seconds must be > 0")
+        if self.stale_after_seconds <= 0:
+            raise ValueError("stale_after_seconds must be > 0")
 
     @property
     def required_channels(self) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from dapr.actor import Actor, Remindable
 from pydantic import TypeAdapter, ValidationError
 
 from apps.common.actor_interface import EquipmentActorInterface
-from apps.common.contracts import Alert, EquipmentIngestResult, FeatureVector, Reading
+from apps.common.contracts import MAX_BATCH_READINGS, EquipmentIngestResult, Reading
 from apps.common.names import SILENCE_REMINDER, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH
 from apps.common.profiles import PROFILES, EquipmentProfile, get_profile
 from apps.equipment.domain import AlertTransition, EquipmentState
@@ -56,6 +56,8 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         found, raw = await self._state_manager.try_get_state(STATE_KEY)
         if found:
             self._state = EquipmentState.from_dict(self.id.id, json.loads(raw), self._profiles())
+            # A process or an in-memory broker may have died with these events undelivered.
+            await self._reannounce(time.time())
 
     async def _save(self) -> None:
         assert self._state is not None
@@ -77,17 +79,18 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
             self._state = EquipmentState.new(self.id.id, get_profile(readings[0].profile, self._profiles()))
         state = self._state
         result, transitions = state.apply_readings(readings, now)
-        features = result.features
-        if not features and state.prediction_stale:
-            latest = state.latest_features()  # inference failed last time: try again now
-            features = [latest] if latest is not None else []
-        transitions += await self._predict(features, now)
+        # Even a call of pure duplicates (a client's resend) settles what inference still owes.
+        transitions += await self._catch_up(now)
+        transitions += state.check_alarms(now)
         await self._announce(transitions, now)
         if first_time:
             await self._register_silence_reminder()
         await self._save()
         return EquipmentIngestResult(
-            accepted=result.accepted, duplicates=result.duplicates, health=state.snapshot(now)
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            too_late=result.too_late,
+            health=state.snapshot(now),
         ).model_dump_json()
 
     async def get_health(self) -> str:
@@ -106,38 +109,59 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         if name != SILENCE_REMINDER or self._state is None:
             return
         now = time.time()
-        transition = self._state.check_silence(now)
-        if transition is not None:
-            await self._announce([transition], now)
-            await self._save()
+        transitions = await self._catch_up(now)
+        transitions += self._state.check_alarms(now)
+        await self._announce(transitions, now)
+        # The actor's state is the truth: publish it again, so alerting converges even when an event was
+        # lost (a dead process, an in-memory broker) and the fleet view ends at the last state.
+        await self._reannounce(now)
+        await self._save()
 
     # ------------------------------------------------------------------ helpers
-    async def _predict(self, features: list[FeatureVector], now: float) -> list[AlertTransition]:
+    async def _catch_up(self, now: float) -> list[AlertTransition]:
+        """Predict every owed window, oldest first, in batches; stop (stale) when inference fails."""
         assert self._state is not None
-        if not features:
-            return []
-        try:
-            response = await self._deps.inference.predict(self._state.profile.model_name, features)
-        except InferenceUnavailable as exc:
-            log.warning("%s: inference unavailable, prediction marked stale: %s", self.id.id, exc)
-            self._state.mark_prediction_stale(now)
-            return []
-        points = [(f.window_end_seq, p.value) for f, p in zip(features, response.predictions, strict=True)]
-        return self._state.record_predictions(points, response.model_version, now)
+        state = self._state
+        transitions: list[AlertTransition] = []
+        while features := state.owed_features(MAX_BATCH_READINGS):
+            try:
+                response = await self._deps.inference.predict(state.profile.model_name, features)
+            except InferenceUnavailable as exc:
+                log.warning(
+                    "%s: inference unavailable, %d predictions owed: %s", self.id.id, len(features), exc
+                )
+                state.mark_prediction_stale(now)
+                break
+            points = [
+                (f.window_end_seq, p.value) for f, p in zip(features, response.predictions, strict=True)
+            ]
+            transitions += state.record_predictions(points, response.model_version, now)
+        return transitions
 
     async def _announce(self, transitions: list[AlertTransition], now: float) -> None:
         """Publish alert events, and a HealthSnapshot on status change or every health_publish_seconds."""
         assert self._state is not None
         publisher = self._deps.publisher
         for transition in transitions:
-            alert: Alert = self._state.build_alert(transition, now)
+            alert = self._state.build_alert(transition, now)
             await publisher.publish(TOPIC_ALERTS, alert)
+            self._state.remember_alert(alert)
         status = self._state.status()
         interval = self._deps.settings.health_publish_seconds
         if transitions or status != self._last_status or now - self._last_health_at >= interval:
-            await publisher.publish(TOPIC_EQUIPMENT_HEALTH, self._state.snapshot(now))
-            self._last_health_at = now
-            self._last_status = status
+            await self._publish_health(now)
+
+    async def _reannounce(self, now: float) -> None:
+        assert self._state is not None
+        for alert in self._state.alerts_to_reannounce():
+            await self._deps.publisher.publish(TOPIC_ALERTS, alert)
+        await self._publish_health(now)
+
+    async def _publish_health(self, now: float) -> None:
+        assert self._state is not None
+        await self._deps.publisher.publish(TOPIC_EQUIPMENT_HEALTH, self._state.snapshot(now))
+        self._last_health_at = now
+        self._last_status = self._state.status()
 
     async def _register_silence_reminder(self) -> None:
         every = timedelta(seconds=self._deps.settings.silence_check_seconds)

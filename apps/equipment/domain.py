@@ -12,7 +12,7 @@ as "30s" into `timedelta`, which would corrupt state on the round trip.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -30,15 +30,10 @@ from apps.common.contracts import (
     Severity,
     Status,
 )
-from apps.common.features import (
-    RollingWindow,
-    decode_array,
-    encode_array,
-    feature_names,
-    offline_features,
-    online_features,
-)
+from apps.common.features import RollingWindow, decode_array, encode_array
 from apps.common.profiles import AlertThresholds, EquipmentProfile, get_profile
+from apps.equipment.backlog import PredictionBacklog
+from apps.equipment.sequence import SequenceTracker
 
 HISTORY_LIMIT: Final = 500  # predictions kept per machine for get_history(n)
 STATE_VERSION: Final = 1
@@ -136,81 +131,53 @@ class AlertHysteresis:
 
 
 @dataclass(slots=True)
-class SequenceTracker:
-    """Per-equipment dedupe by sequence number.
+class TimedAlarm:
+    """An alert for a condition that has lasted too long: no readings (`silent`), or predictions owed
+    because inference is unreachable (`stale`). Opens once per episode, clears when the condition ends.
 
-    Readings are applied in seq order; anything with seq <= the last applied one was already applied
-    (a redelivery or client retry) or arrived too late to be placed in the window, so it is dropped
-    and counted. Gaps (a jump in seq) are accepted: a lost reading must not stall the machine.
+    Wall-clock based (the caller passes since when the condition holds and `now`), because the
+    actor's reminder fires on the wall clock, not on the machine's own timestamps.
     """
 
-    last_seq: int = -1
-
-    def is_new(self, seq: int) -> bool:
-        return seq > self.last_seq
-
-    def split(self, readings: Iterable[Reading]) -> tuple[list[Reading], int]:
-        """(fresh readings in seq order, number of duplicates); does not advance `last_seq`."""
-        fresh: list[Reading] = []
-        duplicates = 0
-        last = self.last_seq
-        for reading in sorted(readings, key=lambda r: r.seq):
-            if reading.seq > last:
-                fresh.append(reading)
-                last = reading.seq
-            else:
-                duplicates += 1
-        return fresh, duplicates
-
-    def mark_applied(self, seq: int) -> None:
-        if seq <= self.last_seq:
-            raise ValueError(f"seq {seq} is not after last applied seq {self.last_seq}")
-        self.last_seq = seq
-
-
-@dataclass(slots=True)
-class SilenceDetector:
-    """Flags a machine that stopped reporting; clears when data returns.
-
-    Wall-clock based (the caller passes when the last reading was received and `now`), because the
-    silence reminder fires on the wall clock, not on the machine's own timestamps.
-    """
-
-    silence_after_seconds: float
-    silent: bool = False
+    kind: AlertKind
+    after_seconds: float
+    active: bool = False
     episode: int = 0
     raised_at: float | None = None
 
-    def check(self, last_seen: float | None, now: float) -> AlertTransition | None:
-        """Called by the reminder: open a silence episode if nothing arrived for too long."""
-        if self.silent or last_seen is None:  # never-seen machines are warming up, not silent
+    def check(self, since: float | None, now: float) -> AlertTransition | None:
+        """Open an episode if the condition has held since `since` for long enough (None: it does not)."""
+        if self.active or since is None:
             return None
-        if now - last_seen >= self.silence_after_seconds:
-            self.silent = True
+        if now - since >= self.after_seconds:
+            self.active = True
             self.episode += 1
             self.raised_at = now
-            return AlertTransition("silent", "open", "warning", self.episode, now)
+            return AlertTransition(self.kind, "open", "warning", self.episode, now)
         return None
 
-    def on_reading(self) -> AlertTransition | None:
-        """Called when readings arrive: a silent machine is back."""
-        if not self.silent:
+    def resolve(self) -> AlertTransition | None:
+        """The condition ended: clear the open episode, if any."""
+        if not self.active:
             return None
         assert self.raised_at is not None
-        transition = AlertTransition("silent", "clear", "warning", self.episode, self.raised_at)
-        self.silent = False
+        transition = AlertTransition(self.kind, "clear", "warning", self.episode, self.raised_at)
+        self.active = False
         self.raised_at = None
         return transition
 
     def to_dict(self) -> dict[str, Any]:
-        return {"silent": self.silent, "episode": self.episode, "raised_at": self.raised_at}
+        return {"active": self.active, "episode": self.episode, "raised_at": self.raised_at}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], silence_after_seconds: float) -> SilenceDetector:
+    def from_dict(cls, kind: AlertKind, data: dict[str, Any] | None, after_seconds: float) -> TimedAlarm:
+        if not data:
+            return cls(kind, after_seconds)
         raised = data.get("raised_at")
         return cls(
-            silence_after_seconds,
-            bool(data["silent"]),
+            kind,
+            after_seconds,
+            bool(data.get("active", data.get("silent"))),  # "silent": state written before TimedAlarm
             int(data["episode"]),
             None if raised is None else float(raised),
         )
@@ -257,7 +224,7 @@ class HistoryPoint:
 class ApplyResult:
     accepted: int
     duplicates: int
-    features: list[FeatureVector]  # one per accepted reading that completed a full window
+    too_late: list[int]  # seqs never applied, refused because later seqs were applied already
 
 
 @dataclass(slots=True)
@@ -273,14 +240,19 @@ class EquipmentState:
     window: RollingWindow
     tracker: SequenceTracker = field(default_factory=SequenceTracker)
     hysteresis: AlertHysteresis | None = None
-    silence: SilenceDetector | None = None
+    silence: TimedAlarm | None = None
+    stale: TimedAlarm | None = None
+    backlog: PredictionBacklog | None = None
+    stale_since: float | None = None  # epoch seconds inference first failed to answer for owed windows
+    # The last alert event published per alert kind, as its wire JSON text (a string, so the Dapr
+    # serializer never sees its ISO times): re-announced so alerting converges on the actor's truth.
+    last_alerts: dict[str, str] = field(default_factory=dict)
     baseline: np.ndarray | None = None  # the machine's first full window, for top_deviating_sensors
     history: deque[HistoryPoint] = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
     readings_applied: int = 0
     duplicates: int = 0
     predicted_rul: float | None = None
     model_version: int | None = None
-    prediction_stale: bool = False
     last_reading_at: float | None = None  # epoch seconds the last reading was received
     updated_at: float | None = None
 
@@ -288,7 +260,11 @@ class EquipmentState:
         if self.hysteresis is None:
             self.hysteresis = AlertHysteresis(self.profile.thresholds)
         if self.silence is None:
-            self.silence = SilenceDetector(self.profile.silence_after_seconds)
+            self.silence = TimedAlarm("silent", self.profile.silence_after_seconds)
+        if self.stale is None:
+            self.stale = TimedAlarm("stale", self.profile.stale_after_seconds)
+        if self.backlog is None:
+            self.backlog = PredictionBacklog(self.profile)
 
     @classmethod
     def new(cls, equipment_id: str, profile: EquipmentProfile) -> EquipmentState:
@@ -299,11 +275,11 @@ class EquipmentState:
     def apply_readings(
         self, readings: Sequence[Reading], now: float
     ) -> tuple[ApplyResult, list[AlertTransition]]:
-        """Dedupe by seq, push fresh readings into the window, compute features for each full window.
+        """Dedupe by seq, push fresh readings into the window, and owe a prediction for each full window.
 
-        Features for all new window positions come from one vectorised call on [previous W-1 rows +
-        new rows] through the same pipeline training uses. Returns the silence-clear transition too,
-        if the machine had been flagged silent.
+        The owed windows are predicted through `owed_features`/`record_predictions` (in order, batched);
+        until then they wait in the backlog. Returns the silence-clear transition too, if the machine
+        had been flagged silent.
         """
         for r in readings:
             if r.equipment_id != self.equipment_id:
@@ -312,40 +288,28 @@ class EquipmentState:
                 raise ValueError(
                     f"reading profile {r.profile!r} does not match the machine's {self.profile.name!r}"
                 )
-        fresh, dup = self.tracker.split(readings)
-        self.duplicates += dup
+        split = self.tracker.split(readings)
+        fresh = split.fresh
+        self.duplicates += split.duplicates
         self.updated_at = now
+        too_late = [r.seq for r in split.too_late]
         transitions: list[AlertTransition] = []
         if not fresh:
-            return ApplyResult(0, dup, []), transitions
-        assert self.silence is not None
-        back = self.silence.on_reading()
+            return ApplyResult(0, split.duplicates, too_late), transitions
+        assert self.silence is not None and self.backlog is not None
+        back = self.silence.resolve()
         if back is not None:
             transitions.append(back)
 
         w = self.profile.window
         prev = self.window.to_array()[-(w - 1) :] if w > 1 else np.empty((0, self.window.n_columns))
         new_rows = np.stack([self.profile.row_from_values(r.values) for r in fresh])
-        first_age = self.readings_applied + 1
-        ages_new = np.arange(first_age, first_age + len(fresh), dtype=np.float64)
-        ages = np.concatenate([np.arange(first_age - len(prev), first_age, dtype=np.float64), ages_new])
-        feats = offline_features(np.vstack([prev, new_rows]), self.profile, ages=ages)
-        # feats row j is the window ending at combined row w-1+j, i.e. at fresh[w-1+j-len(prev)].
-        names = feature_names(self.profile)
-        lead = w - 1 - len(prev)  # fresh readings needed before the first full window (0 once warm)
-        vectors: list[FeatureVector] = []
-        for j in range(feats.shape[0]):
-            reading = fresh[j + lead]
-            vectors.append(
-                FeatureVector(
-                    equipment_id=self.equipment_id,
-                    profile=self.profile.name,
-                    feature_names=names,
-                    values=feats[j].tolist(),
-                    window_end_seq=reading.seq,
-                    age_cycles=float(feats[j, -1]),
-                )
-            )
+        combined = np.vstack([prev, new_rows])
+        # Windows complete at combined rows w-1 and later, i.e. at fresh[lead:].
+        lead = max(w - 1 - len(prev), 0)
+        owed = [r.seq for r in fresh[lead:]]
+        first_age = float(self.readings_applied + 1 + lead)
+        self.backlog.add(combined, owed, first_age)
 
         for reading, row in zip(fresh, new_rows, strict=True):
             self.window.append(row)
@@ -354,69 +318,77 @@ class EquipmentState:
             if self.baseline is None and self.window.is_full:
                 self.baseline = self.window.to_array()
         self.last_reading_at = now
-        return ApplyResult(len(fresh), dup, vectors), transitions
+        return ApplyResult(len(fresh), split.duplicates, too_late), transitions
 
-    def latest_features(self) -> FeatureVector | None:
-        """Features of the current window (None while warming up), e.g. to re-predict after a stale call."""
-        if not self.window.is_full:
-            return None
-        values = online_features(self.window.to_array(), float(self.readings_applied), self.profile)
-        return FeatureVector(
-            equipment_id=self.equipment_id,
-            profile=self.profile.name,
-            feature_names=feature_names(self.profile),
-            values=values.tolist(),
-            window_end_seq=self.tracker.last_seq,
-            age_cycles=float(self.readings_applied),
-        )
+    def owed_features(self, limit: int) -> list[FeatureVector]:
+        """Features of the oldest owed window positions (at most `limit`), to send to inference."""
+        assert self.backlog is not None
+        return self.backlog.features(self.equipment_id, limit)
 
     # --- predictions and alerts -------------------------------------------------------------------
 
     def record_predictions(
         self, points: Sequence[tuple[int, float]], model_version: int, now: float
     ) -> list[AlertTransition]:
-        """Feed (window_end_seq, predicted RUL) pairs, in order, through history and hysteresis."""
-        assert self.hysteresis is not None
+        """Feed the predictions of the oldest owed positions, in order, through history and hysteresis."""
+        assert self.hysteresis is not None and self.backlog is not None and self.stale is not None
+        owed = self.backlog.seqs[: len(points)]
+        if [int(seq) for seq, _ in points] != owed:
+            raise ValueError(f"predictions for seqs {[s for s, _ in points]} do not match the owed {owed}")
         transitions: list[AlertTransition] = []
         for seq, rul in points:
             self.history.append(HistoryPoint(int(seq), now, float(rul), int(model_version)))
             t = self.hysteresis.update(float(rul), now)
             if t is not None:
                 transitions.append(t)
+        self.backlog.settle(len(points))
         if points:
             self.predicted_rul = float(points[-1][1])
             self.model_version = int(model_version)
-            self.prediction_stale = False
+        if not len(self.backlog):
+            self.stale_since = None
+            cleared = self.stale.resolve()
+            if cleared is not None:
+                transitions.append(cleared)
         self.updated_at = now
         return transitions
 
     def mark_prediction_stale(self, now: float) -> None:
-        """Inference was unreachable: keep the last prediction but say it no longer reflects the window."""
-        self.prediction_stale = True
+        """Inference did not answer: the owed positions stay owed, and the machine reports `stale`."""
+        if self.stale_since is None:
+            self.stale_since = now
         self.updated_at = now
 
-    def check_silence(self, now: float) -> AlertTransition | None:
-        assert self.silence is not None
-        t = self.silence.check(self.last_reading_at, now)
-        if t is not None:
+    @property
+    def prediction_stale(self) -> bool:
+        return self.stale_since is not None
+
+    def check_alarms(self, now: float) -> list[AlertTransition]:
+        """Called by the reminder (and on every call): silence, and predictions owed for too long."""
+        assert self.silence is not None and self.stale is not None
+        found = [self.silence.check(self.last_reading_at, now), self.stale.check(self.stale_since, now)]
+        transitions = [t for t in found if t is not None]
+        if transitions:
             self.updated_at = now
-        return t
+        return transitions
 
     def get_history(self, n: int) -> list[HistoryPoint]:
         return list(self.history)[-n:] if n > 0 else []
 
     def status(self) -> Status:
         assert self.hysteresis is not None and self.silence is not None
-        if self.silence.silent:
+        if self.silence.active:
             return "silent"
         if self.hysteresis.level != "none":
             return self.hysteresis.level
+        if self.prediction_stale:
+            return "stale"
         if not self.window.is_full or self.predicted_rul is None:
             return "warming_up"
         return "ok"
 
     def snapshot(self, now: float) -> HealthSnapshot:
-        assert self.hysteresis is not None
+        assert self.hysteresis is not None and self.backlog is not None
         return HealthSnapshot(
             equipment_id=self.equipment_id,
             profile=self.profile.name,
@@ -425,6 +397,8 @@ class EquipmentState:
             duplicates=self.duplicates,
             predicted_rul=self.predicted_rul,
             prediction_stale=self.prediction_stale,
+            predictions_owed=len(self.backlog),
+            predictions_skipped=self.backlog.skipped,
             model_version=self.model_version,
             status=self.status(),
             last_reading_at=None if self.last_reading_at is None else from_epoch(self.last_reading_at),
@@ -443,6 +417,11 @@ class EquipmentState:
                 f"{self.equipment_id}: predicted RUL {self.predicted_rul:.0f} cycles ({transition.severity})"
                 if self.predicted_rul is not None
                 else f"{self.equipment_id}: RUL low ({transition.severity})"
+            )
+        elif transition.kind == "stale":
+            message = (
+                f"{self.equipment_id}: inference has not answered for "
+                f"{self.profile.stale_after_seconds:.0f} s; predictions owed"
             )
         else:
             message = f"{self.equipment_id}: no readings for {self.profile.silence_after_seconds:.0f} s"
@@ -464,24 +443,36 @@ class EquipmentState:
             updated_at=from_epoch(now),
         )
 
+    def remember_alert(self, alert: Alert) -> None:
+        """Keep the last event of each alert kind: the actor, not a message, is the source of truth."""
+        self.last_alerts[alert.kind] = alert.model_dump_json()
+
+    def alerts_to_reannounce(self) -> list[Alert]:
+        """The last event of every alert kind, to publish again (alerting dedupes by id and time)."""
+        return [Alert.model_validate_json(text) for _, text in sorted(self.last_alerts.items())]
+
     # --- persistence ------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         assert self.hysteresis is not None and self.silence is not None
+        assert self.stale is not None and self.backlog is not None
         return {
             "v": STATE_VERSION,
             "profile": self.profile.name,
             "window": self.window.to_dict(),
-            "last_seq": self.tracker.last_seq,
+            "tracker": self.tracker.to_dict(),
             "hysteresis": self.hysteresis.to_dict(),
             "silence": self.silence.to_dict(),
+            "stale": self.stale.to_dict(),
+            "backlog": self.backlog.to_dict(),
+            "stale_since": self.stale_since,
+            "last_alerts": self.last_alerts,
             "baseline": None if self.baseline is None else encode_array(self.baseline),
             "history": [[p.seq, p.at, p.predicted_rul, p.model_version] for p in self.history],
             "readings_applied": self.readings_applied,
             "duplicates": self.duplicates,
             "predicted_rul": self.predicted_rul,
             "model_version": self.model_version,
-            "prediction_stale": self.prediction_stale,
             "last_reading_at": self.last_reading_at,
             "updated_at": self.updated_at,
         }
@@ -513,16 +504,19 @@ class EquipmentState:
             equipment_id=equipment_id,
             profile=profile,
             window=window,
-            tracker=SequenceTracker(int(data["last_seq"])),
+            tracker=SequenceTracker.from_dict(data.get("tracker") or {"last_seq": data["last_seq"]}),
             hysteresis=AlertHysteresis.from_dict(data["hysteresis"], profile.thresholds),
-            silence=SilenceDetector.from_dict(data["silence"], profile.silence_after_seconds),
+            silence=TimedAlarm.from_dict("silent", data["silence"], profile.silence_after_seconds),
+            stale=TimedAlarm.from_dict("stale", data.get("stale"), profile.stale_after_seconds),
+            backlog=PredictionBacklog.from_dict(data.get("backlog"), profile),
+            stale_since=opt_float("stale_since"),
+            last_alerts={str(k): str(v) for k, v in (data.get("last_alerts") or {}).items()},
             baseline=baseline,
             history=history,
             readings_applied=int(data["readings_applied"]),
             duplicates=int(data["duplicates"]),
             predicted_rul=opt_float("predicted_rul"),
             model_version=None if mv is None else int(mv),
-            prediction_stale=bool(data.get("prediction_stale", False)),
             last_reading_at=opt_float("last_reading_at"),
             updated_at=opt_float("updated_at"),
         )

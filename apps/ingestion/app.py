@@ -19,7 +19,7 @@ from apps.common.daprhttp import PooledActorProxyFactory
 from apps.common.names import EQUIPMENT_ACTOR_TYPE, PUBSUB, TOPIC_READINGS_DEAD_LETTER, TOPIC_SENSOR_READINGS
 from apps.common.profiles import PROFILES
 from apps.common.publisher import DaprPublisher
-from apps.ingestion.service import IngestionService, parse_json, readings_json
+from apps.ingestion.service import IngestionService, only_retryable, parse_json, readings_json
 from apps.ingestion.settings import get_settings
 from apps.ingestion.validation import InvalidBatch
 
@@ -82,9 +82,18 @@ async def post_readings(request: Request, service: ServiceDep) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 400)
     except InvalidBatch as exc:
         return JSONResponse({"detail": str(exc)}, 422)
-    # Every reading rejected: the request as a whole was bad input. Partly good: 200 with the list.
-    status = 422 if result.rejected and result.accepted == 0 and result.duplicates == 0 else 200
-    return JSONResponse(result.model_dump(mode="json"), status)
+    body = result.model_dump(mode="json")
+    if only_retryable(result):
+        # Nothing got in, through no fault of the readings: the standard "come back later" answer.
+        retry_after = str(get_settings().retry_after_seconds)
+        return JSONResponse(body, 503, headers={"Retry-After": retry_after})
+    # Every reading rejected: the request as a whole was bad input. Partly good: 200 with the list
+    # (a rejection marked `retryable` is to be sent again; the others were dead-lettered).
+    bad = [r for r in result.rejected if not r.retryable]
+    status = (
+        422 if bad and len(bad) == len(result.rejected) and result.accepted == result.duplicates == 0 else 200
+    )
+    return JSONResponse(body, status)
 
 
 async def on_sensor_readings(request: Request, event: dict = Body(...)) -> dict[str, str]:
@@ -96,7 +105,7 @@ async def on_sensor_readings(request: Request, event: dict = Body(...)) -> dict[
     except InvalidBatch as exc:
         await service.dead_letter(data, f"malformed sensor-readings message: {exc}", "pubsub")
         return {"status": "SUCCESS"}  # dead-lettered by us; do not redeliver a message that can never pass
-    if any(r.reason.startswith("not applied") for r in result.rejected):
+    if any(r.retryable for r in result.rejected):
         return {"status": "RETRY"}  # actor unavailable: redeliver (seq dedupe keeps this safe)
     return {"status": "SUCCESS"}
 

@@ -18,6 +18,7 @@ from apps.common.publisher import Publisher
 from apps.ingestion.validation import group_by_equipment, validate_batch
 
 log = logging.getLogger("ingestion")
+NOT_APPLIED_RETRY = "not applied, retry"
 _READINGS = TypeAdapter(list[Reading])
 
 
@@ -56,14 +57,25 @@ class IngestionService:
                 accepted += result.accepted
                 duplicates += result.duplicates
                 health[eid] = result.health
+                late = set(result.too_late)
+                for reading in (r for r in readings if r.seq in late):
+                    reason = (
+                        f"too_late: seq {reading.seq} was never applied and later seqs were "
+                        f"(last applied {result.health.last_seq}); readings are applied in order"
+                    )
+                    index = _index_of(items, reading)
+                    rejected.append(ReadingRejection(index=index, equipment_id=eid, reason=reason))
+                    await self.dead_letter(reading.model_dump(mode="json"), reason, source, index)
                 continue
-            # The actor could not apply them: report and dead-letter, never drop silently. Retrying the
-            # same batch is safe: the actor drops sequence numbers it has already applied.
-            reason = f"not applied: equipment actor call failed: {result}"
+            # The actor could not be reached (restarting, rebalancing, its store down): a passing failure.
+            # The sender is told to send these again, and they are not dead-lettered: they will arrive.
+            # Resending is safe: the actor drops sequence numbers it has already applied.
+            reason = f"{NOT_APPLIED_RETRY}: equipment actor call failed: {result}"
             for reading in readings:
                 index = _index_of(items, reading)
-                rejected.append(ReadingRejection(index=index, equipment_id=eid, reason=reason))
-                await self.dead_letter(reading.model_dump(mode="json"), reason, source, index)
+                rejected.append(
+                    ReadingRejection(index=index, equipment_id=eid, reason=reason, retryable=True)
+                )
         rejected.sort(key=lambda r: r.index)
         return IngestResult(accepted=accepted, duplicates=duplicates, rejected=rejected, health=health)
 
@@ -86,6 +98,11 @@ class IngestionService:
                 "rejected_at": datetime.now(UTC).isoformat(),
             },
         )
+
+
+def only_retryable(result: IngestResult) -> bool:
+    """Nothing applied and nothing wrong with the readings: the whole request should be sent again."""
+    return bool(result.rejected) and all(r.retryable for r in result.rejected) and result.accepted == 0
 
 
 def _index_of(items: Any, reading: Reading) -> int:

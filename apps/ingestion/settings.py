@@ -15,6 +15,8 @@ class IngestionSettings(BaseSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
     # Actor calls in flight at once for one batch (one call per machine, concurrent across machines).
     max_concurrent_actor_calls: int = Field(32, ge=1)
+    # Retry-After of a 503 (no reading of the request could be applied, e.g. the equipment app restarts).
+    retry_after_seconds: int = Field(1, ge=0)
 
 
 @lru_cache

@@ -219,17 +219,24 @@ class SilentProgress:
 
 # ------------------------------------------------------------------------------------------- HTTP
 class IngestClient:
-    """POSTs batches to ingestion. Retries what a retry can fix (connection drops, 5xx, 429), which
-    is safe because the actor drops sequence numbers it has already applied; gives up with a
-    `StreamError` saying what to do otherwise."""
+    """POSTs batches to ingestion and makes sure every reading gets in or is refused for a reason.
+
+    Retries what a retry can fix: connection drops, 5xx and 429, and the readings ingestion could not
+    apply yet (503 with Retry-After, or rejections marked `retryable`: an equipment actor restarting).
+    Only those readings are sent again, in their order, before the stream moves on, so a machine
+    never gets a later cycle before an earlier one. Resending is safe: the actor drops sequence
+    numbers it has already applied. `retries` bounds the attempts in a row that get nothing applied
+    (backoff doubling up to `max_backoff` seconds); then a `StreamError` says what went wrong.
+    """
 
     def __init__(
         self,
         base_url: str,
         *,
         timeout: float = 60.0,
-        retries: int = 3,
+        retries: int = 8,
         backoff: float = 0.5,
+        max_backoff: float = 5.0,
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -237,6 +244,7 @@ class IngestClient:
         self.url = self.base_url + READINGS_PATH
         self.retries = retries
         self.backoff = backoff
+        self.max_backoff = max_backoff
         self.sleep = sleep
         self.retried = 0
         self._connected = False
@@ -252,45 +260,79 @@ class IngestClient:
         self.close()
 
     def post(self, readings: list[Reading]) -> BatchResult:
-        attempt = 0
+        todo = list(range(len(readings)))  # positions in `readings` still to be applied
+        accepted = duplicates = 0
+        rejected: list[dict[str, Any]] = []
+        health: dict[str, dict[str, Any]] = {}
+        sent_at = time.time()
+        failures = 0
         while True:
-            sent_at = time.time()
-            try:
-                response = self._http.post(self.url, json={"readings": readings})
-            except httpx.ConnectError as exc:
-                if not self._connected:
-                    # Nothing listens there at all: retrying would only delay the message.
-                    raise StreamError(
-                        f"cannot connect to ingestion at {self.base_url} ({_reason(exc)}). "
-                        "Is the platform running? Start it with `vigil up` (or `make up`), "
-                        "or point --url at ingestion."
-                    ) from None
-                problem = f"connection failed ({_reason(exc)})"
-            except httpx.TimeoutException:
-                problem = "timed out"
-            except httpx.HTTPError as exc:
-                problem = f"HTTP error ({_reason(exc)})"
-            else:
-                self._connected = True
-                received_at = time.time()
-                body = _json_or_none(response)
-                if response.status_code == 200 or (
-                    response.status_code == 422 and isinstance(body, dict) and "accepted" in body
-                ):  # 422 with an IngestResult: every reading was rejected, each with its reason
-                    return BatchResult.from_json(body or {}, sent_at, received_at)
-                detail = body.get("detail") if isinstance(body, dict) else response.text[:300]
-                if response.status_code not in RETRY_STATUSES:
-                    raise StreamError(
-                        f"ingestion refused the request (HTTP {response.status_code}): {detail}"
-                    )
-                problem = f"HTTP {response.status_code}: {detail}"
-            if attempt >= self.retries:
+            answer, problem, wait = self._attempt([readings[i] for i in todo])
+            if answer is not None:
+                accepted += int(answer.get("accepted", 0))
+                duplicates += int(answer.get("duplicates", 0))
+                health.update(answer.get("health") or {})
+                again: list[int] = []
+                for rejection in answer.get("rejected") or []:
+                    original = todo[int(rejection.get("index", 0))]
+                    if rejection.get("retryable"):
+                        again.append(original)
+                    else:
+                        rejected.append({**rejection, "index": original})
+                if not again:
+                    rejected.sort(key=lambda r: r["index"])
+                    return BatchResult(accepted, duplicates, rejected, health, sent_at, time.time())
+                if len(again) < len(todo):
+                    failures = 0  # progress: only what is left counts against the retries
+                todo = again
+                problem = f"{len(again)} reading(s) not applied yet: {_first_retry_reason(answer)}"
+            if failures >= self.retries:
                 raise StreamError(
-                    f"ingestion at {self.base_url} failed {attempt + 1} times in a row, last: {problem}"
+                    f"ingestion at {self.base_url} failed {failures + 1} times in a row, last: {problem}"
                 )
-            attempt += 1
+            failures += 1
             self.retried += 1
-            self.sleep(self.backoff * 2 ** (attempt - 1))
+            self.sleep(max(wait, min(self.backoff * 2 ** (failures - 1), self.max_backoff)))
+
+    def _attempt(self, readings: list[Reading]) -> tuple[dict[str, Any] | None, str, float]:
+        """(IngestResult body, "", Retry-After) for an answer; (None, problem, 0) for a failure that a
+        retry may fix; raises StreamError for one it cannot."""
+        try:
+            response = self._http.post(self.url, json={"readings": readings})
+        except httpx.ConnectError as exc:
+            if not self._connected:
+                # Nothing listens there at all: retrying would only delay the message.
+                raise StreamError(
+                    f"cannot connect to ingestion at {self.base_url} ({_reason(exc)}). "
+                    "Is the platform running? Start it with `vigil up` (or `make up`), "
+                    "or point --url at ingestion."
+                ) from None
+            return None, f"connection failed ({_reason(exc)})", 0.0
+        except httpx.TimeoutException:
+            return None, "timed out", 0.0
+        except httpx.HTTPError as exc:
+            return None, f"HTTP error ({_reason(exc)})", 0.0
+        self._connected = True
+        body = _json_or_none(response)
+        wait = _retry_after(response)
+        # 200; 422 = every reading rejected, each with its reason; 503 = none applied yet, all retryable.
+        if response.status_code in (200, 422, 503) and isinstance(body, dict) and "accepted" in body:
+            return body, "", wait
+        detail = body.get("detail") if isinstance(body, dict) else response.text[:300]
+        if response.status_code not in RETRY_STATUSES:
+            raise StreamError(f"ingestion refused the request (HTTP {response.status_code}): {detail}")
+        return None, f"HTTP {response.status_code}: {detail}", wait
+
+
+def _first_retry_reason(answer: dict[str, Any]) -> str:
+    return next((str(r.get("reason")) for r in answer.get("rejected") or [] if r.get("retryable")), "")
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(float(response.headers.get("retry-after", 0)), 0.0)
+    except ValueError:  # an HTTP date: not sent by ingestion; fall back to the backoff
+        return 0.0
 
 
 def _reason(exc: BaseException) -> str:

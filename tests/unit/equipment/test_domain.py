@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
 from apps.common import cmapss
-from apps.common.contracts import Reading
+from apps.common.contracts import FeatureVector, Reading
 from apps.common.features import offline_features
 from apps.common.profiles import TURBOFAN, AlertThresholds
-from apps.equipment.domain import (
-    AlertHysteresis,
-    EquipmentState,
-    SequenceTracker,
-    SilenceDetector,
-    top_deviating_sensors,
-)
+from apps.equipment.backlog import MAX_OWED
+from apps.equipment.domain import AlertHysteresis, EquipmentState, TimedAlarm, top_deviating_sensors
+from apps.equipment.sequence import APPLIED_HORIZON, SequenceTracker
 
 T = AlertThresholds(warning_rul=50, critical_rul=20, consecutive=3, clear_margin=10)
 
@@ -86,30 +83,62 @@ def test_hysteresis_state_round_trip_mid_count() -> None:
 
 
 def test_sequence_tracker_drops_already_applied_and_in_batch_duplicates() -> None:
-    tr = SequenceTracker(last_seq=4)
+    tr = SequenceTracker()
+    for seq in range(5):
+        tr.mark_applied(seq)
     readings = [make_reading(s) for s in (7, 3, 5, 5, 4, 6)]
-    fresh, dup = tr.split(readings)
-    assert [r.seq for r in fresh] == [5, 6, 7]
-    assert dup == 3  # 3 and 4 already applied, second 5 is a duplicate within the batch
+    split = tr.split(readings)
+    assert [r.seq for r in split.fresh] == [5, 6, 7]
+    assert split.duplicates == 3  # 3 and 4 already applied, second 5 is a duplicate within the batch
+    assert split.too_late == []
     assert tr.last_seq == 4  # split does not apply
-    for r in fresh:
+    for r in split.fresh:
         tr.mark_applied(r.seq)
-    assert not tr.is_new(7) and tr.is_new(8)
+    assert tr.was_applied(7) and not tr.was_applied(8)
     with pytest.raises(ValueError):
         tr.mark_applied(7)
 
 
-def test_silence_detector_opens_once_and_clears_when_data_returns() -> None:
-    s = SilenceDetector(silence_after_seconds=300)
-    assert s.check(last_seen=None, now=10_000) is None  # never seen: warming up, not silent
-    assert s.check(last_seen=1000, now=1299) is None
-    opened = s.check(last_seen=1000, now=1300)
+def test_sequence_tracker_tells_a_never_applied_seq_from_a_duplicate() -> None:
+    tr = SequenceTracker()
+    for seq in (0, 1, 2, 5, 6):  # 3 and 4 never arrived
+        tr.mark_applied(seq)
+    split = tr.split([make_reading(s) for s in (1, 3, 3, 4, 6, 7)])
+    assert [r.seq for r in split.too_late] == [3, 4]
+    assert split.duplicates == 3  # 1, 6 and the second 3
+    assert [r.seq for r in split.fresh] == [7]
+    back = SequenceTracker.from_dict(json.loads(json.dumps(tr.to_dict())))
+    assert back == tr and back.was_applied(2) and not back.was_applied(3)
+
+
+def test_sequence_tracker_horizon_is_bounded() -> None:
+    tr = SequenceTracker()
+    tr.mark_applied(0)
+    tr.mark_applied(APPLIED_HORIZON * 3)  # a big jump forgets everything before it
+    assert tr.applied == 1 and tr.was_applied(0) is None
+    for seq in range(APPLIED_HORIZON * 3 + 1, APPLIED_HORIZON * 5):
+        tr.mark_applied(seq)
+    assert tr.applied.bit_length() <= APPLIED_HORIZON
+    assert tr.was_applied(APPLIED_HORIZON * 5 - APPLIED_HORIZON) is True
+    assert tr.was_applied(APPLIED_HORIZON * 5 - APPLIED_HORIZON - 1) is None
+
+
+def test_state_written_before_the_bitmap_reads_as_gap_free() -> None:
+    tr = SequenceTracker.from_dict({"last_seq": 9})
+    assert all(tr.was_applied(s) for s in range(10))
+
+
+def test_timed_alarm_opens_once_and_clears_when_the_condition_ends() -> None:
+    s = TimedAlarm("silent", after_seconds=300)
+    assert s.check(since=None, now=10_000) is None  # never seen: warming up, not silent
+    assert s.check(since=1000, now=1299) is None
+    opened = s.check(since=1000, now=1300)
     assert opened is not None and (opened.kind, opened.event, opened.episode) == ("silent", "open", 1)
-    assert s.check(last_seen=1000, now=5000) is None  # already silent: no repeat
-    cleared = s.on_reading()
+    assert s.check(since=1000, now=5000) is None  # already silent: no repeat
+    cleared = s.resolve()
     assert cleared is not None and (cleared.event, cleared.episode, cleared.raised_at) == ("clear", 1, 1300)
-    assert s.on_reading() is None
-    assert SilenceDetector.from_dict(s.to_dict(), 300) == s
+    assert s.resolve() is None
+    assert TimedAlarm.from_dict("silent", s.to_dict(), 300) == s
 
 
 def test_top_deviating_sensors_ranks_by_abs_z() -> None:
@@ -153,6 +182,17 @@ def engine_readings(traj: np.ndarray) -> list[Reading]:
     return [make_reading(int(row[1]), cmapss.row_values(row)) for row in traj]
 
 
+def predict_owed(
+    state: EquipmentState, now: float, limit: int = 5000, rul: float | None = None
+) -> list[FeatureVector]:
+    """What the actor does when inference answers: a made-up RUL per owed window (`rul`, or one that
+    falls with the machine's age and crosses both thresholds near the end of engine 7's 259 cycles)."""
+    vectors = state.owed_features(limit)
+    ruls = [rul if rul is not None else 260.0 - v.age_cycles for v in vectors]
+    state.record_predictions([(v.window_end_seq, r) for v, r in zip(vectors, ruls, strict=True)], 1, now)
+    return vectors
+
+
 def test_state_replay_with_retries_matches_offline_features(engine: np.ndarray) -> None:
     readings = engine_readings(engine)
     state = EquipmentState.new("engine-7", TURBOFAN)
@@ -161,7 +201,7 @@ def test_state_replay_with_retries_matches_offline_features(engine: np.ndarray) 
     for start in range(0, len(readings), 13):
         batch = readings[start : start + 13] + readings[max(0, start - 2) : start]  # retried tail
         result, _ = state.apply_readings(batch, now=1000.0 + start)
-        vectors += result.features
+        vectors += predict_owed(state, now=1000.0 + start)
         total_dup += result.duplicates
         state = EquipmentState.from_dict("engine-7", json.loads(json.dumps(state.to_dict())))
     expected = offline_features(cmapss.sensor_matrix(engine, TURBOFAN), TURBOFAN)
@@ -173,9 +213,83 @@ def test_state_replay_with_retries_matches_offline_features(engine: np.ndarray) 
     assert state.tracker.last_seq == len(readings)
     assert state.baseline is not None
     np.testing.assert_array_equal(state.baseline, cmapss.sensor_matrix(engine, TURBOFAN)[: TURBOFAN.window])
-    latest = state.latest_features()
-    assert latest is not None
-    np.testing.assert_allclose(latest.values, expected[-1], rtol=0, atol=1e-9)
+    assert state.owed_features(10) == []
+
+
+def test_predictions_owed_during_an_outage_catch_up_in_order(engine: np.ndarray) -> None:
+    """Inference down for 60 readings, then back: same history and alerts as a run without the outage."""
+    readings = engine_readings(engine)
+
+    def run(outage: range) -> EquipmentState:
+        state = EquipmentState.new("engine-7", TURBOFAN)
+        for i, reading in enumerate(readings):
+            state.apply_readings([reading], now=float(i))
+            if i in outage:
+                state.mark_prediction_stale(now=float(i))
+                assert state.status() in ("stale", "warning", "critical") or not state.window.is_full
+            else:
+                predict_owed(state, now=float(i), limit=7)  # small batches: several calls per catch-up
+                predict_owed(state, now=float(i))
+            state = EquipmentState.from_dict("engine-7", json.loads(json.dumps(state.to_dict())))
+        return state
+
+    steady, hung = run(range(0)), run(range(200, 250))  # both thresholds are crossed in the outage
+    assert [(p.seq, p.predicted_rul) for p in hung.history] == [
+        (p.seq, p.predicted_rul) for p in steady.history
+    ]
+    # Same levels, episodes and counts; only raised_at differs (the wall time the catch-up recorded it).
+    assert replace(hung.hysteresis, raised_at=0.0) == replace(steady.hysteresis, raised_at=0.0)
+    assert steady.hysteresis.level == "critical"
+    assert not hung.prediction_stale and hung.status() == steady.status()
+    assert hung.snapshot(now=0.0).predictions_owed == 0
+
+
+def test_stale_machine_is_never_ok_and_raises_its_own_alert(engine: np.ndarray) -> None:
+    state = EquipmentState.new("engine-7", TURBOFAN)
+    state.apply_readings(engine_readings(engine)[:40], now=100.0)
+    predict_owed(state, now=100.0, rul=100.0)
+    assert state.status() == "ok"
+    state.apply_readings(engine_readings(engine)[40:45], now=200.0)
+    state.mark_prediction_stale(now=200.0)
+    snap = state.snapshot(now=200.0)
+    assert (snap.status, snap.prediction_stale, snap.predictions_owed) == ("stale", True, 5)
+    assert state.check_alarms(now=200.0 + TURBOFAN.stale_after_seconds - 1) == []
+    opened = state.check_alarms(now=200.0 + TURBOFAN.stale_after_seconds)
+    assert [(t.kind, t.event) for t in opened] == [("stale", "open")]
+    assert state.build_alert(opened[0], now=400.0).id == "engine-7:stale:1"
+    cleared = state.record_predictions([(s, 90.0) for s in range(41, 46)], 1, now=500.0)
+    assert [(t.kind, t.event) for t in cleared] == [("stale", "clear")]
+    assert state.status() == "ok"
+
+
+def test_owed_predictions_are_bounded_and_the_loss_is_counted() -> None:
+    state = EquipmentState.new("engine-7", TURBOFAN)
+    n = MAX_OWED + TURBOFAN.window + 10
+    state.apply_readings([make_reading(i) for i in range(n)], now=1.0)
+    snap = state.snapshot(now=1.0)
+    assert snap.predictions_owed == MAX_OWED
+    assert snap.predictions_skipped == n - (TURBOFAN.window - 1) - MAX_OWED
+    assert state.owed_features(1)[0].window_end_seq == n - MAX_OWED
+
+
+def test_a_reading_never_applied_is_answered_too_late_not_duplicate(engine: np.ndarray) -> None:
+    readings = engine_readings(engine)[:40]
+    state = EquipmentState.new("engine-7", TURBOFAN)
+    state.apply_readings(readings[:20] + readings[25:], now=1.0)  # seqs 21-25 lost on the way
+    result, _ = state.apply_readings(readings[18:30], now=2.0)
+    assert result.too_late == [21, 22, 23, 24, 25]
+    assert (result.accepted, result.duplicates) == (0, 7)
+
+
+def test_alerts_are_remembered_for_reannouncement(engine: np.ndarray) -> None:
+    state = EquipmentState.new("engine-7", TURBOFAN)
+    state.apply_readings(engine_readings(engine)[:40], now=100.0)
+    owed = [v.window_end_seq for v in state.owed_features(100)]
+    transitions = state.record_predictions([(s, 10.0) for s in owed], 1, now=101.0)
+    alert = state.build_alert(transitions[0], now=101.0)
+    state.remember_alert(alert)
+    back = EquipmentState.from_dict("engine-7", json.loads(json.dumps(state.to_dict())))
+    assert back.alerts_to_reannounce() == [alert]
 
 
 def test_state_resending_a_whole_batch_changes_nothing(engine: np.ndarray) -> None:
@@ -184,7 +298,7 @@ def test_state_resending_a_whole_batch_changes_nothing(engine: np.ndarray) -> No
     state.apply_readings(readings, now=1.0)
     before = state.to_dict()
     result, _ = state.apply_readings(readings, now=2.0)
-    assert (result.accepted, result.duplicates, result.features) == (0, 40, [])
+    assert (result.accepted, result.duplicates, result.too_late) == (0, 40, [])
     after = state.to_dict()
     assert after["window"] == before["window"] and after["readings_applied"] == 40
     assert after["duplicates"] == 40
@@ -195,7 +309,8 @@ def test_state_status_alerts_and_snapshot(engine: np.ndarray) -> None:
     assert state.snapshot(now=0.0).status == "warming_up"
     state.apply_readings(engine_readings(engine)[:40], now=100.0)
     assert state.status() == "warming_up"  # full window but no prediction yet
-    transitions = state.record_predictions([(31, 45.0), (32, 44.0), (33, 43.0)], model_version=3, now=101.0)
+    assert state.owed_features(3)[0].window_end_seq == 30
+    transitions = state.record_predictions([(30, 45.0), (31, 44.0), (32, 43.0)], model_version=3, now=101.0)
     assert [(t.event, t.severity) for t in transitions] == [("open", "warning")]
     alert = state.build_alert(transitions[0], now=101.0)
     assert alert.id == "engine-7:rul_low:1" and alert.state == "open"
@@ -204,8 +319,9 @@ def test_state_status_alerts_and_snapshot(engine: np.ndarray) -> None:
     assert (snap.status, snap.predicted_rul, snap.last_seq) == ("warning", 43.0, 40)
     assert snap.open_alert_severity == "warning"
     assert snap.last_reading_at == datetime.fromtimestamp(100.0, tz=UTC)
-    state.mark_prediction_stale(now=102.0)
+    state.mark_prediction_stale(now=102.0)  # 33-40 still owed
     assert state.snapshot(now=102.0).prediction_stale
+    assert state.snapshot(now=102.0).predictions_owed == 8
     assert [p.predicted_rul for p in state.get_history(2)] == [44.0, 43.0]
     assert state.get_history(0) == []
 
@@ -214,9 +330,10 @@ def test_state_silence_then_return(engine: np.ndarray) -> None:
     readings = engine_readings(engine)
     state = EquipmentState.new("engine-7", TURBOFAN)
     state.apply_readings(readings[:35], now=1000.0)
-    assert state.check_silence(now=1000.0 + TURBOFAN.silence_after_seconds - 1) is None
-    opened = state.check_silence(now=1000.0 + TURBOFAN.silence_after_seconds)
-    assert opened is not None and state.status() == "silent"
+    predict_owed(state, now=1000.0)
+    assert state.check_alarms(now=1000.0 + TURBOFAN.silence_after_seconds - 1) == []
+    [opened] = state.check_alarms(now=1000.0 + TURBOFAN.silence_after_seconds)
+    assert state.status() == "silent"
     assert state.build_alert(opened, now=2000.0).id == "engine-7:silent:1"
     state = EquipmentState.from_dict("engine-7", json.loads(json.dumps(state.to_dict())))
     _, transitions = state.apply_readings(readings[35:36], now=3000.0)
@@ -229,7 +346,7 @@ def test_state_dict_has_no_strings_the_dapr_serializer_would_rewrite(engine: np.
 
     state = EquipmentState.new("2024-01-01", TURBOFAN)  # an id that looks like a date
     state.apply_readings([make_reading(i, eq="2024-01-01") for i in range(35)], now=1_700_000_000.5)
-    state.record_predictions([(34, 30.0)], model_version=1, now=1_700_000_001.0)
+    state.record_predictions([(29, 30.0)], model_version=1, now=1_700_000_001.0)
     ser = DefaultJSONSerializer()
     d = state.to_dict()
     assert ser.deserialize(ser.serialize(d)) == json.loads(json.dumps(d))

@@ -26,9 +26,12 @@ from tests.unit.ingestion.test_validation import NOW, good
 class RecordingEquipment:
     """The EquipmentGateway: records each call, can fail some machines, measures calls in flight."""
 
-    def __init__(self, failing: set[str] | None = None, hold: float = 0.0) -> None:
+    def __init__(
+        self, failing: set[str] | None = None, hold: float = 0.0, too_late: set[int] | None = None
+    ) -> None:
         self.calls: list[tuple[str, list[int]]] = []
         self.failing = failing or set()
+        self.too_late = too_late or set()
         self.hold = hold
         self.in_flight = 0
         self.max_in_flight = 0
@@ -50,7 +53,10 @@ class RecordingEquipment:
                 status="ok",
                 updated_at=datetime.now(UTC),
             )
-            return EquipmentIngestResult(accepted=len(readings), duplicates=0, health=health)
+            late = [r.seq for r in readings if r.seq in self.too_late]
+            return EquipmentIngestResult(
+                accepted=len(readings) - len(late), duplicates=0, too_late=late, health=health
+            )
         finally:
             self.in_flight -= 1
 
@@ -90,16 +96,26 @@ async def test_actor_calls_run_concurrently_but_within_the_limit() -> None:
     assert equipment.max_in_flight == 3
 
 
-async def test_a_failing_actor_reports_and_dead_letters_its_readings_and_spares_the_others() -> None:
+async def test_a_failing_actor_asks_for_its_readings_again_and_spares_the_others() -> None:
     equipment, publisher = RecordingEquipment(failing={"m1"}), RecordingPublisher()
     batch = [good(seq=s, eq=f"m{m}") for s in range(2) for m in range(3)]
     result = await service(equipment, publisher).ingest(batch, source="pubsub", now=NOW)
     assert result.accepted == 4 and set(result.health) == {"m0", "m2"}
     failed = {r.index for r in result.rejected}
     assert failed == {i for i, item in enumerate(batch) if item["equipment_id"] == "m1"}
-    assert all("not applied" in r.reason and "m1 unavailable" in r.reason for r in result.rejected)
-    assert sorted(e["index"] for _, e in publisher.events) == sorted(failed)
-    assert {e["source"] for _, e in publisher.events} == {"pubsub"}
+    assert all(r.retryable and "retry" in r.reason and "m1 unavailable" in r.reason for r in result.rejected)
+    assert publisher.events == []  # they will be sent again: not dead letters
+
+
+async def test_too_late_readings_are_reported_and_dead_lettered() -> None:
+    equipment, publisher = RecordingEquipment(too_late={1}), RecordingPublisher()
+    batch = [good(seq=s, eq="m0") for s in range(3)]
+    result = await service(equipment, publisher).ingest(batch, source="http", now=NOW)
+    assert result.accepted == 2
+    assert [(r.index, r.retryable, r.reason.split(":")[0]) for r in result.rejected] == [
+        (1, False, "too_late")
+    ]
+    assert [(e["index"], e["reading"]["seq"]) for _, e in publisher.events] == [(1, 1)]
 
 
 @pytest.fixture
@@ -125,3 +141,21 @@ def test_http_malformed_json_too_large_and_all_rejected(http: tuple[TestClient, 
     assert equipment.calls == []
     ok = client.post("/v1/readings", json=[good(seq=1, timestamp=datetime.now(UTC).isoformat())])
     assert ok.status_code == 200 and ok.json()["accepted"] == 1
+
+
+def test_http_503_with_retry_after_when_no_machine_could_be_reached(
+    http: tuple[TestClient, RecordingEquipment],
+) -> None:
+    client, equipment = http
+    equipment.failing = {"m0", "m1"}
+    now = datetime.now(UTC).isoformat()
+    down = client.post(
+        "/v1/readings", json=[good(seq=1, eq="m0", timestamp=now), good(seq=1, eq="m1", timestamp=now)]
+    )
+    assert down.status_code == 503 and down.headers["retry-after"] == "1"
+    assert [r["retryable"] for r in down.json()["rejected"]] == [True, True]
+    partly = client.post(
+        "/v1/readings", json=[good(seq=2, eq="m0", timestamp=now), good(seq=2, eq="m2", timestamp=now)]
+    )
+    assert partly.status_code == 200 and partly.json()["accepted"] == 1
+    assert [(r["index"], r["retryable"]) for r in partly.json()["rejected"]] == [(0, True)]

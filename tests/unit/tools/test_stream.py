@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -239,3 +240,31 @@ def test_refused_request_is_not_retried() -> None:
     with pytest.raises(StreamError, match=r"refused the request \(HTTP 413\): body too large"):
         client_with(handler).post([{}])
     assert len(calls) == 1
+
+
+def test_readings_not_applied_yet_are_sent_again_alone_until_they_get_in() -> None:
+    sent: list[list[int]] = []
+    waits: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seqs = [r["seq"] for r in json.loads(request.read())["readings"]]
+        sent.append(seqs)
+        retry = {"retryable": True, "reason": "not applied, retry: equipment actor call failed"}
+        if len(sent) == 1:  # the equipment app restarts: nothing gets in
+            rejected = [{"index": i, **retry} for i in range(len(seqs))]
+            return httpx.Response(
+                503, json={"accepted": 0, "rejected": rejected}, headers={"Retry-After": "2"}
+            )
+        if len(sent) == 2:  # half of it is back: seq 1 applied, 3 still not, 2 is bad input
+            rejected = [{"index": 1, "reason": "bad value"}, {"index": 2, **retry}]
+            return httpx.Response(200, json={"accepted": 1, "rejected": rejected, "health": {"m": {"n": 1}}})
+        return httpx.Response(200, json={"accepted": len(seqs), "rejected": [], "health": {"m": {"n": 2}}})
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    client = IngestClient("http://ingestion.test", client=http, sleep=waits.append, retries=1)
+    result = client.post([{"seq": 1}, {"seq": 2}, {"seq": 3}])
+    assert sent == [[1, 2, 3], [1, 2, 3], [3]]
+    assert result.accepted == 2 and result.rejected == [{"index": 1, "reason": "bad value"}]
+    assert result.health == {"m": {"n": 2}}
+    assert waits[0] == 2.0  # Retry-After is honoured
+    assert client.retried == 2  # and progress reset the count: retries=1 was enough

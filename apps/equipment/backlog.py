@@ -1,0 +1,121 @@
+"""Window positions whose prediction is still owed, kept as raw rows so none is ever skipped.
+
+Every applied reading that completes a full window owes one prediction. When inference cannot answer
+(down, hung, no model yet), those positions wait here, in order, and are predicted as soon as it
+answers again, so the alert hysteresis sees the same sequence of predictions as in an uninterrupted
+run. Raw sensor rows are kept rather than features (a fraction of the size): the features of the
+owed windows are recomputed, with the same pipeline as training, when they are predicted.
+
+`rows` holds the `window - 1` rows before the first owed position (its context), then one row per
+owed position; `seqs` the seq of each owed position; ages are consecutive from `first_age`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+
+from apps.common.contracts import FeatureVector
+from apps.common.features import decode_array, encode_array, feature_names, offline_features
+from apps.common.profiles import EquipmentProfile
+
+# A machine owes at most this many predictions; beyond it (an outage of hours at 1 Hz) the oldest are
+# given up and counted in `skipped`, so the actor state stays bounded.
+MAX_OWED: Final = 4096
+
+
+@dataclass(slots=True)
+class PredictionBacklog:
+    profile: EquipmentProfile
+    rows: np.ndarray | None = None
+    seqs: list[int] = field(default_factory=list)
+    first_age: float = 0.0
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def add(self, combined: np.ndarray, seqs: list[int], first_age: float) -> None:
+        """Owe predictions for `seqs`, the windows ending at the last len(seqs) rows of `combined`.
+
+        `combined` is [rows before the batch + the batch's new rows], as the actor windows them; when
+        the backlog already owes something, only the new rows are appended (the context is there).
+        """
+        if not seqs:
+            return
+        if self.rows is None:
+            w = self.profile.window
+            self.rows = np.array(combined[len(combined) - (w - 1) - len(seqs) :], dtype=np.float64)
+            self.first_age = first_age
+        else:
+            self.rows = np.vstack([self.rows, combined[len(combined) - len(seqs) :]])
+        self.seqs.extend(seqs)
+        if len(self.seqs) > MAX_OWED:
+            self.drop(len(self.seqs) - MAX_OWED)
+        assert self.rows is not None and len(self.rows) == self.profile.window - 1 + len(self.seqs)
+
+    def features(self, equipment_id: str, limit: int) -> list[FeatureVector]:
+        """Feature vectors of the first `limit` owed positions, oldest first."""
+        if self.rows is None or not self.seqs:
+            return []
+        n = min(limit, len(self.seqs))
+        w = self.profile.window
+        rows = self.rows[: w - 1 + n]
+        ages = self.first_age - (w - 1) + np.arange(len(rows), dtype=np.float64)
+        feats = offline_features(rows, self.profile, ages=ages)
+        names = feature_names(self.profile)
+        return [
+            FeatureVector(
+                equipment_id=equipment_id,
+                profile=self.profile.name,
+                feature_names=names,
+                values=feats[j].tolist(),
+                window_end_seq=self.seqs[j],
+                age_cycles=float(feats[j, -1]),
+            )
+            for j in range(n)
+        ]
+
+    def settle(self, n: int) -> None:
+        """The first `n` owed positions got their predictions."""
+        self._pop(n)
+
+    def drop(self, n: int) -> None:
+        """Give up the first `n` owed positions (bounded state): counted, never silent."""
+        self.skipped += min(n, len(self.seqs))
+        self._pop(n)
+
+    def _pop(self, n: int) -> None:
+        n = min(n, len(self.seqs))
+        if n == 0:
+            return
+        del self.seqs[:n]
+        self.first_age += n
+        if not self.seqs:
+            self.rows = None
+        else:
+            assert self.rows is not None
+            self.rows = self.rows[n:]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": None if self.rows is None else encode_array(self.rows),
+            "seqs": self.seqs,
+            "first_age": self.first_age,
+            "skipped": self.skipped,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, profile: EquipmentProfile) -> PredictionBacklog:
+        if not data:
+            return cls(profile)
+        rows = data.get("rows")
+        return cls(
+            profile,
+            None if rows is None else decode_array(rows, (-1, len(profile.informative_sensors))),
+            [int(s) for s in data["seqs"]],
+            float(data["first_age"]),
+            int(data.get("skipped", 0)),
+        )

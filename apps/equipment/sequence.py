@@ -1,0 +1,81 @@
+"""Which sequence numbers a machine has applied: tells a redelivery from a reading that never got in.
+
+Readings are applied in seq order. A reading whose seq is at or below the last applied one is either
+a redelivery (it was applied: drop it, count it as a duplicate) or a reading that was never applied
+(lost earlier, or sent out of order): that one must not be dropped as a "duplicate" in silence, so it
+is answered `too_late`, explicitly. Telling the two apart needs a record of which seqs were applied;
+a bitmap over the last `APPLIED_HORIZON` seqs keeps that compact (128 bytes) and bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from apps.common.contracts import Reading
+
+APPLIED_HORIZON: Final = 1024  # seqs below last_seq whose applied/not-applied status is remembered
+
+
+@dataclass(frozen=True, slots=True)
+class SeqSplit:
+    fresh: list[Reading]  # new readings, in seq order, each seq once
+    duplicates: int  # already applied (or repeated within the batch)
+    too_late: list[Reading]  # never applied, but older than what has been applied since
+
+
+@dataclass(slots=True)
+class SequenceTracker:
+    last_seq: int = -1
+    # Bit i set = seq (last_seq - i) was applied; bits beyond the horizon are dropped.
+    applied: int = field(default=0)
+
+    def was_applied(self, seq: int) -> bool | None:
+        """True/False within the horizon, None when the seq is too old to know."""
+        if seq > self.last_seq:
+            return False
+        offset = self.last_seq - seq
+        if offset >= APPLIED_HORIZON:
+            return None
+        return bool(self.applied >> offset & 1)
+
+    def split(self, readings: Iterable[Reading]) -> SeqSplit:
+        """Sort a batch into fresh, duplicate and too-late readings; does not advance `last_seq`."""
+        fresh: list[Reading] = []
+        too_late: list[Reading] = []
+        duplicates = 0
+        last = self.last_seq
+        for reading in sorted(readings, key=lambda r: r.seq):
+            if reading.seq > last:
+                fresh.append(reading)
+                last = reading.seq
+            elif reading.seq <= self.last_seq and self.was_applied(reading.seq) is False:
+                if too_late and too_late[-1].seq == reading.seq:
+                    duplicates += 1
+                else:
+                    too_late.append(reading)
+            else:
+                # Applied before, older than the horizon (far older than any retry window), or a
+                # repeat of a seq earlier in this same batch.
+                duplicates += 1
+        return SeqSplit(fresh, duplicates, too_late)
+
+    def mark_applied(self, seq: int) -> None:
+        if seq <= self.last_seq:
+            raise ValueError(f"seq {seq} is not after last applied seq {self.last_seq}")
+        shift = seq - self.last_seq
+        mask = (1 << APPLIED_HORIZON) - 1
+        self.applied = ((self.applied << shift) | 1) & mask if shift < APPLIED_HORIZON else 1
+        self.last_seq = seq
+
+    def to_dict(self) -> dict[str, object]:
+        return {"last_seq": self.last_seq, "applied": format(self.applied, "x")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> SequenceTracker:
+        last = int(data["last_seq"])  # type: ignore[call-overload]
+        bits = data.get("applied")
+        if bits is None:  # state written before the bitmap existed: assume a gap-free history
+            return cls(last, (1 << min(last + 1, APPLIED_HORIZON)) - 1 if last >= 0 else 0)
+        return cls(last, int(str(bits), 16))
