@@ -3,16 +3,19 @@
 All sidecars live in this one process (so `pubsub.in-memory` and `state.in-memory` are shared between
 apps, unlike daprd); each app is a child process whose output is printed line by line, prefixed with
 its app id. Everything stops cleanly on Ctrl-C / SIGTERM, or as soon as one app dies (saying which and
-with what exit code).
+with what exit code). On Linux the apps also die when the launcher itself is killed hard, and a port of
+the template that another process holds stops the start at once, naming the port and the app.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,17 @@ log = logging.getLogger("localdapr")
 
 COLORS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[31m"]
 RESET = "\033[0m"
+
+
+class PortInUseError(ComponentError):
+    """Ports of the run template that another process holds.
+
+    A ComponentError like every other reason a template cannot start, so `vigil up` and `vigil demo`
+    report it in one line (exit code 2) instead of a traceback.
+    """
+
+    def __init__(self, busy: list[tuple[int, str]]) -> None:
+        super().__init__("; ".join(f"port {port} ({what}) is already in use" for port, what in busy))
 
 
 @dataclass
@@ -44,6 +58,50 @@ def _resolve_command(command: list[str]) -> list[str]:
         return [sys.executable, *command[1:]]
     found = shutil.which(head) or shutil.which(head, path=str(Path(sys.executable).parent))
     return [found or head, *command[1:]]
+
+
+def _instance_name(spec: AppSpec, replica: int, count: int) -> str:
+    return spec.app_id if count == 1 else f"{spec.app_id}#{replica + 1}"
+
+
+def _named_ports(name: str, app_port: int | None, http_port: int, grpc_port: int) -> list[tuple[int, str]]:
+    named = [
+        (app_port, f"{name}'s app port"),
+        (http_port, f"{name}'s Dapr HTTP port"),
+        (grpc_port, f"{name}'s Dapr gRPC port"),
+    ]
+    return [(port, what) for port, what in named if port]
+
+
+def _in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # SO_REUSEADDR, as aiohttp, grpc and uvicorn set it: connections of an earlier run lingering in
+        # TIME_WAIT do not stop them from binding, so they must not count as "in use" here either.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def _check_free(ports: list[tuple[int, str]]) -> None:
+    busy = [(port, what) for port, what in ports if _in_use(port)]
+    if busy:
+        raise PortInUseError(busy)
+
+
+def _die_with_launcher(command: list[str]) -> list[str]:
+    """`command` run through localdapr/pdeathsig.py, so the app dies with the launcher (Linux only).
+
+    The process group (start_new_session) lets `stop()` end an app with its children, but only while the
+    launcher lives to send the signal; a launcher killed by SIGKILL or a crashed terminal cannot. The
+    kernel sends the parent-death signal when the *thread* that spawned the app exits: asyncio spawns in
+    the event loop's thread, which `asyncio.run` runs on the main thread for the launcher's whole life.
+    """
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-I", str(Path(__file__).with_name("pdeathsig.py")), str(os.getpid()), *command]
 
 
 class Launcher:
@@ -87,7 +145,18 @@ class Launcher:
                 return
             self._print(app, raw.decode(errors="replace").rstrip())
 
+    def _template_ports(self) -> list[tuple[int, str]]:
+        """The ports dapr.yaml fixes: those of each app's first instance (other replicas get free ports)."""
+        ports: list[tuple[int, str]] = []
+        for spec in self.template.apps:
+            name = _instance_name(spec, 0, self.replicas.get(spec.app_id, spec.replicas))
+            ports += _named_ports(name, spec.app_port, spec.http_port, spec.grpc_port)
+        return ports
+
     async def start(self) -> None:
+        # Before anything else, the registry clean-up included: the process holding a port is often an
+        # earlier `vigil up` of this template that is still running and still needs its entries.
+        _check_free(self._template_ports())
         self.registry_dir.mkdir(parents=True, exist_ok=True)
         for f in self.registry_dir.glob("*.json"):
             f.unlink(missing_ok=True)  # entries of an earlier run of this template
@@ -95,7 +164,7 @@ class Launcher:
         for spec in self.template.apps:
             count = self.replicas.get(spec.app_id, spec.replicas)
             for replica in range(count):
-                name = spec.app_id if count == 1 else f"{spec.app_id}#{replica + 1}"
+                name = _instance_name(spec, replica, count)
                 app_port = (
                     spec.app_port
                     if replica == 0 and spec.app_port
@@ -115,10 +184,16 @@ class Launcher:
                 app = RunningApp(name, spec, sidecar, color=COLORS[index % len(COLORS)])
                 index += 1
                 self.apps.append(app)
-                await sidecar.start()
+                try:
+                    await sidecar.start()
+                except (OSError, RuntimeError):
+                    # A port can be taken between the check above and the bind (and replicas' ports are
+                    # only picked now); aiohttp (OSError) and grpc (RuntimeError) say so each its own way.
+                    _check_free(_named_ports(name, None, options.http_port, options.grpc_port))
+                    raise
                 env = {**os.environ, **spec.env, **options.app_env()}
                 app.process = await asyncio.create_subprocess_exec(
-                    *_resolve_command(spec.command),
+                    *_die_with_launcher(_resolve_command(spec.command)),
                     cwd=spec.app_dir,
                     env=env,
                     stdout=asyncio.subprocess.PIPE,
