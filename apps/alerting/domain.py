@@ -149,6 +149,11 @@ def parse_alert(data: Any) -> Alert:
     return alert
 
 
+def equipment_of(alert_id: str) -> str:
+    """The machine an alert id (`<equipment>:<kind>:<episode>`) belongs to; equipment ids hold no ':'."""
+    return alert_id.rsplit(":", 2)[0]
+
+
 def new_record(alert: Alert) -> AlertRecord:
     cleared = alert.event == "clear"
     return AlertRecord(

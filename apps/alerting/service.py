@@ -27,6 +27,7 @@ from apps.alerting.domain import (
     acknowledge,
     apply_event,
     dead_letter_from,
+    equipment_of,
     is_newer,
     malformed_letter,
     newest_first,
@@ -40,7 +41,7 @@ from apps.alerting.domain import (
     superseded_ids,
 )
 from apps.alerting.notifier import Notifier
-from apps.alerting.store import AlertingRepository, Conflict
+from apps.alerting.store import INDEX_SHARDS, AlertingRepository, Conflict, shard_of
 from apps.common.contracts import Alert, HealthSnapshot
 
 log = logging.getLogger("alerting")
@@ -74,12 +75,15 @@ class AlertingService:
         self.repo = repo
         self.notifier = notifier
         self.dead_letter_retention = dead_letter_retention
-        self.max_alerts = max_alerts
+        # Each index shard prunes on its own (reading every shard per write is what sharding avoids),
+        # so the machines' hash spread makes the total about max_alerts.
+        self.max_alerts_per_shard = -(-max_alerts // INDEX_SHARDS)
         self.max_conflict_retries = max_conflict_retries
         self.clock = clock
-        # Writers in this process queue up instead of colliding on the same index etag; etags still
-        # guard against other replicas.
-        self._alerts_lock = asyncio.Lock()
+        # Writers in this process queue up per index shard instead of colliding on its etag; etags
+        # still guard against other replicas.
+        self._alert_locks = [asyncio.Lock() for _ in range(INDEX_SHARDS)]
+        self._fleet_locks = [asyncio.Lock() for _ in range(INDEX_SHARDS)]
         self._dead_letters_lock = asyncio.Lock()
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[R]]) -> R:
@@ -132,7 +136,7 @@ class AlertingService:
         """Apply one alert event; idempotent, and any delivery order converges (see domain.py)."""
 
         async def attempt() -> tuple[AlertRecord, list[tuple[AlertRecord, AlertRecord | None]]]:
-            read = await self.repo.alert_index()
+            read = await self.repo.alert_index(alert.equipment_id)
             older = superseded_ids(read.value, alert)
             current = await self.repo.get_alerts([alert.id, *older])
             previous = current.get(alert.id)
@@ -153,13 +157,13 @@ class AlertingService:
             for r, _ in changed:
                 index[r.id] = AlertSummary.of(r)
             written = {r.id for r, _ in changed}
-            deletes = [i for i in prune(index, self.max_alerts) if i not in written]
+            deletes = [i for i in prune(index, self.max_alerts_per_shard) if i not in written]
             for i in deletes:
                 del index[i]
-            await self.repo.commit_alerts(read, index, [r for r, _ in changed], deletes)
+            await self.repo.commit_alerts(alert.equipment_id, read, index, [r for r, _ in changed], deletes)
             return record, changed
 
-        async with self._alerts_lock:
+        async with self._alert_locks[shard_of(alert.equipment_id)]:
             record, changed = await self._retrying(f"alert {alert.id}", attempt)
         for new, old in changed:
             if old is None or (new.state, new.severity) != (old.state, old.severity):
@@ -167,18 +171,20 @@ class AlertingService:
         return record
 
     async def acknowledge(self, alert_id: str, by: str | None = None) -> AlertRecord:
+        equipment_id = equipment_of(alert_id)
+
         async def attempt() -> AlertRecord:
-            read = await self.repo.alert_index()
+            read = await self.repo.alert_index(equipment_id)
             current = (await self.repo.get_alerts([alert_id])).get(alert_id)
             if current is None:
                 raise AlertNotFound(f"no alert with id {alert_id!r}")
             record = acknowledge(current, self.clock(), by)  # AlertAlreadyCleared if cleared
             if record != current:
                 index = {**read.value, record.id: AlertSummary.of(record)}
-                await self.repo.commit_alerts(read, index, [record], [])
+                await self.repo.commit_alerts(equipment_id, read, index, [record], [])
             return record
 
-        async with self._alerts_lock:
+        async with self._alert_locks[shard_of(equipment_id)]:
             return await self._retrying(f"acknowledge {alert_id}", attempt)
 
     async def get_alert(self, alert_id: str) -> AlertRecord:
@@ -188,8 +194,11 @@ class AlertingService:
         return found
 
     async def list_alerts(self, flt: AlertFilter, limit: int | None = None) -> list[AlertRecord]:
-        read = await self.repo.alert_index()
-        ids = newest_first(read.value, flt, limit)
+        if flt.equipment_id is None:
+            index = await self.repo.all_alerts()
+        else:  # one machine's alerts are all in its shard
+            index = (await self.repo.alert_index(flt.equipment_id)).value
+        ids = newest_first(index, flt, limit)
         found = await self.repo.get_alerts(ids)
         # The index and the records are written in one transaction, so a miss here is only a
         # concurrent prune: skip it rather than fail the listing.
@@ -214,7 +223,12 @@ class AlertingService:
             await self.repo.save_snapshot(read, snapshot)
             return True
 
-        return await self._retrying(f"health of {snapshot.equipment_id}", attempt)
+        # A new machine's first snapshot writes its fleet index shard, so the creators of a fleet
+        # starting up would collide there; in this process they queue per shard instead. Updates of
+        # known machines queue too, which costs little: a process's concurrent deliveries (10 per
+        # subscription by default) rarely outnumber the shards.
+        async with self._fleet_locks[shard_of(snapshot.equipment_id)]:
+            return await self._retrying(f"health of {snapshot.equipment_id}", attempt)
 
     async def fleet(self, status: str | None = None) -> FleetPublic:
         return summarize_fleet(await self.repo.snapshots(), status)

@@ -14,7 +14,8 @@ class AlertingSettings(BaseSettings):
     port: int = Field(8005, validation_alias="APP_PORT")
     # Dead letters kept (a ring buffer in the state store): the newest N, older ones are overwritten.
     dead_letter_retention: int = Field(10_000, ge=1, le=1_000_000)
-    # Alerts kept in the index; above this, the oldest *cleared* alerts are forgotten (open ones never).
+    # Alerts kept in the index, about: each of its shards keeps its share (max_alerts / INDEX_SHARDS);
+    # above it, a shard forgets its oldest *cleared* alerts (open ones never).
     max_alerts: int = Field(50_000, ge=1)
     # How long a dead letter's CloudEvent id is remembered to drop redeliveries of the same message.
     dead_letter_dedupe_seconds: int = Field(24 * 3600, ge=1)

@@ -7,26 +7,35 @@ tests use an in-memory fake with the same optimistic-concurrency behaviour.
 Key layout (the store's default key prefix is the app id, so these never meet another app's keys;
 they are alerting's private layout, hence here and not in apps/common/names.py):
 
-    alerts/index               {alert id: AlertSummary}  (etag-guarded; every alert write goes through it)
+    alerts/index/<shard>       {alert id: AlertSummary} of the machines in the shard (etag-guarded;
+                               every alert write of those machines goes through it)
     alerts/a/<alert id>        AlertRecord
-    fleet/index                [equipment id, ...]       (written only when a new machine appears)
+    fleet/index/<shard>        [equipment id, ...] of the machines in the shard (etag-guarded; written
+                               only when a new machine appears)
     fleet/m/<equipment id>     latest HealthSnapshot     (etag-guarded per machine)
     deadletters/next           next dead-letter sequence number (etag-guarded)
     deadletters/slot/<n>       DeadLetter with seq % retention == n (a ring buffer: bounded retention)
     deadletters/seen/<t/p/id>  marker of a CloudEvent already recorded (TTL), to drop redeliveries
 
+`<shard>` is `shard_of(equipment id)`, one of INDEX_SHARDS. A single index key would be written by
+every new machine and every alert of the fleet, so concurrent writers (a fleet starting up, several
+replicas) would mostly collide on its etag; sharded, writers only meet when their machines share a
+shard, and listings read all shards in one bulk get.
+
 Optimistic concurrency: each write carries the etag of what it read, in one transaction, and a
-`Conflict` tells the caller to read again. Every alert write includes the index etag, so alert
-writes are serialised across replicas without a lock service.
+`Conflict` tells the caller to read again. Every alert write includes its shard's index etag, so the
+alert writes of one shard are serialised across replicas without a lock service; an alert and the
+earlier episodes it supersedes belong to one machine, hence to one shard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 import grpc
 from dapr.aio.clients import DaprClient
@@ -41,12 +50,28 @@ from apps.common.names import STATE_STORE
 
 T = TypeVar("T")
 
-ALERT_INDEX_KEY = "alerts/index"
-FLEET_INDEX_KEY = "fleet/index"
+# Fixed, not a setting: a machine's shard is part of its index keys, so another count would leave what
+# is stored under the old one unlisted. 64 keeps a 1,000-machine fleet at ~16 machines per shard and
+# a listing at one bulk get of 64 keys.
+INDEX_SHARDS: Final = 64
 DEAD_LETTER_NEXT_KEY = "deadletters/next"
 
 _INDEX = TypeAdapter(dict[str, AlertSummary])
 _IDS = TypeAdapter(list[str])
+
+
+def shard_of(equipment_id: str) -> int:
+    """The index shard of a machine; a stable hash, since every replica and every restart must agree
+    (Python's hash() of a str is salted per process)."""
+    return zlib.crc32(equipment_id.encode()) % INDEX_SHARDS
+
+
+def alert_index_key(shard: int) -> str:
+    return f"alerts/index/{shard}"
+
+
+def fleet_index_key(shard: int) -> str:
+    return f"fleet/index/{shard}"
 
 
 def alert_key(alert_id: str) -> str:
@@ -78,16 +103,23 @@ class Versioned(Generic[T]):
 
 
 class AlertingRepository(Protocol):
-    async def alert_index(self) -> Versioned[AlertIndex]: ...
+    async def alert_index(self, equipment_id: str) -> Versioned[AlertIndex]:
+        """The index shard holding `equipment_id`'s alerts (and those of the other machines in it)."""
+
+    async def all_alerts(self) -> AlertIndex:
+        """Every shard's index merged (for listings: it carries no etag, so no write can follow it)."""
+
     async def get_alerts(self, ids: Sequence[str]) -> dict[str, AlertRecord]: ...
     async def commit_alerts(
         self,
+        equipment_id: str,
         read: Versioned[AlertIndex],
         index: AlertIndex,
         upserts: Sequence[AlertRecord],
         deletes: Sequence[str],
     ) -> None:
-        """Write alerts and the new index atomically, if the index is still as `read` (else Conflict)."""
+        """Write alerts and the new index of `equipment_id`'s shard atomically, if that index is still
+        as `read` (else Conflict)."""
 
     async def get_snapshot(self, equipment_id: str) -> Versioned[HealthSnapshot | None]:
         """The machine's snapshot; when absent, the token guards the creation of that machine."""
@@ -180,9 +212,16 @@ class DaprAlertingRepository:
         return out
 
     # ------------------------------------------------------------------ alerts
-    async def alert_index(self) -> Versioned[AlertIndex]:
-        data, etag = await self._ensure(ALERT_INDEX_KEY, "{}")
+    async def alert_index(self, equipment_id: str) -> Versioned[AlertIndex]:
+        data, etag = await self._ensure(alert_index_key(shard_of(equipment_id)), "{}")
         return Versioned(_INDEX.validate_json(data), etag)
+
+    async def all_alerts(self) -> AlertIndex:
+        found = await self._bulk([alert_index_key(s) for s in range(INDEX_SHARDS)])
+        index: AlertIndex = {}
+        for raw in found.values():
+            index.update(_INDEX.validate_json(raw))
+        return index
 
     async def get_alerts(self, ids: Sequence[str]) -> dict[str, AlertRecord]:
         if not ids:
@@ -197,6 +236,7 @@ class DaprAlertingRepository:
 
     async def commit_alerts(
         self,
+        equipment_id: str,
         read: Versioned[AlertIndex],
         index: AlertIndex,
         upserts: Sequence[AlertRecord],
@@ -209,7 +249,9 @@ class DaprAlertingRepository:
         ]
         ops.append(
             TransactionalStateOperation(
-                key=ALERT_INDEX_KEY, data=_INDEX.dump_json(index).decode(), etag=read.etag
+                key=alert_index_key(shard_of(equipment_id)),
+                data=_INDEX.dump_json(index).decode(),
+                etag=read.etag,
             )
         )
         await self._transact(ops)
@@ -219,10 +261,10 @@ class DaprAlertingRepository:
         data, etag = await self._read(machine_key(equipment_id))
         if data is not None:
             return Versioned(HealthSnapshot.model_validate_json(data), etag)
-        # New machine: its creation is guarded by the fleet index etag. The index is read BEFORE the
-        # re-read of the machine, so a creator that committed in between is either visible in the
-        # re-read, or changed the index etag and makes our creation a Conflict.
-        _, index_etag = await self._ensure(FLEET_INDEX_KEY, "[]")
+        # New machine: its creation is guarded by its fleet index shard's etag. The shard is read
+        # BEFORE the re-read of the machine, so a creator that committed in between is either visible
+        # in the re-read, or changed the shard's etag and makes our creation a Conflict.
+        _, index_etag = await self._ensure(fleet_index_key(shard_of(equipment_id)), "[]")
         data, etag = await self._read(machine_key(equipment_id))
         if data is not None:
             return Versioned(HealthSnapshot.model_validate_json(data), etag)
@@ -238,21 +280,22 @@ class DaprAlertingRepository:
                     raise Conflict(str(exc)) from exc
                 raise
             return
-        raw, _ = await self._read(FLEET_INDEX_KEY)
+        index_key = fleet_index_key(shard_of(snapshot.equipment_id))
+        raw, _ = await self._read(index_key)
         ids = set(_IDS.validate_json(raw or b"[]"))
         ids.add(snapshot.equipment_id)
         await self._transact(
             [
                 TransactionalStateOperation(key=key, data=snapshot.model_dump_json()),
                 TransactionalStateOperation(
-                    key=FLEET_INDEX_KEY, data=_IDS.dump_json(sorted(ids)).decode(), etag=read.etag
+                    key=index_key, data=_IDS.dump_json(sorted(ids)).decode(), etag=read.etag
                 ),
             ]
         )
 
     async def snapshots(self) -> list[HealthSnapshot]:
-        raw, _ = await self._read(FLEET_INDEX_KEY)
-        ids = _IDS.validate_json(raw) if raw else []
+        shards = await self._bulk([fleet_index_key(s) for s in range(INDEX_SHARDS)])
+        ids = [i for raw in shards.values() for i in _IDS.validate_json(raw)]
         found = await self._bulk([machine_key(i) for i in ids])
         return [HealthSnapshot.model_validate_json(v) for v in found.values()]
 

@@ -266,3 +266,23 @@ async def test_two_replicas_writing_concurrently_converge(
             assert record.severity == "critical" and record.state == "open"
     fleet_ids = {m["equipment_id"] for m in alerting.get("/v1/fleet")["machines"]}
     assert set(eids) <= fleet_ids, "no machine lost to a racing fleet-index write"
+
+
+async def test_a_fleet_appearing_at_once_is_recorded_without_exhausting_retries(
+    alerting: Alerting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 new machines' first snapshot and alert, all in flight at once through two replicas, with the
+    default conflict budget: each index shard is contended only by the machines hashed to it."""
+    monkeypatch.setenv("DAPR_HTTP_PORT", str(alerting.sidecar.http_port))
+    eids = [machine() for _ in range(200)]
+    async with AsyncDaprClient(address=alerting.sidecar.grpc_address) as client:
+        replicas = [AlertingService(DaprAlertingRepository(client), LoggingNotifier()) for _ in range(2)]
+        # Not return_exceptions: one writer giving up after its etag conflicts fails the test.
+        await asyncio.gather(
+            *(replicas[i % 2].record_snapshot(snapshot(e)) for i, e in enumerate(eids)),
+            *(replicas[i % 2].apply_alert(alert("open", equipment_id=e)) for i, e in enumerate(eids)),
+        )
+        listed = {a.equipment_id for a in await replicas[0].list_alerts(AlertFilter(), limit=100_000)}
+        assert set(eids) <= listed
+    fleet_ids = {m["equipment_id"] for m in alerting.get("/v1/fleet")["machines"]}
+    assert set(eids) <= fleet_ids

@@ -9,6 +9,7 @@ import pytest
 
 from apps.alerting.domain import AlertAlreadyCleared, AlertFilter, AlertNotFound, AlertRecord, Envelope
 from apps.alerting.service import AlertingService, Outcome
+from apps.alerting.store import INDEX_SHARDS, shard_of
 from tests.unit.alerting.fakes import InMemoryAlertingRepository
 from tests.unit.alerting.helpers import alert, at, snapshot
 
@@ -135,6 +136,49 @@ async def test_endless_conflicts_raise_so_dapr_retries(repo: InMemoryAlertingRep
     repo.conflicts_to_inject = 10
     with pytest.raises(RuntimeError, match="etag conflicts"):
         await service.apply_alert(alert("open"))
+
+
+async def test_writers_on_distinct_machines_do_not_collide(repo: InMemoryAlertingRepository) -> None:
+    """A fleet starting up: one replica's writers queue per index shard instead of racing on its etag."""
+    service = AlertingService(repo, RecordingNotifier(), max_conflict_retries=1)
+    eids = [f"m-{i:03d}" for i in range(200)]
+    await asyncio.gather(
+        *(service.record_snapshot(snapshot(e)) for e in eids),
+        *(service.apply_alert(alert("open", equipment_id=e)) for e in eids),
+    )
+    assert repo.conflicts == 0
+    assert (await service.fleet()).total == 200 and len(await service.list_alerts(AlertFilter())) == 200
+
+
+async def test_replicas_racing_on_shared_shards_converge(repo: InMemoryAlertingRepository) -> None:
+    replicas = [AlertingService(repo, RecordingNotifier()) for _ in range(3)]
+    eids = [f"m-{i:03d}" for i in range(100)]
+    events = [alert("open", equipment_id=e) for e in eids] + [
+        alert("escalate", equipment_id=e, severity="critical", updated=5) for e in eids
+    ]
+    await asyncio.gather(
+        *(replicas[i % 3].apply_alert(e) for i, e in enumerate(events * 2)),
+        *(replicas[i % 3].record_snapshot(snapshot(e)) for i, e in enumerate(eids * 2)),
+    )
+    assert repo.conflicts > 0, "the replicas did race"
+    alerts = await replicas[0].list_alerts(AlertFilter())
+    assert sorted(a.equipment_id for a in alerts) == eids
+    assert {(a.severity, a.state) for a in alerts} == {("critical", "open")}
+    assert sorted(m.equipment_id for m in (await replicas[1].fleet()).machines) == eids
+
+
+async def test_each_index_shard_forgets_its_oldest_cleared_alerts(repo: InMemoryAlertingRepository) -> None:
+    service = AlertingService(repo, RecordingNotifier(), max_alerts=2 * INDEX_SHARDS)  # 2 per shard
+    assert shard_of("a") != shard_of("b")
+    await service.apply_alert(alert("open", equipment_id="b"))
+    for episode in (1, 2, 3, 4):  # each new episode supersedes (clears) the one before
+        t = 10.0 * episode
+        await service.apply_alert(alert("open", equipment_id="a", episode=episode, raised=t, updated=t))
+    kept = await service.list_alerts(AlertFilter(equipment_id="a"))
+    assert [(a.episode, a.state) for a in kept] == [(4, "open"), (3, "cleared")]
+    with pytest.raises(AlertNotFound):
+        await service.get_alert("a:rul_low:1")
+    assert [a.id for a in await service.list_alerts(AlertFilter(equipment_id="b"))] == ["b:rul_low:1"]
 
 
 async def test_notifier_failure_does_not_fail_handling(repo: InMemoryAlertingRepository) -> None:

@@ -1,11 +1,14 @@
-"""DaprAlertingRepository's reading of SDK errors: a conflict is retried, anything else propagates."""
+"""DaprAlertingRepository: its reading of SDK errors (a conflict is retried, anything else propagates)
+and its index sharding."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import grpc
 from dapr.clients.exceptions import DaprInternalError
 
-from apps.alerting.store import _is_conflict
+from apps.alerting.store import INDEX_SHARDS, _is_conflict, shard_of
 
 
 class Rpc(grpc.RpcError):
@@ -26,3 +29,12 @@ def test_conflicts_are_recognised_whatever_the_sdk_wraps_them_in() -> None:
     assert _is_conflict(DaprInternalError("possible etag mismatch. first-write and key exists"))
     assert not _is_conflict(Rpc(grpc.StatusCode.UNAVAILABLE, "connection refused"))
     assert not _is_conflict(DaprInternalError("state store is not configured"))
+
+
+def test_the_shard_of_a_machine_is_stable_and_spreads_a_fleet() -> None:
+    # The shard is part of the stored keys: every replica, restart and Python version must agree, so
+    # these values are pinned (Python's own str hash changes with each process's hash seed).
+    assert [shard_of(e) for e in ("engine-001", "fd001-001", "sim-00000", "a")] == [13, 50, 11, 3]
+    per_shard = Counter(shard_of(f"sim-{i:05d}") for i in range(1000))
+    assert set(per_shard) == set(range(INDEX_SHARDS)), "every shard in use"
+    assert max(per_shard.values()) <= 2 * 1000 / INDEX_SHARDS, "no shard much hotter than the rest"
