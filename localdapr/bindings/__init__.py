@@ -1,0 +1,1 @@
+"""Bindings (bindings.cron, bindings.localstorage, bindings.http) and delivery of input events to apps."""
