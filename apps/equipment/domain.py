@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -36,6 +36,7 @@ from apps.equipment.backlog import PredictionBacklog
 from apps.equipment.sequence import SequenceTracker
 
 HISTORY_LIMIT: Final = 500  # predictions kept per machine for get_history(n)
+TOP_SENSORS: Final = 3  # deviating sensors named in an alert
 STATE_VERSION: Final = 1
 
 Level = Literal["none", "warning", "critical"]
@@ -59,6 +60,11 @@ class AlertTransition:
     severity: Severity
     episode: int
     raised_at: float  # epoch seconds the episode opened
+    # What the alert reports, taken at the prediction that decided it: a catch-up after an outage
+    # decides several transitions at once, and the latest prediction and window would misreport them.
+    # None: the state's current ones (silence, stale).
+    predicted_rul: float | None = None
+    top_sensors: tuple[SensorDeviation, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -336,11 +342,13 @@ class EquipmentState:
         if [int(seq) for seq, _ in points] != owed:
             raise ValueError(f"predictions for seqs {[s for s, _ in points]} do not match the owed {owed}")
         transitions: list[AlertTransition] = []
-        for seq, rul in points:
+        rows, w = self.backlog.rows, self.profile.window
+        for j, (seq, rul) in enumerate(points):
             self.history.append(HistoryPoint(int(seq), now, float(rul), int(model_version)))
             t = self.hysteresis.update(float(rul), now)
             if t is not None:
-                transitions.append(t)
+                assert rows is not None  # owed positions have their rows: window j is rows[j : j + w]
+                transitions.append(self._decided_by(t, float(rul), rows[j : j + w]))
         self.backlog.settle(len(points))
         if points:
             self.predicted_rul = float(points[-1][1])
@@ -352,6 +360,14 @@ class EquipmentState:
                 transitions.append(cleared)
         self.updated_at = now
         return transitions
+
+    def _decided_by(self, transition: AlertTransition, rul: float, window: np.ndarray) -> AlertTransition:
+        """The transition with the RUL and the deviating sensors of the window whose prediction made it."""
+        top: tuple[SensorDeviation, ...] = ()
+        if self.baseline is not None:
+            sensors = self.profile.informative_sensors
+            top = tuple(top_deviating_sensors(self.baseline, window, sensors, TOP_SENSORS))
+        return replace(transition, predicted_rul=rul, top_sensors=top)
 
     def mark_prediction_stale(self, now: float) -> None:
         """Inference did not answer: the owed positions stay owed, and the machine reports `stale`."""
@@ -406,16 +422,20 @@ class EquipmentState:
             open_alert_severity=self.hysteresis.open_severity,
         )
 
-    def build_alert(self, transition: AlertTransition, now: float, k: int = 3) -> Alert:
-        """The wire `Alert` for a transition, with the sensors that moved most since the baseline."""
+    def build_alert(self, transition: AlertTransition, now: float, k: int = TOP_SENSORS) -> Alert:
+        """The wire `Alert` for a transition, with the sensors that moved most since the baseline (as of
+        the prediction that decided the transition, when it carries them)."""
         top: list[SensorDeviation] = []
-        if transition.kind == "rul_low" and self.baseline is not None and self.window.is_full:
+        if transition.top_sensors is not None:
+            top = list(transition.top_sensors[:k])
+        elif transition.kind == "rul_low" and self.baseline is not None and self.window.is_full:
             sensors = self.profile.informative_sensors
             top = top_deviating_sensors(self.baseline, self.window.to_array(), sensors, k)
+        rul = self.predicted_rul if transition.predicted_rul is None else transition.predicted_rul
         if transition.kind == "rul_low":
             message = (
-                f"{self.equipment_id}: predicted RUL {self.predicted_rul:.0f} cycles ({transition.severity})"
-                if self.predicted_rul is not None
+                f"{self.equipment_id}: predicted RUL {rul:.0f} cycles ({transition.severity})"
+                if rul is not None
                 else f"{self.equipment_id}: RUL low ({transition.severity})"
             )
         elif transition.kind == "stale":
@@ -435,7 +455,7 @@ class EquipmentState:
             severity=transition.severity,
             state="cleared" if transition.event == "clear" else "open",
             event=transition.event,
-            predicted_rul=self.predicted_rul,
+            predicted_rul=rul,
             model_version=self.model_version,
             top_sensors=top,
             message=message,

@@ -14,7 +14,13 @@ from apps.common.contracts import FeatureVector, Reading
 from apps.common.features import offline_features
 from apps.common.profiles import TURBOFAN, AlertThresholds
 from apps.equipment.backlog import MAX_OWED
-from apps.equipment.domain import AlertHysteresis, EquipmentState, TimedAlarm, top_deviating_sensors
+from apps.equipment.domain import (
+    AlertHysteresis,
+    AlertTransition,
+    EquipmentState,
+    TimedAlarm,
+    top_deviating_sensors,
+)
 from apps.equipment.sequence import APPLIED_HORIZON, SequenceTracker
 
 T = AlertThresholds(warning_rul=50, critical_rul=20, consecutive=3, clear_margin=10)
@@ -242,6 +248,36 @@ def test_predictions_owed_during_an_outage_catch_up_in_order(engine: np.ndarray)
     assert steady.hysteresis.level == "critical"
     assert not hung.prediction_stale and hung.status() == steady.status()
     assert hung.snapshot(now=0.0).predictions_owed == 0
+
+
+def test_alerts_decided_in_a_catch_up_report_the_prediction_that_decided_them(engine: np.ndarray) -> None:
+    """A catch-up predicts many windows at once: each alert must carry the RUL and deviating sensors of
+    the window that crossed the threshold (as an uninterrupted run reports), not the latest window's."""
+    readings = engine_readings(engine)
+
+    def alerts(state: EquipmentState, transitions: list[AlertTransition]) -> list[dict[str, object]]:
+        return [
+            state.build_alert(t, now=0.0).model_dump(exclude={"raised_at", "updated_at"}) for t in transitions
+        ]
+
+    steady = EquipmentState.new("engine-7", TURBOFAN)
+    expected: list[dict[str, object]] = []
+    for i, reading in enumerate(readings):
+        steady.apply_readings([reading], now=float(i))
+        vectors = steady.owed_features(10)
+        ruls = [(v.window_end_seq, 260.0 - v.age_cycles) for v in vectors]
+        expected += alerts(steady, steady.record_predictions(ruls, 1, now=float(i)))
+    assert [(a["event"], a["severity"]) for a in expected] == [("open", "warning"), ("escalate", "critical")]
+
+    hung = EquipmentState.new("engine-7", TURBOFAN)
+    hung.apply_readings(readings[:200], now=0.0)
+    predict_owed(hung, now=0.0)
+    hung.apply_readings(readings[200:], now=1.0)  # inference down from cycle 201 to the end, then back
+    vectors = hung.owed_features(5000)
+    ruls = [(v.window_end_seq, 260.0 - v.age_cycles) for v in vectors]
+    got = alerts(hung, hung.record_predictions(ruls, 1, now=2.0))
+    assert got == expected
+    assert got[0]["predicted_rul"] != hung.predicted_rul  # the latest prediction is far lower
 
 
 def test_stale_machine_is_never_ok_and_raises_its_own_alert(engine: np.ndarray) -> None:
