@@ -28,6 +28,9 @@ SECRET_TYPES = {
     "secretstores.local.env": "localdapr.secrets.local:LocalEnvSecretStore",
 }
 ALL_TYPES = {**STATE_TYPES, **PUBSUB_TYPES, **SECRET_TYPES}
+# Every type here has one version; daprd's registries accept it as "", "v0" or "v1", in any case
+# (components.IsInitialVersion), so a component file without spec.version loads.
+INITIAL_VERSIONS = ("", "v0", "v1")
 
 
 def component_class(spec: ComponentSpec) -> type[Any]:
@@ -38,7 +41,7 @@ def component_class(spec: ComponentSpec) -> type[Any]:
             f"{spec.file}: component {spec.name!r}: spec.type {spec.type!r} is not supported by localdapr "
             f"(supported: {supported})"
         )
-    if spec.version != "v1":
+    if spec.version.lower() not in INITIAL_VERSIONS:
         raise ComponentError(
             f"{spec.file}: component {spec.name!r}: spec.version {spec.version!r} is not supported for "
             f"{spec.type} (use v1)"

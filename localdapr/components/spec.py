@@ -128,9 +128,8 @@ def _parse_component(doc: dict[str, Any], file: Path) -> ComponentSpec:
     ctype = spec.get("type")
     if not ctype or not isinstance(ctype, str) or "." not in ctype:
         raise ComponentError(f"{file}: component {name!r}: spec.type is missing or not like 'state.redis'")
-    version = spec.get("version")
-    if not version:
-        raise ComponentError(f"{file}: component {name!r}: spec.version is required (e.g. v1)")
+    # daprd treats a missing spec.version as the component's initial version (see factory.py).
+    version = spec.get("version") or ""
     entries: list[MetadataEntry] = []
     raw_entries = spec.get("metadata")
     if raw_entries is None:

@@ -126,19 +126,43 @@ def test_missing_required_metadata_names_file_and_field(tmp_path: Path) -> None:
     assert str(path) in message and "redisHost" in message
 
 
-def test_malformed_yaml_and_missing_version(tmp_path: Path) -> None:
+def test_malformed_yaml_names_the_file(tmp_path: Path) -> None:
     write(tmp_path, "broken.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: [unclosed\n")
     with pytest.raises(ComponentError, match="broken.yaml"):
         load_resources([tmp_path])
-    (tmp_path / "broken.yaml").unlink()
+
+
+def test_component_without_version_loads_as_daprd_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """daprd reads a missing spec.version as the type's initial version; metadata reports it as written."""
     write(
         tmp_path,
         "nover.yaml",
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\n"
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: statestore}\n"
         "spec: {type: state.in-memory, metadata: []}\n",
     )
-    with pytest.raises(ComponentError, match=r"nover.yaml.*spec.version"):
-        load_resources([tmp_path])
+    sc = start(tmp_path)
+    try:
+        monkeypatch.setenv("DAPR_HTTP_PORT", str(sc.http_port))
+        with DaprClient(address=sc.grpc_address) as c:
+            c.save_state("statestore", "k", "v")
+            assert c.get_state("statestore", "k").data == b"v"
+            registered = {comp.name: comp for comp in c.get_metadata().registered_components}
+        assert registered["statestore"].type == "state.in-memory" and registered["statestore"].version == ""
+    finally:
+        sc.stop()
+
+
+def test_unknown_component_version_names_file_and_version(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "v2.yaml",
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\n"
+        "spec: {type: state.in-memory, version: v2, metadata: []}\n",
+    )
+    message = _start_error(tmp_path)
+    assert str(path) in message and "spec.version 'v2'" in message
 
 
 def test_secret_key_ref_to_missing_secret(tmp_path: Path) -> None:
