@@ -6,14 +6,12 @@ several apps with different DAPR_* ports can run in one test without sharing glo
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import os
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 import httpx
 
 from localdapr.ports import free_port
-from localdapr.sidecar import Sidecar, SidecarOptions
+from localdapr.threaded import SidecarThread
 
 __all__ = ["AppProcess", "SidecarProcess", "SidecarThread", "free_port", "wait_until"]
 
@@ -47,62 +45,6 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
             return True
     except OSError:
         return False
-
-
-class SidecarThread:
-    """A sidecar on its own event loop in a background thread (fast to start, same process)."""
-
-    def __init__(self, options: SidecarOptions) -> None:
-        self.options = options
-        self.sidecar: Sidecar | None = None
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, daemon=True, name=f"sidecar-{options.app_id}"
-        )
-
-    @property
-    def http_port(self) -> int:
-        return self.options.http_port
-
-    @property
-    def grpc_port(self) -> int:
-        return self.options.grpc_port
-
-    @property
-    def grpc_address(self) -> str:
-        return f"127.0.0.1:{self.options.grpc_port}"
-
-    def call(self, coro: Any, timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    def start(self) -> SidecarThread:
-        self._thread.start()
-
-        async def _start() -> Sidecar:
-            sidecar = Sidecar(self.options)
-            await sidecar.start()
-            return sidecar
-
-        self.sidecar = self.call(_start())
-        return self
-
-    def wait_app_ready(self, timeout: float = 30.0) -> None:
-        assert self.sidecar is not None
-        if not self.call(self.sidecar.wait_app_ready(timeout), timeout + 5):
-            raise TimeoutError(f"app {self.options.app_id} not ready on port {self.options.app_port}")
-
-    def stop(self) -> None:
-        if self.sidecar is not None:
-            self.call(self.sidecar.stop())
-            self.sidecar = None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def __enter__(self) -> SidecarThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 _running: set[_Process] = set()

@@ -56,7 +56,8 @@ async def _train(args: argparse.Namespace) -> int:
     from apps.common.registry import DaprModelRegistry
     from apps.training.service import TrainingService
     from localdapr.errors import ComponentError
-    from localdapr.sidecar import Sidecar, SidecarOptions
+    from localdapr.sidecar import SidecarOptions
+    from localdapr.threaded import SidecarThread
 
     resources = args.resources or REPO / "components" / "embedded"
     try:
@@ -69,10 +70,12 @@ async def _train(args: argparse.Namespace) -> int:
         resources_paths=[resources, REPO / "dapr-config"],
         registry_dir=Path(".localdapr") / "registry-train",
     )
+    # On its own thread: the SDK client below checks the sidecar's health with a blocking call.
+    sidecar = SidecarThread(options)
     try:
-        sidecar = Sidecar(options)
-        await sidecar.start()
+        sidecar.start()
     except ComponentError as exc:
+        sidecar.stop()
         sys.stderr.write(f"error: {exc}\n")
         return 2
     os.environ["DAPR_HTTP_PORT"] = str(options.http_port)
@@ -84,7 +87,7 @@ async def _train(args: argparse.Namespace) -> int:
             )
             job = await service.run(progress=ProgressBar())
     finally:
-        await sidecar.stop()
+        sidecar.stop()
     if job.status != "succeeded" or job.card is None:
         sys.stderr.write(f"training failed: {job.error}\n")
         return 1
