@@ -178,7 +178,7 @@ async def dead_letters(
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=1_000_000)] = 1000,
 ) -> list[DeadLetter]:
-    """Dead letters, newest first (the store keeps the last `dead_letter_retention`)."""
+    """Dead letters, newest received first (the store keeps about the last `dead_letter_retention`)."""
     return await service.dead_letters(min(limit, settings.dead_letter_retention))
 
 

@@ -324,7 +324,8 @@ class DeadLetter(BaseModel):
     in `reading` and no index.
     """
 
-    seq: int = Field(ge=0, description="Position in the dead-letter log (increasing).")
+    shard: int = Field(0, ge=0, description="Which of the dead-letter logs holds it.")
+    seq: int = Field(ge=0, description="Position in its shard's log (increasing); unique with `shard`.")
     topic: str
     event_id: str | None = None
     publisher: str | None = Field(None, description="The CloudEvent source (the publishing app id).")
@@ -398,6 +399,11 @@ def recent_seqs(next_seq: int, retention: int, limit: int) -> list[int]:
     """Sequence numbers still held by the ring buffer, newest first, at most `limit`."""
     oldest = max(0, next_seq - retention, next_seq - limit)
     return list(range(next_seq - 1, oldest - 1, -1))
+
+
+def newest_letters(letters: Iterable[DeadLetter], limit: int) -> list[DeadLetter]:
+    """The newest `limit` letters of several shards' logs, by the time alerting received them."""
+    return sorted(letters, key=lambda d: (d.received_at, d.shard, d.seq), reverse=True)[:limit]
 
 
 # ---------------------------------------------------------------------------------- event envelope

@@ -31,6 +31,7 @@ from apps.alerting.domain import (
     is_newer,
     malformed_letter,
     newest_first,
+    newest_letters,
     next_episode,
     parse_alert,
     parse_snapshot,
@@ -41,7 +42,14 @@ from apps.alerting.domain import (
     superseded_ids,
 )
 from apps.alerting.notifier import Notifier
-from apps.alerting.store import INDEX_SHARDS, AlertingRepository, Conflict, shard_of
+from apps.alerting.store import (
+    DEAD_LETTER_SHARDS,
+    INDEX_SHARDS,
+    AlertingRepository,
+    Conflict,
+    dead_letter_shard,
+    shard_of,
+)
 from apps.common.contracts import Alert, HealthSnapshot
 
 log = logging.getLogger("alerting")
@@ -74,7 +82,9 @@ class AlertingService:
     ) -> None:
         self.repo = repo
         self.notifier = notifier
-        self.dead_letter_retention = dead_letter_retention
+        # Each dead-letter shard is a ring of its share of the retention, so about the newest
+        # dead_letter_retention letters are kept (letters spread evenly over the shards).
+        self.dead_letter_ring = -(-dead_letter_retention // DEAD_LETTER_SHARDS)
         # Each index shard prunes on its own (reading every shard per write is what sharding avoids),
         # so the machines' hash spread makes the total about max_alerts.
         self.max_alerts_per_shard = -(-max_alerts // INDEX_SHARDS)
@@ -84,7 +94,7 @@ class AlertingService:
         # still guard against other replicas.
         self._alert_locks = [asyncio.Lock() for _ in range(INDEX_SHARDS)]
         self._fleet_locks = [asyncio.Lock() for _ in range(INDEX_SHARDS)]
-        self._dead_letters_lock = asyncio.Lock()
+        self._dead_letter_locks = [asyncio.Lock() for _ in range(DEAD_LETTER_SHARDS)]
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[R]]) -> R:
         for n in range(self.max_conflict_retries):
@@ -237,18 +247,27 @@ class AlertingService:
     async def record_dead_letter(self, letter: DeadLetter) -> DeadLetter | None:
         """Append `letter`; None when the same CloudEvent was already recorded (a redelivery)."""
 
+        shard = dead_letter_shard(letter)
+
         async def attempt() -> DeadLetter:
-            read = await self.repo.dead_letter_next()
-            stored = letter.model_copy(update={"seq": read.value})
-            await self.repo.append_dead_letter(read, stored, self.dead_letter_retention)
+            read = await self.repo.dead_letter_next(shard)
+            stored = letter.model_copy(update={"shard": shard, "seq": read.value})
+            await self.repo.append_dead_letter(read, stored, self.dead_letter_ring)
             return stored
 
-        async with self._dead_letters_lock:
+        # Redeliveries of one CloudEvent share a shard, so holding its lock across the dedupe check
+        # and the append keeps this process from recording one twice.
+        async with self._dead_letter_locks[shard]:
             if letter.dedupe_key and await self.repo.dead_letter_seen(letter.dedupe_key):
                 return None
             return await self._retrying("dead letter", attempt)
 
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
-        read = await self.repo.dead_letter_next()
-        seqs = recent_seqs(read.value, self.dead_letter_retention, limit)
-        return await self.repo.dead_letters(seqs, self.dead_letter_retention)
+        # The newest `limit` of all shards are among the newest `limit` of each.
+        counts = await self.repo.dead_letter_counts()
+        wanted = [
+            (shard, seq)
+            for shard, count in enumerate(counts)
+            for seq in recent_seqs(count, self.dead_letter_ring, limit)
+        ]
+        return newest_letters(await self.repo.dead_letters(wanted, self.dead_letter_ring), limit)

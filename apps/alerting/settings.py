@@ -12,7 +12,8 @@ class AlertingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_ALERTING_")
 
     port: int = Field(8005, validation_alias="APP_PORT")
-    # Dead letters kept (a ring buffer in the state store): the newest N, older ones are overwritten.
+    # Dead letters kept, about: the newest N/DEAD_LETTER_SHARDS (rounded up) of each shard's ring
+    # buffer in the state store; older ones are overwritten.
     dead_letter_retention: int = Field(10_000, ge=1, le=1_000_000)
     # Alerts kept in the index, about: each of its shards keeps its share (max_alerts / INDEX_SHARDS);
     # above it, a shard forgets its oldest *cleared* alerts (open ones never).

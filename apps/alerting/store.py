@@ -13,14 +13,16 @@ they are alerting's private layout, hence here and not in apps/common/names.py):
     fleet/index/<shard>        [equipment id, ...] of the machines in the shard (etag-guarded; written
                                only when a new machine appears)
     fleet/m/<equipment id>     latest HealthSnapshot     (etag-guarded per machine)
-    deadletters/next           next dead-letter sequence number (etag-guarded)
-    deadletters/slot/<n>       DeadLetter with seq % retention == n (a ring buffer: bounded retention)
+    deadletters/<dl>/next      next sequence number of dead-letter shard <dl> (etag-guarded)
+    deadletters/<dl>/slot/<n>  DeadLetter of shard <dl> with seq % ring == n (a ring buffer per shard:
+                               bounded retention)
     deadletters/seen/<t/p/id>  marker of a CloudEvent already recorded (TTL), to drop redeliveries
 
 `<shard>` is `shard_of(equipment id)`, one of INDEX_SHARDS. A single index key would be written by
 every new machine and every alert of the fleet, so concurrent writers (a fleet starting up, several
 replicas) would mostly collide on its etag; sharded, writers only meet when their machines share a
-shard, and listings read all shards in one bulk get.
+shard, and listings read all shards in one bulk get. The dead-letter log is split the same way, into
+DEAD_LETTER_SHARDS logs (`<dl>` = `dead_letter_shard(letter)`), each with its own sequence counter.
 
 Optimistic concurrency: each write carries the etag of what it read, in one transaction, and a
 `Conflict` tells the caller to read again. Every alert write includes its shard's index etag, so the
@@ -54,16 +56,29 @@ T = TypeVar("T")
 # is stored under the old one unlisted. 64 keeps a 1,000-machine fleet at ~16 machines per shard and
 # a listing at one bulk get of 64 keys.
 INDEX_SHARDS: Final = 64
-DEAD_LETTER_NEXT_KEY = "deadletters/next"
+# Fixed for the same reason. A listing reads at most min(limit, ring) letters per shard, in all no
+# more than the retention plus one per shard whatever the count, so the count is chosen for concurrent
+# writers as for the indexes; the cost: the retention is rounded up to a multiple of it.
+DEAD_LETTER_SHARDS: Final = 64
 
 _INDEX = TypeAdapter(dict[str, AlertSummary])
 _IDS = TypeAdapter(list[str])
 
 
+def _stable_hash(text: str) -> int:
+    # Every replica and every restart must agree, and Python's hash() of a str is salted per process.
+    return zlib.crc32(text.encode())
+
+
 def shard_of(equipment_id: str) -> int:
-    """The index shard of a machine; a stable hash, since every replica and every restart must agree
-    (Python's hash() of a str is salted per process)."""
-    return zlib.crc32(equipment_id.encode()) % INDEX_SHARDS
+    """The index shard of a machine."""
+    return _stable_hash(equipment_id) % INDEX_SHARDS
+
+
+def dead_letter_shard(letter: DeadLetter) -> int:
+    """The log shard of a dead letter: by its CloudEvent (dedupe key), so that redeliveries of one
+    event meet in one shard; a letter without one is spread by its content."""
+    return _stable_hash(letter.dedupe_key or letter.model_dump_json()) % DEAD_LETTER_SHARDS
 
 
 def alert_index_key(shard: int) -> str:
@@ -82,8 +97,12 @@ def machine_key(equipment_id: str) -> str:
     return f"fleet/m/{equipment_id}"
 
 
-def slot_key(slot: int) -> str:
-    return f"deadletters/slot/{slot}"
+def dead_letter_next_key(shard: int) -> str:
+    return f"deadletters/{shard}/next"
+
+
+def slot_key(shard: int, slot: int) -> str:
+    return f"deadletters/{shard}/slot/{slot}"
 
 
 def seen_key(dedupe_key: str) -> str:
@@ -129,12 +148,19 @@ class AlertingRepository(Protocol):
     ) -> None: ...
     async def snapshots(self) -> list[HealthSnapshot]: ...
 
-    async def dead_letter_next(self) -> Versioned[int]: ...
-    async def dead_letter_seen(self, dedupe_key: str) -> bool: ...
-    async def append_dead_letter(self, read: Versioned[int], letter: DeadLetter, retention: int) -> None:
-        """Store `letter` (its seq == read.value) in its ring slot and advance the counter, atomically."""
+    async def dead_letter_next(self, shard: int) -> Versioned[int]:
+        """The next sequence number of dead-letter shard `shard`."""
 
-    async def dead_letters(self, seqs: Sequence[int], retention: int) -> list[DeadLetter]: ...
+    async def dead_letter_counts(self) -> list[int]:
+        """Every dead-letter shard's next sequence number, by shard (for listings: no etags)."""
+
+    async def dead_letter_seen(self, dedupe_key: str) -> bool: ...
+    async def append_dead_letter(self, read: Versioned[int], letter: DeadLetter, ring: int) -> None:
+        """Store `letter` (its seq == read.value) in its shard's ring slot and advance that shard's
+        counter, atomically."""
+
+    async def dead_letters(self, wanted: Sequence[tuple[int, int]], ring: int) -> list[DeadLetter]:
+        """The letters at (shard, seq) still held by their ring."""
 
 
 # What a failed state call raises: the async SDK wraps most RPC errors in DaprGrpcError (an RpcError)
@@ -300,20 +326,26 @@ class DaprAlertingRepository:
         return [HealthSnapshot.model_validate_json(v) for v in found.values()]
 
     # ------------------------------------------------------------------ dead letters
-    async def dead_letter_next(self) -> Versioned[int]:
-        data, etag = await self._ensure(DEAD_LETTER_NEXT_KEY, "0")
+    async def dead_letter_next(self, shard: int) -> Versioned[int]:
+        data, etag = await self._ensure(dead_letter_next_key(shard), "0")
         return Versioned(int(json.loads(data)), etag)
+
+    async def dead_letter_counts(self) -> list[int]:
+        found = await self._bulk([dead_letter_next_key(s) for s in range(DEAD_LETTER_SHARDS)])
+        return [int(json.loads(found.get(dead_letter_next_key(s), b"0"))) for s in range(DEAD_LETTER_SHARDS)]
 
     async def dead_letter_seen(self, dedupe_key: str) -> bool:
         data, _ = await self._read(seen_key(dedupe_key))
         return data is not None
 
-    async def append_dead_letter(self, read: Versioned[int], letter: DeadLetter, retention: int) -> None:
+    async def append_dead_letter(self, read: Versioned[int], letter: DeadLetter, ring: int) -> None:
         ops = [
             TransactionalStateOperation(
-                key=slot_key(ring_slot(letter.seq, retention)), data=letter.model_dump_json()
+                key=slot_key(letter.shard, ring_slot(letter.seq, ring)), data=letter.model_dump_json()
             ),
-            TransactionalStateOperation(key=DEAD_LETTER_NEXT_KEY, data=str(read.value + 1), etag=read.etag),
+            TransactionalStateOperation(
+                key=dead_letter_next_key(letter.shard), data=str(read.value + 1), etag=read.etag
+            ),
         ]
         if letter.dedupe_key:
             ops.append(
@@ -325,11 +357,11 @@ class DaprAlertingRepository:
             )
         await self._transact(ops)
 
-    async def dead_letters(self, seqs: Sequence[int], retention: int) -> list[DeadLetter]:
-        keys = [slot_key(ring_slot(s, retention)) for s in seqs]
+    async def dead_letters(self, wanted: Sequence[tuple[int, int]], ring: int) -> list[DeadLetter]:
+        keys = [slot_key(shard, ring_slot(seq, ring)) for shard, seq in wanted]
         found = await self._bulk(keys)
         out = []
-        for seq, key in zip(seqs, keys, strict=True):
+        for (_, seq), key in zip(wanted, keys, strict=True):
             raw = found.get(key)
             if raw is None:
                 continue

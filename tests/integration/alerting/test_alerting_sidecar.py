@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from dapr.aio.clients import DaprClient as AsyncDaprClient
 from dapr.clients import DaprClient
 from pydantic import BaseModel
 
-from apps.alerting.domain import AlertFilter
+from apps.alerting.domain import AlertFilter, Envelope
 from apps.alerting.notifier import LoggingNotifier
 from apps.alerting.service import AlertingService
 from apps.alerting.store import DaprAlertingRepository
@@ -76,12 +77,20 @@ class Alerting:
         return resp.json()
 
     def publish(
-        self, topic: str, event: BaseModel | dict[str, Any] | str, content_type: str = "application/json"
+        self,
+        topic: str,
+        event: BaseModel | dict[str, Any] | str,
+        content_type: str = "application/json",
+        event_id: str | None = None,
     ) -> None:
+        """Publish `event`; `event_id` sets the CloudEvent id (else the sidecar makes one)."""
         data = event.model_dump_json() if isinstance(event, BaseModel) else event
         data = data if isinstance(data, str) else json.dumps(data)
+        metadata = {} if event_id is None else {"cloudevent.id": event_id}
         with DaprClient(address=self.publisher.grpc_address) as client:
-            client.publish_event(PUBSUB, topic, data, data_content_type=content_type)
+            client.publish_event(
+                PUBSUB, topic, data, data_content_type=content_type, publish_metadata=metadata
+            )
 
     def start_app(self) -> None:
         self.app = AppProcess(
@@ -241,8 +250,8 @@ def test_dead_letters_and_malformed_messages(alerting: Alerting) -> None:
     assert "malformed alerts message" in by_topic[TOPIC_ALERTS]["reason"]
     assert "episode" in by_topic[TOPIC_ALERTS]["reason"], "the reason names a missing field"
     assert by_topic[TOPIC_EQUIPMENT_HEALTH]["reading"] == f"{eid} is fine"
-    seqs = [d["seq"] for d in alerting.get("/v1/dead-letters")]
-    assert seqs == sorted(seqs, reverse=True), "newest first"
+    received = [datetime.fromisoformat(d["received_at"]) for d in alerting.get("/v1/dead-letters")]
+    assert received == sorted(received, reverse=True), "newest first"
     # The app is still serving, and later good messages still flow.
     processed_marker(alerting)
     assert httpx.get(f"{alerting.url}/healthz", timeout=5).json() == {"status": "ok"}
@@ -271,18 +280,25 @@ async def test_two_replicas_writing_concurrently_converge(
 async def test_a_fleet_appearing_at_once_is_recorded_without_exhausting_retries(
     alerting: Alerting, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """200 new machines' first snapshot and alert, all in flight at once through two replicas, with the
-    default conflict budget: each index shard is contended only by the machines hashed to it."""
+    """200 new machines' first snapshot, alert and dead letter, all in flight at once through two
+    replicas, with the default conflict budget: each shard is contended only by what hashes to it."""
     monkeypatch.setenv("DAPR_HTTP_PORT", str(alerting.sidecar.http_port))
     eids = [machine() for _ in range(200)]
+    letters = [
+        Envelope({"reason": "bad", "reading": {"equipment_id": e}}, f"ev-{e}", EQUIPMENT_APP_ID, None)
+        for e in eids
+    ]
     async with AsyncDaprClient(address=alerting.sidecar.grpc_address) as client:
         replicas = [AlertingService(DaprAlertingRepository(client), LoggingNotifier()) for _ in range(2)]
         # Not return_exceptions: one writer giving up after its etag conflicts fails the test.
         await asyncio.gather(
             *(replicas[i % 2].record_snapshot(snapshot(e)) for i, e in enumerate(eids)),
             *(replicas[i % 2].apply_alert(alert("open", equipment_id=e)) for i, e in enumerate(eids)),
+            *(replicas[i % 2].on_dead_letter(d, TOPIC_READINGS_DEAD_LETTER) for i, d in enumerate(letters)),
         )
         listed = {a.equipment_id for a in await replicas[0].list_alerts(AlertFilter(), limit=100_000)}
         assert set(eids) <= listed
+        dead = {d.equipment_id for d in await replicas[1].dead_letters(10_000)}
+        assert set(eids) <= dead
     fleet_ids = {m["equipment_id"] for m in alerting.get("/v1/fleet")["machines"]}
     assert set(eids) <= fleet_ids

@@ -1,9 +1,9 @@
 """An in-memory AlertingRepository with the same optimistic-concurrency rules as the Dapr one.
 
 Each key holds (value, version); a conditional write presents the version it read and fails with
-`Conflict` if the key moved on, so the service's retry loop is exercised without a sidecar. The
-alert and fleet indexes are sharded by `shard_of` exactly as in the Dapr repository, and every read
-yields to the event loop as a sidecar round trip does, so concurrent writers interleave between
+`Conflict` if the key moved on, so the service's retry loop is exercised without a sidecar. The alert
+and fleet indexes and the dead-letter log are sharded exactly as in the Dapr repository, and every
+read yields to the event loop as a sidecar round trip does, so concurrent writers interleave between
 their read and their write and collide only when they share a key.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from apps.alerting.domain import AlertIndex, AlertRecord, DeadLetter, ring_slot
-from apps.alerting.store import INDEX_SHARDS, Conflict, Versioned, shard_of
+from apps.alerting.store import DEAD_LETTER_SHARDS, INDEX_SHARDS, Conflict, Versioned, shard_of
 from apps.common.contracts import HealthSnapshot
 
 
@@ -98,27 +98,31 @@ class InMemoryAlertingRepository:
         ]
 
     # ------------------------------------------------------------------ dead letters
-    async def dead_letter_next(self) -> Versioned[int]:
+    async def dead_letter_next(self, shard: int) -> Versioned[int]:
         await asyncio.sleep(0)
-        value, etag = self._get("dl/next", 0)
+        value, etag = self._get(f"dl/{shard}/next", 0)
         return Versioned(value, etag)
+
+    async def dead_letter_counts(self) -> list[int]:
+        await asyncio.sleep(0)
+        return [self._get(f"dl/{shard}/next", 0)[0] for shard in range(DEAD_LETTER_SHARDS)]
 
     async def dead_letter_seen(self, dedupe_key: str) -> bool:
         await asyncio.sleep(0)
         return f"dl/seen/{dedupe_key}" in self.data
 
-    async def append_dead_letter(self, read: Versioned[int], letter: DeadLetter, retention: int) -> None:
-        self._check("dl/next", read.etag)
-        self._put(f"dl/slot/{ring_slot(letter.seq, retention)}", letter)
-        self._put("dl/next", read.value + 1)
+    async def append_dead_letter(self, read: Versioned[int], letter: DeadLetter, ring: int) -> None:
+        self._check(f"dl/{letter.shard}/next", read.etag)
+        self._put(f"dl/{letter.shard}/slot/{ring_slot(letter.seq, ring)}", letter)
+        self._put(f"dl/{letter.shard}/next", read.value + 1)
         if letter.dedupe_key:
             self._put(f"dl/seen/{letter.dedupe_key}", True)
 
-    async def dead_letters(self, seqs: Sequence[int], retention: int) -> list[DeadLetter]:
+    async def dead_letters(self, wanted: Sequence[tuple[int, int]], ring: int) -> list[DeadLetter]:
         await asyncio.sleep(0)
         out = []
-        for seq in seqs:
-            letter = self._get(f"dl/slot/{ring_slot(seq, retention)}")[0]
+        for shard, seq in wanted:
+            letter = self._get(f"dl/{shard}/slot/{ring_slot(seq, ring)}")[0]
             if letter is not None and letter.seq == seq:
                 out.append(letter)
         return out

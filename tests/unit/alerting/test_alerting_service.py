@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 
-from apps.alerting.domain import AlertAlreadyCleared, AlertFilter, AlertNotFound, AlertRecord, Envelope
+from apps.alerting.domain import (
+    AlertAlreadyCleared,
+    AlertFilter,
+    AlertNotFound,
+    AlertRecord,
+    Envelope,
+    dead_letter_from,
+)
 from apps.alerting.service import AlertingService, Outcome
-from apps.alerting.store import INDEX_SHARDS, shard_of
+from apps.alerting.store import DEAD_LETTER_SHARDS, INDEX_SHARDS, dead_letter_shard, shard_of
 from tests.unit.alerting.fakes import InMemoryAlertingRepository
 from tests.unit.alerting.helpers import alert, at, snapshot
 
@@ -37,9 +48,15 @@ def notifier() -> RecordingNotifier:
     return RecordingNotifier()
 
 
+def ticking(start: float = 1000) -> Callable[[], datetime]:
+    """A clock one second later at each reading: dead letters of several shards are ordered by it."""
+    seconds = itertools.count(start)
+    return lambda: at(next(seconds))
+
+
 @pytest.fixture
 def service(repo: InMemoryAlertingRepository, notifier: RecordingNotifier) -> AlertingService:
-    return AlertingService(repo, notifier, dead_letter_retention=5, max_alerts=100, clock=lambda: at(1000))
+    return AlertingService(repo, notifier, max_alerts=100, clock=ticking())
 
 
 def envelope(data: object, event_id: str | None = "ev-1") -> Envelope:
@@ -139,15 +156,18 @@ async def test_endless_conflicts_raise_so_dapr_retries(repo: InMemoryAlertingRep
 
 
 async def test_writers_on_distinct_machines_do_not_collide(repo: InMemoryAlertingRepository) -> None:
-    """A fleet starting up: one replica's writers queue per index shard instead of racing on its etag."""
+    """A fleet starting up: one replica's writers queue per shard instead of racing on its etag."""
     service = AlertingService(repo, RecordingNotifier(), max_conflict_retries=1)
     eids = [f"m-{i:03d}" for i in range(200)]
+    letters = [envelope({"reason": "bad", "reading": {"equipment_id": e}}, f"ev-{e}") for e in eids]
     await asyncio.gather(
         *(service.record_snapshot(snapshot(e)) for e in eids),
         *(service.apply_alert(alert("open", equipment_id=e)) for e in eids),
+        *(service.on_dead_letter(d, "readings-deadletter") for d in letters),
     )
     assert repo.conflicts == 0
     assert (await service.fleet()).total == 200 and len(await service.list_alerts(AlertFilter())) == 200
+    assert len(await service.dead_letters(1000)) == 200
 
 
 async def test_replicas_racing_on_shared_shards_converge(repo: InMemoryAlertingRepository) -> None:
@@ -215,21 +235,38 @@ async def test_health_handler(service: AlertingService) -> None:
     assert (await service.fleet()).machines[0].equipment_id == "c"
 
 
-async def test_dead_letters_newest_first_bounded_and_deduplicated(service: AlertingService) -> None:
-    for i in range(8):
+async def test_dead_letters_newest_first_bounded_per_shard_and_deduplicated(
+    repo: InMemoryAlertingRepository,
+) -> None:
+    ring = 2
+    service = AlertingService(
+        repo, RecordingNotifier(), dead_letter_retention=ring * DEAD_LETTER_SHARDS, clock=ticking()
+    )
+    by_shard: dict[int, list[int]] = defaultdict(list)
+    for i in range(200):
         payload = {
             "reason": f"r{i}",
             "index": i,
             "source": "http",
             "reading": {"equipment_id": "e", "seq": i},
         }
+        shard = dead_letter_shard(
+            dead_letter_from(payload, "readings-deadletter", f"ev-{i}", "equipment", at(0))
+        )
+        by_shard[shard].append(i)
         assert (
             await service.on_dead_letter(envelope(payload, f"ev-{i}"), "readings-deadletter")
             == Outcome.SUCCESS
         )
-    await service.on_dead_letter(envelope({"reason": "r7", "reading": {}}, "ev-7"), "readings-deadletter")
-    letters = await service.dead_letters(100)
-    assert [d.index for d in letters] == [7, 6, 5, 4, 3], "retention 5, newest first, redelivery dropped"
-    assert [d.seq for d in letters] == [7, 6, 5, 4, 3]
-    assert letters[0].reading == {"equipment_id": "e", "seq": 7}
-    assert [d.index for d in await service.dead_letters(2)] == [7, 6]
+    assert max(len(indexes) for indexes in by_shard.values()) > ring, "some shard's ring went round"
+    await service.on_dead_letter(envelope({"reason": "r199", "reading": {}}, "ev-199"), "readings-deadletter")
+    letters = await service.dead_letters(1000)
+    kept = sorted((i for indexes in by_shard.values() for i in indexes[-ring:]), reverse=True)
+    assert [d.index for d in letters] == kept, "each shard keeps its newest, newest first, redelivery dropped"
+    assert {(d.shard, d.seq) for d in letters} == {
+        (shard, seq)
+        for shard, indexes in by_shard.items()
+        for seq in range(max(0, len(indexes) - ring), len(indexes))
+    }
+    assert letters[0].reading == {"equipment_id": "e", "seq": 199} and letters[0].reason == "r199"
+    assert [d.index for d in await service.dead_letters(2)] == [199, 198]

@@ -1,5 +1,5 @@
 """DaprAlertingRepository: its reading of SDK errors (a conflict is retried, anything else propagates)
-and its index sharding."""
+and its sharding."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from collections import Counter
 import grpc
 from dapr.clients.exceptions import DaprInternalError
 
-from apps.alerting.store import INDEX_SHARDS, _is_conflict, shard_of
+from apps.alerting.domain import DeadLetter, dead_letter_from
+from apps.alerting.store import INDEX_SHARDS, _is_conflict, dead_letter_shard, shard_of
+from tests.unit.alerting.helpers import at
 
 
 class Rpc(grpc.RpcError):
@@ -38,3 +40,14 @@ def test_the_shard_of_a_machine_is_stable_and_spreads_a_fleet() -> None:
     per_shard = Counter(shard_of(f"sim-{i:05d}") for i in range(1000))
     assert set(per_shard) == set(range(INDEX_SHARDS)), "every shard in use"
     assert max(per_shard.values()) <= 2 * 1000 / INDEX_SHARDS, "no shard much hotter than the rest"
+
+
+def test_redeliveries_of_a_dead_letter_share_its_shard() -> None:
+    def letter(event_id: str, reason: str, seconds: float) -> DeadLetter:
+        return dead_letter_from(
+            {"reason": reason, "reading": {}}, "readings-deadletter", event_id, "ingestion", at(seconds)
+        )
+
+    # By the CloudEvent, not the content or the arrival time; pinned like shard_of.
+    assert dead_letter_shard(letter("ev-1", "x", 0)) == dead_letter_shard(letter("ev-1", "y", 5)) == 50
+    assert dead_letter_shard(letter("ev-2", "x", 0)) == 8
