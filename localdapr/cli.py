@@ -61,11 +61,19 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 async def _run_sidecar(args: argparse.Namespace) -> int:
+    from localdapr.components.spec import default_resources_path
     from localdapr.sidecar import Sidecar, SidecarOptions
 
+    resources = [Path(p) for p in args.resources_path or []]
+    if not resources:
+        resources = [default_resources_path()]
+        logging.getLogger("localdapr").info(
+            "no --resources-path: loading %s, the default of `dapr run` (written by `dapr init`)",
+            resources[0],
+        )
     options = SidecarOptions(
         app_id=args.app_id,
-        resources_paths=[Path(p) for p in args.resources_path],
+        resources_paths=resources,
         app_port=args.app_port or None,
         http_port=args.dapr_http_port,
         grpc_port=args.dapr_grpc_port,
@@ -108,7 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--app-port", type=int, default=0)
     sc.add_argument("--dapr-http-port", type=int, default=3500)
     sc.add_argument("--dapr-grpc-port", type=int, default=50001)
-    sc.add_argument("--resources-path", "--components-path", action="append", required=True)
+    sc.add_argument(
+        "--resources-path",
+        "--components-path",
+        action="append",
+        help="components folder (repeatable; default: ~/.dapr/components, as `dapr run`)",
+    )
     sc.add_argument("--config")
     sc.add_argument("--registry", help="name-resolution folder shared by sidecars that call each other")
     sc.add_argument("--log-level", default="info")

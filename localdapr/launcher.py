@@ -180,6 +180,14 @@ class Launcher:
                     registry_dir=self.registry_dir,
                     api_token=os.environ.get("DAPR_API_TOKEN") or None,
                 )
+                if spec.default_resources and not self.resources_override:
+                    log.info(
+                        "[%s] no resources path for this app in %s: loading %s, the default of `dapr run` "
+                        "(written by `dapr init`)",
+                        name,
+                        self.template.file,
+                        options.resources_paths[0],
+                    )
                 sidecar = Sidecar(options)
                 app = RunningApp(name, spec, sidecar, color=COLORS[index % len(COLORS)])
                 index += 1

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from localdapr.components.spec import default_resources_path
 from localdapr.errors import ComponentError
 
 
@@ -28,6 +29,7 @@ class AppSpec:
     http_port: int = 0
     grpc_port: int = 0
     replicas: int = 1
+    default_resources: bool = False  # no resources path anywhere: the CLI's default folder is used
 
 
 @dataclass(slots=True)
@@ -73,19 +75,24 @@ def load_run_template(file: Path) -> RunTemplate:
             command = shlex.split(command)
         if not command:
             raise ComponentError(f"{where} ({app_id}): field 'command' is required")
-        # Resources: app resourcesPaths (relative to appDirPath) -> <appDir>/.dapr/resources -> common.
+        # Resources: app resourcesPaths (relative to appDirPath) -> <appDir>/.dapr/resources -> common
+        # -> the CLI's default (~/.dapr/components).
         res = [(app_dir / p).resolve() for p in _paths(raw)]
         if not res and (app_dir / ".dapr" / "resources").is_dir():
             res = [app_dir / ".dapr" / "resources"]
         if not res:
             res = [(base / p).resolve() for p in _paths(common)]
+        default_resources = not res
+        if default_resources:
+            res = [default_resources_path()]
         config = raw.get("configFilePath")
         config_path = (app_dir / config).resolve() if config else None
         if config_path is None and (app_dir / ".dapr" / "config.yaml").is_file():
             config_path = app_dir / ".dapr" / "config.yaml"
         if config_path is None and common.get("configFilePath"):
             config_path = (base / str(common["configFilePath"])).resolve()
-        for p in [*res, *([config_path] if config_path else [])]:
+        # The default folder is checked when a sidecar loads it: `vigil up --resources` replaces it.
+        for p in [*([] if default_resources else res), *([config_path] if config_path else [])]:
             if not p.exists():
                 raise ComponentError(f"{where} ({app_id}): path {p} does not exist")
         replicas = int(raw.get("replicas", 1))
@@ -103,6 +110,7 @@ def load_run_template(file: Path) -> RunTemplate:
                 http_port=int(raw.get("daprHTTPPort") or 0),
                 grpc_port=int(raw.get("daprGRPCPort") or 0),
                 replicas=replicas,
+                default_resources=default_resources,
             )
         )
     ids = [a.app_id for a in apps]

@@ -5,6 +5,7 @@ A file localdapr cannot use stops the start with a ComponentError naming the fil
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,12 +194,24 @@ def _parse_subscription(doc: dict[str, Any], file: Path) -> SubscriptionSpec:
     )
 
 
+def default_resources_path() -> Path:
+    """The folder `dapr run` loads when given no resources path: the components that `dapr init` writes.
+
+    The Dapr CLI's runtime folder is $DAPR_RUNTIME_PATH/.dapr when that is set, else ~/.dapr.
+    """
+    runtime = os.environ.get("DAPR_RUNTIME_PATH", "").strip()
+    return (Path(runtime) if runtime else Path.home()) / ".dapr" / "components"
+
+
 def load_resources(paths: list[Path]) -> Resources:
     """Read every *.yaml / *.yml file in the given folders (not recursive, as daprd)."""
     resources = Resources()
     for folder in paths:
         if not folder.is_dir():
-            raise ComponentError(f"{folder}: resources path does not exist or is not a folder")
+            hint = ""
+            if folder == default_resources_path():
+                hint = " (the default without a resources path, as for `dapr run`; `dapr init` creates it)"
+            raise ComponentError(f"{folder}: resources path does not exist or is not a folder{hint}")
         for file in sorted(folder.iterdir()):
             if file.suffix not in (".yaml", ".yml") or not file.is_file():
                 continue
