@@ -10,11 +10,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from dapr.clients import DaprClient
+from redis import Redis
 
+from localdapr.redisconn import parse_redis_host
 from localdapr.sidecar import SidecarOptions
 from localdapr.testing import AppProcess, SidecarProcess, SidecarThread, free_port, wait_until
 from tests.integration.localdapr.components import component, unique, write
@@ -262,4 +265,47 @@ def test_redis_crash_mid_stream_loses_nothing(
     finally:
         app.stop()
         sidecar.kill()
+        publisher.stop()
+
+
+def test_redis_max_len_approx_caps_each_topic(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`maxLenApprox` trims every topic's stream on publish (XADD MAXLEN ~ N), as daprd's broker does."""
+    cap = 200
+    prefix = unique("capped") + "-"
+    busy, quiet = prefix + "busy", prefix + "quiet"
+    res = tmp_path / "res"
+    write(
+        res,
+        "pubsub.yaml",
+        component("pubsub", "pubsub.redis", {"redisHost": redis_url, "maxLenApprox": str(cap)}),
+    )
+    publisher = SidecarThread(
+        SidecarOptions(app_id=unique("pub"), resources_paths=[res], registry_dir=tmp_path / "reg")
+    ).start()
+    host, port = parse_redis_host(redis_url)
+    streams = Redis(host=host, port=port)
+    try:
+        monkeypatch.setenv("DAPR_HTTP_PORT", str(publisher.http_port))
+        with DaprClient(address=publisher.grpc_address) as client:
+            for topic, count in ((busy, 3 * cap), (quiet, cap // 2)):
+                for n in range(count):
+                    client.publish_event(
+                        "pubsub", topic, json.dumps({"n": n}), data_content_type="application/json"
+                    )
+        node = int(streams.config_get("stream-node-max-entries")["stream-node-max-entries"])
+        # "~" lets Redis drop only whole stream nodes, so up to one node's worth above the cap stays.
+        assert cap <= streams.xlen(busy) < cap + node
+
+        def n_of(entries: list[Any]) -> int:
+            (_, fields) = entries[0]
+            return int(json.loads(fields[b"data"])["data"]["n"])
+
+        assert n_of(streams.xrevrange(busy, count=1)) == 3 * cap - 1, "the newest are kept"
+        assert n_of(streams.xrange(busy, count=1)) >= 3 * cap - (cap + node), "the oldest are gone"
+        assert streams.xlen(quiet) == cap // 2, "a topic below the cap keeps everything: caps are per topic"
+    finally:
+        streams.delete(busy, quiet)
+        streams.close()
         publisher.stop()
