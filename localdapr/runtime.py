@@ -137,10 +137,10 @@ class DaprRuntime:
     # ---------------------------------------------------------------- state
     def store(self, name: str) -> LoadedStore:
         if not self.states:
-            raise errors.state_store_not_configured()
+            raise errors.state_store_not_configured(name, self.app_id)
         found = self.states.get(name)
         if found is None:
-            raise errors.state_store_not_found(name)
+            raise errors.state_store_not_found(name, self.app_id)
         return found
 
     @property
@@ -150,16 +150,18 @@ class DaprRuntime:
     async def save_state(self, store_name: str, items: Sequence[StateItem]) -> None:
         loaded = self.store(store_name)
         for item in items:
-            item.key = physical_key(loaded.prefix, item.key)
+            item.key = physical_key(loaded.prefix, item.key, store_name)
             await _state_call(loaded, "save", loaded.store.set(item))
 
     async def get_state(self, store_name: str, key: str) -> GetResult | None:
         loaded = self.store(store_name)
-        return await _state_call(loaded, "get", loaded.store.get(physical_key(loaded.prefix, key)))
+        return await _state_call(
+            loaded, "get", loaded.store.get(physical_key(loaded.prefix, key, store_name))
+        )
 
     async def get_bulk_state(self, store_name: str, keys: Sequence[str]) -> list[GetResult | None]:
         loaded = self.store(store_name)
-        physical = [physical_key(loaded.prefix, k) for k in keys]
+        physical = [physical_key(loaded.prefix, k, store_name) for k in keys]
         return await _state_call(loaded, "get", loaded.store.bulk_get(physical))
 
     async def delete_state(
@@ -167,7 +169,9 @@ class DaprRuntime:
     ) -> None:
         loaded = self.store(store_name)
         await _state_call(
-            loaded, "delete", loaded.store.delete(physical_key(loaded.prefix, key), etag, concurrency)
+            loaded,
+            "delete",
+            loaded.store.delete(physical_key(loaded.prefix, key, store_name), etag, concurrency),
         )
 
     async def transact_state(self, store_name: str, ops: Sequence[TransactionOp]) -> None:
@@ -175,7 +179,7 @@ class DaprRuntime:
         for op in ops:
             if op.operation not in ("upsert", "delete"):
                 raise errors.malformed(f"operation type {op.operation!r} not supported (upsert or delete)")
-            op.item.key = physical_key(loaded.prefix, op.item.key)
+            op.item.key = physical_key(loaded.prefix, op.item.key, store_name)
         await _state_call(loaded, "transaction", loaded.store.transact(ops))
 
     def logical_key(self, store_name: str, physical: str) -> str:
@@ -184,10 +188,10 @@ class DaprRuntime:
     # ---------------------------------------------------------------- pub/sub
     def pubsub(self, name: str) -> LoadedPubSub:
         if not self.pubsubs:
-            raise errors.pubsub_not_configured()
+            raise errors.pubsub_not_configured(name, self.app_id)
         found = self.pubsubs.get(name)
         if found is None:
-            raise errors.pubsub_not_found(name)
+            raise errors.pubsub_not_found(name, self.app_id)
         return found
 
     async def publish(

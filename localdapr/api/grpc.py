@@ -14,6 +14,7 @@ import grpc
 from dapr.proto import api_v1, common_v1
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from google.protobuf import empty_pb2
+from grpc_status import rpc_status
 
 from localdapr.errors import DaprError, malformed
 from localdapr.state.base import StateItem, TransactionOp
@@ -202,7 +203,8 @@ def _wrap(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]
         try:
             return await method(self, request, context)
         except DaprError as err:
-            await context.abort(err.grpc_status, err.message)
+            # With the google.rpc.Status details daprd sends (ErrorInfo, ResourceInfo, BadRequest).
+            await context.abort_with_status(rpc_status.to_status(err.to_status()))
 
     call.__name__ = method.__name__
     return call

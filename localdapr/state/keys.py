@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from localdapr.errors import DaprError, malformed
+from localdapr.errors import state_illegal_key
 
 KEY_DELIMITER = "||"
 
@@ -22,14 +22,10 @@ def key_prefix(strategy: str, app_id: str, store_name: str, namespace: str | Non
             return strategy
 
 
-def physical_key(prefix: str, key: str) -> str:
+def physical_key(prefix: str, key: str, store: str) -> str:
     if KEY_DELIMITER in key:
-        raise_bad_key(key)
+        raise state_illegal_key(store, key)
     return f"{prefix}{KEY_DELIMITER}{key}" if prefix else key
-
-
-def raise_bad_key(key: str) -> DaprError:
-    raise malformed(f"input key/keyPrefix '{key}' can't contain '{KEY_DELIMITER}'")
 
 
 def logical_key(prefix: str, physical: str) -> str:

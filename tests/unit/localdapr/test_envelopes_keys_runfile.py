@@ -83,10 +83,11 @@ def test_key_prefix_strategies() -> None:
     assert key_prefix("none", "app", "store") == ""
     assert key_prefix("namespace", "app", "store", "prod") == "prod.app"
     assert key_prefix("custom", "app", "store") == "custom"
-    assert physical_key("app", "k") == "app||k" and physical_key("", "k") == "k"
+    assert physical_key("app", "k", "store") == "app||k" and physical_key("", "k", "store") == "k"
     assert logical_key("app", "app||k") == "k"
-    with pytest.raises(DaprError, match=r"can't contain '\|\|'"):
-        physical_key("app", "a||b")
+    with pytest.raises(DaprError, match=r"can't contain '\|\|'") as bad:
+        physical_key("app", "a||b", "store")
+    assert bad.value.reason == "DAPR_STATE_ILLEGAL_KEY" and bad.value.violations == [("a||b", str(bad.value))]
 
 
 def test_run_template_paths_and_errors(tmp_path: Path) -> None:
