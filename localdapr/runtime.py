@@ -15,6 +15,8 @@ from typing import Any
 import grpc
 
 from localdapr import errors
+from localdapr.bindings.base import InvokeRequest, InvokeResponse
+from localdapr.bindings.runtime import LoadedBinding, invoke_output
 from localdapr.components import factory
 from localdapr.components.spec import ComponentSpec, Configuration, Resources
 from localdapr.errors import ComponentError, DaprError
@@ -53,6 +55,7 @@ class DaprRuntime:
     states: dict[str, LoadedStore] = field(default_factory=dict)
     pubsubs: dict[str, LoadedPubSub] = field(default_factory=dict)
     secrets: dict[str, tuple[ComponentSpec, SecretStore]] = field(default_factory=dict)
+    bindings: dict[str, LoadedBinding] = field(default_factory=dict)
     extended_metadata: dict[str, str] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- components
@@ -72,6 +75,8 @@ class DaprRuntime:
                     self.pubsubs[spec.name] = LoadedPubSub(spec, instance)
                 elif block == "secretstores":
                     self.secrets[spec.name] = (spec, instance)
+                elif block == "bindings":
+                    self.bindings[spec.name] = LoadedBinding.of(spec, instance)
             actor_stores = [s for s in self.states.values() if s.is_actor_store]
             if len(actor_stores) > 1:
                 files = ", ".join(str(s.spec.file) for s in actor_stores)
@@ -125,9 +130,11 @@ class DaprRuntime:
         instances: list[Any] = [s.store for s in self.states.values()]
         instances += [p.broker for p in self.pubsubs.values()]
         instances += [s for _, s in self.secrets.values()]
+        instances += [b.instance for b in self.bindings.values()]
         self.states.clear()
         self.pubsubs.clear()
         self.secrets.clear()
+        self.bindings.clear()
         for instance in instances:
             try:
                 await factory.release(instance)
@@ -236,6 +243,11 @@ class DaprRuntime:
                 grpc.StatusCode.INTERNAL,
             ) from exc
 
+    # ---------------------------------------------------------------- bindings
+    async def invoke_binding(self, name: str, request: InvokeRequest) -> InvokeResponse | None:
+        """Invoke output binding `name`; OutputBindingError (ERR_INVOKE_OUTPUT_BINDING) on failure."""
+        return await invoke_output(self.bindings, name, request)
+
     # ---------------------------------------------------------------- secrets
     def secret_store(self, name: str) -> SecretStore:
         if not self.secrets:
@@ -284,6 +296,15 @@ class DaprRuntime:
             )
         for spec, _ in self.secrets.values():
             out.append({"name": spec.name, "type": spec.type, "version": spec.version, "capabilities": []})
+        for b in self.bindings.values():
+            out.append(
+                {
+                    "name": b.spec.name,
+                    "type": b.spec.type,
+                    "version": b.spec.version,
+                    "capabilities": b.capabilities,
+                }
+            )
         return out
 
 

@@ -16,6 +16,8 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from google.protobuf import empty_pb2
 from grpc_status import rpc_status
 
+from localdapr.bindings.base import InvokeRequest
+from localdapr.bindings.runtime import grpc_call_metadata
 from localdapr.errors import DaprError, malformed
 from localdapr.state.base import StateItem, TransactionOp
 
@@ -147,6 +149,16 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
         response = common_v1.InvokeResponse(content_type=result.headers.get("content-type", ""))
         response.data.value = result.body
         return response
+
+    # ------------------------------------------------------------------ bindings
+    async def InvokeBinding(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        # daprd adds the caller's gRPC metadata (trace context) to the binding's request metadata.
+        metadata = {**request.metadata, **grpc_call_metadata(context.invocation_metadata() or ())}
+        invocation = InvokeRequest(request.operation, bytes(request.data), metadata)
+        result = await self.rt.invoke_binding(request.name, invocation)
+        if result is None:
+            return api_v1.InvokeBindingResponse()
+        return api_v1.InvokeBindingResponse(data=result.data, metadata=result.metadata)
 
     # ------------------------------------------------------------------ secrets
     async def GetSecret(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from localdapr.bindings.runtime import OutputBindingError, metadata_headers, request_from_http
 from localdapr.errors import DaprError, malformed
 from localdapr.state.base import StateItem, TransactionOp
 
@@ -192,6 +193,19 @@ def build_app(sidecar: Sidecar) -> web.Application:
     async def bulk_secret(request: web.Request) -> web.Response:
         return web.json_response(rt.get_bulk_secret(request.match_info["store"]))
 
+    # ------------------------------------------------------------------ bindings
+    async def invoke_binding(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            result = await rt.invoke_binding(name, request_from_http(await request.read()))
+        except OutputBindingError as err:  # daprd sends the binding's metadata even with its error
+            headers = metadata_headers(err.binding_metadata)
+            return web.json_response(err.to_json(), status=err.http_status, headers=headers)
+        if result is None:
+            return web.Response(status=204)
+        headers = metadata_headers(result.metadata)
+        return web.Response(body=result.data, content_type="application/json", headers=headers)
+
     verbs = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
     app.router.add_get(f"{API}/healthz", healthz)
     app.router.add_get(f"{API}/healthz/outbound", healthz_outbound)
@@ -207,6 +221,8 @@ def build_app(sidecar: Sidecar) -> web.Application:
     app.router.add_post(f"{API}/publish/{{pubsub}}/{{topic:.*}}", publish)
     app.router.add_get(f"{API}/secrets/{{store}}/bulk", bulk_secret)
     app.router.add_get(f"{API}/secrets/{{store}}/{{key}}", get_secret)
+    for verb in ("POST", "PUT"):
+        app.router.add_route(verb, f"{API}/bindings/{{name}}", invoke_binding)
     if sidecar.actor_http_routes is not None:
         sidecar.actor_http_routes(app, sidecar)
     return app

@@ -27,7 +27,11 @@ SECRET_TYPES = {
     "secretstores.local.file": "localdapr.secrets.local:LocalFileSecretStore",
     "secretstores.local.env": "localdapr.secrets.local:LocalEnvSecretStore",
 }
-ALL_TYPES = {**STATE_TYPES, **PUBSUB_TYPES, **SECRET_TYPES}
+BINDING_TYPES = {
+    "bindings.localstorage": "localdapr.bindings.localstorage:LocalStorageBinding",
+    "bindings.http": "localdapr.bindings.http:HttpBinding",
+}
+ALL_TYPES = {**STATE_TYPES, **PUBSUB_TYPES, **SECRET_TYPES, **BINDING_TYPES}
 # Every type here has one version; daprd's registries accept it as "", "v0" or "v1", in any case
 # (components.IsInitialVersion), so a component file without spec.version loads.
 INITIAL_VERSIONS = ("", "v0", "v1")
