@@ -1,7 +1,7 @@
 """The parts of Dapr Resiliency resources localdapr applies: timeouts, retries and circuit breakers.
 
 Targets: `apps.<app-id>` (service invocation), `actors.<type>` (actor calls) and
-`components.<name>.inbound` (pub/sub delivery to the app). Default policy names
+`components.<name>.inbound` (pub/sub and input binding delivery to the app). Default policy names
 (`DefaultAppRetryPolicy`, `DefaultPubsubComponentInboundRetryPolicy`, ...) apply when a target names none.
 """
 
@@ -142,7 +142,13 @@ class Resiliency:
         return self._policy("actors", actor_type, None, "DefaultActor")
 
     def for_pubsub_inbound(self, component: str) -> TargetPolicy:
-        policy = self._policy("components", component, "inbound", "DefaultPubsubComponentInbound")
+        return self._component_inbound(component, "DefaultPubsubComponentInbound")
+
+    def for_binding_inbound(self, component: str) -> TargetPolicy:
+        return self._component_inbound(component, "DefaultBindingComponentInbound")
+
+    def _component_inbound(self, component: str, default_prefix: str) -> TargetPolicy:
+        policy = self._policy("components", component, "inbound", default_prefix)
         if policy.retry is None:
             policy.retry = self._policy("components", component, "inbound", "DefaultComponentInbound").retry
         return policy

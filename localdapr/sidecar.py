@@ -22,6 +22,7 @@ from localdapr.actors import ActorSubsystem
 from localdapr.api import grpc as grpc_api
 from localdapr.api import http as http_api
 from localdapr.appchannel import AppChannel
+from localdapr.bindings.delivery import HttpAppSink, InputDelivery
 from localdapr.components.spec import load_configuration, load_resources
 from localdapr.invoke import Invoker
 from localdapr.nameresolution import AppInstance, NameRegistry
@@ -86,6 +87,9 @@ class Sidecar:
             else None
         )
         self.subscriber = Subscriber(self.runtime, self.channel, self.resiliency) if self.channel else None
+        self.input_bindings = (
+            InputDelivery(self.runtime, HttpAppSink(self.channel), self.resiliency) if self.channel else None
+        )
         self.actors = ActorSubsystem(self)
         self.actor_http_routes = self.actors.http_routes
         self.components_ready = False
@@ -140,7 +144,7 @@ class Sidecar:
             self._init_task = asyncio.create_task(self._init_app())
 
     async def _init_app(self) -> None:
-        assert self.channel is not None and self.subscriber is not None
+        assert self.channel is not None and self.subscriber is not None and self.input_bindings is not None
         if not await self.channel.wait_ready(self.options.app_wait_timeout, self.stopped):
             if not self.stopped.is_set():
                 log.error("[%s] app did not open port %s in time", self.app_id, self.options.app_port)
@@ -148,6 +152,7 @@ class Sidecar:
         try:
             await self.actors.on_app_ready()
             await self.subscriber.start(self.resources.subscriptions)
+            await self.input_bindings.start()
         except Exception:
             log.exception("[%s] initialising the app channel failed", self.app_id)
             self.request_shutdown()
@@ -174,6 +179,8 @@ class Sidecar:
             await asyncio.gather(self._init_task, return_exceptions=True)
         if self.subscriber is not None:
             await self.subscriber.stop()
+        if self.input_bindings is not None:
+            await self.input_bindings.stop()
         await self.actors.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace=0.5)

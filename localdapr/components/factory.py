@@ -28,6 +28,7 @@ SECRET_TYPES = {
     "secretstores.local.env": "localdapr.secrets.local:LocalEnvSecretStore",
 }
 BINDING_TYPES = {
+    "bindings.cron": "localdapr.bindings.cron:CronBinding",
     "bindings.localstorage": "localdapr.bindings.localstorage:LocalStorageBinding",
     "bindings.http": "localdapr.bindings.http:HttpBinding",
 }
