@@ -176,6 +176,60 @@ def pubsub_not_configured(name: str, app_id: str) -> DaprError:
     )
 
 
+def lock_store_not_found(name: str, app_id: str) -> DaprError:
+    return DaprError(
+        "ERR_LOCK_STORE_NOT_FOUND",
+        f"lock {name} is not found",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        reason="DAPR_LOCK_NOT_FOUND",
+        metadata=_app(app_id),
+    )
+
+
+def lock_store_not_configured(name: str, app_id: str) -> DaprError:
+    return DaprError(
+        "ERR_LOCK_STORE_NOT_CONFIGURED",
+        f"lock {name} is not configured",
+        500,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        reason="DAPR_LOCK_NOT_CONFIGURED",
+        metadata=_app(app_id),
+    )
+
+
+def lock_request_invalid(what: str, store: str, owner: str, app_id: str) -> DaprError:
+    """An empty resource id or owner, or a lease that is not positive (`what` says which)."""
+    message, reason = {
+        "resource": ("lock resource id is empty", "DAPR_LOCK_RESOURCE_ID_EMPTY"),
+        "owner": ("lock owner is empty", "DAPR_LOCK_OWNER_EMPTY"),
+        "expiry": ("expiry in seconds is not positive", "DAPR_LOCK_EXPIRY_NOT_POSITIVE"),
+    }[what]
+    return DaprError(
+        "ERR_MALFORMED_REQUEST",
+        message,
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        reason=reason,
+        metadata=_app(app_id),
+        resource=ResourceInfo("lock", store, owner, message),
+    )
+
+
+def lock_failed(unlock: bool, store: str, owner: str, app_id: str, cause: Exception) -> DaprError:
+    """The store failed (or refused the key): daprd keeps the cause in the ErrorInfo metadata."""
+    message = "failed to release lock" if unlock else "failed to try acquiring lock"
+    return DaprError(
+        "ERR_UNLOCK" if unlock else "ERR_TRY_LOCK",
+        message,
+        500,
+        grpc.StatusCode.INTERNAL,
+        reason="DAPR_LOCK_UNLOCK_FAILED" if unlock else "DAPR_LOCK_TRY_LOCK_FAILED",
+        metadata={"appID": app_id, "error": str(cause)},
+        resource=ResourceInfo("lock", store, owner, message),
+    )
+
+
 def secret_store_not_found(name: str) -> DaprError:
     return DaprError(
         "ERR_SECRET_STORE_NOT_FOUND",

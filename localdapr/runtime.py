@@ -20,6 +20,7 @@ from localdapr.bindings.runtime import LoadedBinding, invoke_output
 from localdapr.components import factory
 from localdapr.components.spec import ComponentSpec, Configuration, Resources
 from localdapr.errors import ComponentError, DaprError
+from localdapr.lock.block import LockBlock
 from localdapr.pubsub.base import PubSubBroker
 from localdapr.pubsub.cloudevents import build_envelope, is_raw
 from localdapr.secrets.local import SecretNotFound, SecretStore
@@ -57,6 +58,10 @@ class DaprRuntime:
     secrets: dict[str, tuple[ComponentSpec, SecretStore]] = field(default_factory=dict)
     bindings: dict[str, LoadedBinding] = field(default_factory=dict)
     extended_metadata: dict[str, str] = field(default_factory=dict)
+    locks: LockBlock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.locks = LockBlock(self.app_id)
 
     # ---------------------------------------------------------------- components
     async def load_components(self) -> None:
@@ -75,6 +80,8 @@ class DaprRuntime:
                     self.pubsubs[spec.name] = LoadedPubSub(spec, instance)
                 elif block == "secretstores":
                     self.secrets[spec.name] = (spec, instance)
+                elif block == "lock":
+                    self.locks.add(spec, instance)
                 elif block == "bindings":
                     self.bindings[spec.name] = LoadedBinding.of(spec, instance)
             actor_stores = [s for s in self.states.values() if s.is_actor_store]
@@ -130,6 +137,7 @@ class DaprRuntime:
         instances: list[Any] = [s.store for s in self.states.values()]
         instances += [p.broker for p in self.pubsubs.values()]
         instances += [s for _, s in self.secrets.values()]
+        instances += self.locks.take_all()
         instances += [b.instance for b in self.bindings.values()]
         self.states.clear()
         self.pubsubs.clear()
@@ -296,6 +304,7 @@ class DaprRuntime:
             )
         for spec, _ in self.secrets.values():
             out.append({"name": spec.name, "type": spec.type, "version": spec.version, "capabilities": []})
+        out += self.locks.components_metadata()
         for b in self.bindings.values():
             out.append(
                 {

@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 from localdapr.bindings.base import InvokeRequest
 from localdapr.bindings.runtime import grpc_call_metadata
 from localdapr.errors import DaprError, malformed
+from localdapr.lock import api as lock_api
 from localdapr.state.base import StateItem, TransactionOp
 
 if TYPE_CHECKING:
@@ -169,6 +170,10 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
         return api_v1.GetBulkSecretResponse(
             data={k: api_v1.SecretResponse(secrets=v) for k, v in bulk.items()}
         )
+
+    # ------------------------------------------------------------------ distributed lock
+    TryLockAlpha1 = lock_api.try_lock
+    UnlockAlpha1 = lock_api.unlock
 
     # ------------------------------------------------------------------ metadata
     async def GetMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802

@@ -11,6 +11,7 @@ from multidict import CIMultiDict
 
 from localdapr.bindings.runtime import OutputBindingError, metadata_headers, request_from_http
 from localdapr.errors import DaprError, malformed
+from localdapr.lock import api as lock_api
 from localdapr.state.base import StateItem, TransactionOp
 
 if TYPE_CHECKING:
@@ -223,6 +224,7 @@ def build_app(sidecar: Sidecar) -> web.Application:
     app.router.add_get(f"{API}/secrets/{{store}}/{{key}}", get_secret)
     for verb in ("POST", "PUT"):
         app.router.add_route(verb, f"{API}/bindings/{{name}}", invoke_binding)
+    lock_api.add_http_routes(app, sidecar)
     if sidecar.actor_http_routes is not None:
         sidecar.actor_http_routes(app, sidecar)
     return app

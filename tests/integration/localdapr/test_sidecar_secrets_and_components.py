@@ -277,21 +277,21 @@ def test_http_state_api_and_metadata(tmp_path: Path) -> None:
 
 
 def test_unsupported_grpc_method_is_unimplemented_and_says_so(tmp_path: Path) -> None:
-    """A building block localdapr lacks (distributed lock) answers UNIMPLEMENTED, naming localdapr."""
+    """A method localdapr lacks (query state) answers UNIMPLEMENTED, naming localdapr."""
     write(tmp_path, "state.yaml", component("statestore", "state.in-memory", {}))
     sc = start(tmp_path)
     try:
         channel = grpc.insecure_channel(sc.grpc_address)
-        try_lock = channel.unary_unary(
-            "/dapr.proto.runtime.v1.Dapr/TryLockAlpha1",
+        query_state = channel.unary_unary(
+            "/dapr.proto.runtime.v1.Dapr/QueryStateAlpha1",
             request_serializer=lambda b: b,
             response_deserializer=lambda b: b,
         )
         with pytest.raises(grpc.RpcError) as info:
-            try_lock(b"", timeout=5)
+            query_state(b"", timeout=5)
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
         assert "localdapr does not support" in str(info.value.details())
-        assert "TryLockAlpha1" in str(info.value.details())
+        assert "QueryStateAlpha1" in str(info.value.details())
         channel.close()
     finally:
         sc.stop()

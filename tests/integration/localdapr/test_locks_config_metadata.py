@@ -1,0 +1,201 @@
+"""Distributed lock, sidecar metadata labels and the configuration API through localdapr, with the
+official SDK as the client (raw gRPC and HTTP where the SDK cannot send the request)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+import redis
+from dapr.clients import DaprClient
+from dapr.clients.exceptions import DaprGrpcError
+from dapr.clients.grpc._response import UnlockResponseStatus
+from dapr.proto import api_service_v1, api_v1
+
+from localdapr.sidecar import SidecarOptions
+from localdapr.testing import SidecarThread, wait_until
+from tests.integration.localdapr.components import component, unique, write
+
+pytestmark = [
+    pytest.mark.sidecar,
+    pytest.mark.filterwarnings("ignore:The Distributed Lock API is an Alpha"),
+]
+
+LOCK_PROFILES = ("in-memory", "redis")
+
+
+def start(folder: Path, app_id: str) -> SidecarThread:
+    return SidecarThread(
+        SidecarOptions(app_id=app_id, resources_paths=[folder], registry_dir=folder / "reg")
+    ).start()
+
+
+def lock_component(profile: str, request: pytest.FixtureRequest, key_prefix: str = "") -> str:
+    metadata = {"keyPrefix": key_prefix} if key_prefix else {}
+    if profile == "redis":
+        metadata["redisHost"] = request.getfixturevalue("redis_url")
+    return component("lockstore", f"lock.{profile}", metadata)
+
+
+@pytest.fixture(params=LOCK_PROFILES)
+def lock_sidecar(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SidecarThread]:
+    write(tmp_path / "res", "lock.yaml", lock_component(str(request.param), request))
+    sc = start(tmp_path / "res", unique("lock-app"))
+    try:
+        yield sc
+    finally:
+        sc.stop()
+
+
+@pytest.fixture
+def client(lock_sidecar: SidecarThread, monkeypatch: pytest.MonkeyPatch) -> Iterator[DaprClient]:
+    monkeypatch.setenv("DAPR_HTTP_PORT", str(lock_sidecar.http_port))
+    with DaprClient(address=lock_sidecar.grpc_address) as c:
+        yield c
+
+
+def rpc_error(call: object, *args: object) -> DaprGrpcError:
+    """The SDK raises a bare grpc.RpcError from its lock methods; DaprGrpcError reads its details."""
+    with pytest.raises(grpc.RpcError) as info:
+        call(*args)  # type: ignore[operator]
+    return DaprGrpcError(info.value)
+
+
+# ---------------------------------------------------------------------------------------- locks
+def test_owner_rules_and_unlock_statuses(client: DaprClient) -> None:
+    resource = unique("order")
+    assert client.try_lock("lockstore", resource, "alice", 60).success
+    assert not client.try_lock("lockstore", resource, "bob", 60)
+    assert client.unlock("lockstore", resource, "bob").status == UnlockResponseStatus.lock_belongs_to_others
+    assert client.unlock("lockstore", resource, "alice").status == UnlockResponseStatus.success
+    assert client.unlock("lockstore", resource, "alice").status == UnlockResponseStatus.lock_does_not_exist
+    with client.try_lock("lockstore", resource, "bob", 60) as held:  # unlocked when the block ends
+        assert held
+    assert client.try_lock("lockstore", resource, "carol", 60)
+
+
+def test_lease_expires(client: DaprClient) -> None:
+    resource = unique("lease")
+    assert client.try_lock("lockstore", resource, "alice", 2)
+    assert not client.try_lock("lockstore", resource, "bob", 2)
+    wait_until(
+        lambda: client.try_lock("lockstore", resource, "bob", 60).success, timeout=10, what="lease over"
+    )
+    assert client.unlock("lockstore", resource, "alice").status == UnlockResponseStatus.lock_belongs_to_others
+
+
+def test_lock_errors_are_daprds(client: DaprClient, lock_sidecar: SidecarThread) -> None:
+    missing = rpc_error(client.try_lock, "nolock", "r", "alice", 10)
+    assert missing.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert missing.details() == "lock nolock is not found"
+    assert missing.error_code() == "DAPR_LOCK_NOT_FOUND"
+    illegal = rpc_error(client.try_lock, "lockstore", "a||b", "alice", 10)
+    assert illegal.code() == grpc.StatusCode.INTERNAL and illegal.error_code() == "DAPR_LOCK_TRY_LOCK_FAILED"
+    assert "can't contain '||'" in illegal.status_details().error_info["metadata"]["error"]
+    assert rpc_error(client.unlock, "lockstore", "a||b", "alice").error_code() == "DAPR_LOCK_UNLOCK_FAILED"
+    # Requests the SDK refuses before sending them, sent raw.
+    with grpc.insecure_channel(lock_sidecar.grpc_address) as channel:
+        stub = api_service_v1.DaprStub(channel)
+        for request, reason in [
+            (
+                api_v1.TryLockRequest(store_name="lockstore", lock_owner="o", expiry_in_seconds=5),
+                "RESOURCE_ID_EMPTY",
+            ),
+            (
+                api_v1.TryLockRequest(store_name="lockstore", resource_id="r", expiry_in_seconds=5),
+                "OWNER_EMPTY",
+            ),
+            (
+                api_v1.TryLockRequest(store_name="lockstore", resource_id="r", lock_owner="o"),
+                "EXPIRY_NOT_POSITIVE",
+            ),
+        ]:
+            err = rpc_error(stub.TryLockAlpha1, request)
+            assert (
+                err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.error_code() == f"DAPR_LOCK_{reason}"
+            )
+            resource = err.status_details().resource_info
+            assert resource["resource_type"] == "lock" and resource["resource_name"] == "lockstore"
+
+
+def test_lock_store_not_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty").mkdir()
+    sc = start(tmp_path / "empty", unique("nolocks"))
+    try:
+        monkeypatch.setenv("DAPR_HTTP_PORT", str(sc.http_port))
+        with DaprClient(address=sc.grpc_address) as c:
+            err = rpc_error(c.try_lock, "lockstore", "r", "alice", 10)
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert err.error_code() == "DAPR_LOCK_NOT_CONFIGURED"
+    finally:
+        sc.stop()
+
+
+def test_http_lock_api(lock_sidecar: SidecarThread) -> None:
+    base = f"http://127.0.0.1:{lock_sidecar.http_port}/v1.0-alpha1"
+    resource = unique("http")
+    body = {"resourceId": resource, "lockOwner": "alice", "expiryInSeconds": 60}
+    assert httpx.post(f"{base}/lock/lockstore", json=body).json() == {"success": True}
+    assert httpx.post(f"{base}/lock/lockstore", json={**body, "lockOwner": "bob"}).json() == {
+        "success": False
+    }
+    unlock = {"resourceId": resource, "lockOwner": "bob"}
+    assert httpx.post(f"{base}/unlock/lockstore", json=unlock).json() == {"status": 2}
+    # protojson also reads the proto field names
+    assert httpx.post(
+        f"{base}/unlock/lockstore", json={"resource_id": resource, "lock_owner": "alice"}
+    ).json() == {"status": 0}
+    assert httpx.post(f"{base}/unlock/lockstore", json=unlock).json() == {"status": 1}
+    missing = httpx.post(f"{base}/lock/nolock", json=body)
+    assert missing.status_code == 400 and missing.json()["errorCode"] == "ERR_LOCK_STORE_NOT_FOUND"
+    assert missing.json()["details"][0]["reason"] == "DAPR_LOCK_NOT_FOUND"
+    empty = httpx.post(f"{base}/lock/lockstore", json={**body, "lockOwner": ""})
+    assert empty.status_code == 400 and empty.json()["errorCode"] == "ERR_MALFORMED_REQUEST"
+    bad = httpx.post(f"{base}/lock/lockstore", content=b"{not json")
+    assert bad.status_code == 400 and bad.json()["errorCode"] == "ERR_MALFORMED_REQUEST"
+
+
+def test_lock_redis_layout_and_atomicity(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys as daprd writes them (`lock||<keyPrefix>||<id>` = owner, with a PX lease), and of many
+    owners racing through two sidecars (two event loops, two connections) exactly one wins."""
+    prefix = unique("shared").lower()
+    comp = component("lockstore", "lock.redis", {"redisHost": redis_url, "keyPrefix": prefix})
+    write(tmp_path / "res", "lock.yaml", comp)
+    sidecars = [start(tmp_path / "res", unique("racer")) for _ in range(2)]
+    server = redis.Redis.from_url(f"redis://{redis_url}")
+    resource = unique("race")
+    key = f"lock||{prefix}||{resource}"
+    monkeypatch.setenv("DAPR_HTTP_PORT", str(sidecars[0].http_port))
+    clients = [DaprClient(address=sc.grpc_address) for sc in sidecars]
+    try:
+
+        def attempt(i: int) -> bool:
+            return clients[i % 2].try_lock("lockstore", resource, f"owner-{i}", 30).success
+
+        with ThreadPoolExecutor(8) as pool:
+            won = [i for i, ok in enumerate(pool.map(attempt, range(16))) if ok]
+        assert len(won) == 1
+        assert server.get(key) == f"owner-{won[0]}".encode()
+        assert 0 < server.pttl(key) <= 30_000
+        loser = (won[0] + 1) % 16
+        status = clients[loser % 2].unlock("lockstore", resource, f"owner-{loser}").status
+        assert status == UnlockResponseStatus.lock_belongs_to_others and server.exists(key)
+        status = clients[won[0] % 2].unlock("lockstore", resource, f"owner-{won[0]}").status
+        assert status == UnlockResponseStatus.success and not server.exists(key)
+        meta = httpx.get(f"http://127.0.0.1:{sidecars[0].http_port}/v1.0/metadata").json()
+        assert {"name": "lockstore", "type": "lock.redis", "version": "v1", "capabilities": []} in meta[
+            "components"
+        ]
+    finally:
+        for c in clients:
+            c.close()
+        server.delete(key)
+        server.close()
+        for sc in sidecars:
+            sc.stop()
