@@ -207,7 +207,8 @@ class Sidecar:
                 if a.spec.dead_letter_topic:
                     entry["deadLetterTopic"] = a.spec.dead_letter_topic
                 subs.append(entry)
-        extended = {"daprRuntimeVersion": RUNTIME_VERSION, **self.runtime.extended_metadata}
+        # Labels first: daprd writes daprRuntimeVersion last, so an app cannot override it.
+        extended = {**self.runtime.extended_metadata, "daprRuntimeVersion": RUNTIME_VERSION}
         return {
             "id": self.app_id,
             "runtimeVersion": RUNTIME_VERSION,

@@ -204,7 +204,8 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
         )
 
     async def SetMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        self.rt.extended_metadata[request.key] = request.value
+        if request.key:  # daprd ignores a label without a key
+            self.rt.extended_metadata[request.key] = request.value
         return empty_pb2.Empty()
 
     async def Shutdown(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802

@@ -76,7 +76,8 @@ def build_app(sidecar: Sidecar) -> web.Application:
         return web.json_response(sidecar.metadata_json())
 
     async def set_metadata(request: web.Request) -> web.Response:
-        rt.extended_metadata[request.match_info["key"]] = (await request.read()).decode()
+        value = (await request.read()).decode(errors="replace")  # daprd takes any bytes as the value
+        rt.extended_metadata[request.match_info["key"]] = value
         return web.Response(status=204)
 
     async def invoke(request: web.Request) -> web.Response:

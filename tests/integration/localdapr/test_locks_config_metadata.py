@@ -199,3 +199,29 @@ def test_lock_redis_layout_and_atomicity(
         server.close()
         for sc in sidecars:
             sc.stop()
+
+
+# ------------------------------------------------------------------------------- metadata labels
+def test_metadata_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SetMetadata / PUT /v1.0/metadata/{key} labels show in GetMetadata's extended metadata (and HTTP
+    `extended`) of that sidecar only; daprRuntimeVersion cannot be overridden; an empty key is ignored."""
+    (tmp_path / "res").mkdir()
+    labelled, other = start(tmp_path / "res", unique("labelled")), start(tmp_path / "res", unique("other"))
+    try:
+        monkeypatch.setenv("DAPR_HTTP_PORT", str(labelled.http_port))
+        base = f"http://127.0.0.1:{labelled.http_port}/v1.0/metadata"
+        with DaprClient(address=labelled.grpc_address) as c:
+            c.set_metadata("team", "maintenance")
+            c.set_metadata("daprRuntimeVersion", "spoofed")
+            assert httpx.put(f"{base}/region", content="eu-west").status_code == 204
+            assert httpx.put(f"{base}/team", content="reliability").status_code == 204  # overwrites
+            with grpc.insecure_channel(labelled.grpc_address) as channel:
+                api_service_v1.DaprStub(channel).SetMetadata(api_v1.SetMetadataRequest(key="", value="x"))
+            extended = c.get_metadata().extended_metadata
+        assert extended["team"] == "reliability" and extended["region"] == "eu-west"
+        assert extended["daprRuntimeVersion"].startswith("localdapr-") and "" not in extended
+        assert httpx.get(base).json()["extended"] == extended
+        assert "team" not in httpx.get(f"http://127.0.0.1:{other.http_port}/v1.0/metadata").json()["extended"]
+    finally:
+        labelled.stop()
+        other.stop()
