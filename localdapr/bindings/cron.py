@@ -39,10 +39,7 @@ class CronBinding(InputBinding):
         firing: set[asyncio.Task[None]] = set()
         try:
             due = self.schedule.next(time.time())
-            while True:
-                if due is None:
-                    await asyncio.Future()  # nothing ever matches: wait to be cancelled
-                    continue
+            while due is not None:
                 wait = due - time.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
@@ -52,6 +49,7 @@ class CronBinding(InputBinding):
                 firing.add(task)
                 task.add_done_callback(firing.discard)
                 due = self.schedule.next(now)
+            await asyncio.Future()  # no time ever matches (e.g. 30 February): idle until cancelled
         finally:
             for task in firing:
                 task.cancel()

@@ -66,13 +66,16 @@ class LocalStorageBinding(OutputBinding):
         if not filename and request.operation == "create":
             filename = str(uuid.uuid4())
         path, relative = self._resolve(filename)
-        handler = {
-            "create": self._create,
-            "get": self._get,
-            "list": self._list,
-            "delete": self._delete,
-        }[request.operation]
-        return await asyncio.to_thread(handler, path, relative, request.data)
+        match request.operation:
+            case "create":
+                return await asyncio.to_thread(self._create, path, relative, request.data)
+            case "get":
+                return await asyncio.to_thread(self._get, path)
+            case "list":
+                return await asyncio.to_thread(self._list, path)
+            case _:  # delete: the runtime lets through only the operations listed above
+                await asyncio.to_thread(self._delete, path)
+                return None
 
     def _resolve(self, filename: str) -> tuple[Path, str]:
         parts: list[str] = []
@@ -112,7 +115,7 @@ class LocalStorageBinding(OutputBinding):
             raise BindingError(f"error creating file {path}: {path_error('open', str(path), exc)}") from exc
         return InvokeResponse(data=marshal_json({"fileName": relative}))
 
-    def _get(self, path: Path, relative: str, data: bytes) -> InvokeResponse:
+    def _get(self, path: Path) -> InvokeResponse:
         if path.is_dir():  # Go opens a directory and then fails to read it
             raise BindingError(f"error reading file {path}: read {path}: is a directory")
         try:
@@ -122,7 +125,7 @@ class LocalStorageBinding(OutputBinding):
         except OSError as exc:
             raise BindingError(f"error opening path {path}: {path_error('open', str(path), exc)}") from exc
 
-    def _list(self, path: Path, relative: str, data: bytes) -> InvokeResponse:
+    def _list(self, path: Path) -> InvokeResponse:
         try:
             mode = path.stat().st_mode
         except OSError as exc:
@@ -134,7 +137,7 @@ class LocalStorageBinding(OutputBinding):
         files = _walk(path)
         return InvokeResponse(data=marshal_json(files or None))
 
-    def _delete(self, path: Path, relative: str, data: bytes) -> None:
+    def _delete(self, path: Path) -> None:
         # Go's os.Remove: unlink, else rmdir (so an empty directory goes too); report the apt error.
         try:
             os.unlink(path)
