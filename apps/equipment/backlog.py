@@ -12,6 +12,7 @@ owed position; `seqs` the seq of each owed position; ages are consecutive from `
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -55,6 +56,14 @@ class PredictionBacklog:
         if len(self.seqs) > MAX_OWED:
             self.drop(len(self.seqs) - MAX_OWED)
         assert self.rows is not None and len(self.rows) == self.profile.window - 1 + len(self.seqs)
+
+    def insert(self, seq: int, row: np.ndarray) -> None:
+        """A late reading landed among the owed positions (after the first): owe its window too, in order."""
+        if self.rows is None or not self.seqs or seq <= self.seqs[0]:
+            raise ValueError(f"seq {seq} is not among the owed positions")
+        at = bisect.bisect_left(self.seqs, seq)
+        self.rows = np.insert(self.rows, self.profile.window - 1 + at, row, axis=0)
+        self.seqs.insert(at, seq)
 
     def features(self, equipment_id: str, limit: int) -> list[FeatureVector]:
         """Feature vectors of the first `limit` owed positions, oldest first."""

@@ -30,9 +30,10 @@ from apps.common.contracts import (
     Severity,
     Status,
 )
-from apps.common.features import RollingWindow, decode_array, encode_array
+from apps.common.features import decode_array, encode_array
 from apps.common.profiles import AlertThresholds, EquipmentProfile, get_profile
 from apps.equipment.backlog import PredictionBacklog
+from apps.equipment.recent import RecentReadings
 from apps.equipment.sequence import SequenceTracker
 
 HISTORY_LIMIT: Final = 500  # predictions kept per machine for get_history(n)
@@ -243,7 +244,7 @@ class EquipmentState:
 
     equipment_id: str
     profile: EquipmentProfile
-    window: RollingWindow
+    recent: RecentReadings
     tracker: SequenceTracker = field(default_factory=SequenceTracker)
     hysteresis: AlertHysteresis | None = None
     silence: TimedAlarm | None = None
@@ -255,6 +256,9 @@ class EquipmentState:
     last_alerts: dict[str, str] = field(default_factory=dict)
     baseline: np.ndarray | None = None  # the machine's first full window, for top_deviating_sensors
     history: deque[HistoryPoint] = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
+    # The hysteresis as it stood before each of the last predictions (seq, state): a late reading redoes
+    # the predictions from its seq on, and the hysteresis must replay them from where it stood.
+    checkpoints: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
     readings_applied: int = 0
     duplicates: int = 0
     predicted_rul: float | None = None
@@ -271,10 +275,11 @@ class EquipmentState:
             self.stale = TimedAlarm("stale", self.profile.stale_after_seconds)
         if self.backlog is None:
             self.backlog = PredictionBacklog(self.profile)
+        self.checkpoints = deque(self.checkpoints, maxlen=self.profile.window + 1)
 
     @classmethod
     def new(cls, equipment_id: str, profile: EquipmentProfile) -> EquipmentState:
-        return cls(equipment_id, profile, RollingWindow(profile.window, len(profile.informative_sensors)))
+        return cls(equipment_id, profile, RecentReadings(profile.window, len(profile.informative_sensors)))
 
     # --- ingest -----------------------------------------------------------------------------------
 
@@ -298,17 +303,21 @@ class EquipmentState:
         fresh = split.fresh
         self.duplicates += split.duplicates
         self.updated_at = now
-        too_late = [r.seq for r in split.too_late]
+        placed = [r for r in split.late if self._place_late(r)]
+        too_late = [r.seq for r in split.late if r not in placed]
         transitions: list[AlertTransition] = []
-        if not fresh:
+        if not fresh and not placed:
             return ApplyResult(0, split.duplicates, too_late), transitions
         assert self.silence is not None and self.backlog is not None
         back = self.silence.resolve()
         if back is not None:
             transitions.append(back)
+        self.last_reading_at = now
+        if not fresh:
+            return ApplyResult(len(placed), split.duplicates, too_late), transitions
 
         w = self.profile.window
-        prev = self.window.to_array()[-(w - 1) :] if w > 1 else np.empty((0, self.window.n_columns))
+        prev = self.recent.last(w - 1)
         new_rows = np.stack([self.profile.row_from_values(r.values) for r in fresh])
         combined = np.vstack([prev, new_rows])
         # Windows complete at combined rows w-1 and later, i.e. at fresh[lead:].
@@ -318,13 +327,53 @@ class EquipmentState:
         self.backlog.add(combined, owed, first_age)
 
         for reading, row in zip(fresh, new_rows, strict=True):
-            self.window.append(row)
+            self.recent.append(reading.seq, row)
             self.tracker.mark_applied(reading.seq)
             self.readings_applied += 1
-            if self.baseline is None and self.window.is_full:
-                self.baseline = self.window.to_array()
-        self.last_reading_at = now
-        return ApplyResult(len(fresh), split.duplicates, too_late), transitions
+            if self.baseline is None and self.recent.window_full:
+                self.baseline = self.recent.current_window()
+        return ApplyResult(len(fresh) + len(placed), split.duplicates, too_late), transitions
+
+    def _place_late(self, reading: Reading) -> bool:
+        """Put a never-applied reading older than the last one in its place, if it falls inside the
+        current window, and owe again every window it changes (those ending at or after it), so they
+        are predicted anew and the hysteresis replays them from where it stood. False: too late.
+        """
+        assert self.backlog is not None and self.hysteresis is not None
+        seq = reading.seq
+        redo = [p for p in self.history if p.seq >= seq]
+        owed_before = bool(len(self.backlog)) and self.backlog.seqs[0] < seq
+        checkpoint = next((state for s, state in self.checkpoints if redo and s == redo[0].seq), None)
+        if not self.recent.can_place(seq) or (redo and not owed_before and checkpoint is None):
+            return False
+        row = self.profile.row_from_values(reading.values)
+        following = self.recent.insert(seq, row)
+        self.tracker.mark_late(seq)
+        self.readings_applied += 1
+        if owed_before:  # everything from before `seq` on is still owed: just owe this window too
+            self.backlog.insert(seq, row)
+            return True
+        if checkpoint is not None:
+            self.hysteresis = AlertHysteresis.from_dict(checkpoint, self.profile.thresholds)
+        self.history = deque((p for p in self.history if p.seq < seq), maxlen=HISTORY_LIMIT)
+        self.checkpoints = deque(
+            ((s, c) for s, c in self.checkpoints if s < seq), maxlen=self.profile.window + 1
+        )
+        # Windows end at each of the last `following` rows; only those with a full window are owed.
+        w = self.profile.window
+        owed = [
+            s for i, s in enumerate(list(self.recent.seqs)[-following:]) if self._age_at(i, following) >= w
+        ]
+        skipped = self.backlog.skipped
+        self.backlog = PredictionBacklog(self.profile, skipped=skipped)
+        if owed:
+            combined = self.recent.last(w - 1 + len(owed))
+            self.backlog.add(combined, owed, float(self.readings_applied - len(owed) + 1))
+        return True
+
+    def _age_at(self, index: int, following: int) -> int:
+        """Readings applied up to the `index`-th of the last `following` rows (the age feature there)."""
+        return self.readings_applied - (following - 1 - index)
 
     def owed_features(self, limit: int) -> list[FeatureVector]:
         """Features of the oldest owed window positions (at most `limit`), to send to inference."""
@@ -345,6 +394,7 @@ class EquipmentState:
         rows, w = self.backlog.rows, self.profile.window
         for j, (seq, rul) in enumerate(points):
             self.history.append(HistoryPoint(int(seq), now, float(rul), int(model_version)))
+            self.checkpoints.append((int(seq), self.hysteresis.to_dict()))
             t = self.hysteresis.update(float(rul), now)
             if t is not None:
                 assert rows is not None  # owed positions have their rows: window j is rows[j : j + w]
@@ -399,7 +449,7 @@ class EquipmentState:
             return self.hysteresis.level
         if self.prediction_stale:
             return "stale"
-        if not self.window.is_full or self.predicted_rul is None:
+        if not self.recent.window_full or self.predicted_rul is None:
             return "warming_up"
         return "ok"
 
@@ -428,9 +478,9 @@ class EquipmentState:
         top: list[SensorDeviation] = []
         if transition.top_sensors is not None:
             top = list(transition.top_sensors[:k])
-        elif transition.kind == "rul_low" and self.baseline is not None and self.window.is_full:
+        elif transition.kind == "rul_low" and self.baseline is not None and self.recent.window_full:
             sensors = self.profile.informative_sensors
-            top = top_deviating_sensors(self.baseline, self.window.to_array(), sensors, k)
+            top = top_deviating_sensors(self.baseline, self.recent.current_window(), sensors, k)
         rul = self.predicted_rul if transition.predicted_rul is None else transition.predicted_rul
         if transition.kind == "rul_low":
             message = (
@@ -479,7 +529,7 @@ class EquipmentState:
         return {
             "v": STATE_VERSION,
             "profile": self.profile.name,
-            "window": self.window.to_dict(),
+            "window": self.recent.to_dict(),
             "tracker": self.tracker.to_dict(),
             "hysteresis": self.hysteresis.to_dict(),
             "silence": self.silence.to_dict(),
@@ -489,6 +539,7 @@ class EquipmentState:
             "last_alerts": self.last_alerts,
             "baseline": None if self.baseline is None else encode_array(self.baseline),
             "history": [[p.seq, p.at, p.predicted_rul, p.model_version] for p in self.history],
+            "checkpoints": [[seq, state] for seq, state in self.checkpoints],
             "readings_applied": self.readings_applied,
             "duplicates": self.duplicates,
             "predicted_rul": self.predicted_rul,
@@ -504,7 +555,8 @@ class EquipmentState:
         if data.get("v") != STATE_VERSION:
             raise ValueError(f"unsupported equipment state version {data.get('v')!r}")
         profile = get_profile(data["profile"]) if profiles is None else get_profile(data["profile"], profiles)
-        window = RollingWindow.from_dict(data["window"])
+        tracker = SequenceTracker.from_dict(data.get("tracker") or {"last_seq": data["last_seq"]})
+        recent = RecentReadings.from_dict(data["window"], profile.window, tracker.last_seq)
         baseline = (
             None
             if data.get("baseline") is None
@@ -523,8 +575,8 @@ class EquipmentState:
         return cls(
             equipment_id=equipment_id,
             profile=profile,
-            window=window,
-            tracker=SequenceTracker.from_dict(data.get("tracker") or {"last_seq": data["last_seq"]}),
+            recent=recent,
+            tracker=tracker,
             hysteresis=AlertHysteresis.from_dict(data["hysteresis"], profile.thresholds),
             silence=TimedAlarm.from_dict("silent", data["silence"], profile.silence_after_seconds),
             stale=TimedAlarm.from_dict("stale", data.get("stale"), profile.stale_after_seconds),
@@ -533,6 +585,7 @@ class EquipmentState:
             last_alerts={str(k): str(v) for k, v in (data.get("last_alerts") or {}).items()},
             baseline=baseline,
             history=history,
+            checkpoints=deque((int(seq), dict(state)) for seq, state in data.get("checkpoints") or []),
             readings_applied=int(data["readings_applied"]),
             duplicates=int(data["duplicates"]),
             predicted_rul=opt_float("predicted_rul"),

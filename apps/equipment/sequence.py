@@ -2,8 +2,9 @@
 
 Readings are applied in seq order. A reading whose seq is at or below the last applied one is either
 a redelivery (it was applied: drop it, count it as a duplicate) or a reading that was never applied
-(lost earlier, or sent out of order): that one must not be dropped as a "duplicate" in silence, so it
-is answered `too_late`, explicitly. Telling the two apart needs a record of which seqs were applied;
+(lost earlier, or sent out of order): that one must not be dropped as a "duplicate" in silence: it is
+placed in order if it falls inside the current window, and answered `too_late` explicitly if older.
+Telling the two apart needs a record of which seqs were applied;
 a bitmap over the last `APPLIED_HORIZON` seqs keeps that compact (128 bytes) and bounded.
 """
 
@@ -22,7 +23,7 @@ APPLIED_HORIZON: Final = 1024  # seqs below last_seq whose applied/not-applied s
 class SeqSplit:
     fresh: list[Reading]  # new readings, in seq order, each seq once
     duplicates: int  # already applied (or repeated within the batch)
-    too_late: list[Reading]  # never applied, but older than what has been applied since
+    late: list[Reading]  # never applied, older than what has been applied since: placed or too late
 
 
 @dataclass(slots=True)
@@ -43,7 +44,7 @@ class SequenceTracker:
     def split(self, readings: Iterable[Reading]) -> SeqSplit:
         """Sort a batch into fresh, duplicate and too-late readings; does not advance `last_seq`."""
         fresh: list[Reading] = []
-        too_late: list[Reading] = []
+        late: list[Reading] = []
         duplicates = 0
         last = self.last_seq
         for reading in sorted(readings, key=lambda r: r.seq):
@@ -51,15 +52,15 @@ class SequenceTracker:
                 fresh.append(reading)
                 last = reading.seq
             elif reading.seq <= self.last_seq and self.was_applied(reading.seq) is False:
-                if too_late and too_late[-1].seq == reading.seq:
+                if late and late[-1].seq == reading.seq:
                     duplicates += 1
                 else:
-                    too_late.append(reading)
+                    late.append(reading)
             else:
                 # Applied before, older than the horizon (far older than any retry window), or a
                 # repeat of a seq earlier in this same batch.
                 duplicates += 1
-        return SeqSplit(fresh, duplicates, too_late)
+        return SeqSplit(fresh, duplicates, late)
 
     def mark_applied(self, seq: int) -> None:
         if seq <= self.last_seq:
@@ -68,6 +69,12 @@ class SequenceTracker:
         mask = (1 << APPLIED_HORIZON) - 1
         self.applied = ((self.applied << shift) | 1) & mask if shift < APPLIED_HORIZON else 1
         self.last_seq = seq
+
+    def mark_late(self, seq: int) -> None:
+        """A seq below `last_seq` that was never applied has now been placed."""
+        if self.was_applied(seq) is not False or seq > self.last_seq:
+            raise ValueError(f"seq {seq} is not a never-applied seq within the horizon")
+        self.applied |= 1 << (self.last_seq - seq)
 
     def to_dict(self) -> dict[str, object]:
         return {"last_seq": self.last_seq, "applied": format(self.applied, "x")}

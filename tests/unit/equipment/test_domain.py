@@ -96,7 +96,7 @@ def test_sequence_tracker_drops_already_applied_and_in_batch_duplicates() -> Non
     split = tr.split(readings)
     assert [r.seq for r in split.fresh] == [5, 6, 7]
     assert split.duplicates == 3  # 3 and 4 already applied, second 5 is a duplicate within the batch
-    assert split.too_late == []
+    assert split.late == []
     assert tr.last_seq == 4  # split does not apply
     for r in split.fresh:
         tr.mark_applied(r.seq)
@@ -110,7 +110,7 @@ def test_sequence_tracker_tells_a_never_applied_seq_from_a_duplicate() -> None:
     for seq in (0, 1, 2, 5, 6):  # 3 and 4 never arrived
         tr.mark_applied(seq)
     split = tr.split([make_reading(s) for s in (1, 3, 3, 4, 6, 7)])
-    assert [r.seq for r in split.too_late] == [3, 4]
+    assert [r.seq for r in split.late] == [3, 4]
     assert split.duplicates == 3  # 1, 6 and the second 3
     assert [r.seq for r in split.fresh] == [7]
     back = SequenceTracker.from_dict(json.loads(json.dumps(tr.to_dict())))
@@ -308,13 +308,57 @@ def test_owed_predictions_are_bounded_and_the_loss_is_counted() -> None:
     assert state.owed_features(1)[0].window_end_seq == n - MAX_OWED
 
 
-def test_a_reading_never_applied_is_answered_too_late_not_duplicate(engine: np.ndarray) -> None:
-    readings = engine_readings(engine)[:40]
+def test_a_reading_older_than_the_window_is_answered_too_late_not_duplicate(engine: np.ndarray) -> None:
+    readings = engine_readings(engine)[:80]
     state = EquipmentState.new("engine-7", TURBOFAN)
-    state.apply_readings(readings[:20] + readings[25:], now=1.0)  # seqs 21-25 lost on the way
-    result, _ = state.apply_readings(readings[18:30], now=2.0)
-    assert result.too_late == [21, 22, 23, 24, 25]
-    assert (result.accepted, result.duplicates) == (0, 7)
+    state.apply_readings(readings[:4] + readings[5:], now=1.0)  # seq 5 lost on the way
+    result, _ = state.apply_readings(readings[3:6], now=2.0)
+    assert result.too_late == [5]  # the window now starts at seq 51
+    assert (result.accepted, result.duplicates) == (0, 2)
+    assert state.readings_applied == 79
+
+
+def test_a_late_reading_inside_the_window_is_placed_and_what_it_changes_is_redone(engine: np.ndarray) -> None:
+    """Seqs 41-45 arrive after 46-50 were applied and predicted: same end state as in order."""
+    readings = engine_readings(engine)[:80]
+
+    def predict(state: EquipmentState) -> None:
+        vectors = state.owed_features(5000)
+        points = [(v.window_end_seq, 90.0 - v.age_cycles) for v in vectors]  # warning at age 40, critical 70
+        state.record_predictions(points, 1, now=1.0)
+
+    def run(batches: list[list[Reading]]) -> EquipmentState:
+        state = EquipmentState.new("engine-7", TURBOFAN)
+        for batch in batches:
+            result, _ = state.apply_readings(batch, now=1.0)
+            assert result.too_late == [] and result.accepted == len(batch)
+            predict(state)
+            state = EquipmentState.from_dict("engine-7", json.loads(json.dumps(state.to_dict())))
+        return state
+
+    in_order = run([readings[:40], readings[40:50], readings[50:]])
+    late = run([readings[:40], readings[45:50], readings[40:45], readings[50:]])
+    assert [(p.seq, p.predicted_rul) for p in late.history] == [
+        (p.seq, p.predicted_rul) for p in in_order.history
+    ]
+    assert replace(late.hysteresis, raised_at=0.0) == replace(in_order.hysteresis, raised_at=0.0)
+    assert in_order.hysteresis.level == "critical" and in_order.hysteresis.episode == 1
+    assert late.readings_applied == in_order.readings_applied == 80
+    np.testing.assert_array_equal(late.recent.current_window(), in_order.recent.current_window())
+    assert late.owed_features(1) == []
+
+
+def test_a_late_reading_among_owed_predictions_is_owed_in_order(engine: np.ndarray) -> None:
+    readings = engine_readings(engine)[:60]
+    state = EquipmentState.new("engine-7", TURBOFAN)
+    state.apply_readings(readings[:40] + readings[45:], now=1.0)  # inference down: everything owed
+    state.mark_prediction_stale(now=1.0)
+    result, _ = state.apply_readings(readings[40:45], now=2.0)
+    assert result.accepted == 5 and result.too_late == []
+    vectors = state.owed_features(5000)
+    assert [v.window_end_seq for v in vectors] == list(range(30, 61))
+    expected = offline_features(cmapss.sensor_matrix(engine, TURBOFAN)[:60], TURBOFAN)
+    np.testing.assert_allclose(np.array([v.values for v in vectors]), expected, rtol=0, atol=1e-9)
 
 
 def test_alerts_are_remembered_for_reannouncement(engine: np.ndarray) -> None:
