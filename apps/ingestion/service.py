@@ -60,8 +60,8 @@ class IngestionService:
                 late = set(result.too_late)
                 for reading in (r for r in readings if r.seq in late):
                     reason = (
-                        f"too_late: seq {reading.seq} was never applied and later seqs were "
-                        f"(last applied {result.health.last_seq}); readings are applied in order"
+                        f"too_late: seq {reading.seq} was never applied and is older than the machine's "
+                        f"current window (last applied seq {result.health.last_seq})"
                     )
                     index = _index_of(items, reading)
                     rejected.append(ReadingRejection(index=index, equipment_id=eid, reason=reason))
