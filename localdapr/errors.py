@@ -230,6 +230,41 @@ def lock_failed(unlock: bool, store: str, owner: str, app_id: str, cause: Except
     )
 
 
+def configuration_store_not_configured() -> DaprError:
+    return DaprError(
+        "ERR_CONFIGURATION_STORE_NOT_CONFIGURED",
+        "configuration stores not configured",
+        500,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        reason="DAPR_CONFIGURATION_STORE_NOT_CONFIGURED",
+    )
+
+
+def configuration_store_not_found(name: str) -> DaprError:
+    return DaprError(
+        "ERR_CONFIGURATION_STORE_NOT_FOUND",
+        f"configuration store {name} not found",
+        400,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        reason="DAPR_CONFIGURATION_STORE_NOT_FOUND",
+        resource=ResourceInfo("configuration", name),
+    )
+
+
+def configuration_failed(subscribe: bool, name: str, keys: Sequence[str], cause: Exception) -> DaprError:
+    """The store failed a get or a subscribe; the message prints the keys as Go prints a []string."""
+    verb, code = ("subscribe", "SUBSCRIBE") if subscribe else ("get", "GET")
+    return DaprError(
+        f"ERR_CONFIGURATION_{code}",
+        f"failed to {verb} [{' '.join(keys)}] from Configuration store {name}: {cause}",
+        500,
+        grpc.StatusCode.INVALID_ARGUMENT if subscribe else grpc.StatusCode.INTERNAL,
+        reason=f"DAPR_CONFIGURATION_{code}",
+        metadata={"error": str(cause)},
+        resource=ResourceInfo("configuration", name),
+    )
+
+
 def secret_store_not_found(name: str) -> DaprError:
     return DaprError(
         "ERR_SECRET_STORE_NOT_FOUND",

@@ -19,6 +19,7 @@ from localdapr.bindings.base import InvokeRequest, InvokeResponse
 from localdapr.bindings.runtime import LoadedBinding, invoke_output
 from localdapr.components import factory
 from localdapr.components.spec import ComponentSpec, Configuration, Resources
+from localdapr.configuration.block import ConfigurationBlock
 from localdapr.errors import ComponentError, DaprError
 from localdapr.lock.block import LockBlock
 from localdapr.pubsub.base import PubSubBroker
@@ -59,9 +60,11 @@ class DaprRuntime:
     bindings: dict[str, LoadedBinding] = field(default_factory=dict)
     extended_metadata: dict[str, str] = field(default_factory=dict)
     locks: LockBlock = field(init=False)
+    configurations: ConfigurationBlock = field(init=False)
 
     def __post_init__(self) -> None:
         self.locks = LockBlock(self.app_id)
+        self.configurations = ConfigurationBlock(self.app_id)
 
     # ---------------------------------------------------------------- components
     async def load_components(self) -> None:
@@ -82,6 +85,8 @@ class DaprRuntime:
                     self.secrets[spec.name] = (spec, instance)
                 elif block == "lock":
                     self.locks.add(spec, instance)
+                elif block == "configuration":
+                    self.configurations.add(spec, instance)
                 elif block == "bindings":
                     self.bindings[spec.name] = LoadedBinding.of(spec, instance)
             actor_stores = [s for s in self.states.values() if s.is_actor_store]
@@ -134,10 +139,12 @@ class DaprRuntime:
         return values[key]
 
     async def close(self) -> None:
+        await self.configurations.stop()  # subscriptions end before their stores are released
         instances: list[Any] = [s.store for s in self.states.values()]
         instances += [p.broker for p in self.pubsubs.values()]
         instances += [s for _, s in self.secrets.values()]
         instances += self.locks.take_all()
+        instances += self.configurations.take_all()
         instances += [b.instance for b in self.bindings.values()]
         self.states.clear()
         self.pubsubs.clear()
@@ -305,6 +312,7 @@ class DaprRuntime:
         for spec, _ in self.secrets.values():
             out.append({"name": spec.name, "type": spec.type, "version": spec.version, "capabilities": []})
         out += self.locks.components_metadata()
+        out += self.configurations.components_metadata()
         for b in self.bindings.values():
             out.append(
                 {

@@ -18,6 +18,7 @@ from grpc_status import rpc_status
 
 from localdapr.bindings.base import InvokeRequest
 from localdapr.bindings.runtime import grpc_call_metadata
+from localdapr.configuration import api as configuration_api
 from localdapr.errors import DaprError, malformed
 from localdapr.lock import api as lock_api
 from localdapr.state.base import StateItem, TransactionOp
@@ -174,6 +175,11 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
     # ------------------------------------------------------------------ distributed lock
     TryLockAlpha1 = lock_api.try_lock
     UnlockAlpha1 = lock_api.unlock
+
+    # ------------------------------------------------------------------ configuration
+    GetConfiguration = GetConfigurationAlpha1 = configuration_api.get_configuration
+    SubscribeConfiguration = SubscribeConfigurationAlpha1 = configuration_api.subscribe_configuration
+    UnsubscribeConfiguration = UnsubscribeConfigurationAlpha1 = configuration_api.unsubscribe_configuration
 
     # ------------------------------------------------------------------ metadata
     async def GetMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802

@@ -10,6 +10,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from localdapr.bindings.runtime import OutputBindingError, metadata_headers, request_from_http
+from localdapr.configuration import api as configuration_api
 from localdapr.errors import DaprError, malformed
 from localdapr.lock import api as lock_api
 from localdapr.state.base import StateItem, TransactionOp
@@ -226,6 +227,7 @@ def build_app(sidecar: Sidecar) -> web.Application:
     for verb in ("POST", "PUT"):
         app.router.add_route(verb, f"{API}/bindings/{{name}}", invoke_binding)
     lock_api.add_http_routes(app, sidecar)
+    configuration_api.add_http_routes(app, sidecar)
     if sidecar.actor_http_routes is not None:
         sidecar.actor_http_routes(app, sidecar)
     return app

@@ -27,6 +27,9 @@ LOCK_TYPES = {
     "lock.in-memory": "localdapr.lock.memory:InMemoryLockStore",
     "lock.redis": "localdapr.lock.redis:RedisLockStore",
 }
+CONFIGURATION_TYPES = {
+    "configuration.redis": "localdapr.configuration.redis:RedisConfigurationStore",
+}
 SECRET_TYPES = {
     "secretstores.local.file": "localdapr.secrets.local:LocalFileSecretStore",
     "secretstores.local.env": "localdapr.secrets.local:LocalEnvSecretStore",
@@ -36,7 +39,14 @@ BINDING_TYPES = {
     "bindings.localstorage": "localdapr.bindings.localstorage:LocalStorageBinding",
     "bindings.http": "localdapr.bindings.http:HttpBinding",
 }
-ALL_TYPES = {**STATE_TYPES, **PUBSUB_TYPES, **LOCK_TYPES, **SECRET_TYPES, **BINDING_TYPES}
+ALL_TYPES = {
+    **STATE_TYPES,
+    **PUBSUB_TYPES,
+    **LOCK_TYPES,
+    **CONFIGURATION_TYPES,
+    **SECRET_TYPES,
+    **BINDING_TYPES,
+}
 # Every type here has one version; daprd's registries accept it as "", "v0" or "v1", in any case
 # (components.IsInitialVersion), so a component file without spec.version loads.
 INITIAL_VERSIONS = ("", "v0", "v1")

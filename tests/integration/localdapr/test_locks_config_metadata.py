@@ -3,9 +3,14 @@ official SDK as the client (raw gRPC and HTTP where the SDK cannot send the requ
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -17,7 +22,7 @@ from dapr.clients.grpc._response import UnlockResponseStatus
 from dapr.proto import api_service_v1, api_v1
 
 from localdapr.sidecar import SidecarOptions
-from localdapr.testing import SidecarThread, wait_until
+from localdapr.testing import SidecarThread, free_port, wait_until
 from tests.integration.localdapr.components import component, unique, write
 
 pytestmark = [
@@ -225,3 +230,264 @@ def test_metadata_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     finally:
         labelled.stop()
         other.stop()
+
+
+# --------------------------------------------------------------------------------- configuration
+@pytest.fixture
+def redis_server(redis_url: str) -> Iterator[redis.Redis]:
+    server = redis.Redis.from_url(f"redis://{redis_url}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def config_sidecar(tmp_path: Path, redis_url: str) -> Iterator[SidecarThread]:
+    write(
+        tmp_path / "res",
+        "config.yaml",
+        component("configstore", "configuration.redis", {"redisHost": redis_url}),
+    )
+    sc = start(tmp_path / "res", unique("config-app"))
+    try:
+        yield sc
+    finally:
+        sc.stop()
+
+
+@pytest.fixture
+def config_client(config_sidecar: SidecarThread, monkeypatch: pytest.MonkeyPatch) -> Iterator[DaprClient]:
+    monkeypatch.setenv("DAPR_HTTP_PORT", str(config_sidecar.http_port))
+    with DaprClient(address=config_sidecar.grpc_address) as c:
+        yield c
+
+
+@pytest.fixture
+def keys(redis_server: redis.Redis) -> Iterator[list[str]]:
+    """Unique key names for one test (the Redis server is shared), deleted afterwards."""
+    names = [unique("cfg") for _ in range(4)]
+    try:
+        yield names
+    finally:
+        redis_server.delete(*names)
+
+
+def values(items: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {k: (v.value, v.version) for k, v in items.items()}
+
+
+def test_get_configuration_reads_daprds_layout(
+    config_client: DaprClient, config_sidecar: SidecarThread, redis_server: redis.Redis, keys: list[str]
+) -> None:
+    versioned, plain, empty, hashed = keys
+    redis_server.set(versioned, "100||3")
+    redis_server.set(plain, "on")
+    redis_server.set(empty, "")
+    redis_server.hset(hashed, "data", "x")  # not a string: not a configuration item
+    asked = [versioned, plain, empty, hashed, unique("missing")]
+    assert values(config_client.get_configuration("configstore", asked).items) == {
+        versioned: ("100", "3"),
+        plain: ("on", ""),
+    }
+    everything = values(config_client.get_configuration("configstore", []).items)  # no keys: all of them
+    assert everything[versioned] == ("100", "3") and hashed not in everything and empty not in everything
+    for version in ("v1.0", "v1.0-alpha1"):
+        base = f"http://127.0.0.1:{config_sidecar.http_port}/{version}/configuration/configstore"
+        got = httpx.get(base, params=[("key", versioned), ("key", plain), ("metadata.any", "x")])
+        assert got.status_code == 200
+        assert got.json() == {versioned: {"value": "100", "version": "3"}, plain: {"value": "on"}}
+        assert httpx.get(base, params={"key": empty}).status_code == 204
+
+
+def test_subscribe_configuration_streams_changes_until_unsubscribed(
+    config_client: DaprClient, config_sidecar: SidecarThread, redis_server: redis.Redis, keys: list[str]
+) -> None:
+    watched, other = keys[:2]
+    updates: list[tuple[str, dict[str, tuple[str, str]]]] = []
+    subscription = config_client.subscribe_configuration(
+        "configstore", [watched], lambda sid, resp: updates.append((sid, values(resp.items)))
+    )
+    assert subscription
+    redis_server.set(other, "ignored||1")
+    redis_server.set(watched, "10||1")
+    wait_until(lambda: updates, timeout=10, what="first change")
+    redis_server.delete(watched)  # a deleted key arrives as an empty item, as contrib sends it
+    wait_until(lambda: len(updates) >= 2, timeout=10, what="deletion")
+    assert updates == [(subscription, {watched: ("10", "1")}), (subscription, {watched: ("", "")})]
+    assert config_client.unsubscribe_configuration("configstore", subscription)
+    assert not config_client.unsubscribe_configuration("configstore", subscription)  # ended already
+    # Nothing can arrive any more: the sidecar forgot the subscription and left the Redis channel.
+    assert (
+        config_sidecar.sidecar is not None and not config_sidecar.sidecar.runtime.configurations.subscriptions
+    )
+    channel = f"__keyspace@0__:{watched}"
+    wait_until(lambda: redis_server.pubsub_numsub(channel)[0][1] == 0, timeout=10, what="channel left")
+
+
+def test_subscribe_to_every_key(
+    config_client: DaprClient, redis_server: redis.Redis, keys: list[str]
+) -> None:
+    seen: dict[str, tuple[str, str]] = {}
+    subscription = config_client.subscribe_configuration(
+        "configstore", [], lambda sid, resp: seen.update(values(resp.items))
+    )
+    try:
+        redis_server.set(keys[0], "on||7")
+        wait_until(lambda: seen.get(keys[0]) == ("on", "7"), timeout=10, what="change of any key")
+    finally:
+        config_client.unsubscribe_configuration("configstore", subscription)
+
+
+def test_keyspace_notifications_are_turned_on_keeping_other_flags(
+    config_client: DaprClient, redis_server: redis.Redis, keys: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    before = redis_server.config_get("notify-keyspace-events")["notify-keyspace-events"]
+    redis_server.config_set("notify-keyspace-events", "Ex")  # as an operator might have set it
+    try:
+        with caplog.at_level(logging.WARNING, logger="localdapr.configuration"):
+            subscription = config_client.subscribe_configuration(
+                "configstore", [keys[0]], lambda sid, resp: None
+            )
+        flags = redis_server.config_get("notify-keyspace-events")["notify-keyspace-events"]
+        assert set(flags) >= set("KEg$xe"), flags
+        assert "turned on Redis keyspace notifications" in caplog.text
+        config_client.unsubscribe_configuration("configstore", subscription)
+    finally:
+        redis_server.config_set("notify-keyspace-events", before)
+
+
+def test_subscriptions_end_with_their_client_and_their_sidecar(
+    tmp_path: Path,
+    redis_url: str,
+    redis_server: redis.Redis,
+    keys: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write(
+        tmp_path / "res",
+        "config.yaml",
+        component("configstore", "configuration.redis", {"redisHost": redis_url}),
+    )
+    sc = start(tmp_path / "res", unique("config-life"))
+    channel = f"__keyspace@0__:{keys[0]}"
+    try:
+        assert sc.sidecar is not None
+        active = sc.sidecar.runtime.configurations.subscriptions
+        monkeypatch.setenv("DAPR_HTTP_PORT", str(sc.http_port))
+        with DaprClient(address=sc.grpc_address) as c:
+            assert c.subscribe_configuration("configstore", [keys[0]], lambda sid, resp: None)
+        # The client closed its channel without unsubscribing: the stream ends and so does the watch.
+        wait_until(lambda: not active, timeout=10, what="subscription dropped with its client")
+        with DaprClient(address=sc.grpc_address) as c:
+            assert c.subscribe_configuration("configstore", [keys[0]], lambda sid, resp: None)
+            assert redis_server.pubsub_numsub(channel)[0][1] == 1
+            sc.stop()  # the sidecar stopping ends its subscriptions at Redis
+        assert redis_server.pubsub_numsub(channel)[0][1] == 0
+    finally:
+        sc.stop()
+
+
+def test_configuration_errors_are_daprds(config_client: DaprClient, config_sidecar: SidecarThread) -> None:
+    err = rpc_error(config_client.get_configuration, "nostore", ["k"])
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details() == "configuration store nostore not found"
+    assert err.error_code() == "DAPR_CONFIGURATION_STORE_NOT_FOUND"
+    http = httpx.get(f"http://127.0.0.1:{config_sidecar.http_port}/v1.0/configuration/nostore")
+    assert http.status_code == 400 and http.json()["errorCode"] == "ERR_CONFIGURATION_STORE_NOT_FOUND"
+    # No app port: the HTTP subscription has nowhere to deliver.
+    nochannel = httpx.get(
+        f"http://127.0.0.1:{config_sidecar.http_port}/v1.0/configuration/configstore/subscribe"
+    )
+    assert nochannel.status_code == 500 and nochannel.json()["errorCode"] == "ERR_APP_CHANNEL_NIL"
+
+
+def test_configuration_not_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty").mkdir()
+    sc = start(tmp_path / "empty", unique("noconfig"))
+    try:
+        monkeypatch.setenv("DAPR_HTTP_PORT", str(sc.http_port))
+        with DaprClient(address=sc.grpc_address) as c:
+            err = rpc_error(c.get_configuration, "configstore", ["k"])
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert err.details() == "configuration stores not configured"
+        assert err.error_code() == "DAPR_CONFIGURATION_STORE_NOT_CONFIGURED"
+    finally:
+        sc.stop()
+
+
+class RecordingApp:
+    """An app on a free port that records the configuration updates daprd's HTTP channel POSTs."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        posts = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - /dapr/config, /dapr/subscribe: nothing to offer
+                self.send_response(404)
+                self.end_headers()
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                posts.append((self.path, json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> RecordingApp:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def test_http_subscription_posts_changes_to_the_app(
+    tmp_path: Path, redis_url: str, redis_server: redis.Redis, keys: list[str]
+) -> None:
+    write(
+        tmp_path / "res",
+        "config.yaml",
+        component("configstore", "configuration.redis", {"redisHost": redis_url}),
+    )
+    with RecordingApp() as app:
+        sc = SidecarThread(
+            SidecarOptions(
+                app_id=unique("config-http"),
+                resources_paths=[tmp_path / "res"],
+                registry_dir=tmp_path / "reg",
+                app_port=app.port,
+            )
+        ).start()
+        try:
+            sc.wait_app_ready()
+            base = f"http://127.0.0.1:{sc.http_port}/v1.0/configuration/configstore"
+            subscribed = httpx.get(f"{base}/subscribe", params=[("key", keys[0]), ("key", keys[1])])
+            assert subscribed.status_code == 200
+            subscription = subscribed.json()["id"]
+            redis_server.set(keys[1], "blue||2")
+            wait_until(lambda: app.posts, timeout=10, what="update POSTed to the app")
+            assert app.posts == [
+                (
+                    f"/configuration/configstore/{keys[1]}",
+                    {"id": subscription, "items": {keys[1]: {"value": "blue", "version": "2"}}},
+                )
+            ]
+            assert httpx.get(f"{base}/{subscription}/unsubscribe").json() == {"ok": True}
+            again = httpx.get(f"{base}/{subscription}/unsubscribe")
+            assert again.status_code == 500
+            assert again.json() == {
+                "message": f"failed to unsubscribe to configuration request {subscription}: "
+                f"subscription with id {subscription} does not exist"
+            }
+        finally:
+            sc.stop()

@@ -1,0 +1,1 @@
+"""The configuration building block: configuration stores (configuration.redis) and their API."""
