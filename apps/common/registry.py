@@ -20,7 +20,7 @@ from dapr.aio.clients import DaprClient
 from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
 from dapr.clients.grpc._request import TransactionalStateOperation
 from dapr.clients.grpc._state import Concurrency, StateOptions
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from apps.common.contracts import ModelCard
 from apps.common.names import MODEL_STORE
@@ -40,6 +40,18 @@ class ModelRegistry(Protocol):
     async def register(self, card: ModelCard, onnx: bytes) -> int: ...
     async def promote(self, name: str, version: int) -> None: ...
     async def champion_version(self, name: str) -> int | None: ...
+    async def versions(self, name: str) -> list[ModelCard]:
+        """Every registered version's card, oldest first, in one bulk read (a version number handed
+        out to a training run that never registered is skipped)."""
+        last = await self.client.get_state(self.store, _key(name, "next-version"))
+        count = int(last.data or b"0")
+        if count == 0:
+            return []
+        keys = [_key(name, "v", v, "card") for v in range(1, count + 1)]
+        got = await self.client.get_bulk_state(self.store, keys, parallelism=4)
+        cards = [ModelCard.model_validate_json(item.data) for item in got.items if item.data]
+        return sorted(cards, key=lambda c: c.version)
+
     async def get(self, name: str, version: int) -> ModelVersion | None: ...
     async def card(self, name: str, version: int) -> ModelCard | None: ...
 
@@ -99,6 +111,18 @@ class DaprModelRegistry:
         got = await self.client.get_state(self.store, _key(name, "v", version, "card"))
         return ModelCard.model_validate_json(got.data) if got.data else None
 
+    async def versions(self, name: str) -> list[ModelCard]:
+        """Every registered version's card, oldest first, in one bulk read (a version number handed
+        out to a training run that never registered is skipped)."""
+        last = await self.client.get_state(self.store, _key(name, "next-version"))
+        count = int(last.data or b"0")
+        if count == 0:
+            return []
+        keys = [_key(name, "v", v, "card") for v in range(1, count + 1)]
+        got = await self.client.get_bulk_state(self.store, keys, parallelism=4)
+        cards = [ModelCard.model_validate_json(item.data) for item in got.items if item.data]
+        return sorted(cards, key=lambda c: c.version)
+
     async def get(self, name: str, version: int) -> ModelVersion | None:
         card = await self.card(name, version)
         if card is None:
@@ -107,6 +131,16 @@ class DaprModelRegistry:
         if not onnx.data:
             return None
         return ModelVersion(card, bytes(onnx.data))
+
+
+class RegisteredModel(BaseModel):
+    """A model of the registry as training's `GET /v1/models` lists it (the dashboard reads it)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    champion: int | None = Field(None, description="The version inference is to serve.")
+    versions: list[ModelCard] = Field(default_factory=list, description="Oldest first.")
 
 
 class ModelUpdate(BaseModel):

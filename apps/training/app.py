@@ -11,10 +11,11 @@ from typing import Annotated, Any
 from dapr.aio.clients import DaprClient
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
-from apps.common.profiles import get_profile
+from apps.common.profiles import PROFILES, get_profile
 from apps.common.publisher import DaprPublisher
-from apps.common.registry import DaprModelRegistry
+from apps.common.registry import DaprModelRegistry, RegisteredModel
 from apps.training.service import TrainingJob, TrainingService
 from apps.training.settings import get_settings
 
@@ -45,7 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
 
 
-app = FastAPI(title="Vigil training", lifespan=lifespan)
+app = FastAPIOffline(title="Vigil training", lifespan=lifespan)
 
 
 def get_service(request: Request) -> TrainingService:
@@ -82,6 +83,13 @@ async def get_job(job_id: str, service: ServiceDep) -> dict[str, Any]:
     if job is None:
         raise HTTPException(404, f"no training job {job_id!r}")
     return job_json(job)
+
+
+@app.get("/v1/models", response_model=list[RegisteredModel])
+async def models(service: ServiceDep) -> list[RegisteredModel]:
+    """Every model of the registry (one per equipment profile): its versions' model cards, oldest
+    first, and which version is champion (the one inference serves)."""
+    return await service.models(sorted({p.model_name for p in PROFILES.values()}))
 
 
 @app.get("/healthz")

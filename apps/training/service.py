@@ -14,7 +14,7 @@ from apps.common.contracts import ModelCard
 from apps.common.names import TOPIC_MODEL_UPDATES
 from apps.common.profiles import EquipmentProfile
 from apps.common.publisher import Publisher
-from apps.common.registry import DaprModelRegistry, ModelUpdate
+from apps.common.registry import DaprModelRegistry, ModelUpdate, RegisteredModel
 from apps.training.trainer import run_training
 
 log = logging.getLogger("training")
@@ -57,6 +57,17 @@ class TrainingService:
         self.params = params or {}
         self.jobs: dict[str, TrainingJob] = {}
         self._lock = asyncio.Lock()
+
+    async def models(self, names: list[str]) -> list[RegisteredModel]:
+        """The registry's versions (with their model cards) and champion of each model in `names`."""
+        return [
+            RegisteredModel(
+                name=name,
+                champion=await self.registry.champion_version(name),
+                versions=await self.registry.versions(name),
+            )
+            for name in names
+        ]
 
     async def has_champion(self) -> bool:
         return await self.registry.champion_version(self.profile.model_name) is not None
