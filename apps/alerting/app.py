@@ -13,6 +13,7 @@ from dapr.clients.exceptions import DaprInternalError
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from apps.alerting.domain import (
@@ -58,7 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-app = FastAPI(title="Vigil alerting", lifespan=lifespan)
+app = FastAPIOffline(title="Vigil alerting", lifespan=lifespan)
 dapr_app = DaprApp(app)
 
 

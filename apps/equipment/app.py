@@ -11,6 +11,7 @@ from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.aio.clients import DaprClient
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from apps.common.daprhttp import PooledDaprActorHttpClient, close_invocation, pool_invocation
 from apps.common.publisher import DaprPublisher
@@ -38,7 +39,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await actor_client.close()
 
 
-app = FastAPI(title="Vigil equipment", lifespan=lifespan)
+app = FastAPIOffline(title="Vigil equipment", lifespan=lifespan)
 actor = DaprActor(app)
 
 

@@ -12,6 +12,7 @@ from dapr.aio.clients import DaprClient
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from apps.common.contracts import PredictRequest, PredictResponse
 from apps.common.names import PUBSUB, TOPIC_MODEL_UPDATES
@@ -38,7 +39,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.close()
 
 
-app = FastAPI(title="Vigil inference", lifespan=lifespan)
+app = FastAPIOffline(title="Vigil inference", lifespan=lifespan)
 dapr_app = DaprApp(app)
 
 

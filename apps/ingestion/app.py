@@ -12,6 +12,7 @@ from dapr.aio.clients import DaprClient
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from apps.common.actor_interface import EquipmentActorInterface
 from apps.common.contracts import EquipmentIngestResult, IngestResult, Reading
@@ -55,7 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await gateway.close()
 
 
-app = FastAPI(title="Vigil ingestion", lifespan=lifespan)
+app = FastAPIOffline(title="Vigil ingestion", lifespan=lifespan)
 dapr_app = DaprApp(app)
 
 
