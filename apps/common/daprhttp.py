@@ -152,3 +152,18 @@ async def close_invocation(client: DaprClient) -> None:
     inner = getattr(current, "_client", None)
     if isinstance(inner, PooledDaprHttpClient):
         await inner.close()
+
+
+def pooled_invocation_client(timeout: int | None = None) -> DaprInvocationHttpClient:
+    """The SDK's HTTP service-invocation client on one pooled session. Over HTTP a callee's 4xx
+    arrives as `DaprHttpError` with its `status_code` (gRPC invocation folds them into one code)."""
+    seconds = _sdk_timeout() if timeout is None else timeout
+    client = DaprInvocationHttpClient(timeout=seconds)
+    client._client = PooledDaprHttpClient(DefaultJSONSerializer(), seconds)
+    return client
+
+
+async def close_pooled(client: DaprInvocationHttpClient) -> None:
+    inner = getattr(client, "_client", None)
+    if isinstance(inner, PooledDaprHttpClient):
+        await inner.close()

@@ -12,7 +12,15 @@ EQUIPMENT_APP_ID: Final = "equipment"
 INFERENCE_APP_ID: Final = "inference"
 TRAINING_APP_ID: Final = "training"
 ALERTING_APP_ID: Final = "alerting"
-ALL_APP_IDS: Final = (INGESTION_APP_ID, EQUIPMENT_APP_ID, INFERENCE_APP_ID, TRAINING_APP_ID, ALERTING_APP_ID)
+DASHBOARD_APP_ID: Final = "dashboard"
+ALL_APP_IDS: Final = (
+    INGESTION_APP_ID,
+    EQUIPMENT_APP_ID,
+    INFERENCE_APP_ID,
+    TRAINING_APP_ID,
+    ALERTING_APP_ID,
+    DASHBOARD_APP_ID,
+)
 
 # Components, named after their role; each environment picks the type behind the name.
 STATE_STORE: Final = "statestore"  # actor state (actorStateStore: "true") and app state

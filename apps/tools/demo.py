@@ -22,7 +22,13 @@ from typing import Final
 
 import httpx
 
-from apps.common.names import ALERTING_APP_ID, INFERENCE_APP_ID, INGESTION_APP_ID, TRAINING_APP_ID
+from apps.common.names import (
+    ALERTING_APP_ID,
+    DASHBOARD_APP_ID,
+    INFERENCE_APP_ID,
+    INGESTION_APP_ID,
+    TRAINING_APP_ID,
+)
 from apps.tools.fleet import FleetError, load_units, parse_units, replay_fleet
 from apps.tools.stream import IngestClient, StderrProgress, StreamError, stream
 
@@ -157,6 +163,7 @@ async def demo(args: argparse.Namespace) -> int:
         alerting = urls[ALERTING_APP_ID]
         say(
             "where to look while engines degrade (alerts come near the end of each engine's life):\n"
+            f"    dashboard      {urls[DASHBOARD_APP_ID]}   (open it in a browser: updates live)\n"
             f"    fleet health   curl {alerting}/v1/fleet\n"
             f"    alerts         curl {alerting}/v1/alerts\n"
             f"    send readings  vigil replay --units 20-30   (ingestion: {urls[INGESTION_APP_ID]})\n"

@@ -1,0 +1,1 @@
+"""The operators' live web UI: fleet, machines, alerts and models, read only through Dapr."""

@@ -1,0 +1,126 @@
+"""HTTP and Dapr wiring of the dashboard; the views are in service.py and domain.py, the pages in
+pages.py, live updates in live.py.
+
+One FastAPI app: `/healthz`, the JSON API (`/api/...`, the rows the pages show), Dapr's
+subscription routes, `/docs`, and NiceGUI mounted at `/` (`ui.run_with`, last, so it only gets
+the paths the app's own routes do not take).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from dapr.ext.fastapi import DaprApp
+from fastapi import Body, FastAPI, Path, Request
+from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+from nicegui import ui
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from apps.common.contracts import EQUIPMENT_ID_PATTERN
+from apps.common.names import PUBSUB, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH, TOPIC_MODEL_UPDATES
+from apps.dashboard.domain import alert_row
+from apps.dashboard.live import deliver
+from apps.dashboard.pages import register_pages
+from apps.dashboard.ports import AckRefused, AlertNotFound, BackendUnavailable, DaprDashboardBackend
+from apps.dashboard.service import DashboardService
+from apps.dashboard.settings import get_settings
+
+log = logging.getLogger("dashboard")
+service = DashboardService(get_settings())
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    backend = DaprDashboardBackend(get_settings().call_timeout_seconds)
+    service.backend_ = backend
+    try:
+        yield
+    finally:
+        service.backend_ = None
+        await backend.close()
+
+
+app = FastAPIOffline(title="Vigil dashboard", lifespan=lifespan)
+dapr_app = DaprApp(app)
+
+
+@app.exception_handler(BackendUnavailable)
+async def _unavailable(request: Request, exc: BackendUnavailable) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, 503)
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/api/fleet")
+async def fleet() -> dict[str, Any]:
+    """Every machine's fleet row (worst first) and the machines per status, as the fleet view shows."""
+    view = await service.fleet()
+    counts = view.counts()
+    return {"total": sum(counts.values()), "counts": counts, "rows": view.rows()}
+
+
+@app.get("/api/machines/{equipment_id}")
+async def machine(equipment_id: Annotated[str, Path(pattern=EQUIPMENT_ID_PATTERN)]) -> dict[str, Any]:
+    """A machine's health, RUL chart (ECharts options, thresholds included), top sensors and alerts."""
+    return (await service.machine(equipment_id)).to_json()
+
+
+@app.get("/api/alerts")
+async def alerts() -> dict[str, Any]:
+    """Alerts per lifecycle state and their rows (open first, then acknowledged, then cleared)."""
+    return await service.alerts_json()
+
+
+class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    by: Annotated[StrictStr | None, Field(max_length=128)] = None
+
+
+@app.post("/api/alerts/{alert_id}/ack")
+async def acknowledge(
+    alert_id: Annotated[str, Path(min_length=5, max_length=256)],
+    body: Annotated[AckRequest | None, Body()] = None,
+) -> JSONResponse:
+    """Acknowledge through alerting, as the alerts page does (404 unknown, 409 already cleared)."""
+    try:
+        record = await service.acknowledge(alert_id, body.by if body else None)
+    except AlertNotFound as exc:
+        return JSONResponse({"detail": str(exc)}, 404)
+    except AckRefused as exc:
+        return JSONResponse({"detail": str(exc)}, 409)
+    return JSONResponse(alert_row(record))
+
+
+@app.get("/api/models")
+async def models() -> dict[str, Any]:
+    """The registry's versions with their model cards, the champion and what inference serves."""
+    return (await service.models()).to_json()
+
+
+# ---------------------------------------------------------------------- subscriptions
+async def on_alerts(request: Request) -> dict[str, str]:
+    return {"status": deliver(service.hub, TOPIC_ALERTS, await request.body())}
+
+
+async def on_equipment_health(request: Request) -> dict[str, str]:
+    return {"status": deliver(service.hub, TOPIC_EQUIPMENT_HEALTH, await request.body())}
+
+
+async def on_model_updates(request: Request) -> dict[str, str]:
+    return {"status": deliver(service.hub, TOPIC_MODEL_UPDATES, await request.body())}
+
+
+dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_ALERTS)(on_alerts)
+dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_EQUIPMENT_HEALTH)(on_equipment_health)
+dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_MODEL_UPDATES)(on_model_updates)
+
+register_pages(service)
+ui.run_with(app, title="Vigil", show_welcome_message=False)

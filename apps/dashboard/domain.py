@@ -1,0 +1,423 @@
+"""What the dashboard shows, computed without HTTP or UI: fleet rows, worst-first order, counts per
+status, alert rows, a machine's RUL chart with its thresholds, its top deviating sensors, and the
+model registry's rows. The pages (pages.py) only put these into NiceGUI's AG Grid and ECharts.
+
+Rows are plain JSON dicts because that is what AG Grid takes; every field is a column or feeds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from apps.common.contracts import (
+    Alert,
+    AlertKind,
+    HealthSnapshot,
+    ModelCard,
+    SensorDeviation,
+    Severity,
+    Status,
+)
+from apps.common.profiles import PROFILES, AlertThresholds, EquipmentProfile
+
+# Worst first: what needs an operator now, then what the platform cannot judge, then what is fine.
+STATUS_ORDER: Final[tuple[str, ...]] = ("critical", "warning", "stale", "silent", "warming_up", "ok")
+STATUS_RANK: Final = {s: i for i, s in enumerate(STATUS_ORDER)}
+assert set(STATUS_ORDER) == set(get_args(Status)), "every Status needs a place in STATUS_ORDER"
+
+LifecycleState = Literal["open", "acknowledged", "cleared"]
+LIFECYCLE_STATES: Final[tuple[str, ...]] = get_args(LifecycleState)
+_STATE_RANK: Final = {"open": 0, "acknowledged": 1, "cleared": 2}
+_SEVERITY_RANK: Final = {"warning": 1, "critical": 2}
+_EVENT_RANK: Final = {"open": 0, "escalate": 1, "clear": 2}
+
+
+def fmt_time(value: datetime | float | None) -> str:
+    """UTC, to the second, sortable as text: what the grids show and sort on."""
+    if value is None:
+        return ""
+    at = datetime.fromtimestamp(value, UTC) if isinstance(value, (int, float)) else value.astimezone(UTC)
+    return at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+# ------------------------------------------------------------------------------------------ alerts
+class AlertInfo(BaseModel):
+    """An alert as alerting's API serves it (its `AlertRecord`), read leniently: fields the dashboard
+    does not use are ignored, so alerting can add some without breaking the dashboard."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, protected_namespaces=())
+
+    id: str
+    equipment_id: str
+    kind: AlertKind
+    episode: int
+    severity: Severity
+    state: LifecycleState
+    last_event: str = "open"
+    predicted_rul: float | None = None
+    model_version: int | None = None
+    top_sensors: list[SensorDeviation] = Field(default_factory=list)
+    message: str = ""
+    raised_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    cleared_at: datetime | None = None
+    cleared_reason: str | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.state != "cleared"
+
+
+def merge_alert_event(previous: AlertInfo | None, event: Alert) -> AlertInfo:
+    """Show an `alerts` event at once, before alerting's API has it: the event's content, with the
+    lifecycle alerting will give it (a clear clears; an escalation re-opens an acknowledged alert;
+    otherwise an acknowledgement stands). A later page load reads alerting's record, the truth."""
+    if previous is not None and (previous.updated_at, _EVENT_RANK.get(previous.last_event, 0)) > (
+        event.updated_at,
+        _EVENT_RANK[event.event],
+    ):
+        return previous  # an older event delivered late
+    state: LifecycleState = "open"
+    if event.event == "clear" or (previous is not None and previous.state == "cleared"):
+        state = "cleared"
+    elif previous is not None and previous.state == "acknowledged":
+        rises = _SEVERITY_RANK[event.severity] > _SEVERITY_RANK[previous.severity]
+        state = "open" if rises else "acknowledged"
+    return AlertInfo(
+        id=event.id,
+        equipment_id=event.equipment_id,
+        kind=event.kind,
+        episode=event.episode,
+        severity=event.severity,
+        state=state,
+        last_event=event.event,
+        predicted_rul=event.predicted_rul,
+        model_version=event.model_version,
+        top_sensors=list(event.top_sensors),
+        message=event.message,
+        raised_at=min(event.raised_at, previous.raised_at) if previous else event.raised_at,
+        updated_at=event.updated_at,
+        acknowledged_at=previous.acknowledged_at if previous and state == "acknowledged" else None,
+        acknowledged_by=previous.acknowledged_by if previous and state == "acknowledged" else None,
+        cleared_at=event.updated_at if state == "cleared" else None,
+        cleared_reason=("cleared" if event.event == "clear" else None) if state == "cleared" else None,
+    )
+
+
+def alert_row(alert: AlertInfo) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "equipment_id": alert.equipment_id,
+        "kind": alert.kind,
+        "episode": alert.episode,
+        "severity": alert.severity,
+        "state": alert.state,
+        "state_rank": _STATE_RANK[alert.state],
+        "predicted_rul": _round(alert.predicted_rul),
+        "model_version": alert.model_version,
+        "message": alert.message,
+        "raised_at": fmt_time(alert.raised_at),
+        "updated_at": fmt_time(alert.updated_at),
+        "acknowledged_by": alert.acknowledged_by or "",
+        "acknowledged_at": fmt_time(alert.acknowledged_at),
+        "cleared_at": fmt_time(alert.cleared_at),
+        "cleared_reason": alert.cleared_reason or "",
+        "top_sensors": ", ".join(f"{s.sensor} ({s.z_score:+.1f})" for s in alert.top_sensors[:3]),
+    }
+
+
+def alert_sort_key(alert: AlertInfo) -> tuple[int, int, float, str]:
+    """Open before acknowledged before cleared; critical first; newest raised first."""
+    return (
+        _STATE_RANK[alert.state],
+        -_SEVERITY_RANK[alert.severity],
+        -alert.raised_at.timestamp(),
+        alert.id,
+    )
+
+
+def alert_rows(alerts: Iterable[AlertInfo]) -> list[dict[str, Any]]:
+    return [alert_row(a) for a in sorted(alerts, key=alert_sort_key)]
+
+
+def alert_counts(alerts: Iterable[AlertInfo]) -> dict[str, int]:
+    counts = dict.fromkeys(LIFECYCLE_STATES, 0)
+    for a in alerts:
+        counts[a.state] += 1
+    return counts
+
+
+def top_sensors(alerts: Iterable[AlertInfo], limit: int = 8) -> list[dict[str, Any]]:
+    """The sensors the machine's alerts blamed, each with its largest deviation (|z|), largest first."""
+    best: dict[str, tuple[SensorDeviation, AlertInfo]] = {}
+    for alert in alerts:
+        for dev in alert.top_sensors:
+            seen = best.get(dev.sensor)
+            if seen is None or abs(dev.z_score) > abs(seen[0].z_score):
+                best[dev.sensor] = (dev, alert)
+    ranked = sorted(best.values(), key=lambda pair: (-abs(pair[0].z_score), pair[0].sensor))[:limit]
+    return [
+        {
+            "sensor": dev.sensor,
+            "z_score": round(dev.z_score, 2),
+            "baseline_mean": round(dev.baseline_mean, 4),
+            "current_mean": round(dev.current_mean, 4),
+            "alert_id": alert.id,
+        }
+        for dev, alert in ranked
+    ]
+
+
+def sensor_chart(sensors: list[dict[str, Any]]) -> dict[str, Any]:
+    """ECharts options: a horizontal bar per sensor, its deviation from the machine's baseline in stds."""
+    ordered = list(reversed(sensors))  # ECharts draws the first category at the bottom
+    return {
+        "animation": False,
+        "grid": {"left": 110, "right": 30, "top": 30, "bottom": 30},
+        "tooltip": {"trigger": "axis"},
+        "xAxis": {"type": "value", "name": "z (baseline stds)"},
+        "yAxis": {"type": "category", "data": [s["sensor"] for s in ordered]},
+        "series": [{"name": "deviation", "type": "bar", "data": [s["z_score"] for s in ordered]}],
+    }
+
+
+# ------------------------------------------------------------------------------------------- fleet
+def is_newer(current: HealthSnapshot | None, new: HealthSnapshot) -> bool:
+    """Snapshots arrive unordered: keep the latest per machine (alerting's rule)."""
+    if current is None:
+        return True
+    return (new.updated_at, new.readings_applied, new.duplicates) > (
+        current.updated_at,
+        current.readings_applied,
+        current.duplicates,
+    )
+
+
+def fleet_row(snapshot: HealthSnapshot, open_alerts: int) -> dict[str, Any]:
+    return {
+        "equipment_id": snapshot.equipment_id,
+        "profile": snapshot.profile,
+        "status": snapshot.status,
+        "status_rank": STATUS_RANK[snapshot.status],
+        "predicted_rul": _round(snapshot.predicted_rul),
+        "last_reading_at": fmt_time(snapshot.last_reading_at),
+        "updated_at": fmt_time(snapshot.updated_at),
+        "model_version": snapshot.model_version,
+        "open_alerts": open_alerts,
+        "readings": snapshot.readings_applied,
+        "predictions_owed": snapshot.predictions_owed,
+    }
+
+
+def worst_first_key(row: Mapping[str, Any]) -> tuple[int, float, str]:
+    """Status (critical first), then lowest predicted RUL (none last), then id."""
+    rul = row["predicted_rul"]
+    return row["status_rank"], float("inf") if rul is None else rul, row["equipment_id"]
+
+
+def status_counts(statuses: Iterable[str]) -> dict[str, int]:
+    counts = dict.fromkeys(STATUS_ORDER, 0)
+    for s in statuses:
+        counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+@dataclass
+class Fleet:
+    """The fleet as one page shows it: the latest snapshot and the active alerts of every machine.
+
+    Loaded from alerting's API, then kept current by live events; each change returns the rows to
+    push to the page's grid (None when the event changes nothing, e.g. an older snapshot).
+    """
+
+    snapshots: dict[str, HealthSnapshot] = field(default_factory=dict)
+    active_alerts: dict[str, set[str]] = field(default_factory=dict)  # machine -> alert ids not cleared
+
+    @classmethod
+    def of(cls, snapshots: Iterable[HealthSnapshot], alerts: Iterable[AlertInfo]) -> Fleet:
+        fleet = cls()
+        for s in snapshots:
+            if is_newer(fleet.snapshots.get(s.equipment_id), s):
+                fleet.snapshots[s.equipment_id] = s
+        for a in alerts:
+            if a.is_active:
+                fleet.active_alerts.setdefault(a.equipment_id, set()).add(a.id)
+        return fleet
+
+    def row(self, equipment_id: str) -> dict[str, Any] | None:
+        snapshot = self.snapshots.get(equipment_id)
+        if snapshot is None:
+            return None
+        return fleet_row(snapshot, len(self.active_alerts.get(equipment_id, ())))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every machine's row, worst first."""
+        rows = [fleet_row(s, len(self.active_alerts.get(i, ()))) for i, s in self.snapshots.items()]
+        rows.sort(key=worst_first_key)
+        return rows
+
+    def counts(self) -> dict[str, int]:
+        return status_counts(s.status for s in self.snapshots.values())
+
+    def apply_health(self, snapshot: HealthSnapshot) -> dict[str, Any] | None:
+        if not is_newer(self.snapshots.get(snapshot.equipment_id), snapshot):
+            return None
+        self.snapshots[snapshot.equipment_id] = snapshot
+        return self.row(snapshot.equipment_id)
+
+    def apply_alert(self, equipment_id: str, alert_id: str, active: bool) -> dict[str, Any] | None:
+        ids = self.active_alerts.setdefault(equipment_id, set())
+        before = len(ids)
+        if active:
+            ids.add(alert_id)
+        else:
+            ids.discard(alert_id)
+        return self.row(equipment_id) if len(ids) != before else None
+
+
+# ---------------------------------------------------------------------------------------- machine
+class HistoryPoint(BaseModel):
+    """One prediction of a machine, as its actor's GetHistory returns it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, protected_namespaces=())
+
+    seq: int
+    at: float = Field(description="Unix time the prediction was made.")
+    predicted_rul: float
+    model_version: int
+
+
+def extend_history(points: list[HistoryPoint], snapshot: HealthSnapshot, limit: int) -> bool:
+    """Append the prediction a live snapshot carries, if it is a new one; True when it was."""
+    if snapshot.predicted_rul is None or snapshot.prediction_stale or snapshot.model_version is None:
+        return False
+    if points and snapshot.last_seq <= points[-1].seq:
+        return False
+    points.append(
+        HistoryPoint(
+            seq=snapshot.last_seq,
+            at=snapshot.updated_at.timestamp(),
+            predicted_rul=snapshot.predicted_rul,
+            model_version=snapshot.model_version,
+        )
+    )
+    del points[:-limit]
+    return True
+
+
+def thresholds_of(
+    profile_name: str | None, profiles: Mapping[str, EquipmentProfile] = PROFILES
+) -> AlertThresholds:
+    profile = profiles.get(profile_name or "")
+    return profile.thresholds if profile is not None else AlertThresholds()
+
+
+WARNING_COLOR: Final = "#f59e0b"
+CRITICAL_COLOR: Final = "#dc2626"
+
+
+def rul_series(points: Iterable[HistoryPoint]) -> list[list[float]]:
+    return [[p.seq, round(p.predicted_rul, 2)] for p in points]
+
+
+def rul_chart(points: Iterable[HistoryPoint], thresholds: AlertThresholds) -> dict[str, Any]:
+    """ECharts options: predicted RUL per cycle (seq), with the warning and critical thresholds as
+    horizontal lines (and the level a prediction must exceed to clear an alert, dotted)."""
+
+    def line(name: str, value: float, color: str, style: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "yAxis": value,
+            "lineStyle": {"color": color, "type": style, "width": 2},
+            "label": {"formatter": f"{name} {value:g}", "position": "insideEndTop", "color": color},
+        }
+
+    return {
+        "animation": False,
+        "grid": {"left": 60, "right": 40, "top": 40, "bottom": 50},
+        "tooltip": {"trigger": "axis"},
+        "legend": {"data": ["predicted RUL"]},
+        "xAxis": {
+            "type": "value",
+            "name": "cycle (seq)",
+            "nameLocation": "middle",
+            "nameGap": 30,
+            "min": "dataMin",
+        },
+        "yAxis": {"type": "value", "name": "RUL (cycles)", "min": 0},
+        "series": [
+            {
+                "name": "predicted RUL",
+                "type": "line",
+                "showSymbol": False,
+                "data": rul_series(points),
+                "markLine": {
+                    "silent": True,
+                    "symbol": "none",
+                    "data": [
+                        line("warning", thresholds.warning_rul, WARNING_COLOR, "dashed"),
+                        line("critical", thresholds.critical_rul, CRITICAL_COLOR, "solid"),
+                        line("clears above", thresholds.clear_rul, "#9ca3af", "dotted"),
+                    ],
+                },
+            }
+        ],
+    }
+
+
+def machine_summary(snapshot: HealthSnapshot | None, alerts: Iterable[AlertInfo]) -> dict[str, Any]:
+    """The machine view's header facts."""
+    active = [a for a in alerts if a.is_active]
+    if snapshot is None:
+        return {"known": False, "open_alerts": len(active)}
+    return {"known": True, **fleet_row(snapshot, len(active))}
+
+
+# ----------------------------------------------------------------------------------------- models
+class RegisteredModelInfo(BaseModel):
+    """One model of the registry as training's `GET /v1/models` lists it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, protected_namespaces=())
+
+    name: str
+    champion: int | None = None
+    versions: list[ModelCard] = Field(default_factory=list)
+
+
+def model_rows(models: Iterable[RegisteredModelInfo], serving: Mapping[str, int]) -> list[dict[str, Any]]:
+    """One row per registered version, newest first within a model, flagged champion and serving."""
+    rows: list[dict[str, Any]] = []
+    for model in sorted(models, key=lambda m: m.name):
+        for card in sorted(model.versions, key=lambda c: -c.version):
+            rows.append(
+                {
+                    "key": f"{card.name}/v{card.version}",
+                    "name": card.name,
+                    "version": card.version,
+                    "created_at": fmt_time(card.created_at),
+                    "profile": card.profile,
+                    "champion": card.version == model.champion,
+                    "serving": serving.get(card.name) == card.version,
+                    **{f"metric_{k}": round(v, 3) for k, v in sorted(card.metrics.items())},
+                    "n_train_units": card.n_train_units,
+                    "n_train_rows": card.n_train_rows,
+                    "rul_cap": card.rul_cap,
+                    "onnx_sha256": card.onnx_sha256[:12],
+                }
+            )
+    return rows
+
+
+def metric_names(models: Iterable[RegisteredModelInfo]) -> list[str]:
+    return sorted({k for m in models for c in m.versions for k in c.metrics})

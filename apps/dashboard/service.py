@@ -1,0 +1,158 @@
+"""The dashboard's use cases without HTTP or UI: load a view from the backend, acknowledge an alert.
+
+Pages (pages.py) and the JSON API (app.py) both call these, so what a page shows and what
+`/api/...` answers are the same rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from apps.common.contracts import HealthSnapshot
+from apps.common.profiles import AlertThresholds
+from apps.dashboard.domain import (
+    AlertInfo,
+    Fleet,
+    HistoryPoint,
+    RegisteredModelInfo,
+    alert_counts,
+    alert_rows,
+    machine_summary,
+    metric_names,
+    model_rows,
+    rul_chart,
+    sensor_chart,
+    thresholds_of,
+    top_sensors,
+)
+from apps.dashboard.live import AlertChanged, LiveHub
+from apps.dashboard.ports import BackendUnavailable, DashboardBackend
+from apps.dashboard.settings import DashboardSettings
+
+log = logging.getLogger("dashboard")
+
+# Alerting answers at most this many alerts per listing (its own limit).
+MAX_LISTING = 100_000
+
+
+@dataclass
+class MachineView:
+    equipment_id: str
+    health: HealthSnapshot | None
+    history: list[HistoryPoint]
+    alerts: dict[str, AlertInfo]
+    thresholds: AlertThresholds
+
+    @property
+    def known(self) -> bool:
+        return self.health is not None or bool(self.history) or bool(self.alerts)
+
+    def summary(self) -> dict[str, Any]:
+        return machine_summary(self.health, self.alerts.values())
+
+    def chart(self) -> dict[str, Any]:
+        return rul_chart(self.history, self.thresholds)
+
+    def sensors(self) -> list[dict[str, Any]]:
+        return top_sensors(self.alerts.values())
+
+    def sensor_chart(self) -> dict[str, Any]:
+        return sensor_chart(self.sensors())
+
+    def alert_rows(self) -> list[dict[str, Any]]:
+        return alert_rows(self.alerts.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "equipment_id": self.equipment_id,
+            "summary": self.summary(),
+            "thresholds": {
+                "warning_rul": self.thresholds.warning_rul,
+                "critical_rul": self.thresholds.critical_rul,
+                "clear_rul": self.thresholds.clear_rul,
+            },
+            "chart": self.chart(),
+            "sensors": self.sensors(),
+            "alerts": self.alert_rows(),
+        }
+
+
+@dataclass
+class ModelsView:
+    models: list[RegisteredModelInfo]
+    serving: dict[str, int]
+    serving_error: str | None = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        return model_rows(self.models, self.serving)
+
+    def metric_names(self) -> list[str]:
+        return metric_names(self.models)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "serving": self.serving,
+            "serving_error": self.serving_error,
+            "rows": self.rows(),
+            "models": [m.model_dump(mode="json") for m in self.models],
+        }
+
+
+@dataclass
+class DashboardService:
+    settings: DashboardSettings
+    hub: LiveHub = field(default_factory=LiveHub)
+    backend_: DashboardBackend | None = None
+
+    @property
+    def backend(self) -> DashboardBackend:
+        if self.backend_ is None:
+            raise BackendUnavailable("the dashboard is still starting (no Dapr client yet)")
+        return self.backend_
+
+    async def fleet(self) -> Fleet:
+        snapshots, open_, acknowledged = await asyncio.gather(
+            self.backend.fleet(),
+            self.backend.alerts(state="open", limit=MAX_LISTING),
+            self.backend.alerts(state="acknowledged", limit=MAX_LISTING),
+        )
+        return Fleet.of(snapshots, [*open_, *acknowledged])
+
+    async def alerts(self) -> list[AlertInfo]:
+        return await self.backend.alerts(limit=self.settings.alert_limit)
+
+    async def alerts_json(self) -> dict[str, Any]:
+        alerts = await self.alerts()
+        return {"counts": alert_counts(alerts), "rows": alert_rows(alerts)}
+
+    async def machine(self, equipment_id: str) -> MachineView:
+        health, history, alerts = await asyncio.gather(
+            self.backend.health(equipment_id),
+            self.backend.history(equipment_id, self.settings.history_points),
+            self.backend.alerts(equipment_id=equipment_id, limit=self.settings.alert_limit),
+        )
+        return MachineView(
+            equipment_id=equipment_id,
+            health=health,
+            history=history,
+            alerts={a.id: a for a in alerts},
+            thresholds=thresholds_of(health.profile if health else None),
+        )
+
+    async def models(self) -> ModelsView:
+        registered = await self.backend.registered_models()
+        try:
+            serving, error = await self.backend.serving(), None
+        except BackendUnavailable as exc:  # the registry is readable while inference is away
+            serving, error = {}, str(exc)
+        return ModelsView(registered, serving, error)
+
+    async def acknowledge(self, alert_id: str, by: str | None) -> AlertInfo:
+        """Acknowledge through alerting, then tell every open page (no topic carries acknowledgements)."""
+        by = (by or "").strip() or self.settings.default_operator
+        record = await self.backend.acknowledge(alert_id, by)
+        self.hub.publish(AlertChanged(record=record))
+        return record

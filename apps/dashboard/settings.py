@@ -1,0 +1,31 @@
+"""Configuration of the dashboard, from environment variables (prefix VIGIL_DASHBOARD_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DashboardSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIL_DASHBOARD_")
+
+    port: int = Field(8006, validation_alias="APP_PORT")
+    # Predictions asked of a machine's actor (GetHistory n); the actor keeps the last 500.
+    history_points: int = Field(500, ge=1, le=500)
+    # Alerts listed in the alerts view (newest raised first) and read per machine.
+    alert_limit: int = Field(5000, ge=1, le=100_000)
+    # Live updates reaching an open page are coalesced and pushed at most this often (per page).
+    push_interval_seconds: float = Field(0.5, gt=0, le=10)
+    # Timeout of one service-invocation or actor call through the sidecar.
+    call_timeout_seconds: int = Field(30, ge=1)
+    # How long a page may take to load its data before the browser gets an error.
+    page_timeout_seconds: float = Field(30.0, gt=0)
+    # The name an acknowledgement is recorded under when the operator leaves "by" empty.
+    default_operator: str = Field("operator", min_length=1, max_length=128)
+
+
+@lru_cache
+def get_settings() -> DashboardSettings:
+    return DashboardSettings()
