@@ -347,7 +347,7 @@ def rul_chart(points: Iterable[HistoryPoint], thresholds: AlertThresholds) -> di
         "animation": False,
         "grid": {"left": 60, "right": 40, "top": 40, "bottom": 50},
         "tooltip": {"trigger": "axis"},
-        "legend": {"data": ["predicted RUL"]},
+        "legend": {"data": ["predicted RUL"], "top": 0},
         "xAxis": {
             "type": "value",
             "name": "cycle (seq)",

@@ -103,7 +103,13 @@ class GridRows:
 def grid_options(columns: list[dict[str, Any]], rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return {
         "columnDefs": columns,
-        "defaultColDef": {"sortable": True, "filter": True, "floatingFilter": True, "resizable": True},
+        "defaultColDef": {
+            "sortable": True,
+            "filter": True,
+            "floatingFilter": True,
+            "resizable": True,
+            "minWidth": 110,
+        },
         "rowData": rows,
         ":getRowId": f"params => String(params.data.{key})",
         "animateRows": False,
@@ -189,9 +195,9 @@ async def fleet_page(service: DashboardService) -> None:
 
     with ui.row().classes("items-center gap-2"):
         page["total"] = ui.label().classes("text-lg font-bold mr-4").mark("fleet-total")
-        ui.button("all", on_click=lambda: only(None)).props("flat dense")
+        ui.button("all", on_click=lambda: only(None)).props("flat dense no-caps")
         page["buttons"] = {
-            s: ui.button(s, on_click=lambda s=s: only(s)).props("outline dense").mark(f"count-{s}")
+            s: ui.button(s, on_click=lambda s=s: only(s)).props("outline dense no-caps").mark(f"count-{s}")
             for s in STATUS_ORDER
         }
         ui.input(
@@ -401,7 +407,7 @@ async def alerts_page(service: DashboardService) -> None:
         page["by"] = (
             ui.input("acknowledged by", value=service.settings.default_operator).props("dense").mark("ack-by")
         )
-        page["ack"] = ui.button("Acknowledge", on_click=acknowledge).mark("ack")
+        page["ack"] = ui.button("Acknowledge", on_click=acknowledge).props("no-caps").mark("ack")
     grid = (
         ui.aggrid(grid_options(ALERT_COLUMNS, alert_rows(page["alerts"].values()), "id"), theme="balham")
         .classes("w-full")

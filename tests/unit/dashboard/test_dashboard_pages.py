@@ -5,6 +5,7 @@ chart data, the models view shows the registry."""
 from __future__ import annotations
 
 import json
+import time
 
 from nicegui import ui
 
@@ -196,3 +197,35 @@ async def test_models_view_lists_versions_cards_and_what_serves(dashboard: Dashb
     assert deliver(d.service.hub, TOPIC_MODEL_UPDATES, cloud_event(update)) == "SUCCESS"
     await eventually(lambda: len(grid_rows(d, "models-grid")) == 2, what="v2 listed")
     await d.user.should_see("model turbofan-rul v2 registered and promoted")
+
+
+async def test_ten_thousand_machines_load_and_a_burst_of_updates_is_one_transaction(
+    dashboard: Dashboard,
+) -> None:
+    d = dashboard
+    statuses = ["ok", "warning", "critical", "stale", "silent", "warming_up"]
+    d.backend.snapshots = {
+        f"sim-{i:05d}": snapshot(f"sim-{i:05d}", status=statuses[i % 6], rul=float(i % 125))
+        for i in range(10_000)
+    }
+    started = time.monotonic()
+    await d.user.open("/")
+    assert time.monotonic() - started < 10
+    rows = grid_rows(d, "fleet-grid")
+    assert len(rows) == 10_000 and rows[0]["status"] == "critical" and rows[-1]["status"] == "ok"
+    assert text(d, "fleet-total") == "10000 machines"
+
+    (grid,) = d.user.find(marker="fleet-grid").elements
+    sent: list[tuple[str, dict]] = []
+    grid.run_grid_method = lambda name, *args, **kw: sent.append((name, *args))  # type: ignore[method-assign]
+    for i in range(0, 10_000, 10):  # 1,000 machines turn critical at once
+        body = cloud_event(
+            snapshot(f"sim-{i:05d}", status="critical", rul=5, updated=60).model_dump(mode="json")
+        )
+        deliver(d.service.hub, TOPIC_EQUIPMENT_HEALTH, body)
+    critical = len({i for i in range(10_000) if statuses[i % 6] == "critical" or i % 10 == 0})
+    await eventually(
+        lambda: text(d, "count-critical") == f"critical {critical}", what="counts after the burst"
+    )
+    assert len(sent) == 1 and sent[0][0] == "applyTransaction"
+    assert len(sent[0][1]["update"]) == 1000 and sent[0][1]["add"] == []
