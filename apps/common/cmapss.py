@@ -1,4 +1,4 @@
-"""Loader for the bundled NASA C-MAPSS FD001 run-to-failure data (data/cmapss/*.txt.gz).
+"""Loader for the bundled NASA C-MAPSS run-to-failure data, FD001 and FD002 (data/cmapss/*.txt.gz).
 
 Used by training (fit and evaluate) and by tests and simulators that replay real engines. Files are
 whitespace-separated with trailing spaces, 26 columns: unit, cycle, 3 operating settings, 21 sensors.
@@ -17,6 +17,7 @@ import numpy as np
 from apps.common.profiles import EquipmentProfile
 
 DATA_DIR_ENV: Final = "VIGIL_DATA_DIR"
+SUBSETS: Final = ("FD001", "FD002")  # the sub-datasets data/cmapss/ ships
 COLUMNS: Final[tuple[str, ...]] = (
     "unit",
     "cycle",

@@ -4,15 +4,28 @@ A profile is the single place that says which channels a machine sends (and what
 plausible), which of them feed the model, how long the rolling window is, which model serves it and
 when an alert opens or clears. Ingestion validates against it, the EquipmentActor windows and alerts
 with it, and training builds features with it, so all three agree by construction.
+
+Profiles are data: one YAML file per kind of machine in the profiles folder (the repo's `profiles/`,
+or `$VIGIL_PROFILES_DIR`), validated when loaded, so a new kind needs a file and no code. Every
+service loads the same folder, which is why it is one environment variable rather than a setting per
+service: ingestion and the actors must never disagree on a profile.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
+from typing import Annotated, Any, Final, Literal
 
 import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictStr, Tag, ValidationError
+
+PROFILES_DIR_ENV: Final = "VIGIL_PROFILES_DIR"
+ModelKind = Literal["rul", "failure"]
 
 
 class UnknownProfile(KeyError):
@@ -25,6 +38,10 @@ class UnknownProfile(KeyError):
 
     def __str__(self) -> str:
         return f"unknown equipment profile {self.name!r}; known profiles: {', '.join(self.known)}"
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used; the message names the file and the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +73,38 @@ class AlertThresholds:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbabilityThresholds:
+    """Hysteresis thresholds on a failure classifier's probability (higher is worse): the mirror of
+    AlertThresholds, clearing only after `consecutive` predictions below `warning_probability -
+    clear_margin`."""
+
+    warning_probability: float = 0.5
+    critical_probability: float = 0.8
+    consecutive: int = 2
+    clear_margin: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.warning_probability < self.critical_probability <= 1.0:
+            raise ValueError("need 0 < warning_probability < critical_probability <= 1")
+        if self.consecutive < 1:
+            raise ValueError("consecutive must be >= 1")
+        if not 0.0 <= self.clear_margin < self.warning_probability:
+            raise ValueError("clear_margin must be >= 0 and below warning_probability")
+
+    @property
+    def clear_probability(self) -> float:
+        return self.warning_probability - self.clear_margin
+
+
+@dataclass(frozen=True, slots=True)
 class EquipmentProfile:
     """Schema and judgement rules for one kind of equipment.
 
     `channels` maps every channel name the machine may report (operating settings and sensors) to
     its plausible (min, max) range; a value outside it is a broken sensor or a unit mix-up, not a
     degradation signal, so ingestion rejects it. `informative_sensors` are the channels the feature
-    pipeline uses, in the column order of every window and trajectory array.
+    pipeline uses, in the column order of every window and trajectory array. `thresholds` match
+    `model_kind`: AlertThresholds on a predicted RUL, ProbabilityThresholds on a failure probability.
     """
 
     name: str
@@ -71,14 +113,19 @@ class EquipmentProfile:
     operating_settings: tuple[str, ...]
     model_name: str
     window: int = 30
-    thresholds: AlertThresholds = field(default_factory=AlertThresholds)
+    thresholds: AlertThresholds | ProbabilityThresholds = field(default_factory=AlertThresholds)
     silence_after_seconds: float = 300.0
     # Predictions owed (inference unreachable) for this long raise a `stale` alert of their own.
     stale_after_seconds: float = 120.0
+    model_kind: ModelKind = "rul"
+    description: str = ""
+    # What each channel measures, in which unit (shown by GET /v1/profiles).
+    channel_descriptions: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        # Freeze the mapping so a shared module-level profile cannot be mutated by one caller.
+        # Freeze the mappings so a shared module-level profile cannot be mutated by one caller.
         object.__setattr__(self, "channels", MappingProxyType(dict(self.channels)))
+        object.__setattr__(self, "channel_descriptions", MappingProxyType(dict(self.channel_descriptions)))
         for channel, (lo, hi) in self.channels.items():
             if not lo < hi:
                 raise ValueError(f"channel {channel!r}: range min must be below max")
@@ -93,6 +140,9 @@ class EquipmentProfile:
             raise ValueError("silence_after_seconds must be > 0")
         if self.stale_after_seconds <= 0:
             raise ValueError("stale_after_seconds must be > 0")
+        expected = AlertThresholds if self.model_kind == "rul" else ProbabilityThresholds
+        if not isinstance(self.thresholds, expected):
+            raise ValueError(f"a {self.model_kind!r} model needs {expected.__name__}")
 
     @property
     def required_channels(self) -> tuple[str, ...]:
@@ -104,59 +154,195 @@ class EquipmentProfile:
         return np.array([values[name] for name in self.informative_sensors], dtype=np.float64)
 
 
-def _ranges(**ranges: tuple[float, float]) -> dict[str, tuple[float, float]]:
-    return dict(ranges)
+# ------------------------------------------------------------------------------- the YAML schema
+class _Strict(BaseModel):
+    # A misspelt key is an error, not a silently ignored line of configuration.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, protected_namespaces=())
 
 
-# C-MAPSS channel names, exactly as the dataset columns are numbered (3 settings, 21 sensors).
-# Ranges are generous envelopes around FD001's observed min/max (train and test): wide enough for
-# other sea-level engines and sensor noise, narrow enough to catch unit errors (e.g. Kelvin vs
-# Rankine) and stuck-at-zero sensors. The comment names the physical quantity (Saxena et al. 2008).
-CMAPSS_CHANNEL_RANGES: dict[str, tuple[float, float]] = _ranges(
-    op_setting_1=(-1.0, 1.0),  # altitude setting, FD001 about +-0.009
-    op_setting_2=(-1.0, 1.0),  # Mach setting, FD001 about +-0.0007
-    op_setting_3=(0.0, 110.0),  # throttle resolver angle, FD001 100
-    sensor_1=(400.0, 600.0),  # T2 fan inlet temperature (degR), FD001 518.67
-    sensor_2=(600.0, 700.0),  # T24 LPC outlet temperature, FD001 641.1-644.5
-    sensor_3=(1450.0, 1750.0),  # T30 HPC outlet temperature, FD001 1569-1617
-    sensor_4=(1250.0, 1600.0),  # T50 LPT outlet temperature, FD001 1382-1441
-    sensor_5=(10.0, 20.0),  # P2 fan inlet pressure (psia), FD001 14.62
-    sensor_6=(15.0, 30.0),  # P15 bypass-duct pressure, FD001 21.6
-    sensor_7=(500.0, 600.0),  # P30 HPC outlet pressure, FD001 549.9-556.1
-    sensor_8=(2300.0, 2500.0),  # Nf physical fan speed (rpm), FD001 2387.9-2388.6
-    sensor_9=(8500.0, 9800.0),  # Nc physical core speed, FD001 9021-9245
-    sensor_10=(0.8, 2.0),  # epr engine pressure ratio, FD001 1.3
-    sensor_11=(40.0, 55.0),  # Ps30 HPC outlet static pressure, FD001 46.8-48.5
-    sensor_12=(480.0, 560.0),  # phi fuel flow / Ps30, FD001 518.7-523.8
-    sensor_13=(2300.0, 2500.0),  # NRf corrected fan speed, FD001 2387.9-2388.6
-    sensor_14=(7700.0, 8700.0),  # NRc corrected core speed, FD001 8100-8294
-    sensor_15=(7.5, 9.5),  # BPR bypass ratio, FD001 8.32-8.58
-    sensor_16=(0.0, 0.1),  # farB burner fuel-air ratio, FD001 0.03
-    sensor_17=(350.0, 450.0),  # htBleed bleed enthalpy, FD001 388-400
-    sensor_18=(2300.0, 2500.0),  # Nf_dmd demanded fan speed, FD001 2388
-    sensor_19=(80.0, 120.0),  # PCNfR_dmd demanded corrected fan speed, FD001 100
-    sensor_20=(30.0, 48.0),  # W31 HPT coolant bleed, FD001 38.1-39.4
-    sensor_21=(18.0, 29.0),  # W32 LPT coolant bleed, FD001 22.9-23.6
+Number = Annotated[float, Field(strict=False)]  # YAML `50` is an int: accept it as a float
+Name = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+
+class ChannelSpec(_Strict):
+    min: Number
+    max: Number
+    description: StrictStr = ""
+
+
+class ModelSpec(_Strict):
+    name: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    kind: ModelKind
+
+
+class RulAlertsSpec(_Strict):
+    warning_rul: Number
+    critical_rul: Number
+    consecutive: Annotated[int, Field(ge=1)] = 3
+    clear_margin: Annotated[Number, Field(ge=0)] = 10.0
+
+
+class ProbabilityAlertsSpec(_Strict):
+    warning_probability: Number
+    critical_probability: Number
+    consecutive: Annotated[int, Field(ge=1)] = 2
+    clear_margin: Annotated[Number, Field(ge=0)] = 0.2
+
+
+def _alerts_kind(value: Any) -> str | None:
+    """Which alerts block this is, told by its threshold names (a model's kind must match it)."""
+    if isinstance(value, BaseModel):
+        return "rul" if isinstance(value, RulAlertsSpec) else "failure"
+    if isinstance(value, dict):
+        if "warning_rul" in value or "critical_rul" in value:
+            return "rul"
+        if "warning_probability" in value or "critical_probability" in value:
+            return "failure"
+    return None
+
+
+Alerts = Annotated[
+    Annotated[RulAlertsSpec, Tag("rul")] | Annotated[ProbabilityAlertsSpec, Tag("failure")],
+    Discriminator(
+        _alerts_kind,
+        custom_error_type="alerts_kind",
+        custom_error_message="needs warning_rul and critical_rul (a 'rul' model) or warning_probability "
+        "and critical_probability (a 'failure' model)",
+    ),
+]
+
+
+class ProfileSpec(_Strict):
+    """One profile file, as written (and as GET /v1/profiles answers)."""
+
+    name: Name
+    description: StrictStr = ""
+    model: ModelSpec
+    window: Annotated[int, Field(ge=2)] = 30
+    silence_after_seconds: Annotated[Number, Field(gt=0)] = 300.0
+    stale_after_seconds: Annotated[Number, Field(gt=0)] = 120.0
+    operating_settings: list[Name] = Field(default_factory=list)
+    informative_sensors: Annotated[list[Name], Field(min_length=1)]
+    channels: Annotated[dict[Name, ChannelSpec], Field(min_length=1)]
+    alerts: Alerts
+
+    def to_profile(self) -> EquipmentProfile:
+        if self.model.kind == "rul" and isinstance(self.alerts, RulAlertsSpec):
+            thresholds: AlertThresholds | ProbabilityThresholds = AlertThresholds(**self.alerts.model_dump())
+        elif self.model.kind == "failure" and isinstance(self.alerts, ProbabilityAlertsSpec):
+            thresholds = ProbabilityThresholds(**self.alerts.model_dump())
+        else:
+            wanted = "warning_rul" if self.model.kind == "rul" else "warning_probability"
+            raise ValueError(f"alerts: a {self.model.kind!r} model is judged on {wanted} and the like")
+        return EquipmentProfile(
+            name=self.name,
+            channels={k: (c.min, c.max) for k, c in self.channels.items()},
+            informative_sensors=tuple(self.informative_sensors),
+            operating_settings=tuple(self.operating_settings),
+            model_name=self.model.name,
+            window=self.window,
+            thresholds=thresholds,
+            silence_after_seconds=self.silence_after_seconds,
+            stale_after_seconds=self.stale_after_seconds,
+            model_kind=self.model.kind,
+            description=self.description,
+            channel_descriptions={k: c.description for k, c in self.channels.items()},
+        )
+
+    @classmethod
+    def of(cls, profile: EquipmentProfile) -> ProfileSpec:
+        """The file that would load as `profile` (what GET /v1/profiles shows)."""
+        alerts: RulAlertsSpec | ProbabilityAlertsSpec
+        if isinstance(profile.thresholds, AlertThresholds):
+            t = profile.thresholds
+            alerts = RulAlertsSpec(
+                warning_rul=t.warning_rul,
+                critical_rul=t.critical_rul,
+                consecutive=t.consecutive,
+                clear_margin=t.clear_margin,
+            )
+        else:
+            p = profile.thresholds
+            alerts = ProbabilityAlertsSpec(
+                warning_probability=p.warning_probability,
+                critical_probability=p.critical_probability,
+                consecutive=p.consecutive,
+                clear_margin=p.clear_margin,
+            )
+        return cls(
+            name=profile.name,
+            description=profile.description,
+            model=ModelSpec(name=profile.model_name, kind=profile.model_kind),
+            window=profile.window,
+            silence_after_seconds=profile.silence_after_seconds,
+            stale_after_seconds=profile.stale_after_seconds,
+            operating_settings=list(profile.operating_settings),
+            informative_sensors=list(profile.informative_sensors),
+            channels={
+                k: ChannelSpec(min=lo, max=hi, description=profile.channel_descriptions.get(k, ""))
+                for k, (lo, hi) in profile.channels.items()
+            },
+            alerts=alerts,
+        )
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    # The alerts union's tags ("rul", "failure") are pydantic's bookkeeping, not the file's fields.
+    parts = [str(p) for i, p in enumerate(loc) if not (i == 1 and loc[0] == "alerts")]
+    return ".".join(parts) or "(top level)"
+
+
+def parse_profile(text: str, source: str) -> EquipmentProfile:
+    """One profile from YAML text; ProfileError naming `source` and the field on any problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{source}: expected a mapping of profile fields, got {type(raw).__name__}")
+    try:
+        spec = ProfileSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = {f"{_where(tuple(e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)}
+        raise ProfileError(f"{source}: " + "; ".join(sorted(problems))) from None
+    try:
+        return spec.to_profile()
+    except ValueError as exc:
+        raise ProfileError(f"{source}: {exc}") from None
+
+
+def load_profiles(folder: Path) -> Mapping[str, EquipmentProfile]:
+    """Every `*.yaml` profile of a folder, by name. A file is named after its profile, so two files
+    cannot define one kind twice."""
+    if not folder.is_dir():
+        raise ProfileError(f"profiles folder {folder} does not exist (set {PROFILES_DIR_ENV} to another)")
+    profiles: dict[str, EquipmentProfile] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        profile = parse_profile(path.read_text(encoding="utf-8"), str(path))
+        if profile.name != path.stem:
+            raise ProfileError(f"{path}: name: {profile.name!r} must match the file name ({path.stem!r})")
+        profiles[profile.name] = profile
+    if not profiles:
+        raise ProfileError(f"profiles folder {folder} has no *.yaml profile")
+    return MappingProxyType(profiles)
+
+
+SHIPPED_PROFILES_DIR: Final = Path(__file__).resolve().parents[2] / "profiles"
+
+
+def profiles_dir() -> Path:
+    override = os.environ.get(PROFILES_DIR_ENV)
+    return Path(override) if override else SHIPPED_PROFILES_DIR
+
+
+# Loaded once per process: a profile is part of a machine's identity for its whole life, and a
+# changed file takes effect when the services restart (all of them, so they stay in agreement).
+PROFILES: Mapping[str, EquipmentProfile] = load_profiles(profiles_dir())
+# The kind the bundled C-MAPSS data belongs to (replay, simulate and tests use it), from the shipped
+# file so that it exists whatever folder the platform is configured with.
+TURBOFAN: Final = parse_profile(
+    (SHIPPED_PROFILES_DIR / "turbofan.yaml").read_text(encoding="utf-8"), "profiles/turbofan.yaml"
 )
-
-# The 14 sensors that actually move in FD001; the other 7 are constant (or nearly so) and carry no
-# degradation signal, so windowing them would only add noise features.
-TURBOFAN_INFORMATIVE: tuple[str, ...] = tuple(
-    f"sensor_{i}" for i in (2, 3, 4, 7, 8, 9, 11, 12, 13, 14, 15, 17, 20, 21)
-)
-
-TURBOFAN = EquipmentProfile(
-    name="turbofan",
-    channels=CMAPSS_CHANNEL_RANGES,
-    informative_sensors=TURBOFAN_INFORMATIVE,
-    operating_settings=("op_setting_1", "op_setting_2", "op_setting_3"),
-    model_name="turbofan-rul",
-    window=30,
-    thresholds=AlertThresholds(warning_rul=50.0, critical_rul=20.0, consecutive=3, clear_margin=10.0),
-    silence_after_seconds=300.0,
-)
-
-PROFILES: Mapping[str, EquipmentProfile] = MappingProxyType({TURBOFAN.name: TURBOFAN})
 
 
 def get_profile(name: str, profiles: Mapping[str, EquipmentProfile] = PROFILES) -> EquipmentProfile:

@@ -18,7 +18,7 @@ from apps.common.actor_interface import EquipmentActorInterface
 from apps.common.contracts import EquipmentIngestResult, IngestResult, Reading
 from apps.common.daprhttp import PooledActorProxyFactory
 from apps.common.names import EQUIPMENT_ACTOR_TYPE, PUBSUB, TOPIC_READINGS_DEAD_LETTER, TOPIC_SENSOR_READINGS
-from apps.common.profiles import PROFILES
+from apps.common.profiles import PROFILES, ProfileSpec
 from apps.common.publisher import DaprPublisher
 from apps.ingestion.service import IngestionService, only_retryable, parse_json, readings_json
 from apps.ingestion.settings import get_settings
@@ -114,6 +114,13 @@ async def on_sensor_readings(request: Request, event: dict = Body(...)) -> dict[
 dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_SENSOR_READINGS, dead_letter_topic=TOPIC_READINGS_DEAD_LETTER)(
     on_sensor_readings
 )
+
+
+@app.get("/v1/profiles", response_model=list[ProfileSpec], response_model_exclude_none=True)
+async def list_profiles(service: ServiceDep) -> list[ProfileSpec]:
+    """Every kind of equipment readings are validated against (one file each in the profiles folder),
+    as the file says it: channels and plausible ranges, model, window, alert thresholds, silence."""
+    return [ProfileSpec.of(p) for _, p in sorted(service.profiles.items())]
 
 
 @app.get("/healthz")

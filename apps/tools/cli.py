@@ -9,6 +9,7 @@ from typing import Final
 
 import yaml
 
+from apps.common import cmapss
 from apps.common.contracts import MAX_BATCH_READINGS
 from apps.common.names import INGESTION_APP_ID
 from apps.tools.fleet import Fleet, FleetError, load_units, parse_units, replay_fleet, simulated_fleet
@@ -58,13 +59,16 @@ def _speed(text: str) -> float:
     return value
 
 
-def _add_stream_arguments(parser: argparse.ArgumentParser, prefix: str, speed: float, batch: int) -> None:
+def _add_stream_arguments(
+    parser: argparse.ArgumentParser, prefix: str | None, speed: float, batch: int
+) -> None:
     parser.add_argument("--url", default=None, help="ingestion base URL (default: its port in dapr.yaml)")
     parser.add_argument(
         "--speed", type=_speed, default=speed, help=f"cycles per second, 0 = as fast as possible ({speed:g})"
     )
     parser.add_argument("--batch", type=_batch, default=batch, help=f"readings per request ({batch})")
-    parser.add_argument("--prefix", default=prefix, help=f"equipment id prefix ({prefix!r})")
+    shown = repr(prefix) if prefix else "'<subset>-' or '<subset>-test-', e.g. 'fd001-'"
+    parser.add_argument("--prefix", default=prefix, help=f"equipment id prefix ({shown})")
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,13 +78,19 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         dest="data_set",
         choices=("train", "test"),
         default="train",
-        help="FD001 training units (run to failure) or test units (cut short); test ids default to "
-        "the prefix 'fd001-test-'",
+        help="training units (run to failure) or test units (cut short); test ids default to "
+        "the prefix '<subset>-test-', e.g. 'fd001-test-'",
+    )
+    parser.add_argument(
+        "--subset",
+        choices=cmapss.SUBSETS,
+        default="FD001",
+        help="C-MAPSS subset: FD001 (sea level) or FD002 (six flight conditions)",
     )
     parser.add_argument(
         "--cycles", type=_positive_int, default=None, help="replay only each unit's first N cycles"
     )
-    _add_stream_arguments(parser, prefix="fd001-", speed=10.0, batch=100)
+    _add_stream_arguments(parser, prefix=None, speed=10.0, batch=100)
 
 
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,10 +104,10 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def replay_from_args(args: argparse.Namespace) -> Fleet:
-    trajectories = load_units(args.data_set)
+    trajectories = load_units(args.data_set, args.subset)
     units = parse_units(args.units, trajectories)
-    prefix = args.prefix if args.data_set == "train" or args.prefix != "fd001-" else "fd001-test-"
-    return replay_fleet(trajectories, units, prefix, max_cycles=args.cycles)
+    default_prefix = f"{args.subset.lower()}-" + ("test-" if args.data_set == "test" else "")
+    return replay_fleet(trajectories, units, args.prefix or default_prefix, max_cycles=args.cycles)
 
 
 def simulate_from_args(args: argparse.Namespace) -> Fleet:
@@ -136,7 +146,7 @@ def run_replay(args: argparse.Namespace) -> int:
     except (FleetError, FileNotFoundError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    return run_stream(fleet, args, f"replaying FD001 {args.data_set} units")
+    return run_stream(fleet, args, f"replaying {args.subset} {args.data_set} units")
 
 
 def run_simulate(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Fleets of machines made from the real C-MAPSS FD001 trajectories, and their readings (no I/O).
+"""Fleets of machines made from the real C-MAPSS trajectories (FD001, FD002), and their readings (no I/O).
 
 A fleet advances in ticks: at tick t every machine that is running emits the reading of its next
 cycle, so all machines advance together the way a live fleet reports. `replay` maps each real unit to
@@ -154,12 +154,12 @@ def check_prefix(prefix: str, widest_suffix: str) -> None:
         )
 
 
-def load_units(data_set: str) -> dict[int, np.ndarray]:
-    """FD001 `train` (run to failure) or `test` (truncated) trajectories."""
+def load_units(data_set: str, subset: str = "FD001") -> dict[int, np.ndarray]:
+    """A C-MAPSS subset's `train` (run to failure) or `test` (truncated) trajectories."""
     if data_set == "train":
-        return cmapss.load_train()
+        return cmapss.load_train(subset)
     if data_set == "test":
-        return cmapss.load_test()
+        return cmapss.load_test(subset)
     raise FleetError(f"unknown data set {data_set!r}: use 'train' or 'test'")
 
 

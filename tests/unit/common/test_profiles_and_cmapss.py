@@ -1,4 +1,4 @@
-"""Profiles and the bundled C-MAPSS FD001 data agree with each other."""
+"""Profiles and the bundled C-MAPSS data (FD001, FD002) agree with each other."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from apps.common.profiles import PROFILES, TURBOFAN, UnknownProfile, get_profile
 
 
 def test_get_profile_and_unknown_profile_message() -> None:
-    assert get_profile("turbofan") is TURBOFAN
+    assert get_profile("turbofan") == TURBOFAN
     with pytest.raises(UnknownProfile, match="unknown equipment profile 'pump'.*turbofan"):
         get_profile("pump")
 
@@ -24,7 +24,7 @@ def test_turbofan_schema() -> None:
     assert len(TURBOFAN.informative_sensors) == 14
     assert TURBOFAN.thresholds.warning_rul == 50 and TURBOFAN.thresholds.critical_rul == 20
     assert TURBOFAN.thresholds.clear_rul == 60
-    assert PROFILES["turbofan"] is TURBOFAN
+    assert PROFILES["turbofan"] == TURBOFAN
 
 
 def test_loader_shapes_match_the_readme() -> None:

@@ -207,3 +207,15 @@ def test_http_answers_503_without_a_model_and_422_on_mismatch(http: tuple, model
     assert wrong.status_code == 422 and "feature_names[0]" in wrong.json()["detail"]
     ragged = client.post("/v1/predict", json={**body, "rows": [[1.0, 2.0]]})
     assert ragged.status_code == 422 and "rows[0] has 2 values" in ragged.text
+
+
+async def test_ready_with_one_model_while_another_kind_has_none_yet(models: dict) -> None:
+    registry = InMemoryRegistry()
+    await registry.register(card(1, models[1][1]), models[1][1])
+    await registry.promote(MODEL, 1)
+    service = InferenceService(registry, settings().model_copy(update={"model_names": [MODEL, "new-kind"]}))
+    await service.refresh_all()
+    assert service.ready and service.loaded() == {MODEL: 1}
+    with pytest.raises(ModelNotReady, match="'new-kind'"):
+        await service.predict(PredictRequest(model_name="new-kind", feature_names=FEATURES, rows=[[0.0] * 6]))
+    await service.close()

@@ -159,3 +159,16 @@ def test_http_503_with_retry_after_when_no_machine_could_be_reached(
     )
     assert partly.status_code == 200 and partly.json()["accepted"] == 1
     assert [(r["index"], r["retryable"]) for r in partly.json()["rejected"]] == [(0, True)]
+
+
+def test_http_lists_the_profiles_as_their_files_say(http: tuple[TestClient, RecordingEquipment]) -> None:
+    client, _ = http
+    answer = client.get("/v1/profiles")
+    assert answer.status_code == 200
+    by_name = {p["name"]: p for p in answer.json()}
+    assert sorted(by_name) == ["milling", "turbofan"]
+    turbofan = by_name["turbofan"]
+    assert turbofan["model"] == {"name": "turbofan-rul", "kind": "rul"} and turbofan["window"] == 30
+    assert turbofan["channels"]["op_setting_1"]["max"] == 45.0
+    assert turbofan["alerts"] == {"warning_rul": 50, "critical_rul": 20, "consecutive": 3, "clear_margin": 10}
+    assert by_name["milling"]["alerts"]["warning_probability"] == 0.5

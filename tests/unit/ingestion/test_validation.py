@@ -51,7 +51,7 @@ BAD_CASES: dict[str, tuple[dict[str, Any] | Any, str]] = {
     "infinite": (with_values(sensor_4=math.inf), "non-finite value: sensor 'sensor_4'"),
     "out of range": (
         with_values(sensor_2=5000.0),
-        "sensor 'sensor_2' value 5000.0 outside the plausible range [600, 700]",
+        "sensor 'sensor_2' value 5000.0 outside the plausible range [480, 700]",
     ),
     "future": (good(timestamp=(NOW + timedelta(minutes=5, seconds=1)).isoformat()), "in the future"),
     "naive timestamp": (good(timestamp="2024-06-01T12:00:00"), "naive timestamp"),

@@ -52,3 +52,15 @@ def test_connection_refused_exits_non_zero_without_a_traceback(capsys: pytest.Ca
     assert f"cannot connect to ingestion at {url} (connection refused)" in err
     assert "vigil up" in err and "Traceback" not in err
     assert main(["simulate", "--machines", "3", "--url", url]) == 1
+
+
+def test_replay_subset_picks_the_data_and_the_default_prefix() -> None:
+    from apps.cli import build_parser
+    from apps.tools.cli import replay_from_args
+
+    fd002 = replay_from_args(build_parser().parse_args(["replay", "--subset", "FD002", "--units", "260"]))
+    assert [m.equipment_id for m in fd002.machines] == ["fd002-260"]  # FD001 has 100 units
+    test = replay_from_args(build_parser().parse_args(["replay", "--set", "test", "--units", "3"]))
+    assert [m.equipment_id for m in test.machines] == ["fd001-test-003"]
+    mine = build_parser().parse_args(["replay", "--subset", "FD002", "--units", "1", "--prefix", "x-"])
+    assert [m.equipment_id for m in replay_from_args(mine).machines] == ["x-001"]
