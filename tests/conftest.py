@@ -12,6 +12,10 @@ import socket
 import pytest
 
 REDIS_ADDRESS = os.environ.get("VIGIL_TEST_REDIS", "127.0.0.1:6379")
+# PostgreSQL (trust auth), RabbitMQ (guest/guest) and Mosquitto, as this machine runs them.
+POSTGRES_DSN = os.environ.get("VIGIL_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+RABBITMQ_URL = os.environ.get("VIGIL_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/")
+MQTT_URL = os.environ.get("VIGIL_TEST_MQTT", "tcp://127.0.0.1:1883")
 
 
 def services_required() -> bool:
@@ -42,3 +46,32 @@ def redis_url() -> str:
     if problem is not None:
         skip_or_fail(f"Redis is not reachable at {REDIS_ADDRESS}: {problem}")
     return REDIS_ADDRESS
+
+
+def _server_fixture(what: str, address: str, value: str) -> str:
+    problem = reachable(address)
+    if problem is not None:
+        skip_or_fail(f"{what} is not reachable at {address}: {problem}")
+    return value
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """The real PostgreSQL as a libpq connection string (what state.postgresql's connectionString takes)."""
+    params = dict(part.split("=", 1) for part in POSTGRES_DSN.split())
+    return _server_fixture(
+        "PostgreSQL", f"{params.get('host', '127.0.0.1')}:{params.get('port', '5432')}", POSTGRES_DSN
+    )
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """The real RabbitMQ as an amqp:// URL (pubsub.rabbitmq's connectionString)."""
+    address = RABBITMQ_URL.split("@", 1)[-1].split("/", 1)[0]
+    return _server_fixture("RabbitMQ", address, RABBITMQ_URL)
+
+
+@pytest.fixture(scope="session")
+def mqtt_url() -> str:
+    """The real MQTT broker as tcp://host:port (pubsub.mqtt3's url)."""
+    return _server_fixture("the MQTT broker", MQTT_URL.split("://", 1)[-1], MQTT_URL)

@@ -18,6 +18,7 @@ STATE_TYPES = {
     "state.in-memory": "localdapr.state.memory:InMemoryStateStore",
     "state.sqlite": "localdapr.state.sqlite:SQLiteStateStore",
     "state.redis": "localdapr.state.redis:RedisStateStore",
+    "state.postgresql": "localdapr.state.postgres:PostgresStateStore",
 }
 PUBSUB_TYPES = {
     "pubsub.in-memory": "localdapr.pubsub.memory:InMemoryBroker",
@@ -50,6 +51,9 @@ ALL_TYPES = {
 # Every type here has one version; daprd's registries accept it as "", "v0" or "v1", in any case
 # (components.IsInitialVersion), so a component file without spec.version loads.
 INITIAL_VERSIONS = ("", "v0", "v1")
+# Types whose one implementation here is a later version: state.postgresql is v2 only (v1 keeps another
+# table layout), and daprd needs `version: v2` to pick it, so nothing else is accepted.
+VERSIONS = {"state.postgresql": ("v2",)}
 
 
 def component_class(spec: ComponentSpec) -> type[Any]:
@@ -60,10 +64,11 @@ def component_class(spec: ComponentSpec) -> type[Any]:
             f"{spec.file}: component {spec.name!r}: spec.type {spec.type!r} is not supported by localdapr "
             f"(supported: {supported})"
         )
-    if spec.version.lower() not in INITIAL_VERSIONS:
+    versions = VERSIONS.get(spec.type, INITIAL_VERSIONS)
+    if spec.version.lower() not in versions:
         raise ComponentError(
             f"{spec.file}: component {spec.name!r}: spec.version {spec.version!r} is not supported for "
-            f"{spec.type} (use v1)"
+            f"{spec.type} (use {versions[-1]})"
         )
     module_name, _, class_name = target.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
