@@ -23,7 +23,7 @@ from apps.common.contracts import (
     Severity,
     Status,
 )
-from apps.common.profiles import PROFILES, AlertThresholds, EquipmentProfile
+from apps.common.profiles import PROFILES, AlertThresholds, EquipmentProfile, ProbabilityThresholds
 
 # Worst first: what needs an operator now, then what the platform cannot judge, then what is fine.
 STATUS_ORDER: Final[tuple[str, ...]] = ("critical", "warning", "stale", "silent", "warming_up", "ok")
@@ -316,11 +316,30 @@ def extend_history(points: list[HistoryPoint], snapshot: HealthSnapshot, limit: 
     return True
 
 
+Thresholds = AlertThresholds | ProbabilityThresholds
+
+
 def thresholds_of(
     profile_name: str | None, profiles: Mapping[str, EquipmentProfile] = PROFILES
-) -> AlertThresholds:
+) -> Thresholds:
+    """The alert thresholds of a machine's profile (RUL ones when the profile is unknown)."""
     profile = profiles.get(profile_name or "")
     return profile.thresholds if profile is not None else AlertThresholds()
+
+
+def threshold_levels(thresholds: Thresholds) -> dict[str, float]:
+    """The levels the chart draws: warning, critical, and where an open alert clears."""
+    if isinstance(thresholds, ProbabilityThresholds):
+        return {
+            "warning": thresholds.warning_probability,
+            "critical": thresholds.critical_probability,
+            "clear": thresholds.clear_probability,
+        }
+    return {
+        "warning": thresholds.warning_rul,
+        "critical": thresholds.critical_rul,
+        "clear": thresholds.clear_rul,
+    }
 
 
 WARNING_COLOR: Final = "#f59e0b"
@@ -331,9 +350,13 @@ def rul_series(points: Iterable[HistoryPoint]) -> list[list[float]]:
     return [[p.seq, round(p.predicted_rul, 2)] for p in points]
 
 
-def rul_chart(points: Iterable[HistoryPoint], thresholds: AlertThresholds) -> dict[str, Any]:
-    """ECharts options: predicted RUL per cycle (seq), with the warning and critical thresholds as
-    horizontal lines (and the level a prediction must exceed to clear an alert, dotted)."""
+def rul_chart(points: Iterable[HistoryPoint], thresholds: Thresholds) -> dict[str, Any]:
+    """ECharts options: the prediction per cycle (seq), with the warning and critical thresholds as
+    horizontal lines and the level an open alert clears at dotted. A RUL model's value is the
+    predicted RUL (lower is worse); a failure classifier's is a probability (higher is worse)."""
+    levels = threshold_levels(thresholds)
+    probability = isinstance(thresholds, ProbabilityThresholds)
+    value_name = "failure probability" if probability else "predicted RUL"
 
     def line(name: str, value: float, color: str, style: str) -> dict[str, Any]:
         return {
@@ -347,7 +370,7 @@ def rul_chart(points: Iterable[HistoryPoint], thresholds: AlertThresholds) -> di
         "animation": False,
         "grid": {"left": 60, "right": 40, "top": 40, "bottom": 50},
         "tooltip": {"trigger": "axis"},
-        "legend": {"data": ["predicted RUL"], "top": 0},
+        "legend": {"data": [value_name], "top": 0},
         "xAxis": {
             "type": "value",
             "name": "cycle (seq)",
@@ -355,10 +378,11 @@ def rul_chart(points: Iterable[HistoryPoint], thresholds: AlertThresholds) -> di
             "nameGap": 30,
             "min": "dataMin",
         },
-        "yAxis": {"type": "value", "name": "RUL (cycles)", "min": 0},
+        "yAxis": {"type": "value", "name": value_name if probability else "RUL (cycles)", "min": 0}
+        | ({"max": 1} if probability else {}),
         "series": [
             {
-                "name": "predicted RUL",
+                "name": value_name,
                 "type": "line",
                 "showSymbol": False,
                 "data": rul_series(points),
@@ -366,9 +390,14 @@ def rul_chart(points: Iterable[HistoryPoint], thresholds: AlertThresholds) -> di
                     "silent": True,
                     "symbol": "none",
                     "data": [
-                        line("warning", thresholds.warning_rul, WARNING_COLOR, "dashed"),
-                        line("critical", thresholds.critical_rul, CRITICAL_COLOR, "solid"),
-                        line("clears above", thresholds.clear_rul, "#9ca3af", "dotted"),
+                        line("warning", levels["warning"], WARNING_COLOR, "dashed"),
+                        line("critical", levels["critical"], CRITICAL_COLOR, "solid"),
+                        line(
+                            "clears below" if probability else "clears above",
+                            levels["clear"],
+                            "#9ca3af",
+                            "dotted",
+                        ),
                     ],
                 },
             }

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apps.common.contracts import HealthSnapshot
-from apps.common.profiles import AlertThresholds
 from apps.dashboard.domain import (
     AlertInfo,
     Fleet,
     HistoryPoint,
     RegisteredModelInfo,
+    Thresholds,
     alert_counts,
     alert_rows,
     machine_summary,
@@ -25,6 +25,7 @@ from apps.dashboard.domain import (
     model_rows,
     rul_chart,
     sensor_chart,
+    threshold_levels,
     thresholds_of,
     top_sensors,
 )
@@ -44,7 +45,7 @@ class MachineView:
     health: HealthSnapshot | None
     history: list[HistoryPoint]
     alerts: dict[str, AlertInfo]
-    thresholds: AlertThresholds
+    thresholds: Thresholds
 
     @property
     def known(self) -> bool:
@@ -69,11 +70,7 @@ class MachineView:
         return {
             "equipment_id": self.equipment_id,
             "summary": self.summary(),
-            "thresholds": {
-                "warning_rul": self.thresholds.warning_rul,
-                "critical_rul": self.thresholds.critical_rul,
-                "clear_rul": self.thresholds.clear_rul,
-            },
+            "thresholds": threshold_levels(self.thresholds),
             "chart": self.chart(),
             "sensors": self.sensors(),
             "alerts": self.alert_rows(),

@@ -80,7 +80,8 @@ def test_dashboard_shows_a_replayed_machine(platform: Platform) -> None:
     models = get(platform, "/api/models").json()
     (v1,) = [r for r in models["rows"] if r["version"] == 1]
     assert v1["champion"] and v1["serving"] and v1["metric_rmse"] > 0
-    assert models["models"][0]["versions"][0]["onnx_sha256"]
+    (turbofan,) = [m for m in models["models"] if m["name"] == TURBOFAN.model_name]
+    assert turbofan["champion"] == 1 and turbofan["versions"][0]["onnx_sha256"]
 
     for path, expected in (
         ("/", machine),  # the grid's rows are in the page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from apps.common.profiles import TURBOFAN
+from apps.common.profiles import TURBOFAN, ProbabilityThresholds
 from apps.dashboard.domain import (
     STATUS_ORDER,
     Fleet,
@@ -126,6 +126,16 @@ def test_rul_chart_draws_history_and_the_profile_thresholds() -> None:
         "critical": TURBOFAN.thresholds.critical_rul,
         "clears above": TURBOFAN.thresholds.clear_rul,
     }
+
+
+def test_a_failure_classifiers_chart_draws_its_probability_thresholds() -> None:
+    thresholds = ProbabilityThresholds(warning_probability=0.5, critical_probability=0.8, clear_margin=0.2)
+    points = [HistoryPoint(seq=1, at=0, predicted_rul=0.3, model_version=1)]
+    options = rul_chart(points, thresholds)
+    series = options["series"][0]
+    assert series["name"] == "failure probability" and options["yAxis"]["max"] == 1
+    lines = {m["name"]: m["yAxis"] for m in series["markLine"]["data"]}
+    assert lines == {"warning": 0.5, "critical": 0.8, "clears below": 0.3}
 
 
 def test_unknown_profile_falls_back_to_default_thresholds() -> None:
