@@ -78,7 +78,7 @@ def test_dashboard_shows_a_replayed_machine(platform: Platform) -> None:
     assert missing.status_code == 404, missing.text
 
     models = get(platform, "/api/models").json()
-    (v1,) = [r for r in models["rows"] if r["version"] == 1]
+    (v1,) = [r for r in models["rows"] if r["name"] == TURBOFAN.model_name and r["version"] == 1]
     assert v1["champion"] and v1["serving"] and v1["metric_rmse"] > 0
     (turbofan,) = [m for m in models["models"] if m["name"] == TURBOFAN.model_name]
     assert turbofan["champion"] == 1 and turbofan["versions"][0]["onnx_sha256"]
