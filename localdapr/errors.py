@@ -176,6 +176,18 @@ def pubsub_not_configured(name: str, app_id: str) -> DaprError:
     )
 
 
+def pubsub_outbox(app_id: str, cause: str) -> DaprError:
+    """daprd's PubSubOubox: an outbox intent could not be published, so the transaction did not run."""
+    return DaprError(
+        "ERR_PUBLISH_OUTBOX",
+        f"error while publishing outbox message: {cause}",
+        500,
+        grpc.StatusCode.INTERNAL,
+        reason="DAPR_PUBSUB_OUTBOX",
+        metadata={"appID": app_id, "error": cause},
+    )
+
+
 def lock_store_not_found(name: str, app_id: str) -> DaprError:
     return DaprError(
         "ERR_LOCK_STORE_NOT_FOUND",

@@ -22,6 +22,7 @@ from localdapr.components.spec import ComponentSpec, Configuration, Resources
 from localdapr.configuration.block import ConfigurationBlock
 from localdapr.errors import ComponentError, DaprError
 from localdapr.lock.block import LockBlock
+from localdapr.outbox import Outbox
 from localdapr.pubsub.base import PubSubBroker
 from localdapr.pubsub.cloudevents import build_envelope, is_raw
 from localdapr.secrets.local import SecretNotFound, SecretStore
@@ -61,10 +62,12 @@ class DaprRuntime:
     extended_metadata: dict[str, str] = field(default_factory=dict)
     locks: LockBlock = field(init=False)
     configurations: ConfigurationBlock = field(init=False)
+    outbox: Outbox = field(init=False)
 
     def __post_init__(self) -> None:
         self.locks = LockBlock(self.app_id)
         self.configurations = ConfigurationBlock(self.app_id)
+        self.outbox = Outbox(self.app_id, self.states, self.pubsubs)
 
     # ---------------------------------------------------------------- components
     async def load_components(self) -> None:
@@ -79,6 +82,7 @@ class DaprRuntime:
                 if block == "state":
                     prefix = key_prefix(spec.get("keyPrefix", "appid"), self.app_id, spec.name)
                     self.states[spec.name] = LoadedStore(spec, instance, prefix)
+                    self.outbox.add(spec)
                 elif block == "pubsub":
                     self.pubsubs[spec.name] = LoadedPubSub(spec, instance)
                 elif block == "secretstores":
@@ -95,6 +99,7 @@ class DaprRuntime:
                 raise ComponentError(
                     f'more than one state store has actorStateStore: "true" ({files}); exactly one may'
                 )
+            await self.outbox.start()  # once every pubsub is loaded: the internal topics live on them
         except BaseException:
             await self.close()
             raise
@@ -140,6 +145,7 @@ class DaprRuntime:
 
     async def close(self) -> None:
         await self.configurations.stop()  # subscriptions end before their stores are released
+        await self.outbox.stop()
         instances: list[Any] = [s.store for s in self.states.values()]
         instances += [p.broker for p in self.pubsubs.values()]
         instances += [s for _, s in self.secrets.values()]
@@ -196,13 +202,27 @@ class DaprRuntime:
             loaded.store.delete(physical_key(loaded.prefix, key, store_name), etag, concurrency),
         )
 
-    async def transact_state(self, store_name: str, ops: Sequence[TransactionOp]) -> None:
+    async def transact_state(
+        self, store_name: str, ops: Sequence[TransactionOp], *, json_values: bool = False
+    ) -> None:
+        """Apply `ops` atomically; on a store with an outbox, publish its upserts once committed.
+
+        `json_values`: each upsert value is the JSON encoding of a value decoded from an HTTP body.
+        daprd keeps such values decoded, which decides how its outbox renders them.
+        """
         loaded = self.store(store_name)
         for op in ops:
             if op.operation not in ("upsert", "delete"):
                 raise errors.malformed(f"operation type {op.operation!r} not supported (upsert or delete)")
             op.item.key = physical_key(loaded.prefix, op.item.key, store_name)
-        await _state_call(loaded, "transaction", loaded.store.transact(ops))
+
+        async def commit(final: Sequence[TransactionOp]) -> None:
+            await _state_call(loaded, "transaction", loaded.store.transact(final))
+
+        if self.outbox.enabled(store_name):
+            await self.outbox.transact(store_name, ops, json_values, commit)
+        else:
+            await commit(ops)
 
     def logical_key(self, store_name: str, physical: str) -> str:
         return logical_key(self.store(store_name).prefix, physical)

@@ -162,6 +162,7 @@ def build_app(sidecar: Sidecar) -> web.Application:
             if not req.get("key"):
                 raise malformed(f"operations[{i}].request has no key")
             etag = req.get("etag")
+            content_type = req.get("contentType")
             ops.append(
                 TransactionOp(
                     operation=raw.get("operation"),
@@ -171,10 +172,11 @@ def build_app(sidecar: Sidecar) -> web.Application:
                         etag=str(etag) if etag not in (None, "") else None,
                         metadata={str(k): str(v) for k, v in (req.get("metadata") or {}).items()},
                         concurrency=_concurrency(req.get("options")),
+                        content_type=None if content_type is None else str(content_type),
                     ),
                 )
             )
-        await rt.transact_state(request.match_info["store"], ops)
+        await rt.transact_state(request.match_info["store"], ops, json_values=True)
         return web.Response(status=204)
 
     # ------------------------------------------------------------------ pub/sub, secrets

@@ -49,6 +49,9 @@ class StateItem:
     etag: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     concurrency: Concurrency | None = None
+    # The HTTP API's `contentType` field (daprd's SetRequest.ContentType): stores ignore it, the
+    # transactional outbox publishes the value with it.
+    content_type: str | None = None
 
     @property
     def ttl_seconds(self) -> int | None:
