@@ -23,6 +23,8 @@ STATE_TYPES = {
 PUBSUB_TYPES = {
     "pubsub.in-memory": "localdapr.pubsub.memory:InMemoryBroker",
     "pubsub.redis": "localdapr.pubsub.redis_streams:RedisStreamsBroker",
+    "pubsub.rabbitmq": "localdapr.pubsub.rabbitmq:RabbitMQBroker",
+    "pubsub.mqtt3": "localdapr.pubsub.mqtt:MQTTBroker",
 }
 LOCK_TYPES = {
     "lock.in-memory": "localdapr.lock.memory:InMemoryLockStore",

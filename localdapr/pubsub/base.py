@@ -10,7 +10,7 @@ Delivery semantics are at-least-once.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -39,8 +39,18 @@ class PubSubBroker(abc.ABC):
     async def publish(self, topic: str, data: bytes, metadata: dict[str, str]) -> None: ...
 
     @abc.abstractmethod
-    async def subscribe(self, topic: str, consumer_group: str, handler: MessageHandler) -> None:
-        """Start delivering `topic` to `handler` for `consumer_group` until close()/unsubscribe."""
+    async def subscribe(
+        self,
+        topic: str,
+        consumer_group: str,
+        handler: MessageHandler,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start delivering `topic` to `handler` for `consumer_group` until close()/unsubscribe.
+
+        `metadata` is the subscription's (e.g. pubsub.rabbitmq's `routingKey`, `queueName`); brokers
+        without subscription options ignore it.
+        """
 
     @abc.abstractmethod
     async def unsubscribe(self, topic: str, consumer_group: str, handler: MessageHandler) -> None:

@@ -132,7 +132,7 @@ class Subscriber:
                 await self._handle(_active, msg)
 
             active.handler = handler
-            await loaded.broker.subscribe(spec.topic, active.consumer_group, handler)
+            await loaded.broker.subscribe(spec.topic, active.consumer_group, handler, spec.metadata)
             self.active.append(active)
             log.info("[%s] subscribed to %s/%s", self.runtime.app_id, spec.pubsub_name, spec.topic)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from localdapr.components.spec import ComponentSpec
@@ -106,7 +107,13 @@ class InMemoryBroker(PubSubBroker):
             group.queue.append(_Entry(topic, bytes(data), dict(metadata)))
             group.wake.set()
 
-    async def subscribe(self, topic: str, consumer_group: str, handler: MessageHandler) -> None:
+    async def subscribe(
+        self,
+        topic: str,
+        consumer_group: str,
+        handler: MessageHandler,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         if self._closed:
             raise RuntimeError("pubsub.in-memory: broker is closed")
         groups = self._groups.setdefault(topic, {})

@@ -33,6 +33,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,7 +174,13 @@ class RedisStreamsBroker(PubSubBroker):
         max_len = self.settings.max_len_approx or None
         await self.client.xadd(topic, fields, maxlen=max_len, approximate=True)
 
-    async def subscribe(self, topic: str, consumer_group: str, handler: MessageHandler) -> None:
+    async def subscribe(
+        self,
+        topic: str,
+        consumer_group: str,
+        handler: MessageHandler,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         group = self.settings.consumer_id or consumer_group
         if not group:
             raise ValueError("pubsub.redis: no consumer group (set consumerID or subscribe with an app id)")
