@@ -56,8 +56,15 @@ def show_error(what: str, exc: Exception) -> None:
 
 
 def subscribe(service: DashboardService, flush: Callable[[list[Event]], None]) -> Coalescer:
-    """A Coalescer for this page's client, held until the page has its data, dropped with the page."""
-    coalescer = Coalescer(flush, service.settings.push_interval_seconds)
+    """A Coalescer for this page's client, held until the page has its data, dropped with the page.
+    `flush` runs inside the client's context, so what it creates (a notification) reaches this page."""
+    client = ui.context.client
+
+    def in_page(events: list[Event]) -> None:
+        with client:
+            flush(events)
+
+    coalescer = Coalescer(in_page, service.settings.push_interval_seconds)
     coalescer.hold()
     unsubscribe = service.hub.subscribe(coalescer)
 
@@ -65,7 +72,7 @@ def subscribe(service: DashboardService, flush: Callable[[list[Event]], None]) -
         unsubscribe()
         coalescer.close()
 
-    ui.context.client.on_delete(drop)
+    client.on_delete(drop)
     return coalescer
 
 
@@ -178,7 +185,8 @@ async def fleet_page(service: DashboardService) -> None:
 
     def show_counts() -> None:
         counts = page["fleet"].counts()
-        page["total"].set_text(f"{sum(counts.values())} machines")
+        total = sum(counts.values())
+        page["total"].set_text(f"{total} machine{'' if total == 1 else 's'}")
         for status, button in page["buttons"].items():
             button.set_text(f"{status} {counts[status]}")
 
@@ -457,7 +465,7 @@ async def models_page(service: DashboardService) -> None:
         for u in updates:
             ui.notify(f"model {u.name} v{u.version} registered" + (" and promoted" if u.promoted else ""))
         if updates:
-            background_tasks.create(reload(), name="dashboard-models-reload")
+            background_tasks.create(reload(), name="dashboard-models-reload", context=ui.context.client)
 
     def show(view: ModelsView) -> None:
         page["serving"].set_text(
