@@ -1,6 +1,8 @@
 """`vigil`: one command for everything an operator or developer runs.
 
 vigil up [-f dapr.yaml] [--resources DIR]   start every app with a localdapr sidecar
+vigil up --profile postgres-rabbitmq         the same with the component profile components/<NAME>
+vigil doctor [--profile NAME]               which servers a profile needs, and whether they answer
 vigil demo                                  the whole platform, a model, and engines streaming into it
 vigil train                                 train a model now and register it
 vigil replay [--units 1-5] [--speed 10]     stream C-MAPSS FD001 units into ingestion as a live fleet
@@ -15,6 +17,7 @@ from apps.tools import cli as tools_cli
 from apps.tools import demo as tools_demo
 from apps.training import cli as training_cli
 from localdapr import cli as localdapr_cli
+from localdapr import doctor as localdapr_doctor
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = [
         ("up", "start every app of a run template with its localdapr sidecar", localdapr_cli.add_up_arguments,
          localdapr_cli.run_up),
+        ("doctor", "which servers a component profile needs, and whether they answer",
+         localdapr_doctor.add_doctor_arguments, localdapr_doctor.run_doctor),
         ("demo", "the platform demo (Ctrl-C stops it)", tools_demo.add_arguments, tools_demo.run_demo),
         ("train", "train a model and register it", training_cli.add_arguments, training_cli.run_train),
         ("replay", "stream FD001 units into ingestion", tools_cli.add_replay_arguments, tools_cli.run_replay),

@@ -31,6 +31,11 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
         "exists; components/ is the Redis profile)",
     )
     parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="short for --resources components/NAME (redis: components/ itself); see `doctor`",
+    )
+    parser.add_argument(
         "--replicas", action="append", default=[], metavar="APP=N", help="instances of an app"
     )
     parser.add_argument("--log-level", default="info")
@@ -47,6 +52,17 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     resources = args.resources
+    if args.profile:
+        from localdapr.doctor import profile_path
+
+        if resources:
+            print("error: give --profile or --resources, not both", file=sys.stderr)
+            return 2
+        try:
+            resources = [profile_path(template.file.parent, args.profile)]
+        except ComponentError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if resources is None:
         embedded = template.file.parent / "components" / "embedded"
         resources = [embedded] if embedded.is_dir() else None
@@ -111,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start every app of a run template with its sidecar")
     add_up_arguments(up)
     up.set_defaults(func=run_up)
+    from localdapr.doctor import add_doctor_arguments, run_doctor
+
+    doctor = sub.add_parser("doctor", help="which servers a profile needs, and whether they answer")
+    add_doctor_arguments(doctor)
+    doctor.set_defaults(func=run_doctor)
     sc = sub.add_parser("sidecar", help="run one sidecar, flags as daprd")
     sc.add_argument("--app-id", required=True)
     sc.add_argument("--app-port", type=int, default=0)

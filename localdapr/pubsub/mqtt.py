@@ -437,6 +437,13 @@ class MQTTBroker(PubSubBroker):
             group.client.client.ack(message.mid, message.qos)
 
 
+async def check_connection(settings: MQTTSettings) -> None:
+    """Connect once with a throwaway clean session, then disconnect (`vigil doctor`)."""
+    client = _Client(settings, f"localdapr-check-{uuid.uuid4().hex[:8]}", clean_session=True)
+    await client.start()
+    await client.stop()
+
+
 def _settle_future(future: asyncio.Future[Any], error: Exception | None, value: Any) -> None:
     if future.done():
         return

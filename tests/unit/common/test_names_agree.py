@@ -25,6 +25,8 @@ def test_component_files_use_known_names_and_scopes() -> None:
     files = [
         *sorted((REPO / "components").glob("*.yaml")),
         *sorted((REPO / "components" / "embedded").glob("*.yaml")),
+        *sorted((REPO / "components" / "postgres-rabbitmq").glob("*.yaml")),
+        *sorted((REPO / "components" / "mqtt").glob("*.yaml")),
         REPO / "k8s" / "components.yaml",
     ]
     seen: dict[str, set[str]] = {}
