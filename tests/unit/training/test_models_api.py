@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apps.common.contracts import ModelCard
-from apps.common.profiles import TURBOFAN
+from apps.common.profiles import PROFILES, TURBOFAN
 from apps.common.registry import DaprModelRegistry
 from apps.training import app as training_app
 from apps.training.service import TrainingService
@@ -78,16 +78,19 @@ def test_models_lists_registered_versions_and_champion(http: tuple[TestClient, F
     client, state = http
     resp = client.get("/v1/models")
     assert resp.status_code == 200
-    (model,) = resp.json()
-    assert model["name"] == TURBOFAN.model_name and model["champion"] == 3
+    listed = {m["name"]: m for m in resp.json()}
+    assert set(listed) == {p.model_name for p in PROFILES.values()}  # every profile's model
+    model = listed[TURBOFAN.model_name]
+    assert model["champion"] == 3
     assert [(v["version"], v["metrics"]["rmse"]) for v in model["versions"]] == [(1, 15.0), (3, 12.5)]
-    assert len(state.bulk_reads) == 1 and len(state.bulk_reads[0]) == 3  # one bulk read of every card
+    assert state.bulk_reads == [[f"models/{TURBOFAN.model_name}/v/{v}/card" for v in (1, 2, 3)]]  # one read
 
 
 def test_empty_registry_lists_the_model_with_no_versions(http: tuple[TestClient, FakeStateClient]) -> None:
     client, state = http
     state.data.clear()
     assert client.get("/v1/models").json() == [
-        {"name": TURBOFAN.model_name, "champion": None, "versions": []}
+        {"name": name, "champion": None, "versions": []}
+        for name in sorted(p.model_name for p in PROFILES.values())
     ]
     assert state.bulk_reads == []
