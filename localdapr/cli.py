@@ -77,6 +77,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 async def _run_sidecar(args: argparse.Namespace) -> int:
+    from localdapr.apphealth import AppHealthConfig
     from localdapr.components.spec import default_resources_path
     from localdapr.sidecar import Sidecar, SidecarOptions
 
@@ -91,6 +92,15 @@ async def _run_sidecar(args: argparse.Namespace) -> int:
         app_id=args.app_id,
         resources_paths=resources,
         app_port=args.app_port or None,
+        app_protocol=args.app_protocol,
+        app_health=AppHealthConfig(
+            check_path=args.app_health_check_path,
+            probe_interval=args.app_health_probe_interval,
+            probe_timeout=args.app_health_probe_timeout / 1000,
+            threshold=args.app_health_threshold,
+        )
+        if args.enable_app_health_check
+        else None,
         http_port=args.dapr_http_port,
         grpc_port=args.dapr_grpc_port,
         config_file=Path(args.config) if args.config else None,
@@ -135,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("sidecar", help="run one sidecar, flags as daprd")
     sc.add_argument("--app-id", required=True)
     sc.add_argument("--app-port", type=int, default=0)
+    sc.add_argument("--app-protocol", default="http", help="http, or grpc for an app serving AppCallback")
+    sc.add_argument("--enable-app-health-check", action="store_true", help="probe the app's health")
+    sc.add_argument("--app-health-check-path", default="/healthz", help="HTTP apps' health endpoint")
+    sc.add_argument("--app-health-probe-interval", type=int, default=5, help="seconds between probes")
+    sc.add_argument("--app-health-probe-timeout", type=int, default=500, help="milliseconds per probe")
+    sc.add_argument("--app-health-threshold", type=int, default=3, help="failed probes to be unhealthy")
     sc.add_argument("--dapr-http-port", type=int, default=3500)
     sc.add_argument("--dapr-grpc-port", type=int, default=50001)
     sc.add_argument(

@@ -1,8 +1,11 @@
 """Service invocation: find the target app among the running instances and forward the call to it.
 
-daprd forwards to the callee's sidecar, which calls its app; localdapr calls the callee app's port
-directly (one hop fewer) with the headers the callee's sidecar would add. Resiliency for the target
-app (timeout, retries, circuit breaker) is applied here, on the caller's side, as daprd does.
+daprd forwards to the callee's sidecar, which calls its app over its app channel; localdapr calls the
+callee app directly (one hop fewer), over the callee's app protocol (HTTP, or AppCallback.OnInvoke for
+a gRPC app: the protocol is in the callee's registry entry), with the headers the callee's sidecar
+would add. Resiliency for the target app (timeout, retries, circuit breaker) is applied here, on the
+caller's side, as daprd does. A callee whose health checks fail answers daprd's "app is not in a
+healthy state" error, as its sidecar would.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import grpc
+from dapr.proto import common_v1
 from multidict import CIMultiDict
 
-from localdapr.appchannel import AppResponse
+from localdapr.appchannel import AppChannel, AppResponse, MethodCall, open_channel
 from localdapr.errors import DaprError
 from localdapr.nameresolution import AppInstance, NameRegistry
 from localdapr.resiliency import Resiliency
@@ -35,6 +40,15 @@ HOP_HEADERS = {
     "proxy-authenticate",
 }
 
+# What daprd's caller reports for a callee whose app is unhealthy: the callee's app channel refuses
+# the call and its CallLocal wraps that refusal.
+APP_UNHEALTHY = (
+    "rpc error: code = Internal desc = error invoking app channel: "
+    "rpc error: code = Internal desc = app is not in a healthy state"
+)
+
+_VERBS = {v: k for k, v in common_v1.HTTPExtension.Verb.items()}
+
 
 def invoke_error(app_id: str, message: str) -> DaprError:
     return DaprError(
@@ -47,19 +61,23 @@ class Invoker:
     caller_app_id: str
     registry: NameRegistry
     resiliency: Resiliency
-    _session: aiohttp.ClientSession | None = None
+    _channels: dict[tuple[str, str, int], AppChannel] = field(default_factory=dict)
     _round_robin: dict[str, itertools.count[int]] = field(default_factory=dict)
 
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=512), auto_decompress=False
+    def channel(self, target: AppInstance) -> AppChannel:
+        """One channel per callee address and protocol, kept for the connections it pools."""
+        assert target.app_port is not None
+        key = (target.app_protocol, target.host, target.app_port)
+        if key not in self._channels:
+            self._channels[key] = open_channel(
+                target.app_protocol, target.app_id, target.host, target.app_port
             )
-        return self._session
+        return self._channels[key]
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()
 
     def pick(self, app_id: str) -> AppInstance:
         instances = [i for i in self.registry.resolve(app_id) if i.app_port]
@@ -79,39 +97,45 @@ class Invoker:
         body: bytes,
         headers: CIMultiDict[str] | dict[str, str],
         query: str,
+        *,
+        content_type: str | None = None,
+        type_url: str = "",
     ) -> AppResponse:
+        """Call `method` of `app_id`. `verb` is "" when a gRPC caller sent no HTTP extension;
+        `content_type` is a gRPC caller's (HTTP callers' is their Content-Type header)."""
         policy = self.resiliency.for_app(app_id)
         if policy.breaker is not None and not policy.breaker.allow():
             raise invoke_error(app_id, "circuit breaker is open")
         out = CIMultiDict((k, v) for k, v in CIMultiDict(headers).items() if k.lower() not in HOP_HEADERS)
         out["dapr-caller-app-id"] = self.caller_app_id
         out["dapr-callee-app-id"] = app_id
-        out.setdefault("content-type", "application/json; charset=utf-8")
+        call = MethodCall(
+            method="/".join(p for p in method.split("/") if p not in ("", ".", "..")),
+            verb=verb,
+            query=query,
+            headers=out,
+            data=body,
+            content_type=out.get("content-type", "") if content_type is None else content_type,
+            type_url=type_url,
+        )
         delays = policy.retry.delays() if policy.retry else iter(())
-        path = "/" + "/".join(p for p in method.split("/") if p not in ("", ".", ".."))
         while True:
             target = self.pick(app_id)
-            url = f"{target.app_base_url}{path}" + (f"?{query}" if query else "")
-            error: str | None = None
-            try:
-                async with self.session().request(
-                    verb,
-                    url,
-                    data=body,
-                    headers=out,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=policy.timeout or 60),
-                ) as resp:
-                    result = AppResponse(resp.status, CIMultiDict(resp.headers), await resp.read())
-                if result.status < 500 or policy.retry is None:
-                    if policy.breaker is not None:
-                        policy.breaker.record(result.status < 500)
-                    return result
-                error = f"status {result.status}"
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                self.registry.invalidate()
-                error = str(exc) or type(exc).__name__
-                result = None
+            result: AppResponse | None = None
+            if not target.app_healthy:
+                self.registry.invalidate()  # a retry sees the callee as soon as it is healthy again
+                error = APP_UNHEALTHY
+            else:
+                try:
+                    result = await self.channel(target).invoke(call, policy.timeout or 60)
+                    if result.status < 500 or policy.retry is None:
+                        if policy.breaker is not None:
+                            policy.breaker.record(result.status < 500)
+                        return result
+                    error = f"status {result.status}"
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    self.registry.invalidate()
+                    error = str(exc) or type(exc).__name__
             if policy.breaker is not None:
                 policy.breaker.record(False)
             delay = next(delays, None)
@@ -120,3 +144,42 @@ class Invoker:
                     return result
                 raise invoke_error(app_id, error)
             await asyncio.sleep(delay)
+
+
+async def invoke_service(api: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    """gRPC `InvokeService`, as daprd answers it for either kind of callee.
+
+    A gRPC callee's InvokeResponse, metadata and status reach the caller as the app gave them. An HTTP
+    callee's status is sent as `dapr-http-status`; one of 400 and above fails the call.
+    """
+    message = request.message
+    verb = _VERBS[message.http_extension.verb] if message.http_extension.verb else ""
+    headers = {
+        k: v for k, v in context.invocation_metadata() if not k.startswith(":") and k != "content-type"
+    }
+    result = await api.sidecar.invoker.invoke(
+        request.id,
+        message.method,
+        verb,
+        bytes(message.data.value),
+        headers,
+        message.http_extension.querystring,
+        content_type=message.content_type,
+        type_url=message.data.type_url,
+    )
+    if result.grpc is not None:
+        reply = result.grpc
+        await context.send_initial_metadata(reply.headers)
+        if reply.code is not grpc.StatusCode.OK:
+            await context.abort(reply.code, reply.message, trailing_metadata=reply.trailers)
+        context.set_trailing_metadata(reply.trailers)
+        return reply.response
+    await context.send_initial_metadata((("dapr-http-status", str(result.status)),))
+    if result.status >= 400:
+        await context.abort(
+            grpc.StatusCode.UNKNOWN if result.status >= 500 else grpc.StatusCode.INVALID_ARGUMENT,
+            f"HTTP {result.status}: {result.body.decode(errors='replace')}",
+        )
+    response = common_v1.InvokeResponse(content_type=result.headers.get("content-type", ""))
+    response.data.value = result.body
+    return response

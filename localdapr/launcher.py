@@ -174,6 +174,8 @@ class Launcher:
                     app_id=spec.app_id,
                     resources_paths=self._resources(spec),
                     app_port=app_port,
+                    app_protocol=spec.app_protocol,
+                    app_health=spec.app_health,
                     http_port=spec.http_port if replica == 0 else 0,
                     grpc_port=spec.grpc_port if replica == 0 else 0,
                     config_file=spec.config_file,

@@ -34,11 +34,10 @@ class AppInstance:
     grpc_port: int
     pid: int
     actor_types: list[str] = field(default_factory=list)
+    app_protocol: str = "http"
+    # False while the app's health checks fail: callers get daprd's "app is not in a healthy state".
+    app_healthy: bool = True
     started_at: float = field(default_factory=time.time)
-
-    @property
-    def app_base_url(self) -> str:
-        return f"http://{self.host}:{self.app_port}"
 
     @property
     def sidecar_base_url(self) -> str:

@@ -1,5 +1,10 @@
 """The multi-app run template `dapr run -f` reads (dapr.yaml), with the CLI's path rules (contract 6.3).
 
+The app channel settings are read as `dapr run` reads them, from an app or from `common`:
+`appProtocol` (http, or grpc for an app serving AppCallback) and the app health checks
+(`enableAppHealthCheck`, `appHealthCheckPath`, `appHealthProbeInterval` in seconds,
+`appHealthProbeTimeout` in milliseconds, `appHealthThreshold`).
+
 localdapr extension: `replicas: N` on an app starts N instances (each with its own app port, given in
 APP_PORT; the command must read it) for actor placement across instances.
 """
@@ -13,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from localdapr.appchannel import APP_PROTOCOLS
+from localdapr.apphealth import AppHealthConfig
 from localdapr.components.spec import default_resources_path
 from localdapr.errors import ComponentError
 
@@ -24,6 +31,8 @@ class AppSpec:
     command: list[str]
     app_port: int | None
     env: dict[str, str] = field(default_factory=dict)
+    app_protocol: str = "http"
+    app_health: AppHealthConfig | None = None  # None: no app health checks
     resources_paths: list[Path] = field(default_factory=list)
     config_file: Path | None = None
     http_port: int = 0
@@ -44,6 +53,21 @@ def _paths(section: dict[str, Any]) -> list[str]:
     if section.get("resourcesPath"):
         out.append(section["resourcesPath"])  # deprecated singular form, appended as the CLI does
     return [str(p) for p in out]
+
+
+def _app_health(setting: dict[str, Any], where: str) -> AppHealthConfig | None:
+    if not setting.get("enableAppHealthCheck"):
+        return None
+    defaults = AppHealthConfig()
+    try:
+        return AppHealthConfig(
+            check_path=str(setting.get("appHealthCheckPath") or defaults.check_path),
+            probe_interval=int(setting.get("appHealthProbeInterval") or defaults.probe_interval),
+            probe_timeout=int(setting.get("appHealthProbeTimeout") or defaults.probe_timeout * 1000) / 1000,
+            threshold=int(setting.get("appHealthThreshold") or defaults.threshold),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ComponentError(f"{where}: app health check settings must be whole numbers: {exc}") from exc
 
 
 def load_run_template(file: Path) -> RunTemplate:
@@ -95,6 +119,14 @@ def load_run_template(file: Path) -> RunTemplate:
         for p in [*([] if default_resources else res), *([config_path] if config_path else [])]:
             if not p.exists():
                 raise ComponentError(f"{where} ({app_id}): path {p} does not exist")
+        # Like `dapr run`, an app's own setting wins over the one in `common`.
+        setting = {**common, **raw}
+        app_protocol = str(setting.get("appProtocol") or "http").lower()
+        if app_protocol not in APP_PROTOCOLS:
+            raise ComponentError(
+                f"{where} ({app_id}): appProtocol {app_protocol!r} is not supported by localdapr "
+                f"(use one of: {', '.join(APP_PROTOCOLS)})"
+            )
         replicas = int(raw.get("replicas", 1))
         if replicas < 1:
             raise ComponentError(f"{where} ({app_id}): field 'replicas' must be >= 1")
@@ -105,6 +137,8 @@ def load_run_template(file: Path) -> RunTemplate:
                 command=[str(c) for c in command],
                 app_port=int(raw["appPort"]) if raw.get("appPort") else None,
                 env={**common_env, **{str(k): str(v) for k, v in (raw.get("env") or {}).items()}},
+                app_protocol=app_protocol,
+                app_health=_app_health(setting, f"{where} ({app_id})"),
                 resources_paths=res,
                 config_file=config_path,
                 http_port=int(raw.get("daprHTTPPort") or 0),

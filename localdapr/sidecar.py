@@ -1,5 +1,8 @@
 """One Dapr sidecar: its components, its HTTP and gRPC APIs, its app channel and subscriptions.
 
+The app channel speaks the app protocol (`http`, or `grpc` for an app serving AppCallback); with app
+health checks on, subscriptions and input bindings run only while the app is healthy, as in daprd.
+
 Several sidecars can live in one process (the launcher hosts one per app) or each in its own
 process (`python -m localdapr sidecar ...`, used by tests that stop and restart a sidecar).
 """
@@ -21,13 +24,15 @@ from localdapr import __version__
 from localdapr.actors import ActorSubsystem
 from localdapr.api import grpc as grpc_api
 from localdapr.api import http as http_api
-from localdapr.appchannel import AppChannel
-from localdapr.bindings.delivery import HttpAppSink, InputDelivery
+from localdapr.appchannel import APP_PROTOCOLS, AppChannel, GrpcAppChannel, open_channel
+from localdapr.apphealth import AppHealth, AppHealthConfig
+from localdapr.bindings.delivery import AppSink, GrpcAppSink, HttpAppSink, InputDelivery
 from localdapr.components.spec import load_configuration, load_resources
+from localdapr.errors import ComponentError
 from localdapr.invoke import Invoker
 from localdapr.nameresolution import AppInstance, NameRegistry
 from localdapr.ports import free_port
-from localdapr.pubsub.delivery import Subscriber
+from localdapr.pubsub.delivery import GrpcTopicSink, HttpTopicSink, Subscriber, TopicSink
 from localdapr.resiliency import Resiliency
 from localdapr.runtime import DaprRuntime
 
@@ -41,6 +46,8 @@ class SidecarOptions:
     app_id: str
     resources_paths: list[Path]
     app_port: int | None = None
+    app_protocol: str = "http"  # or "grpc": the app serves AppCallback (--app-protocol)
+    app_health: AppHealthConfig | None = None  # None: no app health checks (--enable-app-health-check)
     http_port: int = 0  # 0 = pick a free port
     grpc_port: int = 0
     config_file: Path | None = None
@@ -58,7 +65,7 @@ class SidecarOptions:
             "DAPR_HTTP_PORT": str(self.http_port),
             "DAPR_GRPC_PORT": str(self.grpc_port),
             "APP_ID": self.app_id,
-            "APP_PROTOCOL": "http",
+            "APP_PROTOCOL": self.app_protocol,
             "APP_CHANNEL_ADDRESS": self.app_host,
         }
         if self.app_port:
@@ -68,8 +75,25 @@ class SidecarOptions:
         return env
 
 
+def _app_sinks(channel: AppChannel, runtime: DaprRuntime) -> tuple[TopicSink, AppSink]:
+    """Pub/sub and input bindings reach the app the way its protocol does (the one place that asks)."""
+    if isinstance(channel, GrpcAppChannel):
+        return GrpcTopicSink(runtime.app_id, channel), GrpcAppSink(channel, runtime)
+    return HttpTopicSink(runtime.app_id, channel), HttpAppSink(channel)
+
+
 class Sidecar:
     def __init__(self, options: SidecarOptions) -> None:
+        if options.app_protocol not in APP_PROTOCOLS:
+            raise ComponentError(
+                f"app protocol {options.app_protocol!r} is not supported by localdapr "
+                f"(use one of: {', '.join(APP_PROTOCOLS)})"
+            )
+        if options.app_health is not None:
+            try:
+                options.app_health.validate()
+            except ValueError as exc:
+                raise ComponentError(f"invalid app health check settings: {exc}") from exc
         if not options.http_port:
             options.http_port = free_port()
         if not options.grpc_port:
@@ -81,15 +105,26 @@ class Sidecar:
         self.runtime = DaprRuntime(options.app_id, self.resources, self.configuration)
         self.registry = NameRegistry(options.registry_dir)
         self.invoker = Invoker(options.app_id, self.registry, self.resiliency)
-        self.channel = (
-            AppChannel(options.app_id, options.app_host, options.app_port, options.app_api_token)
-            if options.app_port
-            else None
-        )
-        self.subscriber = Subscriber(self.runtime, self.channel, self.resiliency) if self.channel else None
-        self.input_bindings = (
-            InputDelivery(self.runtime, HttpAppSink(self.channel), self.resiliency) if self.channel else None
-        )
+        self.channel: AppChannel | None = None
+        self.subscriber: Subscriber | None = None
+        self.input_bindings: InputDelivery | None = None
+        self.health: AppHealth | None = None
+        if options.app_port:
+            self.channel = open_channel(
+                options.app_protocol,
+                options.app_id,
+                options.app_host,
+                options.app_port,
+                options.app_api_token,
+                options.app_health.check_path if options.app_health else "/healthz",
+            )
+            topics, bindings = _app_sinks(self.channel, self.runtime)
+            self.subscriber = Subscriber(self.runtime, topics, self.resiliency)
+            self.input_bindings = InputDelivery(self.runtime, bindings, self.resiliency)
+            if options.app_health is not None:
+                self.health = AppHealth(
+                    options.app_id, options.app_health, self.channel.probe, self._app_health_changed
+                )
         self.actors = ActorSubsystem(self)
         self.actor_http_routes = self.actors.http_routes
         self.components_ready = False
@@ -106,7 +141,11 @@ class Sidecar:
             http_port=options.http_port,
             grpc_port=options.grpc_port,
             pid=os.getpid(),
+            app_protocol=options.app_protocol,
+            # With health checks the app is unhealthy until its first probe succeeds, as in daprd.
+            app_healthy=self.health is None,
         )
+        self._app_initialised = False
 
     @property
     def app_id(self) -> str:
@@ -144,22 +183,45 @@ class Sidecar:
             self._init_task = asyncio.create_task(self._init_app())
 
     async def _init_app(self) -> None:
-        assert self.channel is not None and self.subscriber is not None and self.input_bindings is not None
+        assert self.channel is not None
         if not await self.channel.wait_ready(self.options.app_wait_timeout, self.stopped):
             if not self.stopped.is_set():
                 log.error("[%s] app did not open port %s in time", self.app_id, self.options.app_port)
             return
+        if self.health is None:
+            await self._app_health_changed(True)
+        else:
+            # daprd completes the app's initialisation at its first healthy probe.
+            self.health.start()
+
+    async def _app_health_changed(self, healthy: bool) -> None:
+        """Start delivery when the app is (again) healthy; stop it while it is not, as daprd does."""
+        assert self.subscriber is not None and self.input_bindings is not None and self.channel is not None
+        self.instance.app_healthy = healthy
+        self.registry.announce(self.instance)
+        if not healthy:
+            await self.subscriber.stop()
+            await self.input_bindings.stop()
+            return
         try:
-            await self.actors.on_app_ready()
+            if not self._app_initialised and self.channel.hosts_actors:
+                await self.actors.on_app_ready()
             await self.subscriber.start(self.resources.subscriptions)
             await self.input_bindings.start()
         except Exception:
             log.exception("[%s] initialising the app channel failed", self.app_id)
             self.request_shutdown()
             return
-        self.app_ready = True
-        self.registry.announce(self.instance)  # the actor types are known now
-        log.info("[%s] app channel ready on port %s", self.app_id, self.options.app_port)
+        if not self._app_initialised:
+            self._app_initialised = True
+            self.app_ready = True
+            self.registry.announce(self.instance)  # the actor types are known now
+            log.info(
+                "[%s] app channel (%s) ready on port %s",
+                self.app_id,
+                self.options.app_protocol,
+                self.options.app_port,
+            )
 
     async def wait_app_ready(self, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -177,6 +239,8 @@ class Sidecar:
         if self._init_task is not None:
             self._init_task.cancel()
             await asyncio.gather(self._init_task, return_exceptions=True)
+        if self.health is not None:
+            await self.health.stop()
         if self.subscriber is not None:
             await self.subscriber.stop()
         if self.input_bindings is not None:
@@ -218,9 +282,15 @@ class Sidecar:
             "subscriptions": subs,
             "httpEndpoints": [],
             "extended": extended,
-            "appConnectionProperties": {
-                "port": self.options.app_port or 0,
-                "protocol": "http",
-                "channelAddress": self.options.app_host,
-            },
+            "appConnectionProperties": self._app_connection_properties(),
         }
+
+    def _app_connection_properties(self) -> dict[str, Any]:
+        properties: dict[str, Any] = {
+            "port": self.options.app_port or 0,
+            "protocol": self.options.app_protocol,
+            "channelAddress": self.options.app_host,
+        }
+        if self.options.app_health is not None:
+            properties["health"] = self.options.app_health.metadata(self.options.app_protocol)
+        return properties

@@ -1,7 +1,8 @@
 """Helpers to run localdapr sidecars and apps from tests (in a thread, or as processes).
 
-Apps under test run as real processes (uvicorn) with the same environment `dapr run` gives them, so
-several apps with different DAPR_* ports can run in one test without sharing globals.
+Apps under test run as real processes (uvicorn, or `python -m <module>` for an app that serves itself,
+such as a gRPC app) with the same environment `dapr run` gives them, so several apps with different
+DAPR_* ports can run in one test without sharing globals.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
 from localdapr.ports import free_port
 from localdapr.threaded import SidecarThread
 
-__all__ = ["AppProcess", "SidecarProcess", "SidecarThread", "free_port", "wait_until"]
+__all__ = ["AppProcess", "ModuleAppProcess", "SidecarProcess", "SidecarThread", "free_port", "wait_until"]
 
 
 def wait_until(
@@ -124,7 +125,12 @@ class AppProcess(_Process):
     ) -> None:
         env = {**os.environ, **sidecar_env, **(extra_env or {})}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(cwd or Path.cwd()), env.get("PYTHONPATH", "")]))
-        cmd = [
+        super().__init__(self.command(target, port), env, cwd, name)
+        self.port = port
+
+    @staticmethod
+    def command(target: str, port: int) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "uvicorn",
@@ -136,15 +142,22 @@ class AppProcess(_Process):
             "--log-level",
             "warning",
         ]
-        super().__init__(cmd, env, cwd, name)
-        self.port = port
 
-    def start(self, timeout: float = 30.0) -> AppProcess:
+    def start(self, timeout: float = 30.0) -> Self:
         self._spawn()
         self._started_or_stopped(
             lambda: port_open(self.port), timeout, f"{self.name} listening on {self.port}"
         )
         return self
+
+
+class ModuleAppProcess(AppProcess):
+    """An app that serves itself, run as `python -m <target>` (it listens on APP_PORT, which the
+    sidecar's environment gives it): how an app on the SDK's gRPC server, `dapr.ext.grpc.App`, runs."""
+
+    @staticmethod
+    def command(target: str, port: int) -> list[str]:
+        return [sys.executable, "-m", target]
 
 
 class SidecarProcess(_Process):
@@ -160,8 +173,12 @@ class SidecarProcess(_Process):
         grpc_port: int | None = None,
         config: Path | None = None,
         env: dict[str, str] | None = None,
+        app_protocol: str = "http",
+        args: list[str] | None = None,
     ) -> None:
+        """`args` are further daprd-style flags (`--enable-app-health-check`, ...)."""
         self.app_id = app_id
+        self.app_protocol = app_protocol
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.app_port = app_port
@@ -185,6 +202,7 @@ class SidecarProcess(_Process):
             cmd += ["--registry", str(registry)]
         if config:
             cmd += ["--config", str(config)]
+        cmd += ["--app-protocol", app_protocol, *(args or [])]
         super().__init__(cmd, {**os.environ, **(env or {})}, None, f"sidecar-{app_id}")
 
     @property
@@ -196,6 +214,7 @@ class SidecarProcess(_Process):
             "DAPR_HTTP_PORT": str(self.http_port),
             "DAPR_GRPC_PORT": str(self.grpc_port),
             "APP_ID": self.app_id,
+            "APP_PROTOCOL": self.app_protocol,
         }
         if self.app_port:
             env["APP_PORT"] = str(self.app_port)

@@ -16,6 +16,7 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from google.protobuf import empty_pb2
 from grpc_status import rpc_status
 
+from localdapr import invoke as invoke_api
 from localdapr.bindings.base import InvokeRequest
 from localdapr.bindings.runtime import grpc_call_metadata
 from localdapr.configuration import api as configuration_api
@@ -30,7 +31,6 @@ _CONCURRENCY = {
     common_v1.StateOptions.CONCURRENCY_FIRST_WRITE: "first-write",
     common_v1.StateOptions.CONCURRENCY_LAST_WRITE: "last-write",
 }
-_VERBS = {v: k for k, v in common_v1.HTTPExtension.Verb.items()}
 
 
 def _item(proto: Any) -> StateItem:
@@ -125,32 +125,7 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
     BulkPublishEventAlpha1 = BulkPublishEvent
 
     # ------------------------------------------------------------------ invocation
-    async def InvokeService(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        message = request.message
-        if not message.HasField("http_extension") or message.http_extension.verb == 0:
-            raise DaprError(
-                "ERR_DIRECT_INVOKE", "missing HTTP extension field", 400, grpc.StatusCode.INVALID_ARGUMENT
-            )
-        verb = _VERBS[message.http_extension.verb]
-        headers = {k: v for k, v in context.invocation_metadata() if not k.startswith(":")}
-        headers["content-type"] = message.content_type or "application/json; charset=utf-8"
-        result = await self.sidecar.invoker.invoke(
-            request.id,
-            message.method,
-            verb,
-            bytes(message.data.value),
-            headers,
-            message.http_extension.querystring,
-        )
-        await context.send_initial_metadata((("dapr-http-status", str(result.status)),))
-        if result.status >= 400:
-            await context.abort(
-                grpc.StatusCode.UNKNOWN if result.status >= 500 else grpc.StatusCode.INVALID_ARGUMENT,
-                f"HTTP {result.status}: {result.body.decode(errors='replace')}",
-            )
-        response = common_v1.InvokeResponse(content_type=result.headers.get("content-type", ""))
-        response.data.value = result.body
-        return response
+    InvokeService = invoke_api.invoke_service
 
     # ------------------------------------------------------------------ bindings
     async def InvokeBinding(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802

@@ -1,32 +1,35 @@
-"""The sidecar's channel to its own app: plain HTTP on the app port, as daprd's HTTP app channel."""
+"""The HTTP app channel: plain HTTP on the app port, as daprd's HTTP app channel."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import aiohttp
+import grpc
 from multidict import CIMultiDict
 
-
-@dataclass(slots=True)
-class AppResponse:
-    status: int
-    headers: CIMultiDict[str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
+from localdapr.appchannel.base import DEFAULT_CONTENT_TYPE, AppResponse, MethodCall, wait_for_port
+from localdapr.errors import DaprError
 
 
-class AppChannel:
-    def __init__(self, app_id: str, host: str, port: int, api_token: str | None = None) -> None:
+class HttpAppChannel:
+    protocol: ClassVar[str] = "http"
+    hosts_actors: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        app_id: str,
+        host: str,
+        port: int,
+        api_token: str | None = None,
+        health_check_path: str = "/healthz",
+    ) -> None:
         self.app_id = app_id
         self.host = host
         self.port = port
         self.api_token = api_token
+        self.health_check_path = health_check_path
         self._session: aiohttp.ClientSession | None = None
         self.ready = False
 
@@ -42,30 +45,9 @@ class AppChannel:
             )
         return self._session
 
-    async def port_open(self) -> bool:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 1.0)
-        except (OSError, TimeoutError):
-            return False
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except OSError:
-            pass
-        return True
-
     async def wait_ready(self, timeout: float, stop: asyncio.Event | None = None) -> bool:
-        """Wait until the app listens on its port (daprd waits the same way before init calls)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if stop is not None and stop.is_set():
-                return False
-            if await self.port_open():
-                self.ready = True
-                return True
-            await asyncio.sleep(0.05)
-        return False
+        self.ready = await wait_for_port(self.host, self.port, timeout, stop)
+        return self.ready
 
     async def request(
         self,
@@ -93,6 +75,26 @@ class AppChannel:
         ) as resp:
             data = await resp.read()
             return AppResponse(resp.status, CIMultiDict(resp.headers), data)
+
+    async def invoke(self, call: MethodCall, timeout: float | None) -> AppResponse:
+        if not call.verb:
+            # daprd's HTTP channel refuses a call without the HTTP extension (a gRPC caller's choice).
+            raise DaprError(
+                "ERR_DIRECT_INVOKE", "missing HTTP extension field", 400, grpc.StatusCode.INVALID_ARGUMENT
+            )
+        headers = CIMultiDict(call.headers)
+        headers["content-type"] = call.content_type or DEFAULT_CONTENT_TYPE
+        return await self.request(
+            call.verb, call.method, body=call.data, headers=headers, query=call.query, timeout=timeout
+        )
+
+    async def probe(self, timeout: float) -> bool:
+        """GET the health check path: any 2xx is healthy, as daprd's HTTP health probe."""
+        try:
+            resp = await self.request("GET", self.health_check_path, timeout=timeout)
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
+        return 200 <= resp.status < 300
 
     async def close(self) -> None:
         if self._session is not None:
