@@ -21,9 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def write_components(folder: Path, profile: str, redis: str | None = None, redis_db: int = 0) -> Path:
-    """The embedded profile (SQLite + in-memory pub/sub) or the Redis profile, in a temp folder."""
+    """The embedded profile (SQLite + in-memory pub/sub) or the Redis profile, in a temp folder; the
+    archive binding is a folder in it (`<folder>/archive`) in both."""
     folder.mkdir(parents=True, exist_ok=True)
-    scopes = "scopes: [ingestion, equipment, alerting]\n"
+    scopes = "scopes: [ingestion, equipment, alerting, archiver]\n"
     if profile == "embedded":
         state = f'    - name: connectionString\n      value: "{folder / "state.db"}"\n'
         models = f'    - name: connectionString\n      value: "{folder / "models.db"}"\n'
@@ -51,6 +52,11 @@ def write_components(folder: Path, profile: str, redis: str | None = None, redis
         "    - name: keyPrefix\n      value: name\nscopes: [training, inference]\n"
     )
     (folder / "pubsub.yaml").write_text(head.format("pubsub") + pubsub)
+    (folder / "archive.yaml").write_text(
+        head.format("archive") + "  type: bindings.localstorage\n  version: v1\n  metadata:\n"
+        f'    - name: rootPath\n      value: "{folder / "archive"}"\n'
+        "scopes: [ingestion, archiver, training]\n"
+    )
     return folder
 
 
