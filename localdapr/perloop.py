@@ -26,7 +26,32 @@ class PerLoop(Generic[T]):
         self._close = close
         self._clients: dict[asyncio.AbstractEventLoop, T] = {}
         self._opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._users: dict[asyncio.AbstractEventLoop, int] = {}
         self.closed = False
+
+    def attach(self) -> None:
+        """A sidecar on the running loop starts using the component (components/factory.py acquire)."""
+        loop = asyncio.get_running_loop()
+        self._users[loop] = self._users.get(loop, 0) + 1
+
+    async def detach(self) -> bool:
+        """That sidecar is done: the last user of a loop closes the loop's client there, while the loop
+        still runs (a loop stopped with an open client would leave its connections and tasks behind).
+        True when the loop has no user left."""
+        loop = asyncio.get_running_loop()
+        left = self._users.get(loop, 0) - 1
+        if left > 0:
+            self._users[loop] = left
+            return False
+        self._users.pop(loop, None)
+        client = self._clients.pop(loop, None)
+        self._opening.pop(loop, None)
+        if client is not None:
+            try:
+                await self._close(client)
+            except Exception as exc:  # the sidecar stops either way
+                log.debug("%s: closing a client failed: %s", self.what, exc)
+        return True
 
     async def get(self) -> T:
         if self.closed:

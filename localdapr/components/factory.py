@@ -95,6 +95,9 @@ async def acquire(spec: ComponentSpec) -> Any:
             ) from exc
         entry = _shared.setdefault(identity, [instance, 0])
     entry[1] += 1
+    # Components with a client per event loop count their users per loop (localdapr/perloop.py).
+    if hasattr(entry[0], "attach_loop"):
+        entry[0].attach_loop()
     return entry[0]
 
 
@@ -102,6 +105,8 @@ async def release(instance: Any) -> None:
     """Drop one reference; the last one closes the instance so a restart builds a fresh one."""
     for identity, entry in list(_shared.items()):
         if entry[0] is instance:
+            if hasattr(instance, "detach_loop"):
+                await instance.detach_loop()
             entry[1] -= 1
             if entry[1] <= 0:
                 del _shared[identity]

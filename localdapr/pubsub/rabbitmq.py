@@ -192,6 +192,12 @@ class RabbitMQBroker(PubSubBroker):
         )
 
     # ------------------------------------------------------------------ lifecycle
+    def attach_loop(self) -> None:
+        self._links.attach()
+
+    async def detach_loop(self) -> None:
+        await self._links.detach()  # the sidecar unsubscribed before releasing its components
+
     async def init(self) -> None:
         """Connect once on this loop, so a wrong address or password stops the start naming it."""
         self._links.closed = False

@@ -170,6 +170,18 @@ class PostgresStateStore(StateStore):
         )
 
     # ------------------------------------------------------------------ lifecycle
+    def attach_loop(self) -> None:
+        self._pools.attach()
+
+    async def detach_loop(self) -> None:
+        # The cleanup task lives on the loop that initialised the store; it ends with that loop's last
+        # user (only tests run sidecars on several loops; expired rows stay invisible meanwhile).
+        if await self._pools.detach() and self._cleanup is not None:
+            if self._cleanup.get_loop() is asyncio.get_running_loop():
+                self._cleanup.cancel()
+                await asyncio.gather(self._cleanup, return_exceptions=True)
+                self._cleanup = None
+
     async def init(self) -> None:
         """Connect once, run the migrations, and start the expired-row cleanup."""
         self._pools.closed = False
