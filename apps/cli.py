@@ -7,6 +7,7 @@ vigil demo                                  the whole platform, a model, and eng
 vigil train                                 train a model now and register it
 vigil replay [--units 1-5] [--speed 10]     stream C-MAPSS FD001 units into ingestion as a live fleet
 vigil simulate --machines N [--seed S]      a larger fleet made from the real trajectories, for load
+vigil import cmapss|csv FILE                historical run-to-failure data into the reading archive
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 
 from apps.tools import cli as tools_cli
 from apps.tools import demo as tools_demo
+from apps.tools import import_cli
 from apps.training import cli as training_cli
 from localdapr import cli as localdapr_cli
 from localdapr import doctor as localdapr_doctor
@@ -35,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("replay", "stream FD001 units into ingestion", tools_cli.add_replay_arguments, tools_cli.run_replay),
         ("simulate", "stream a simulated fleet into ingestion", tools_cli.add_simulate_arguments,
          tools_cli.run_simulate),
+        ("import", "load historical run-to-failure data into the reading archive", import_cli.add_arguments,
+         import_cli.run_import),
     ]  # fmt: skip
     for name, help_text, add_arguments, run in commands:
         command = sub.add_parser(name, help=help_text, description=help_text)

@@ -244,6 +244,55 @@ class ModelCard(_Contract):
         return v
 
 
+EventKind = Literal["failure", "maintenance", "replaced"]
+
+
+class EquipmentEventRequest(_Contract):
+    """Body of `POST /v1/equipment/{id}/events`: what happened to a machine, and after which reading.
+
+    `failure` closes the machine's run: the readings since its last event become a run to failure
+    whose RUL labels are known (failure seq - seq). `maintenance` and `replaced` end the current life
+    without a failure (those readings are censored: RUL unknown, but more than was left), and the next
+    reading starts a new life.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"examples": [{"kind": "failure", "seq": 192, "note": "HPC blade loss"}]},
+    )
+
+    kind: EventKind
+    seq: Seq | None = Field(
+        None, description="The last reading before the event; default: the last one the platform applied."
+    )
+    timestamp: datetime | None = Field(None, description="When it happened; default: when it is recorded.")
+    note: Annotated[StrictStr, Field(max_length=2000)] = ""
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        return _require_aware(v, "timestamp")
+
+
+class EquipmentEvent(_Contract):
+    """An event as the archive keeps it (`events/<machine>/<seq>-<kind>.json`): the labels."""
+
+    equipment_id: EquipmentId
+    kind: EventKind
+    seq: Seq
+    timestamp: datetime
+    note: str = ""
+    source: Literal["api", "import"]
+    recorded_at: datetime
+
+    @field_validator("timestamp", "recorded_at")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        _require_aware(v, "time")
+        return v
+
+
 class ReadingRejection(_Contract):
     index: int = Field(ge=0, description="Position of the reading in the submitted batch.")
     equipment_id: str | None = None

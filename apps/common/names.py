@@ -13,6 +13,7 @@ INFERENCE_APP_ID: Final = "inference"
 TRAINING_APP_ID: Final = "training"
 ALERTING_APP_ID: Final = "alerting"
 DASHBOARD_APP_ID: Final = "dashboard"
+ARCHIVER_APP_ID: Final = "archiver"
 ALL_APP_IDS: Final = (
     INGESTION_APP_ID,
     EQUIPMENT_APP_ID,
@@ -20,6 +21,7 @@ ALL_APP_IDS: Final = (
     TRAINING_APP_ID,
     ALERTING_APP_ID,
     DASHBOARD_APP_ID,
+    ARCHIVER_APP_ID,
 )
 
 # Components, named after their role; each environment picks the type behind the name.
@@ -27,6 +29,9 @@ STATE_STORE: Final = "statestore"  # actor state (actorStateStore: "true") and a
 MODEL_STORE: Final = "modelstore"  # model registry, keyPrefix: name, scoped to training + inference
 PUBSUB: Final = "pubsub"
 SECRET_STORE: Final = "secretstore"
+# Output binding (create/get/list) holding the reading archive and the equipment events: a folder
+# (bindings.localstorage) locally, a blob store in the cloud. Layout: apps/common/archive.py.
+ARCHIVE_BINDING: Final = "archive"
 
 # Topics.
 TOPIC_SENSOR_READINGS: Final = "sensor-readings"
@@ -34,6 +39,7 @@ TOPIC_READINGS_DEAD_LETTER: Final = "readings-deadletter"
 TOPIC_ALERTS: Final = "alerts"
 TOPIC_EQUIPMENT_HEALTH: Final = "equipment-health"
 TOPIC_MODEL_UPDATES: Final = "model-updates"
+TOPIC_READINGS_ACCEPTED: Final = "readings-accepted"  # ingestion -> archiver: what the actors took
 
 # Actors.
 EQUIPMENT_ACTOR_TYPE: Final = "EquipmentActor"

@@ -5,21 +5,32 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 from dapr.actor import ActorId
 from dapr.aio.clients import DaprClient
 from dapr.ext.fastapi import DaprApp
-from fastapi import Body, Depends, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from apps.common.actor_interface import EquipmentActorInterface
-from apps.common.contracts import EquipmentIngestResult, IngestResult, Reading
+from apps.common.archivestore import DaprArchive
+from apps.common.contracts import (
+    EQUIPMENT_ID_PATTERN,
+    EquipmentEvent,
+    EquipmentEventRequest,
+    EquipmentIngestResult,
+    HealthSnapshot,
+    IngestResult,
+    Reading,
+)
 from apps.common.daprhttp import PooledActorProxyFactory
 from apps.common.names import EQUIPMENT_ACTOR_TYPE, PUBSUB, TOPIC_READINGS_DEAD_LETTER, TOPIC_SENSOR_READINGS
 from apps.common.profiles import PROFILES, ProfileSpec
 from apps.common.publisher import DaprPublisher
+from apps.ingestion.events import BadEvent, EventService, parse_event_request
 from apps.ingestion.service import IngestionService, only_retryable, parse_json, readings_json
 from apps.ingestion.settings import get_settings
 from apps.ingestion.validation import InvalidBatch
@@ -28,7 +39,7 @@ log = logging.getLogger("ingestion")
 
 
 class ActorEquipmentGateway:
-    """EquipmentGateway through Dapr actors: one `Ingest` call per machine per batch."""
+    """EquipmentGateway (and MachineState) through Dapr actors: one `Ingest` call per machine per batch."""
 
     def __init__(self) -> None:
         self.factory = PooledActorProxyFactory()
@@ -41,6 +52,16 @@ class ActorEquipmentGateway:
         answer = await proxy.Ingest(readings_json(readings))
         return EquipmentIngestResult.model_validate_json(answer)
 
+    async def last_seq(self, equipment_id: str) -> int | None:
+        proxy = self.factory.create(EQUIPMENT_ACTOR_TYPE, ActorId(equipment_id), EquipmentActorInterface)
+        try:
+            answer = await proxy.GetHealth()
+        except Exception as exc:
+            if "has sent no readings" in str(exc):  # the actor's answer for a machine it never saw
+                return None
+            raise
+        return HealthSnapshot.model_validate_json(answer).last_seq
+
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +71,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = IngestionService(
             gateway, DaprPublisher(client), PROFILES, settings.max_concurrent_actor_calls
         )
+        app.state.events = EventService(gateway, DaprArchive(client))
         try:
             yield
         finally:
@@ -114,6 +136,55 @@ async def on_sensor_readings(request: Request, event: dict = Body(...)) -> dict[
 dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_SENSOR_READINGS, dead_letter_topic=TOPIC_READINGS_DEAD_LETTER)(
     on_sensor_readings
 )
+
+
+def get_events(request: Request) -> EventService:
+    return request.app.state.events  # type: ignore[no-any-return]
+
+
+EventsDep = Annotated[EventService, Depends(get_events)]
+
+
+# The body is parsed by parse_event_request (its 4xx name the field); the schema is declared for /docs.
+_EVENT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": EquipmentEventRequest.model_json_schema()}},
+    }
+}
+
+
+@app.post(
+    "/v1/equipment/{equipment_id}/events",
+    status_code=201,
+    response_model=EquipmentEvent,
+    openapi_extra=_EVENT_BODY,
+)
+async def post_event(equipment_id: str, request: Request, events: EventsDep) -> JSONResponse:
+    """Record a failure, maintenance or replacement: it ends the machine's current life (a failure
+    makes it a run to failure, whose RUL labels are then known). Kept in the archive; 201 with the
+    event. 422 names the wrong field, 409 when `seq` is left out and the machine never sent a reading,
+    503 (Retry-After) when the machine's actor or the archive cannot be reached."""
+    try:
+        parsed = parse_event_request(equipment_id, await request.body())
+        event = await events.record(equipment_id, parsed, datetime.now(UTC))
+    except BadEvent as exc:
+        return JSONResponse({"detail": str(exc)}, exc.status)
+    except Exception as exc:
+        log.warning("event for %s not recorded: %s", equipment_id, exc)
+        retry_after = str(get_settings().retry_after_seconds)
+        detail = {"detail": f"not recorded, retry: {exc}"}
+        return JSONResponse(detail, 503, headers={"Retry-After": retry_after})
+    location = f"/v1/equipment/{equipment_id}/events"
+    return JSONResponse(event.model_dump(mode="json"), 201, headers={"Location": location})
+
+
+@app.get("/v1/equipment/{equipment_id}/events", response_model=list[EquipmentEvent])
+async def list_events(
+    equipment_id: Annotated[str, Path(pattern=EQUIPMENT_ID_PATTERN)], events: EventsDep
+) -> list[EquipmentEvent]:
+    """The machine's events (labels), oldest seq first."""
+    return await events.list(equipment_id)
 
 
 @app.get("/v1/profiles", response_model=list[ProfileSpec], response_model_exclude_none=True)

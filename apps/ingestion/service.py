@@ -7,18 +7,21 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from pydantic import TypeAdapter
 
 from apps.common.contracts import EquipmentIngestResult, IngestResult, Reading, ReadingRejection
-from apps.common.names import TOPIC_READINGS_DEAD_LETTER
+from apps.common.names import TOPIC_READINGS_ACCEPTED, TOPIC_READINGS_DEAD_LETTER
 from apps.common.profiles import EquipmentProfile
 from apps.common.publisher import Publisher
 from apps.ingestion.validation import group_by_equipment, validate_batch
 
 log = logging.getLogger("ingestion")
 NOT_APPLIED_RETRY = "not applied, retry"
+NOT_ARCHIVED_RETRY = "applied but not archived, retry"
+# Readings per readings-accepted message: ~700 KB of JSON, well under the sidecars' 4 MB request limit.
+ARCHIVE_MESSAGE_READINGS: Final = 1000
 _READINGS = TypeAdapter(list[Reading])
 
 
@@ -52,12 +55,14 @@ class IngestionService:
         results = await asyncio.gather(*(self._apply(eid, rs) for eid, rs in groups.items()))
         accepted = duplicates = 0
         health = {}
+        taken: list[Reading] = []  # what the actors answered for: the archive's share
         for (eid, readings), result in zip(groups.items(), results, strict=True):
             if isinstance(result, EquipmentIngestResult):
                 accepted += result.accepted
                 duplicates += result.duplicates
                 health[eid] = result.health
                 late = set(result.too_late)
+                taken += [r for r in readings if r.seq not in late]
                 for reading in (r for r in readings if r.seq in late):
                     reason = (
                         f"too_late: seq {reading.seq} was never applied and is older than the machine's "
@@ -76,8 +81,32 @@ class IngestionService:
                 rejected.append(
                     ReadingRejection(index=index, equipment_id=eid, reason=reason, retryable=True)
                 )
+        rejected += await self._archive(taken, items)
         rejected.sort(key=lambda r: r.index)
         return IngestResult(accepted=accepted, duplicates=duplicates, rejected=rejected, health=health)
+
+    async def _archive(self, readings: list[Reading], items: Any) -> list[ReadingRejection]:
+        """Hand the readings the actors took to the archiver (topic readings-accepted), duplicates
+        included: a reading resent because its archiving failed is a duplicate to its actor by then,
+        and the archive merges copies by (machine, seq). A hand-off that fails makes those readings
+        retryable, so that nothing applied is missing from the archive once the sender is done."""
+        rejections: list[ReadingRejection] = []
+        for start in range(0, len(readings), ARCHIVE_MESSAGE_READINGS):
+            part = readings[start : start + ARCHIVE_MESSAGE_READINGS]
+            try:
+                await self.publisher.publish(
+                    TOPIC_READINGS_ACCEPTED, {"readings": _READINGS.dump_python(part, mode="json")}
+                )
+            except Exception as exc:
+                log.warning("archive hand-off of %d readings failed: %s", len(part), exc)
+                reason = f"{NOT_ARCHIVED_RETRY}: publishing to {TOPIC_READINGS_ACCEPTED} failed: {exc}"
+                rejections += [
+                    ReadingRejection(
+                        index=_index_of(items, r), equipment_id=r.equipment_id, reason=reason, retryable=True
+                    )
+                    for r in part
+                ]
+        return rejections
 
     async def _apply(self, equipment_id: str, readings: list[Reading]) -> EquipmentIngestResult | str:
         async with self._limit:

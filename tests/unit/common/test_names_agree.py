@@ -9,7 +9,13 @@ import yaml
 from apps.common import names
 
 REPO = Path(__file__).resolve().parents[3]
-COMPONENT_NAMES = {names.STATE_STORE, names.MODEL_STORE, names.PUBSUB, names.SECRET_STORE}
+COMPONENT_NAMES = {
+    names.STATE_STORE,
+    names.MODEL_STORE,
+    names.PUBSUB,
+    names.SECRET_STORE,
+    names.ARCHIVE_BINDING,
+}
 
 
 def docs(path: Path) -> list[dict]:

@@ -12,7 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 
-@pytest.mark.parametrize("service", ["ingestion", "equipment", "inference", "training", "alerting"])
+@pytest.mark.parametrize(
+    "service", ["ingestion", "equipment", "inference", "training", "alerting", "archiver"]
+)
 def test_docs_are_served_offline(service: str) -> None:
     app = importlib.import_module(f"apps.{service}.app").app
     client = TestClient(app)  # no lifespan: no sidecar needed to serve the docs

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from apps.common.contracts import EquipmentIngestResult, HealthSnapshot, Reading
-from apps.common.names import TOPIC_READINGS_DEAD_LETTER
+from apps.common.names import TOPIC_READINGS_ACCEPTED, TOPIC_READINGS_DEAD_LETTER
 from apps.common.profiles import PROFILES
 from apps.ingestion import app as ingestion_app
 from apps.ingestion.service import IngestionService
@@ -62,11 +62,22 @@ class RecordingEquipment:
 
 
 class RecordingPublisher:
-    def __init__(self) -> None:
+    def __init__(self, failing: set[str] | None = None) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
+        self.failing = failing or set()
 
     async def publish(self, topic: str, event: BaseModel | dict) -> None:
+        if topic in self.failing:
+            raise RuntimeError(f"pubsub down for {topic}")
         self.events.append((topic, event if isinstance(event, dict) else event.model_dump(mode="json")))
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [e for t, e in self.events if t == topic]
+
+    def archived(self) -> list[tuple[str, int]]:
+        return [
+            (r["equipment_id"], r["seq"]) for e in self.on(TOPIC_READINGS_ACCEPTED) for r in e["readings"]
+        ]
 
 
 def service(
@@ -83,9 +94,10 @@ async def test_one_call_per_machine_with_its_readings_in_order_and_bad_ones_dead
     assert result.accepted == 12 and set(result.health) == {"m0", "m1", "m2"}
     assert sorted(equipment.calls) == [("m0", [0, 1, 2, 3]), ("m1", [0, 1, 2, 3]), ("m2", [0, 1, 2, 3])]
     assert [(r.index, "equipment_id" in r.reason) for r in result.rejected] == [(5, True)]
-    assert [(t, e["index"], e["reading"]["seq"]) for t, e in publisher.events] == [
-        (TOPIC_READINGS_DEAD_LETTER, 5, 99)
-    ]
+    assert [(e["index"], e["reading"]["seq"]) for e in publisher.on(TOPIC_READINGS_DEAD_LETTER)] == [(5, 99)]
+    # every reading the actors took goes to the archiver, in one message
+    assert len(publisher.on(TOPIC_READINGS_ACCEPTED)) == 1
+    assert sorted(publisher.archived()) == sorted((f"m{m}", s) for s in range(4) for m in range(3))
 
 
 async def test_actor_calls_run_concurrently_but_within_the_limit() -> None:
@@ -104,7 +116,8 @@ async def test_a_failing_actor_asks_for_its_readings_again_and_spares_the_others
     failed = {r.index for r in result.rejected}
     assert failed == {i for i, item in enumerate(batch) if item["equipment_id"] == "m1"}
     assert all(r.retryable and "retry" in r.reason and "m1 unavailable" in r.reason for r in result.rejected)
-    assert publisher.events == []  # they will be sent again: not dead letters
+    assert publisher.on(TOPIC_READINGS_DEAD_LETTER) == []  # they will be sent again: not dead letters
+    assert sorted(publisher.archived()) == [("m0", 0), ("m0", 1), ("m2", 0), ("m2", 1)]  # not m1's
 
 
 async def test_too_late_readings_are_reported_and_dead_lettered() -> None:
@@ -115,7 +128,26 @@ async def test_too_late_readings_are_reported_and_dead_lettered() -> None:
     assert [(r.index, r.retryable, r.reason.split(":")[0]) for r in result.rejected] == [
         (1, False, "too_late")
     ]
-    assert [(e["index"], e["reading"]["seq"]) for _, e in publisher.events] == [(1, 1)]
+    assert [(e["index"], e["reading"]["seq"]) for e in publisher.on(TOPIC_READINGS_DEAD_LETTER)] == [(1, 1)]
+    assert publisher.archived() == [("m0", 0), ("m0", 2)]  # a refused reading is not archived
+
+
+async def test_the_archive_hand_off_is_split_and_a_failed_one_asks_for_the_readings_again() -> None:
+    equipment = RecordingEquipment()
+    batch = [good(seq=s, eq=f"m{m}") for s in range(300) for m in range(8)]  # 2,400 readings
+    ok = RecordingPublisher()
+    result = await service(equipment, ok).ingest(batch, source="http", now=NOW)
+    assert result.accepted == 2400 and result.rejected == []
+    assert [len(e["readings"]) for e in ok.on(TOPIC_READINGS_ACCEPTED)] == [1000, 1000, 400]
+    assert sorted(ok.archived()) == sorted((f"m{m}", s) for s in range(300) for m in range(8))
+
+    down = RecordingPublisher(failing={TOPIC_READINGS_ACCEPTED})
+    result = await service(RecordingEquipment(), down).ingest(batch[:10], source="http", now=NOW)
+    assert result.accepted == 10  # applied to the machines' state ...
+    assert [r.index for r in result.rejected] == list(range(10))  # ... but to be sent again
+    assert all(
+        r.retryable and r.reason.startswith("applied but not archived, retry") for r in result.rejected
+    )
 
 
 @pytest.fixture

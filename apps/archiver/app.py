@@ -1,0 +1,87 @@
+"""HTTP and Dapr wiring of the archiver service; the logic is in service.py, the staging area in store.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from dapr.aio.clients import DaprClient
+from dapr.ext.fastapi import DaprApp
+from fastapi import Body, Depends, FastAPI, Request
+from fastapi_offline import FastAPIOffline
+from pydantic import ValidationError
+
+from apps.archiver.service import ArchiverService
+from apps.archiver.settings import get_settings
+from apps.archiver.store import DaprStagingStore
+from apps.common.archivestore import DaprArchive
+from apps.common.contracts import ReadingBatch
+from apps.common.names import PUBSUB, TOPIC_READINGS_ACCEPTED
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+log = logging.getLogger("archiver")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with DaprClient() as client:
+        service = ArchiverService(DaprStagingStore(client), DaprArchive(client), get_settings())
+        app.state.service = service
+        flusher = asyncio.create_task(service.run_flusher())
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+
+
+app = FastAPIOffline(title="Vigil archiver", lifespan=lifespan)
+dapr_app = DaprApp(app)
+
+
+def get_service(request: Request) -> ArchiverService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+ServiceDep = Annotated[ArchiverService, Depends(get_service)]
+
+
+async def on_readings_accepted(request: Request, event: dict = Body(...)) -> dict[str, str]:
+    """Acked (SUCCESS) only once staged: a failure asks the broker to deliver it again (RETRY)."""
+    try:
+        batch = ReadingBatch.model_validate(event.get("data"))
+    except ValidationError as exc:
+        log.warning("malformed readings-accepted message %s dropped: %s", event.get("id"), exc)
+        return {"status": "DROP"}  # it can never pass; ingestion only publishes validated readings
+    try:
+        await get_service(request).stage(str(event.get("id")), batch.readings)
+    except Exception as exc:
+        log.warning("could not stage message %s, the broker will redeliver it: %s", event.get("id"), exc)
+        return {"status": "RETRY"}
+    return {"status": "SUCCESS"}
+
+
+dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_READINGS_ACCEPTED)(on_readings_accepted)
+
+
+@app.get("/v1/archive/backlog")
+async def backlog(service: ServiceDep) -> dict[str, Any]:
+    """Readings staged but not yet in the archive (written when the oldest is `max_delay_seconds` old
+    or the stage holds `flush_readings`)."""
+    found = await service.backlog()
+    return {"messages": found.messages, "readings": found.readings, "oldest_seconds": found.oldest_seconds}
+
+
+@app.post("/v1/archive/flush")
+async def flush(service: ServiceDep) -> dict[str, int]:
+    """Write everything staged now (before a training run, or a planned shutdown)."""
+    return {"archived": await service.flush(force=True)}
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}

@@ -1,0 +1,96 @@
+"""Equipment events (the labels) without HTTP: `failure`, `maintenance` and `replaced`, kept in the archive.
+
+An event is one small file per (machine, seq, kind) written through the `archive` binding at once (it
+is rare and must survive anything once acknowledged), so recording it twice changes nothing. How
+events cut a machine's readings into lives and labels: apps/training/history.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from apps.common.contracts import EQUIPMENT_ID_PATTERN, EquipmentEvent, EquipmentEventRequest
+
+
+class MachineState(Protocol):
+    async def last_seq(self, equipment_id: str) -> int | None:
+        """The last seq the machine's actor applied; None when it has had no reading."""
+
+
+class EventArchive(Protocol):
+    async def write_event(self, event: EquipmentEvent) -> str: ...
+
+    async def events(self, equipment_id: str | None = None) -> list[EquipmentEvent]: ...
+
+
+class BadEvent(ValueError):
+    """The request is wrong (4xx): the message names the field."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = ".".join(str(p) for p in error.get("loc", ())) or "body"
+    msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        return f"unexpected field {field!r}"
+    if error.get("type") == "missing":
+        return f"missing field {field!r}"
+    return f"{field}: {msg}"
+
+
+def parse_event_request(equipment_id: str, body: bytes) -> EquipmentEventRequest:
+    """The body as an EquipmentEventRequest; BadEvent (400 not JSON, 422 otherwise) naming the field."""
+    if not re.match(EQUIPMENT_ID_PATTERN, equipment_id):
+        raise BadEvent(f"equipment_id {equipment_id!r}: letters, digits, '.', '_' or '-', 1-64 characters")
+    try:
+        raw = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise BadEvent(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", 400) from exc
+    if not isinstance(raw, dict):
+        raise BadEvent(f"the body must be a JSON object, got {type(raw).__name__}")
+    try:
+        return EquipmentEventRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise BadEvent("; ".join(_describe(e) for e in exc.errors(include_url=False))) from None
+
+
+class EventService:
+    def __init__(self, machines: MachineState, archive: EventArchive) -> None:
+        self.machines = machines
+        self.archive = archive
+
+    async def record(
+        self, equipment_id: str, request: EquipmentEventRequest, now: datetime
+    ) -> EquipmentEvent:
+        """Keep the event; without a seq it happened after the last reading the platform applied."""
+        seq = request.seq
+        if seq is None:
+            seq = await self.machines.last_seq(equipment_id)
+            if seq is None:
+                raise BadEvent(
+                    f"seq: equipment {equipment_id!r} has sent no reading yet, so the event needs the seq "
+                    "of the last reading before it",
+                    409,
+                )
+        event = EquipmentEvent(
+            equipment_id=equipment_id,
+            kind=request.kind,
+            seq=seq,
+            timestamp=request.timestamp or now,
+            note=request.note,
+            source="api",
+            recorded_at=now,
+        )
+        await self.archive.write_event(event)
+        return event
+
+    async def list(self, equipment_id: str) -> list[EquipmentEvent]:
+        return await self.archive.events(equipment_id)
