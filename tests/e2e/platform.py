@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,10 +73,13 @@ class RunningApp:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.process.port}"
 
+    paused: bool = False
+
     def stop_app(self) -> None:
+        self.resume_app()  # a stopped process only acts on SIGTERM once it runs again
         self.process.stop()
 
-    def start_app(self) -> None:
+    def start_app(self, timeout: float = 30.0) -> None:
         self.process = AppProcess(
             self.module,
             self.process.port,
@@ -83,7 +87,29 @@ class RunningApp:
             self.env,
             cwd=REPO,
             name=self.app_id,
-        ).start()
+        ).start(timeout=timeout)
+
+    def kill_app(self) -> None:
+        """SIGKILL the app process: a crash (no shutdown hook runs, requests in flight are cut off)."""
+        self.resume_app()
+        self.process.kill()
+
+    def restart_app(self, timeout: float = 30.0) -> None:
+        """Start the same command on the same port again, as a supervisor does after a crash. Returns
+        once it listens (uvicorn opens its port after the app's start-up); the sidecar stays up."""
+        self.start_app(timeout)
+
+    def pause_app(self) -> None:
+        """SIGSTOP: the process hangs (its port still accepts connections, nothing answers)."""
+        assert self.process.proc is not None
+        os.kill(self.process.proc.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume_app(self) -> None:
+        """SIGCONT after `pause_app` (a no-op otherwise)."""
+        if self.paused and self.process.proc is not None and self.process.proc.poll() is None:
+            os.kill(self.process.proc.pid, signal.SIGCONT)
+        self.paused = False
 
 
 @dataclass
@@ -95,7 +121,7 @@ class Platform:
 
     def stop(self) -> None:
         for app in reversed(list(self.apps.values())):
-            app.process.stop()
+            app.stop_app()
             app.sidecar.stop()
 
     def logs(self) -> str:
