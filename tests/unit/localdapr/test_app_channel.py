@@ -8,14 +8,17 @@ from pathlib import Path
 
 import grpc
 import pytest
+from aiohttp import web
+from dapr.proto import appcallback_service_v1
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from localdapr.appchannel import open_channel
+from localdapr.appchannel import GrpcAppChannel, HttpAppChannel, open_channel
 from localdapr.appchannel.grpc import go_code_name, grpc_metadata, http_headers, http_status, status_body
 from localdapr.apphealth import AppHealth, AppHealthConfig
 from localdapr.components.spec import SubscriptionSpec
 from localdapr.errors import ComponentError
+from localdapr.ports import free_port
 from localdapr.pubsub.delivery import topic_event_request
 from localdapr.runfile import load_run_template
 from localdapr.sidecar import Sidecar, SidecarOptions
@@ -166,6 +169,49 @@ def test_health_config_checks_and_metadata() -> None:
     assert "healthCheckPath" not in config.metadata("grpc")  # daprd: no path for gRPC apps
     with pytest.raises(ValueError, match="probe timeouts must be smaller than probe intervals"):
         AppHealthConfig(probe_interval=1, probe_timeout=2).validate()
+
+
+async def test_http_probe_wants_2xx_on_the_health_path() -> None:
+    answers = {"/healthz": 204, "/ready": 503}
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(status=answers[request.path])
+
+    app = web.Application()
+    app.router.add_get("/{path}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    channels = [HttpAppChannel("a", "127.0.0.1", port, health_check_path=p) for p in ("/healthz", "/ready")]
+    try:
+        assert [await c.probe(1.0) for c in channels] == [True, False]
+    finally:
+        for channel in channels:
+            await channel.close()
+        await runner.cleanup()
+    gone = HttpAppChannel("a", "127.0.0.1", port)
+    try:
+        assert not await gone.probe(1.0)  # nobody listens any more
+    finally:
+        await gone.close()
+
+
+async def test_grpc_probe_fails_without_a_health_check_service() -> None:
+    server = grpc.aio.server()
+    appcallback_service_v1.add_AppCallbackHealthCheckServicer_to_server(
+        appcallback_service_v1.AppCallbackHealthCheckServicer(),
+        server,  # answers UNIMPLEMENTED
+    )
+    port = free_port()
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    channel = GrpcAppChannel("a", "127.0.0.1", port)
+    try:
+        assert not await channel.probe(1.0)
+    finally:
+        await channel.close()
+        await server.stop(0)
 
 
 # ---------------------------------------------------------------------------------- settings
