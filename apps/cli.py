@@ -7,7 +7,7 @@ vigil demo                                  the whole platform, a model, and eng
 vigil train                                 train a model now and register it
 vigil replay [--units 1-5] [--speed 10]     stream C-MAPSS FD001 units into ingestion as a live fleet
 vigil simulate --machines N [--seed S]      a larger fleet made from the real trajectories, for load
-vigil import cmapss|csv FILE                historical run-to-failure data into the reading archive
+vigil import cmapss|csv|ai4i FILE           historical run-to-failure data into the reading archive
 """
 
 from __future__ import annotations

@@ -209,7 +209,3 @@ def merge_blocks(blocks: Iterable[Block]) -> dict[str, Block]:
 def event_path(event: EquipmentEvent) -> str:
     """One file per (machine, seq, kind): recording the same event twice writes the same file."""
     return f"{EVENTS_DIR}/{event.equipment_id}/{event.seq:012d}-{event.kind}.json"
-
-
-def machine_dir(kind_dir: str, equipment_id: str) -> str:
-    return f"{kind_dir}/{equipment_id}"

@@ -12,7 +12,7 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -64,7 +64,6 @@ class ArchiveRead:
 
     histories: dict[str, Block]
     events: list[EquipmentEvent]
-    chunks: int = 0
     skipped: list[str] = field(default_factory=list)  # damaged or foreign files, with the reason
 
 
@@ -122,12 +121,7 @@ class DaprArchive:
         blobs = await asyncio.gather(*(self.get(p) for p in paths))
         return [EquipmentEvent.model_validate_json(b) for b in blobs]
 
-    async def read(
-        self,
-        equipment_ids: Iterable[str] | None = None,
-        concurrency: int = 8,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> ArchiveRead:
+    async def read(self, equipment_ids: Iterable[str] | None = None, concurrency: int = 8) -> ArchiveRead:
         """Every reading chunk and event (of the given machines), merged by (machine, seq)."""
         wanted = None if equipment_ids is None else sorted(set(equipment_ids))
         if wanted is None:
@@ -136,15 +130,10 @@ class DaprArchive:
             paths = [p for eid in wanted for p in await self.list(READINGS_DIR, eid)]
             events = [e for eid in wanted for e in await self.events(eid)]
         limit = asyncio.Semaphore(concurrency)
-        done = 0
 
         async def fetch(path: str) -> Block | str:
-            nonlocal done
             async with limit:
                 data = await self.get(path)
-            done += 1
-            if progress is not None:
-                progress(done, len(paths))
             try:
                 return decode_chunk(data, path)
             except ArchiveFormatError as exc:
@@ -156,6 +145,5 @@ class DaprArchive:
         return ArchiveRead(
             histories=merge_blocks(blocks),
             events=events,
-            chunks=len(blocks),
             skipped=[s for s in fetched if isinstance(s, str)],
         )

@@ -1,4 +1,4 @@
-"""Historical run-to-failure data as archive content (pure): `vigil import cmapss|csv FILE` writes it.
+"""Historical run-to-failure data as archive content (pure): `vigil import cmapss|csv|ai4i FILE` writes it.
 
 A history is what the platform would have archived had it watched those machines: one block of
 readings per machine (apps.common.archive.Block) and the events that label them. Imported data goes
@@ -16,6 +16,9 @@ CSV (any profile): a header row, then one reading per line. Columns: `equipment_
 `timestamp` (ISO 8601 with a zone; else synthetic as above, from seq) and `event` (`failure`,
 `maintenance` or `replaced`: it happened after this reading; empty otherwise); every other column is
 a channel of the profile, and a reading must carry the profile's informative sensors.
+
+AI4I 2020 (`data/ai4i2020/ai4i2020.csv`, the `milling` profile): one machine, `UDI` -> seq, the product
+quality as a channel, a `failure` event at every row the file marks as a machine failure.
 """
 
 from __future__ import annotations
@@ -346,3 +349,75 @@ def csv_history(
             )
         )
     return History(blocks, events)
+
+
+# AI4I 2020 (data/ai4i2020/): its columns as the milling profile's channels.
+AI4I_CHANNELS: Final = {
+    "air_temperature": "Air temperature [K]",
+    "process_temperature": "Process temperature [K]",
+    "rotational_speed": "Rotational speed [rpm]",
+    "torque": "Torque [Nm]",
+    "tool_wear": "Tool wear [min]",
+}
+AI4I_QUALITY: Final = {"L": 0.0, "M": 1.0, "H": 2.0}
+AI4I_MODES: Final = ("TWF", "HDF", "PWF", "OSF", "RNF")
+
+
+def ai4i_history(
+    path: Path,
+    profile: EquipmentProfile,
+    recorded_at: datetime,
+    *,
+    equipment_id: str = "ai4i-mill",
+    start: datetime = DEFAULT_START,
+    cycle: timedelta = DEFAULT_CYCLE,
+) -> History:
+    """The AI4I 2020 file as one milling machine: seq = UDI, product quality as a channel, and a
+    `failure` event at each row with `Machine failure` = 1 (its failure modes in the note; the file's
+    label, not the OR of the modes, as data/ai4i2020/README.md explains)."""
+    rows = csv.DictReader(line for _, line in _lines(path))
+    needed = ["UDI", "Type", "Machine failure", *AI4I_CHANNELS.values(), *AI4I_MODES]
+    missing = [c for c in needed if c not in (rows.fieldnames or [])]
+    if missing:
+        raise HistoryFileError(
+            f"{path} header: not the AI4I 2020 file, missing column(s) {', '.join(missing)}"
+        )
+    seqs: list[int] = []
+    values: list[list[float]] = []
+    events: list[EquipmentEvent] = []
+    channels = ["product_quality", *AI4I_CHANNELS]
+    for line_number, row in enumerate(rows, start=2):
+        where = f"{path} line {line_number}"
+        try:
+            seq = int(row["UDI"])
+            quality = AI4I_QUALITY[row["Type"]]
+            measured = [float(row[column]) for column in AI4I_CHANNELS.values()]
+            failed = int(row["Machine failure"]) == 1
+        except (KeyError, ValueError, TypeError) as exc:
+            raise HistoryFileError(f"{where}: unreadable row ({exc})") from None
+        for name, value in zip(channels, [quality, *measured], strict=True):
+            _check_range(profile, name, value, f"{where}, column {name}")
+        seqs.append(seq)
+        values.append([quality, *measured])
+        if failed:
+            modes = [m for m in AI4I_MODES if row[m].strip() == "1"]
+            events.append(
+                EquipmentEvent(
+                    equipment_id=equipment_id,
+                    kind="failure",
+                    seq=seq,
+                    timestamp=start + seq * cycle,
+                    note=f"failure modes: {', '.join(modes) or 'none given'}; imported from {path.name}",
+                    source="import",
+                    recorded_at=recorded_at,
+                )
+            )
+    if not seqs:
+        raise HistoryFileError(f"{path}: no rows below the header")
+    seq_array = np.array(seqs, dtype=np.int64)
+    matrix = np.array(values, dtype=np.float64)
+    stamps = to_utc_micros(start) + seq_array * np.timedelta64(int(cycle / timedelta(microseconds=1)), "us")
+    block = Block(
+        equipment_id, profile.name, seq_array, stamps, {c: matrix[:, j] for j, c in enumerate(channels)}
+    )
+    return History([block], events)

@@ -1,4 +1,4 @@
-"""`vigil import cmapss FILE` / `vigil import csv FILE`: historical data into the reading archive.
+"""`vigil import cmapss|csv|ai4i FILE`: historical data into the reading archive.
 
 The file is read and checked whole first (apps/tools/history.py: a bad file stops with its line and
 column before anything is written), then its readings go into the archive as day chunks and its events
@@ -27,6 +27,7 @@ from apps.tools.history import (
     DEFAULT_START,
     History,
     HistoryFileError,
+    ai4i_history,
     cmapss_history,
     csv_history,
 )
@@ -56,9 +57,15 @@ def _minutes(text: str) -> timedelta:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("format", choices=("cmapss", "csv"), help="C-MAPSS text file, or Vigil's CSV layout")
+    parser.add_argument(
+        "format",
+        choices=("cmapss", "csv", "ai4i"),
+        help="C-MAPSS text file, Vigil's CSV layout, or AI4I 2020",
+    )
     parser.add_argument("file", type=Path, help="the file (.gz is read as gzip)")
-    parser.add_argument("--profile", default="turbofan", help="equipment profile of the machines (turbofan)")
+    parser.add_argument(
+        "--profile", default=None, help="equipment profile of the machines (turbofan; milling for ai4i)"
+    )
     parser.add_argument(
         "--prefix", default=None, help="cmapss: equipment id prefix (default: as vigil replay)"
     )
@@ -82,14 +89,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_history(args: argparse.Namespace) -> History:
-    profile = get_profile(args.profile)
+    profile = get_profile(args.profile or ("milling" if args.format == "ai4i" else "turbofan"))
     now = datetime.now(UTC)
     if args.format == "cmapss":
         return cmapss_history(
             args.file, profile, now, prefix=args.prefix, rul_path=args.rul, start=args.start, cycle=args.cycle
         )
-    if args.prefix is not None or args.rul is not None:
-        raise HistoryFileError("--prefix and --rul are for cmapss files (a CSV names its machines)")
+    if args.rul is not None:
+        raise HistoryFileError("--rul is for cmapss test files")
+    if args.format == "ai4i":
+        name = f"{args.prefix}mill" if args.prefix else "ai4i-mill"
+        return ai4i_history(args.file, profile, now, equipment_id=name, start=args.start, cycle=args.cycle)
+    if args.prefix is not None:
+        raise HistoryFileError("--prefix is for cmapss and ai4i files (a CSV names its machines)")
     return csv_history(args.file, profile, now, start=args.start, cycle=args.cycle)
 
 
@@ -133,7 +145,7 @@ def run_import(args: argparse.Namespace) -> int:
     failures = sum(e.kind == "failure" for e in history.events)
     sys.stderr.write(
         f"{args.file}: {machines} machine(s), {history.readings:,} readings, {len(history.events)} event(s) "
-        f"({failures} failure(s)) checked against profile {args.profile!r}\n"
+        f"({failures} failure(s)) checked against profile {history.blocks[0].profile!r}\n"
     )
     options = SidecarOptions(
         app_id=ARCHIVER_APP_ID,

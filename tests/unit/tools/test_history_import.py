@@ -12,7 +12,7 @@ import pytest
 
 from apps.common import cmapss
 from apps.common.profiles import PROFILES, TURBOFAN
-from apps.tools.history import HistoryFileError, cmapss_history, csv_history
+from apps.tools.history import HistoryFileError, ai4i_history, cmapss_history, csv_history
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 DATA = cmapss.data_dir()
@@ -144,3 +144,24 @@ def test_a_bad_csv_names_its_line_and_column(tmp_path: Path, old: str, new: str,
     with pytest.raises(HistoryFileError) as exc:
         csv_history(path, PROFILES["milling"], NOW)
     assert message in str(exc.value)
+
+
+def test_ai4i_is_one_milling_machine_with_its_failures() -> None:
+    path = Path(__file__).resolve().parents[3] / "data" / "ai4i2020" / "ai4i2020.csv"
+    history = ai4i_history(path, PROFILES["milling"], NOW)
+    [mill] = history.blocks
+    assert mill.equipment_id == "ai4i-mill" and mill.profile == "milling"
+    assert mill.seq.tolist() == list(range(1, 10001))
+    assert mill.values["product_quality"][:3].tolist() == [1.0, 0.0, 0.0]  # M, L, L
+    assert mill.values["torque"][0] == 42.8 and mill.values["tool_wear"][2] == 5.0
+    assert len(history.events) == 339 and {e.kind for e in history.events} == {"failure"}
+    first = history.events[0]
+    assert first.note.startswith("failure modes: ") and first.seq == 51  # UDI 51: a power failure
+    assert "PWF" in first.note
+
+
+def test_a_file_that_is_not_ai4i_says_what_it_misses(tmp_path: Path) -> None:
+    path = tmp_path / "other.csv"
+    path.write_text(MILLING_CSV)
+    with pytest.raises(HistoryFileError, match="not the AI4I 2020 file, missing column"):
+        ai4i_history(path, PROFILES["milling"], NOW)
