@@ -179,7 +179,7 @@ def new_record(alert: Alert) -> AlertRecord:
 # Within one episode the actor emits open, then escalate, then clear. One actor call can emit two of
 # them with the same timestamp (a batch that crosses both thresholds), so the event kind and the
 # severity break the tie: the later kind, and the higher severity, is the newer event.
-_EVENT_RANK: dict[str, int] = {"open": 0, "escalate": 1, "clear": 2}
+_EVENT_RANK: dict[str, int] = {"open": 0, "escalate": 1, "clear": 2, "reopen": 3}
 
 
 def _event_order(updated_at: datetime, event: str, severity: str) -> tuple[datetime, int, int]:

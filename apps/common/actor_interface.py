@@ -1,4 +1,5 @@
-"""The EquipmentActor's contract: callers (ingestion, alerting) import this, never the implementation.
+"""The EquipmentActor's contract: callers (ingestion, alerting, dashboard) import this, never the
+implementation.
 
 Arguments and results cross the actor boundary as JSON *strings*. The SDK's actor serializer turns
 any string that looks like a date ("2024-01-01...") into a datetime and any that looks like a
@@ -28,3 +29,15 @@ class EquipmentActorInterface(ActorInterface):
     @actormethod(name="GetHistory")
     async def get_history(self, n: int) -> str:
         """The last n predictions as JSON: [{seq, at, predicted_rul, model_version}]."""
+
+    @abstractmethod
+    @actormethod(name="ResolveAlert")
+    async def resolve_alert(self, request_json: str) -> str:
+        """End an alert episode an operator resolved: `{"kind", "episode"}` -> `{"ended": bool}`
+        (false when that episode is not the machine's latest of its kind)."""
+
+    @abstractmethod
+    @actormethod(name="Retire")
+    async def retire(self) -> str:
+        """Stop watching the machine (its episodes end, its silence reminder goes; a reading brings it
+        back): -> `{"known": bool, "retired_at": epoch seconds}`."""

@@ -39,7 +39,9 @@ Status = Literal["ok", "warning", "critical", "silent", "stale", "warming_up"]
 Severity = Literal["warning", "critical"]
 AlertKind = Literal["rul_low", "silent", "stale"]
 AlertState = Literal["open", "cleared"]
-AlertEvent = Literal["open", "escalate", "clear"]
+# "reopen": an episode that cleared comes back within its profile's cooldown (flapping), so the same
+# alert opens again instead of a new one.
+AlertEvent = Literal["open", "escalate", "clear", "reopen"]
 
 
 class _Contract(BaseModel):
@@ -184,16 +186,38 @@ class SensorDeviation(_Contract):
     current_mean: float
 
 
+class AlertReading(_Contract):
+    """The reading whose prediction decided an alert event (not the last one of its batch)."""
+
+    seq: Seq
+    timestamp: datetime
+    predicted_rul: float = Field(description="That reading's prediction (a probability for a classifier).")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        _require_aware(v, "timestamp")
+        return v
+
+
 class Alert(_Contract):
-    """An alert event. `id` is stable per episode, so redelivery and re-publication deduplicate."""
+    """An alert event. `id` is stable per episode, so redelivery and re-publication deduplicate.
+
+    `revision` numbers the events of one episode (1 = open) in the order the actor decided them, so a
+    receiver orders them whatever their delivery order (0: an event without one, ordered by time).
+    `reading` is the reading that decided a `rul_low` event; silence and stale events have none (they
+    are decided by the clock).
+    """
 
     id: str
     equipment_id: EquipmentId
     kind: AlertKind
     episode: int = Field(ge=1)
+    revision: int = Field(0, ge=0)
     severity: Severity
     state: AlertState
     event: AlertEvent
+    reading: AlertReading | None = None
     predicted_rul: float | None = None
     model_version: int | None = None
     top_sensors: list[SensorDeviation] = Field(default_factory=list)

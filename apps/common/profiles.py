@@ -117,6 +117,9 @@ class EquipmentProfile:
     silence_after_seconds: float = 300.0
     # Predictions owed (inference unreachable) for this long raise a `stale` alert of their own.
     stale_after_seconds: float = 120.0
+    # An alert that cleared and comes back within this many seconds re-opens its episode (one alert
+    # for a flapping condition, not one per flap); 0 turns this off.
+    reopen_within_seconds: float = 600.0
     model_kind: ModelKind = "rul"
     description: str = ""
     # What each channel measures, in which unit (shown by GET /v1/profiles).
@@ -140,6 +143,8 @@ class EquipmentProfile:
             raise ValueError("silence_after_seconds must be > 0")
         if self.stale_after_seconds <= 0:
             raise ValueError("stale_after_seconds must be > 0")
+        if self.reopen_within_seconds < 0:
+            raise ValueError("reopen_within_seconds must be >= 0")
         expected = AlertThresholds if self.model_kind == "rul" else ProbabilityThresholds
         if not isinstance(self.thresholds, expected):
             raise ValueError(f"a {self.model_kind!r} model needs {expected.__name__}")
@@ -221,6 +226,7 @@ class ProfileSpec(_Strict):
     window: Annotated[int, Field(ge=2)] = 30
     silence_after_seconds: Annotated[Number, Field(gt=0)] = 300.0
     stale_after_seconds: Annotated[Number, Field(gt=0)] = 120.0
+    reopen_within_seconds: Annotated[Number, Field(ge=0)] = 600.0
     operating_settings: list[Name] = Field(default_factory=list)
     informative_sensors: Annotated[list[Name], Field(min_length=1)]
     channels: Annotated[dict[Name, ChannelSpec], Field(min_length=1)]
@@ -244,6 +250,7 @@ class ProfileSpec(_Strict):
             thresholds=thresholds,
             silence_after_seconds=self.silence_after_seconds,
             stale_after_seconds=self.stale_after_seconds,
+            reopen_within_seconds=self.reopen_within_seconds,
             model_kind=self.model.kind,
             description=self.description,
             channel_descriptions={k: c.description for k, c in self.channels.items()},
@@ -276,6 +283,7 @@ class ProfileSpec(_Strict):
             window=profile.window,
             silence_after_seconds=profile.silence_after_seconds,
             stale_after_seconds=profile.stale_after_seconds,
+            reopen_within_seconds=profile.reopen_within_seconds,
             operating_settings=list(profile.operating_settings),
             informative_sensors=list(profile.informative_sensors),
             channels={

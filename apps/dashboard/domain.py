@@ -34,7 +34,7 @@ LifecycleState = Literal["open", "acknowledged", "cleared"]
 LIFECYCLE_STATES: Final[tuple[str, ...]] = get_args(LifecycleState)
 _STATE_RANK: Final = {"open": 0, "acknowledged": 1, "cleared": 2}
 _SEVERITY_RANK: Final = {"warning": 1, "critical": 2}
-_EVENT_RANK: Final = {"open": 0, "escalate": 1, "clear": 2}
+_EVENT_RANK: Final = {"open": 0, "escalate": 1, "clear": 2, "reopen": 3}
 
 
 def fmt_time(value: datetime | float | None) -> str:

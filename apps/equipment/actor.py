@@ -14,19 +14,26 @@ from datetime import timedelta
 from typing import ClassVar
 
 from dapr.actor import Actor, Remindable
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from apps.common.actor_interface import EquipmentActorInterface
-from apps.common.contracts import MAX_BATCH_READINGS, EquipmentIngestResult, Reading
+from apps.common.contracts import MAX_BATCH_READINGS, AlertKind, EquipmentIngestResult, Reading
 from apps.common.names import SILENCE_REMINDER, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH
 from apps.common.profiles import PROFILES, EquipmentProfile, get_profile
-from apps.equipment.domain import AlertTransition, EquipmentState
+from apps.equipment.alarms import AlertTransition
+from apps.equipment.codec import decode_state, encode_state
+from apps.equipment.domain import EquipmentState
 from apps.equipment.ports import ActorDeps, InferenceUnavailable
 
 log = logging.getLogger("equipment")
 
 STATE_KEY = "equipment"
 _READINGS = TypeAdapter(list[Reading])
+
+
+class ResolveRequest(BaseModel):
+    kind: AlertKind
+    episode: int = Field(ge=1)
 
 
 class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
@@ -55,14 +62,15 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
     async def _on_activate(self) -> None:
         found, raw = await self._state_manager.try_get_state(STATE_KEY)
         if found:
-            self._state = EquipmentState.from_dict(self.id.id, json.loads(raw), self._profiles())
-            # A process or an in-memory broker may have died with these events undelivered.
-            await self._reannounce(time.time())
+            self._state = decode_state(self.id.id, json.loads(raw), self._profiles())
+            if self._state.retired_at is None:
+                # A process or an in-memory broker may have died with these events undelivered.
+                await self._reannounce(time.time())
 
     async def _save(self) -> None:
         assert self._state is not None
         # Stored as one JSON string: see actor_interface.py on the SDK serializer's date/duration guessing.
-        await self._state_manager.set_state(STATE_KEY, json.dumps(self._state.to_dict()))
+        await self._state_manager.set_state(STATE_KEY, json.dumps(encode_state(self._state)))
         await self._state_manager.save_state()
 
     # ------------------------------------------------------------------ methods
@@ -74,16 +82,16 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         if not readings:
             raise ValueError("Ingest needs at least one reading")
         now = time.time()
-        first_time = self._state is None
+        watched = self._state is not None and self._state.retired_at is None
         if self._state is None:
             self._state = EquipmentState.new(self.id.id, get_profile(readings[0].profile, self._profiles()))
         state = self._state
         result, transitions = state.apply_readings(readings, now)
         # Even a call of pure duplicates (a client's resend) settles what inference still owes.
         transitions += await self._catch_up(now)
-        transitions += state.check_alarms(now)
+        transitions += state.check_alarms(now, self._deps.started_at)
         await self._announce(transitions, now)
-        if first_time:
+        if not watched and state.retired_at is None:  # a new machine, or a retired one sending again
             await self._register_silence_reminder()
         await self._save()
         return EquipmentIngestResult(
@@ -106,16 +114,42 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
     async def receive_reminder(
         self, name: str, state: bytes, due_time: timedelta, period: timedelta, ttl: timedelta | None = None
     ) -> None:
-        if name != SILENCE_REMINDER or self._state is None:
+        if name != SILENCE_REMINDER or self._state is None or self._state.retired_at is not None:
             return
         now = time.time()
         transitions = await self._catch_up(now)
-        transitions += self._state.check_alarms(now)
+        transitions += self._state.check_alarms(now, self._deps.started_at)
         await self._announce(transitions, now)
         # The actor's state is the truth: publish it again, so alerting converges even when an event was
         # lost (a dead process, an in-memory broker) and the fleet view ends at the last state.
         await self._reannounce(now)
         await self._save()
+
+    async def resolve_alert(self, request_json: str) -> str:
+        try:
+            request = ResolveRequest.model_validate_json(request_json)
+        except ValidationError as exc:
+            raise ValueError(f"ResolveAlert expects {{kind, episode}}: {exc}") from exc
+        if self._state is None:
+            return json.dumps({"ended": False})
+        now = time.time()
+        ended = self._state.end_alert(request.kind, request.episode, now)
+        if ended:
+            log.warning("%s: %s episode %d ended by an operator", self.id.id, request.kind, request.episode)
+            await self._publish_health(now)  # its status may change (e.g. warning -> ok)
+            await self._save()
+        return json.dumps({"ended": ended})
+
+    async def retire(self) -> str:
+        if self._state is None:
+            return json.dumps({"known": False, "retired_at": None})
+        now = time.time()
+        self._state.retire(now)
+        # The reminder is what watches for silence; a reading registers it again.
+        await self.unregister_reminder(SILENCE_REMINDER)
+        await self._save()
+        log.warning("%s: retired; no longer watched until it sends a reading", self.id.id)
+        return json.dumps({"known": True, "retired_at": now})
 
     # ------------------------------------------------------------------ helpers
     async def _catch_up(self, now: float) -> list[AlertTransition]:
@@ -143,7 +177,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         assert self._state is not None
         publisher = self._deps.publisher
         for transition in transitions:
-            alert = self._state.build_alert(transition, now)
+            alert = self._state.build_alert(transition)
             await publisher.publish(TOPIC_ALERTS, alert)
             self._state.remember_alert(alert)
         status = self._state.status()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -29,7 +30,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     actor_client = PooledDaprActorHttpClient()
     async with DaprClient() as client:
         pool_invocation(client)
-        EquipmentActor.deps = ActorDeps(DaprInferenceClient(client), DaprPublisher(client), settings)
+        EquipmentActor.deps = ActorDeps(
+            DaprInferenceClient(client), DaprPublisher(client), settings, started_at=time.time()
+        )
         await actor.register_actor(EquipmentActor, actor_client=actor_client)
         try:
             yield

@@ -7,7 +7,8 @@ run. Raw sensor rows are kept rather than features (a fraction of the size): the
 owed windows are recomputed, with the same pipeline as training, when they are predicted.
 
 `rows` holds the `window - 1` rows before the first owed position (its context), then one row per
-owed position; `seqs` the seq of each owed position; ages are consecutive from `first_age`.
+owed position; `seqs` the seq of each owed position and `times` its reading's timestamp (epoch
+seconds: the alert a prediction decides carries its reading); ages are consecutive from `first_age`.
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ class PredictionBacklog:
     profile: EquipmentProfile
     rows: np.ndarray | None = None
     seqs: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
     first_age: float = 0.0
     skipped: int = 0
 
     def __len__(self) -> int:
         return len(self.seqs)
 
-    def add(self, combined: np.ndarray, seqs: list[int], first_age: float) -> None:
-        """Owe predictions for `seqs`, the windows ending at the last len(seqs) rows of `combined`.
+    def add(self, combined: np.ndarray, seqs: list[int], times: list[float], first_age: float) -> None:
+        """Owe predictions for `seqs` (read at `times`), the windows ending at the last len(seqs) rows
+        of `combined`.
 
         `combined` is [rows before the batch + the batch's new rows], as the actor windows them; when
         the backlog already owes something, only the new rows are appended (the context is there).
@@ -53,17 +56,19 @@ class PredictionBacklog:
         else:
             self.rows = np.vstack([self.rows, combined[len(combined) - len(seqs) :]])
         self.seqs.extend(seqs)
+        self.times.extend(times)
         if len(self.seqs) > MAX_OWED:
             self.drop(len(self.seqs) - MAX_OWED)
         assert self.rows is not None and len(self.rows) == self.profile.window - 1 + len(self.seqs)
 
-    def insert(self, seq: int, row: np.ndarray) -> None:
+    def insert(self, seq: int, row: np.ndarray, at: float) -> None:
         """A late reading landed among the owed positions (after the first): owe its window too, in order."""
         if self.rows is None or not self.seqs or seq <= self.seqs[0]:
             raise ValueError(f"seq {seq} is not among the owed positions")
-        at = bisect.bisect_left(self.seqs, seq)
-        self.rows = np.insert(self.rows, self.profile.window - 1 + at, row, axis=0)
-        self.seqs.insert(at, seq)
+        i = bisect.bisect_left(self.seqs, seq)
+        self.rows = np.insert(self.rows, self.profile.window - 1 + i, row, axis=0)
+        self.seqs.insert(i, seq)
+        self.times.insert(i, at)
 
     def features(self, equipment_id: str, limit: int) -> list[FeatureVector]:
         """Feature vectors of the first `limit` owed positions, oldest first."""
@@ -101,6 +106,7 @@ class PredictionBacklog:
         if n == 0:
             return
         del self.seqs[:n]
+        del self.times[:n]
         self.first_age += n
         if not self.seqs:
             self.rows = None
@@ -112,19 +118,25 @@ class PredictionBacklog:
         return {
             "rows": None if self.rows is None else encode_array(self.rows),
             "seqs": self.seqs,
+            "times": self.times,
             "first_age": self.first_age,
             "skipped": self.skipped,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None, profile: EquipmentProfile) -> PredictionBacklog:
+    def from_dict(
+        cls, data: dict[str, Any] | None, profile: EquipmentProfile, default_time: float = 0.0
+    ) -> PredictionBacklog:
+        """`default_time`: the timestamp given to owed positions stored before times were kept."""
         if not data:
             return cls(profile)
         rows = data.get("rows")
+        seqs = [int(s) for s in data["seqs"]]
         return cls(
             profile,
             None if rows is None else decode_array(rows, (-1, len(profile.informative_sensors))),
-            [int(s) for s in data["seqs"]],
+            seqs,
+            [float(t) for t in data.get("times") or [default_time] * len(seqs)],
             float(data["first_age"]),
             int(data.get("skipped", 0)),
         )

@@ -1,4 +1,5 @@
-"""Transport-free core of the EquipmentActor: dedupe, windowing, features, health and alert hysteresis.
+"""Transport-free core of the EquipmentActor: dedupe, windowing, features, health and alerts (the alert
+state machines themselves are in alarms.py).
 
 The actor in `apps/equipment/app.py` only loads an `EquipmentState` from actor state, calls these
 functions, calls inference and publishes. Everything here is deterministic given its inputs (the
@@ -15,23 +16,22 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 
 from apps.common.contracts import (
     Alert,
-    AlertEvent,
     AlertKind,
+    AlertReading,
     FeatureVector,
     HealthSnapshot,
     Reading,
     SensorDeviation,
-    Severity,
     Status,
 )
-from apps.common.features import decode_array, encode_array
-from apps.common.profiles import AlertThresholds, EquipmentProfile, get_profile
+from apps.common.profiles import EquipmentProfile
+from apps.equipment.alarms import AlertHysteresis, AlertTransition, TimedAlarm
 from apps.equipment.backlog import PredictionBacklog
 from apps.equipment.recent import RecentReadings
 from apps.equipment.sequence import SequenceTracker
@@ -40,9 +40,6 @@ HISTORY_LIMIT: Final = 500  # predictions kept per machine for get_history(n)
 TOP_SENSORS: Final = 3  # deviating sensors named in an alert
 STATE_VERSION: Final = 1
 
-Level = Literal["none", "warning", "critical"]
-_RANK: Final[dict[str, int]] = {"none": 0, "warning": 1, "critical": 2}
-
 
 def to_epoch(ts: datetime) -> float:
     return ts.timestamp()
@@ -50,144 +47,6 @@ def to_epoch(ts: datetime) -> float:
 
 def from_epoch(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class AlertTransition:
-    """A change the hysteresis or silence detector decided on; the actor turns it into an `Alert`."""
-
-    kind: AlertKind
-    event: AlertEvent
-    severity: Severity
-    episode: int
-    raised_at: float  # epoch seconds the episode opened
-    # What the alert reports, taken at the prediction that decided it: a catch-up after an outage
-    # decides several transitions at once, and the latest prediction and window would misreport them.
-    # None: the state's current ones (silence, stale).
-    predicted_rul: float | None = None
-    top_sensors: tuple[SensorDeviation, ...] | None = None
-
-
-@dataclass(slots=True)
-class AlertHysteresis:
-    """RUL-low alert state machine.
-
-    Opens at `warning` after `consecutive` predictions <= warning_rul (at `critical` directly if those
-    were also <= critical_rul), escalates warning -> critical after `consecutive` predictions <=
-    critical_rul, and clears only after `consecutive` predictions > warning_rul + clear_margin. A
-    critical alert does not step back down to warning: a machine that was once critical stays
-    critical until it is clearly healthy (e.g. after maintenance), which is what stops flapping.
-    """
-
-    thresholds: AlertThresholds
-    level: Level = "none"
-    episode: int = 0  # count of episodes ever opened; the current one when level != "none"
-    raised_at: float | None = None
-    below_warning: int = 0  # consecutive predictions <= warning_rul
-    below_critical: int = 0  # consecutive predictions <= critical_rul
-    above_clear: int = 0  # consecutive predictions > clear_rul
-
-    def update(self, rul: float, now: float) -> AlertTransition | None:
-        t = self.thresholds
-        self.below_warning = self.below_warning + 1 if rul <= t.warning_rul else 0
-        self.below_critical = self.below_critical + 1 if rul <= t.critical_rul else 0
-        self.above_clear = self.above_clear + 1 if rul > t.clear_rul else 0
-        n = t.consecutive
-        if self.level == "none":
-            if self.below_warning >= n:
-                self.level = "critical" if self.below_critical >= n else "warning"
-                self.episode += 1
-                self.raised_at = now
-                return self._transition("open")
-            return None
-        if self.level == "warning" and self.below_critical >= n:
-            self.level = "critical"
-            return self._transition("escalate")
-        if self.above_clear >= n:
-            transition = self._transition("clear")
-            self.level = "none"
-            self.raised_at = None
-            return transition
-        return None
-
-    def _transition(self, event: AlertEvent) -> AlertTransition:
-        assert self.level != "none" and self.raised_at is not None
-        return AlertTransition("rul_low", event, self.level, self.episode, self.raised_at)
-
-    @property
-    def open_severity(self) -> Severity | None:
-        return None if self.level == "none" else self.level
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "level": self.level,
-            "episode": self.episode,
-            "raised_at": self.raised_at,
-            "counts": [self.below_warning, self.below_critical, self.above_clear],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], thresholds: AlertThresholds) -> AlertHysteresis:
-        bw, bc, ac = (int(c) for c in data["counts"])
-        level = data["level"]
-        if level not in _RANK:
-            raise ValueError(f"bad hysteresis level {level!r}")
-        raised = data.get("raised_at")
-        raised_at = None if raised is None else float(raised)
-        return cls(thresholds, level, int(data["episode"]), raised_at, bw, bc, ac)
-
-
-@dataclass(slots=True)
-class TimedAlarm:
-    """An alert for a condition that has lasted too long: no readings (`silent`), or predictions owed
-    because inference is unreachable (`stale`). Opens once per episode, clears when the condition ends.
-
-    Wall-clock based (the caller passes since when the condition holds and `now`), because the
-    actor's reminder fires on the wall clock, not on the machine's own timestamps.
-    """
-
-    kind: AlertKind
-    after_seconds: float
-    active: bool = False
-    episode: int = 0
-    raised_at: float | None = None
-
-    def check(self, since: float | None, now: float) -> AlertTransition | None:
-        """Open an episode if the condition has held since `since` for long enough (None: it does not)."""
-        if self.active or since is None:
-            return None
-        if now - since >= self.after_seconds:
-            self.active = True
-            self.episode += 1
-            self.raised_at = now
-            return AlertTransition(self.kind, "open", "warning", self.episode, now)
-        return None
-
-    def resolve(self) -> AlertTransition | None:
-        """The condition ended: clear the open episode, if any."""
-        if not self.active:
-            return None
-        assert self.raised_at is not None
-        transition = AlertTransition(self.kind, "clear", "warning", self.episode, self.raised_at)
-        self.active = False
-        self.raised_at = None
-        return transition
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"active": self.active, "episode": self.episode, "raised_at": self.raised_at}
-
-    @classmethod
-    def from_dict(cls, kind: AlertKind, data: dict[str, Any] | None, after_seconds: float) -> TimedAlarm:
-        if not data:
-            return cls(kind, after_seconds)
-        raised = data.get("raised_at")
-        return cls(
-            kind,
-            after_seconds,
-            bool(data.get("active", data.get("silent"))),  # "silent": state written before TimedAlarm
-            int(data["episode"]),
-            None if raised is None else float(raised),
-        )
 
 
 def top_deviating_sensors(
@@ -219,6 +78,30 @@ def top_deviating_sensors(
     ]
 
 
+def alert_message(
+    equipment_id: str, profile: EquipmentProfile, transition: AlertTransition, prediction: float | None
+) -> str:
+    """The one line an operator reads about an alert event."""
+    if transition.kind == "rul_low":
+        if prediction is None:
+            what = "prediction past its threshold"
+        elif profile.model_kind == "failure":
+            what = f"failure probability {prediction:.2f}"
+        else:
+            what = f"predicted RUL {prediction:.0f} cycles"
+        text = f"{equipment_id}: {what} ({transition.severity})"
+    elif transition.kind == "stale":
+        waited = profile.stale_after_seconds
+        text = f"{equipment_id}: inference has not answered for {waited:.0f} s; predictions owed"
+    else:
+        text = f"{equipment_id}: no readings for {profile.silence_after_seconds:.0f} s"
+    if transition.event == "clear":
+        return f"{text}; cleared"
+    if transition.event == "reopen":
+        return f"{text}; back within {profile.reopen_within_seconds:.0f} s of clearing"
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryPoint:
     seq: int
@@ -236,7 +119,7 @@ class ApplyResult:
 
 @dataclass(slots=True)
 class EquipmentState:
-    """Everything one EquipmentActor remembers, serialisable with `to_dict`/`from_dict`.
+    """Everything one EquipmentActor remembers, serialisable with codec.py's `encode_state`/`decode_state`.
 
     `equipment_id` is deliberately not stored in the dict: the actor knows its own id, and a free-form
     id (say "2024-01-01" or "30s") is exactly what the Dapr serializer would mangle.
@@ -265,14 +148,17 @@ class EquipmentState:
     model_version: int | None = None
     last_reading_at: float | None = None  # epoch seconds the last reading was received
     updated_at: float | None = None
+    # An operator retired the machine (epoch seconds): no alarm is checked until it sends again.
+    retired_at: float | None = None
 
     def __post_init__(self) -> None:
+        reopen = self.profile.reopen_within_seconds
         if self.hysteresis is None:
-            self.hysteresis = AlertHysteresis(self.profile.thresholds)
+            self.hysteresis = AlertHysteresis(self.profile.thresholds, reopen)
         if self.silence is None:
-            self.silence = TimedAlarm("silent", self.profile.silence_after_seconds)
+            self.silence = TimedAlarm("silent", self.profile.silence_after_seconds, reopen)
         if self.stale is None:
-            self.stale = TimedAlarm("stale", self.profile.stale_after_seconds)
+            self.stale = TimedAlarm("stale", self.profile.stale_after_seconds, reopen)
         if self.backlog is None:
             self.backlog = PredictionBacklog(self.profile)
         self.checkpoints = deque(self.checkpoints, maxlen=self.profile.window + 1)
@@ -290,7 +176,7 @@ class EquipmentState:
 
         The owed windows are predicted through `owed_features`/`record_predictions` (in order, batched);
         until then they wait in the backlog. Returns the silence-clear transition too, if the machine
-        had been flagged silent.
+        had been flagged silent. A retired machine that sends again is watched again.
         """
         for r in readings:
             if r.equipment_id != self.equipment_id:
@@ -309,10 +195,11 @@ class EquipmentState:
         if not fresh and not placed:
             return ApplyResult(0, split.duplicates, too_late), transitions
         assert self.silence is not None and self.backlog is not None
-        back = self.silence.resolve()
+        back = self.silence.condition_ended(now)
         if back is not None:
             transitions.append(back)
         self.last_reading_at = now
+        self.retired_at = None
         if not fresh:
             return ApplyResult(len(placed), split.duplicates, too_late), transitions
 
@@ -323,11 +210,12 @@ class EquipmentState:
         # Windows complete at combined rows w-1 and later, i.e. at fresh[lead:].
         lead = max(w - 1 - len(prev), 0)
         owed = [r.seq for r in fresh[lead:]]
+        times = [to_epoch(r.timestamp) for r in fresh[lead:]]
         first_age = float(self.readings_applied + 1 + lead)
-        self.backlog.add(combined, owed, first_age)
+        self.backlog.add(combined, owed, times, first_age)
 
         for reading, row in zip(fresh, new_rows, strict=True):
-            self.recent.append(reading.seq, row)
+            self.recent.append(reading.seq, row, to_epoch(reading.timestamp))
             self.tracker.mark_applied(reading.seq)
             self.readings_applied += 1
             if self.baseline is None and self.recent.window_full:
@@ -347,28 +235,31 @@ class EquipmentState:
         if not self.recent.can_place(seq) or (redo and not owed_before and checkpoint is None):
             return False
         row = self.profile.row_from_values(reading.values)
-        following = self.recent.insert(seq, row)
+        at = to_epoch(reading.timestamp)
+        following = self.recent.insert(seq, row, at)
         self.tracker.mark_late(seq)
         self.readings_applied += 1
         if owed_before:  # everything from before `seq` on is still owed: just owe this window too
-            self.backlog.insert(seq, row)
+            self.backlog.insert(seq, row, at)
             return True
         if checkpoint is not None:
-            self.hysteresis = AlertHysteresis.from_dict(checkpoint, self.profile.thresholds)
+            self.hysteresis = AlertHysteresis.from_dict(
+                checkpoint, self.profile.thresholds, self.profile.reopen_within_seconds
+            )
         self.history = deque((p for p in self.history if p.seq < seq), maxlen=HISTORY_LIMIT)
         self.checkpoints = deque(
             ((s, c) for s, c in self.checkpoints if s < seq), maxlen=self.profile.window + 1
         )
         # Windows end at each of the last `following` rows; only those with a full window are owed.
         w = self.profile.window
-        owed = [
-            s for i, s in enumerate(list(self.recent.seqs)[-following:]) if self._age_at(i, following) >= w
-        ]
+        tail = list(zip(self.recent.seqs, self.recent.times, strict=True))[-following:]
+        owed = [(s, t) for i, (s, t) in enumerate(tail) if self._age_at(i, following) >= w]
         skipped = self.backlog.skipped
         self.backlog = PredictionBacklog(self.profile, skipped=skipped)
         if owed:
             combined = self.recent.last(w - 1 + len(owed))
-            self.backlog.add(combined, owed, float(self.readings_applied - len(owed) + 1))
+            seqs, times = [s for s, _ in owed], [t for _, t in owed]
+            self.backlog.add(combined, seqs, times, float(self.readings_applied - len(owed) + 1))
         return True
 
     def _age_at(self, index: int, following: int) -> int:
@@ -385,17 +276,19 @@ class EquipmentState:
     def record_predictions(
         self, points: Sequence[tuple[int, float]], model_version: int, now: float
     ) -> list[AlertTransition]:
-        """Feed the predictions of the oldest owed positions, in order, through history and hysteresis."""
+        """Feed the predictions of the oldest owed positions, in order, through history and hysteresis:
+        reading by reading, so each transition carries the seq, timestamp and prediction of its own
+        reading, whatever else the call covered."""
         assert self.hysteresis is not None and self.backlog is not None and self.stale is not None
         owed = self.backlog.seqs[: len(points)]
         if [int(seq) for seq, _ in points] != owed:
             raise ValueError(f"predictions for seqs {[s for s, _ in points]} do not match the owed {owed}")
         transitions: list[AlertTransition] = []
-        rows, w = self.backlog.rows, self.profile.window
+        rows, times, w = self.backlog.rows, self.backlog.times, self.profile.window
         for j, (seq, rul) in enumerate(points):
             self.history.append(HistoryPoint(int(seq), now, float(rul), int(model_version)))
             self.checkpoints.append((int(seq), self.hysteresis.to_dict()))
-            t = self.hysteresis.update(float(rul), now)
+            t = self.hysteresis.update(float(rul), int(seq), times[j])
             if t is not None:
                 assert rows is not None  # owed positions have their rows: window j is rows[j : j + w]
                 transitions.append(self._decided_by(t, float(rul), rows[j : j + w]))
@@ -405,7 +298,7 @@ class EquipmentState:
             self.model_version = int(model_version)
         if not len(self.backlog):
             self.stale_since = None
-            cleared = self.stale.resolve()
+            cleared = self.stale.condition_ended(now)
             if cleared is not None:
                 transitions.append(cleared)
         self.updated_at = now
@@ -429,14 +322,52 @@ class EquipmentState:
     def prediction_stale(self) -> bool:
         return self.stale_since is not None
 
-    def check_alarms(self, now: float) -> list[AlertTransition]:
-        """Called by the reminder (and on every call): silence, and predictions owed for too long."""
+    def check_alarms(self, now: float, listening_since: float | None = None) -> list[AlertTransition]:
+        """Called by the reminder (and on every call): silence, and predictions owed for too long.
+
+        Silence is measured from when the platform could last hear the machine: its last reading, or
+        `listening_since` (when this actor host started) if that is later. Machines quiet while the
+        platform was down then get the silence threshold after the start to report in, instead of all
+        turning silent at the first check. A retired machine is not watched.
+        """
         assert self.silence is not None and self.stale is not None
-        found = [self.silence.check(self.last_reading_at, now), self.stale.check(self.stale_since, now)]
+        if self.retired_at is not None:
+            return []
+        heard = self.last_reading_at
+        if heard is not None and listening_since is not None:
+            heard = max(heard, listening_since)
+        found = [self.silence.check(heard, now), self.stale.check(self.stale_since, now)]
         transitions = [t for t in found if t is not None]
         if transitions:
             self.updated_at = now
         return transitions
+
+    def end_alert(self, kind: AlertKind, episode: int, now: float) -> bool:
+        """An operator resolved this machine's `kind` alert `episode` (alerting asks before it records
+        the resolve): end the episode, so a condition that persists opens a new one. False when that
+        episode is not the machine's latest of its kind (already replaced: nothing to end)."""
+        assert self.hysteresis is not None and self.silence is not None and self.stale is not None
+        if kind == "rul_low":
+            ended = self.hysteresis.end_episode(episode)
+            if ended:
+                # A late reading must not replay the hysteresis from before the resolve and revive it.
+                self.checkpoints.clear()
+        else:
+            ended = (self.silence if kind == "silent" else self.stale).end_episode(episode, now)
+        if ended:
+            self.last_alerts.pop(kind, None)  # nothing of that episode to re-announce any more
+            self.updated_at = now
+        return ended
+
+    def retire(self, now: float) -> None:
+        """An operator retired the machine: end its episodes and stop watching it (until it sends again)."""
+        assert self.hysteresis is not None and self.silence is not None and self.stale is not None
+        self.hysteresis.end_episode(self.hysteresis.episode)
+        self.checkpoints.clear()
+        for alarm in (self.silence, self.stale):
+            alarm.end_episode(alarm.episode, now)
+        self.last_alerts.clear()
+        self.retired_at = self.updated_at = now
 
     def get_history(self, n: int) -> list[HistoryPoint]:
         return list(self.history)[-n:] if n > 0 else []
@@ -472,9 +403,9 @@ class EquipmentState:
             open_alert_severity=self.hysteresis.open_severity,
         )
 
-    def build_alert(self, transition: AlertTransition, now: float, k: int = TOP_SENSORS) -> Alert:
-        """The wire `Alert` for a transition, with the sensors that moved most since the baseline (as of
-        the prediction that decided the transition, when it carries them)."""
+    def build_alert(self, transition: AlertTransition, k: int = TOP_SENSORS) -> Alert:
+        """The wire `Alert` for a transition, timed and described by the reading that decided it (its
+        prediction and the sensors that moved most since the baseline as of its window), if any."""
         top: list[SensorDeviation] = []
         if transition.top_sensors is not None:
             top = list(transition.top_sensors[:k])
@@ -482,35 +413,26 @@ class EquipmentState:
             sensors = self.profile.informative_sensors
             top = top_deviating_sensors(self.baseline, self.recent.current_window(), sensors, k)
         rul = self.predicted_rul if transition.predicted_rul is None else transition.predicted_rul
-        if transition.kind == "rul_low":
-            message = (
-                f"{self.equipment_id}: predicted RUL {rul:.0f} cycles ({transition.severity})"
-                if rul is not None
-                else f"{self.equipment_id}: RUL low ({transition.severity})"
-            )
-        elif transition.kind == "stale":
-            message = (
-                f"{self.equipment_id}: inference has not answered for "
-                f"{self.profile.stale_after_seconds:.0f} s; predictions owed"
-            )
-        else:
-            message = f"{self.equipment_id}: no readings for {self.profile.silence_after_seconds:.0f} s"
-        if transition.event == "clear":
-            message = f"{message}; cleared"
+        reading = None
+        if transition.seq is not None and transition.predicted_rul is not None:
+            at = from_epoch(transition.at)
+            reading = AlertReading(seq=transition.seq, timestamp=at, predicted_rul=transition.predicted_rul)
         return Alert(
             id=Alert.make_id(self.equipment_id, transition.kind, transition.episode),
             equipment_id=self.equipment_id,
             kind=transition.kind,
             episode=transition.episode,
+            revision=transition.revision,
             severity=transition.severity,
             state="cleared" if transition.event == "clear" else "open",
             event=transition.event,
+            reading=reading,
             predicted_rul=rul,
             model_version=self.model_version,
             top_sensors=top,
-            message=message,
+            message=alert_message(self.equipment_id, self.profile, transition, rul),
             raised_at=from_epoch(transition.raised_at),
-            updated_at=from_epoch(now),
+            updated_at=from_epoch(transition.at),
         )
 
     def remember_alert(self, alert: Alert) -> None:
@@ -520,76 +442,3 @@ class EquipmentState:
     def alerts_to_reannounce(self) -> list[Alert]:
         """The last event of every alert kind, to publish again (alerting dedupes by id and time)."""
         return [Alert.model_validate_json(text) for _, text in sorted(self.last_alerts.items())]
-
-    # --- persistence ------------------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        assert self.hysteresis is not None and self.silence is not None
-        assert self.stale is not None and self.backlog is not None
-        return {
-            "v": STATE_VERSION,
-            "profile": self.profile.name,
-            "window": self.recent.to_dict(),
-            "tracker": self.tracker.to_dict(),
-            "hysteresis": self.hysteresis.to_dict(),
-            "silence": self.silence.to_dict(),
-            "stale": self.stale.to_dict(),
-            "backlog": self.backlog.to_dict(),
-            "stale_since": self.stale_since,
-            "last_alerts": self.last_alerts,
-            "baseline": None if self.baseline is None else encode_array(self.baseline),
-            "history": [[p.seq, p.at, p.predicted_rul, p.model_version] for p in self.history],
-            "checkpoints": [[seq, state] for seq, state in self.checkpoints],
-            "readings_applied": self.readings_applied,
-            "duplicates": self.duplicates,
-            "predicted_rul": self.predicted_rul,
-            "model_version": self.model_version,
-            "last_reading_at": self.last_reading_at,
-            "updated_at": self.updated_at,
-        }
-
-    @classmethod
-    def from_dict(
-        cls, equipment_id: str, data: dict[str, Any], profiles: dict[str, EquipmentProfile] | None = None
-    ) -> EquipmentState:
-        if data.get("v") != STATE_VERSION:
-            raise ValueError(f"unsupported equipment state version {data.get('v')!r}")
-        profile = get_profile(data["profile"]) if profiles is None else get_profile(data["profile"], profiles)
-        tracker = SequenceTracker.from_dict(data.get("tracker") or {"last_seq": data["last_seq"]})
-        recent = RecentReadings.from_dict(data["window"], profile.window, tracker.last_seq)
-        baseline = (
-            None
-            if data.get("baseline") is None
-            else decode_array(data["baseline"], (-1, len(profile.informative_sensors)))
-        )
-        history: deque[HistoryPoint] = deque(
-            (HistoryPoint(int(s), float(a), float(r), int(m)) for s, a, r, m in data.get("history", [])),
-            maxlen=HISTORY_LIMIT,
-        )
-
-        def opt_float(key: str) -> float | None:
-            value = data.get(key)
-            return None if value is None else float(value)
-
-        mv = data.get("model_version")
-        return cls(
-            equipment_id=equipment_id,
-            profile=profile,
-            recent=recent,
-            tracker=tracker,
-            hysteresis=AlertHysteresis.from_dict(data["hysteresis"], profile.thresholds),
-            silence=TimedAlarm.from_dict("silent", data["silence"], profile.silence_after_seconds),
-            stale=TimedAlarm.from_dict("stale", data.get("stale"), profile.stale_after_seconds),
-            backlog=PredictionBacklog.from_dict(data.get("backlog"), profile),
-            stale_since=opt_float("stale_since"),
-            last_alerts={str(k): str(v) for k, v in (data.get("last_alerts") or {}).items()},
-            baseline=baseline,
-            history=history,
-            checkpoints=deque((int(seq), dict(state)) for seq, state in data.get("checkpoints") or []),
-            readings_applied=int(data["readings_applied"]),
-            duplicates=int(data["duplicates"]),
-            predicted_rul=opt_float("predicted_rul"),
-            model_version=None if mv is None else int(mv),
-            last_reading_at=opt_float("last_reading_at"),
-            updated_at=opt_float("updated_at"),
-        )

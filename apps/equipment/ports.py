@@ -51,3 +51,6 @@ class ActorDeps:
     inference: InferenceClient
     publisher: Publisher
     settings: EquipmentSettings
+    # When this actor host started (epoch seconds): silence is measured from it at the earliest, since
+    # the platform could not hear any machine before.
+    started_at: float

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -13,23 +14,26 @@ from apps.common import cmapss
 from apps.common.contracts import FeatureVector, Reading
 from apps.common.features import offline_features
 from apps.common.profiles import TURBOFAN, AlertThresholds
+from apps.equipment.alarms import AlertHysteresis, AlertTransition, TimedAlarm
 from apps.equipment.backlog import MAX_OWED
-from apps.equipment.domain import (
-    AlertHysteresis,
-    AlertTransition,
-    EquipmentState,
-    TimedAlarm,
-    top_deviating_sensors,
-)
+from apps.equipment.codec import decode_state, encode_state
+from apps.equipment.domain import EquipmentState, top_deviating_sensors
 from apps.equipment.sequence import APPLIED_HORIZON, SequenceTracker
 
 T = AlertThresholds(warning_rul=50, critical_rul=20, consecutive=3, clear_margin=10)
 
 
+_CLOCKS: dict[int, itertools.count[int]] = {}
+
+
 def feed(h: AlertHysteresis, ruls: list[float]) -> list[tuple[str, str, int] | None]:
+    """One prediction per reading, a second apart, continuing the hysteresis' own timeline (reading n
+    has seq n and timestamp 1000 + n)."""
+    clock = _CLOCKS.setdefault(id(h), itertools.count())
     out = []
-    for i, rul in enumerate(ruls):
-        t = h.update(rul, now=1000.0 + i)
+    for rul in ruls:
+        n = next(clock)
+        t = h.update(rul, seq=n, at=1000.0 + n)
         out.append(None if t is None else (t.event, t.severity, t.episode))
     return out
 
@@ -141,9 +145,10 @@ def test_timed_alarm_opens_once_and_clears_when_the_condition_ends() -> None:
     opened = s.check(since=1000, now=1300)
     assert opened is not None and (opened.kind, opened.event, opened.episode) == ("silent", "open", 1)
     assert s.check(since=1000, now=5000) is None  # already silent: no repeat
-    cleared = s.resolve()
+    cleared = s.condition_ended(now=5001)
     assert cleared is not None and (cleared.event, cleared.episode, cleared.raised_at) == ("clear", 1, 1300)
-    assert s.resolve() is None
+    assert (cleared.at, cleared.revision) == (5001, 2)
+    assert s.condition_ended(now=5002) is None
     assert TimedAlarm.from_dict("silent", s.to_dict(), 300) == s
 
 
@@ -209,7 +214,7 @@ def test_state_replay_with_retries_matches_offline_features(engine: np.ndarray) 
         result, _ = state.apply_readings(batch, now=1000.0 + start)
         vectors += predict_owed(state, now=1000.0 + start)
         total_dup += result.duplicates
-        state = EquipmentState.from_dict("engine-7", json.loads(json.dumps(state.to_dict())))
+        state = decode_state("engine-7", json.loads(json.dumps(encode_state(state))))
     expected = offline_features(cmapss.sensor_matrix(engine, TURBOFAN), TURBOFAN)
     assert len(vectors) == expected.shape[0]
     np.testing.assert_allclose(np.array([v.values for v in vectors]), expected, rtol=0, atol=1e-9)
@@ -236,7 +241,7 @@ def test_predictions_owed_during_an_outage_catch_up_in_order(engine: np.ndarray)
             else:
                 predict_owed(state, now=float(i), limit=7)  # small batches: several calls per catch-up
                 predict_owed(state, now=float(i))
-            state = EquipmentState.from_dict("engine-7", json.loads(json.dumps(state.to_dict())))
+            state = decode_state("engine-7", json.loads(json.dumps(encode_state(state))))
         return state
 
     steady, hung = run(range(0)), run(range(200, 250))  # both thresholds are crossed in the outage
@@ -256,9 +261,7 @@ def test_alerts_decided_in_a_catch_up_report_the_prediction_that_decided_them(en
     readings = engine_readings(engine)
 
     def alerts(state: EquipmentState, transitions: list[AlertTransition]) -> list[dict[str, object]]:
-        return [
-            state.build_alert(t, now=0.0).model_dump(exclude={"raised_at", "updated_at"}) for t in transitions
-        ]
+        return [state.build_alert(t).model_dump(exclude={"raised_at", "updated_at"}) for t in transitions]
 
     steady = EquipmentState.new("engine-7", TURBOFAN)
     expected: list[dict[str, object]] = []
@@ -292,7 +295,7 @@ def test_stale_machine_is_never_ok_and_raises_its_own_alert(engine: np.ndarray) 
     assert state.check_alarms(now=200.0 + TURBOFAN.stale_after_seconds - 1) == []
     opened = state.check_alarms(now=200.0 + TURBOFAN.stale_after_seconds)
     assert [(t.kind, t.event) for t in opened] == [("stale", "open")]
-    assert state.build_alert(opened[0], now=400.0).id == "engine-7:stale:1"
+    assert state.build_alert(opened[0]).id == "engine-7:stale:1"
     cleared = state.record_predictions([(s, 90.0) for s in range(41, 46)], 1, now=500.0)
     assert [(t.kind, t.event) for t in cleared] == [("stale", "clear")]
     assert state.status() == "ok"
@@ -333,7 +336,7 @@ def test_a_late_reading_inside_the_window_is_placed_and_what_it_changes_is_redon
             result, _ = state.apply_readings(batch, now=1.0)
             assert result.too_late == [] and result.accepted == len(batch)
             predict(state)
-            state = EquipmentState.from_dict("engine-7", json.loads(json.dumps(state.to_dict())))
+            state = decode_state("engine-7", json.loads(json.dumps(encode_state(state))))
         return state
 
     in_order = run([readings[:40], readings[40:50], readings[50:]])
@@ -366,9 +369,9 @@ def test_alerts_are_remembered_for_reannouncement(engine: np.ndarray) -> None:
     state.apply_readings(engine_readings(engine)[:40], now=100.0)
     owed = [v.window_end_seq for v in state.owed_features(100)]
     transitions = state.record_predictions([(s, 10.0) for s in owed], 1, now=101.0)
-    alert = state.build_alert(transitions[0], now=101.0)
+    alert = state.build_alert(transitions[0])
     state.remember_alert(alert)
-    back = EquipmentState.from_dict("engine-7", json.loads(json.dumps(state.to_dict())))
+    back = decode_state("engine-7", json.loads(json.dumps(encode_state(state))))
     assert back.alerts_to_reannounce() == [alert]
 
 
@@ -376,10 +379,10 @@ def test_state_resending_a_whole_batch_changes_nothing(engine: np.ndarray) -> No
     readings = engine_readings(engine)[:40]
     state = EquipmentState.new("engine-7", TURBOFAN)
     state.apply_readings(readings, now=1.0)
-    before = state.to_dict()
+    before = encode_state(state)
     result, _ = state.apply_readings(readings, now=2.0)
     assert (result.accepted, result.duplicates, result.too_late) == (0, 40, [])
-    after = state.to_dict()
+    after = encode_state(state)
     assert after["window"] == before["window"] and after["readings_applied"] == 40
     assert after["duplicates"] == 40
 
@@ -392,7 +395,7 @@ def test_state_status_alerts_and_snapshot(engine: np.ndarray) -> None:
     assert state.owed_features(3)[0].window_end_seq == 30
     transitions = state.record_predictions([(30, 45.0), (31, 44.0), (32, 43.0)], model_version=3, now=101.0)
     assert [(t.event, t.severity) for t in transitions] == [("open", "warning")]
-    alert = state.build_alert(transitions[0], now=101.0)
+    alert = state.build_alert(transitions[0])
     assert alert.id == "engine-7:rul_low:1" and alert.state == "open"
     assert len(alert.top_sensors) == 3 and alert.model_version == 3
     snap = state.snapshot(now=101.0)
@@ -414,8 +417,8 @@ def test_state_silence_then_return(engine: np.ndarray) -> None:
     assert state.check_alarms(now=1000.0 + TURBOFAN.silence_after_seconds - 1) == []
     [opened] = state.check_alarms(now=1000.0 + TURBOFAN.silence_after_seconds)
     assert state.status() == "silent"
-    assert state.build_alert(opened, now=2000.0).id == "engine-7:silent:1"
-    state = EquipmentState.from_dict("engine-7", json.loads(json.dumps(state.to_dict())))
+    assert state.build_alert(opened).id == "engine-7:silent:1"
+    state = decode_state("engine-7", json.loads(json.dumps(encode_state(state))))
     _, transitions = state.apply_readings(readings[35:36], now=3000.0)
     assert [(t.kind, t.event) for t in transitions] == [("silent", "clear")]
     assert state.status() != "silent"
@@ -428,10 +431,10 @@ def test_state_dict_has_no_strings_the_dapr_serializer_would_rewrite(engine: np.
     state.apply_readings([make_reading(i, eq="2024-01-01") for i in range(35)], now=1_700_000_000.5)
     state.record_predictions([(29, 30.0)], model_version=1, now=1_700_000_001.0)
     ser = DefaultJSONSerializer()
-    d = state.to_dict()
+    d = encode_state(state)
     assert ser.deserialize(ser.serialize(d)) == json.loads(json.dumps(d))
-    back = EquipmentState.from_dict("2024-01-01", ser.deserialize(ser.serialize(d)))
-    assert back.to_dict() == d
+    back = decode_state("2024-01-01", ser.deserialize(ser.serialize(d)))
+    assert encode_state(back) == d
 
 
 def test_state_rejects_foreign_readings() -> None:

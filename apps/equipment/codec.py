@@ -1,0 +1,97 @@
+"""EquipmentState to and from the plain JSON dict kept in actor state.
+
+Times are epoch-second floats and arrays prefixed base64 (see domain.py on why). Older layouts are read
+too: each field added since has a default for state written before it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from apps.common.features import decode_array, encode_array
+from apps.common.profiles import EquipmentProfile, get_profile
+from apps.equipment.alarms import AlertHysteresis, TimedAlarm
+from apps.equipment.backlog import PredictionBacklog
+from apps.equipment.domain import HISTORY_LIMIT, STATE_VERSION, EquipmentState, HistoryPoint
+from apps.equipment.recent import RecentReadings
+from apps.equipment.sequence import SequenceTracker
+
+
+def encode_state(state: EquipmentState) -> dict[str, Any]:
+    """The state as plain JSON for actor state (see the module docstring of domain.py on its form)."""
+    assert state.hysteresis is not None and state.silence is not None
+    assert state.stale is not None and state.backlog is not None
+    return {
+        "v": STATE_VERSION,
+        "profile": state.profile.name,
+        "window": state.recent.to_dict(),
+        "tracker": state.tracker.to_dict(),
+        "hysteresis": state.hysteresis.to_dict(),
+        "silence": state.silence.to_dict(),
+        "stale": state.stale.to_dict(),
+        "backlog": state.backlog.to_dict(),
+        "stale_since": state.stale_since,
+        "last_alerts": state.last_alerts,
+        "baseline": None if state.baseline is None else encode_array(state.baseline),
+        "history": [[p.seq, p.at, p.predicted_rul, p.model_version] for p in state.history],
+        "checkpoints": [[seq, checkpoint] for seq, checkpoint in state.checkpoints],
+        "readings_applied": state.readings_applied,
+        "duplicates": state.duplicates,
+        "predicted_rul": state.predicted_rul,
+        "model_version": state.model_version,
+        "last_reading_at": state.last_reading_at,
+        "updated_at": state.updated_at,
+        "retired_at": state.retired_at,
+    }
+
+
+def decode_state(
+    equipment_id: str, data: dict[str, Any], profiles: dict[str, EquipmentProfile] | None = None
+) -> EquipmentState:
+    """The state `encode_state` wrote (or an older layout of it), with the profiles it names."""
+    if data.get("v") != STATE_VERSION:
+        raise ValueError(f"unsupported equipment state version {data.get('v')!r}")
+    profile = get_profile(data["profile"]) if profiles is None else get_profile(data["profile"], profiles)
+    tracker = SequenceTracker.from_dict(data.get("tracker") or {"last_seq": data["last_seq"]})
+    # State from before reading timestamps were kept: its rows are dated by their last receipt.
+    undated = float(data.get("last_reading_at") or 0.0)
+    recent = RecentReadings.from_dict(data["window"], profile.window, tracker.last_seq, undated)
+    baseline = (
+        None
+        if data.get("baseline") is None
+        else decode_array(data["baseline"], (-1, len(profile.informative_sensors)))
+    )
+    history: deque[HistoryPoint] = deque(
+        (HistoryPoint(int(s), float(a), float(r), int(m)) for s, a, r, m in data.get("history", [])),
+        maxlen=HISTORY_LIMIT,
+    )
+
+    def opt_float(key: str) -> float | None:
+        value = data.get(key)
+        return None if value is None else float(value)
+
+    mv = data.get("model_version")
+    reopen = profile.reopen_within_seconds
+    return EquipmentState(
+        equipment_id=equipment_id,
+        profile=profile,
+        recent=recent,
+        tracker=tracker,
+        hysteresis=AlertHysteresis.from_dict(data["hysteresis"], profile.thresholds, reopen),
+        silence=TimedAlarm.from_dict("silent", data["silence"], profile.silence_after_seconds, reopen),
+        stale=TimedAlarm.from_dict("stale", data.get("stale"), profile.stale_after_seconds, reopen),
+        backlog=PredictionBacklog.from_dict(data.get("backlog"), profile, undated),
+        stale_since=opt_float("stale_since"),
+        last_alerts={str(k): str(v) for k, v in (data.get("last_alerts") or {}).items()},
+        baseline=baseline,
+        history=history,
+        checkpoints=deque((int(seq), dict(state)) for seq, state in data.get("checkpoints") or []),
+        readings_applied=int(data["readings_applied"]),
+        duplicates=int(data["duplicates"]),
+        predicted_rul=opt_float("predicted_rul"),
+        model_version=None if mv is None else int(mv),
+        last_reading_at=opt_float("last_reading_at"),
+        updated_at=opt_float("updated_at"),
+        retired_at=opt_float("retired_at"),
+    )
