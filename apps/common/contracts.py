@@ -12,7 +12,7 @@ Types are strict where a lax coercion would hide a client bug (a sequence number
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Final, Literal
 
 from pydantic import (
@@ -28,11 +28,24 @@ from pydantic import (
 
 MAX_BATCH_READINGS: Final = 5000
 MAX_VALUES_PER_READING: Final = 256
-EQUIPMENT_ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
+MAX_NAME_LENGTH: Final = 64
+MAX_FEATURES: Final = 4096  # features of one prediction row (a profile's sensors x statistics + age)
+# An equipment id becomes an actor id, state keys and archive folder names: no '/', no '||', no control
+# character, and no leading '.' (so never '.' or '..', nor a hidden file).
+EQUIPMENT_ID_PATTERN: Final = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"
+EQUIPMENT_ID_RULE: Final = "letters, digits, '.', '_' or '-' (not first), 1-64 characters"
+# The largest integer a JSON number holds exactly in every client (IEEE double): a seq beyond it would
+# be rounded somewhere on its way and could never be told from its neighbours.
+MAX_SEQ: Final = 2**53 - 1
+# Readings are kept as epoch seconds: one before 1970 is a clock that was never set, and one past 2200
+# cannot be turned into a date in every time zone by every consumer (the archive partitions by UTC day).
+EARLIEST_TIME: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME: Final = datetime(2200, 1, 1, tzinfo=UTC)
 
 EquipmentId = Annotated[StrictStr, Field(pattern=EQUIPMENT_ID_PATTERN, examples=["engine-001"])]
-ProfileName = Annotated[StrictStr, Field(min_length=1, max_length=64, examples=["turbofan"])]
-Seq = Annotated[StrictInt, Field(ge=0, description="Per-equipment sequence number, increasing.")]
+ProfileName = Annotated[StrictStr, Field(min_length=1, max_length=MAX_NAME_LENGTH, examples=["turbofan"])]
+SensorName = Annotated[StrictStr, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+Seq = Annotated[StrictInt, Field(ge=0, le=MAX_SEQ, description="Per-equipment sequence number, increasing.")]
 # "stale": the latest readings are applied but their predictions are still owed (inference unreachable),
 # so the platform does not know the machine is fine and must not say "ok".
 Status = Literal["ok", "warning", "critical", "silent", "stale", "warming_up"]
@@ -49,11 +62,14 @@ class _Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
-def _require_aware(value: datetime | None, field_name: str) -> datetime | None:
+def _check_time(value: datetime | None, field_name: str) -> datetime | None:
+    """A time must say its zone (a naive one is ambiguous) and lie in the window every consumer handles."""
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
         raise ValueError(
             f"{field_name} must be timezone-aware (e.g. '2024-01-01T00:00:00Z' or '+02:00'), got a naive time"
         )
+    if value is not None and not EARLIEST_TIME <= value < LATEST_TIME:
+        raise ValueError(f"{field_name} must be between 1970-01-01 and 2200-01-01 (UTC)")
     return value
 
 
@@ -88,12 +104,12 @@ class Reading(_Contract):
     profile: ProfileName = "turbofan"
     timestamp: datetime
     seq: Seq
-    values: Annotated[dict[StrictStr, StrictFloat], Field(min_length=1, max_length=MAX_VALUES_PER_READING)]
+    values: Annotated[dict[SensorName, StrictFloat], Field(min_length=1, max_length=MAX_VALUES_PER_READING)]
 
     @field_validator("timestamp")
     @classmethod
     def _timestamp_aware(cls, v: datetime) -> datetime:
-        _require_aware(v, "timestamp")
+        _check_time(v, "timestamp")
         return v
 
     @field_validator("values")
@@ -127,8 +143,13 @@ class FeatureVector(_Contract):
 
 class PredictRequest(_Contract):
     model_name: Annotated[StrictStr, Field(min_length=1, max_length=128, examples=["turbofan-rul"])]
-    feature_names: Annotated[list[StrictStr], Field(min_length=1)]
-    rows: Annotated[list[list[float]], Field(min_length=1, max_length=MAX_BATCH_READINGS)]
+    feature_names: Annotated[
+        list[Annotated[StrictStr, Field(max_length=128)]], Field(min_length=1, max_length=MAX_FEATURES)
+    ]
+    rows: Annotated[
+        list[Annotated[list[StrictFloat], Field(max_length=MAX_FEATURES)]],
+        Field(min_length=1, max_length=MAX_BATCH_READINGS),
+    ]
 
     @field_validator("rows")
     @classmethod
@@ -174,7 +195,7 @@ class HealthSnapshot(_Contract):
     @field_validator("last_reading_at", "updated_at")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
-        return _require_aware(v, "time")
+        return _check_time(v, "time")
 
 
 class SensorDeviation(_Contract):
@@ -196,7 +217,7 @@ class AlertReading(_Contract):
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, v: datetime) -> datetime:
-        _require_aware(v, "timestamp")
+        _check_time(v, "timestamp")
         return v
 
 
@@ -232,7 +253,7 @@ class Alert(_Contract):
     @field_validator("raised_at", "updated_at")
     @classmethod
     def _aware(cls, v: datetime) -> datetime:
-        _require_aware(v, "time")
+        _check_time(v, "time")
         return v
 
     @field_validator("id")
@@ -264,7 +285,7 @@ class ModelCard(_Contract):
     @field_validator("created_at")
     @classmethod
     def _aware(cls, v: datetime) -> datetime:
-        _require_aware(v, "created_at")
+        _check_time(v, "created_at")
         return v
 
 
@@ -296,7 +317,7 @@ class EquipmentEventRequest(_Contract):
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
-        return _require_aware(v, "timestamp")
+        return _check_time(v, "timestamp")
 
 
 class EquipmentEvent(_Contract):
@@ -313,7 +334,7 @@ class EquipmentEvent(_Contract):
     @field_validator("timestamp", "recorded_at")
     @classmethod
     def _aware(cls, v: datetime) -> datetime:
-        _require_aware(v, "time")
+        _check_time(v, "time")
         return v
 
 
@@ -335,6 +356,10 @@ class EquipmentIngestResult(_Contract):
     duplicates: int = Field(ge=0)
     too_late: list[int] = Field(
         default_factory=list, description="Seqs never applied that arrived after later ones were."
+    )
+    too_far: list[int] = Field(
+        default_factory=list,
+        description="Seqs refused because they jump further ahead of the machine's last one than allowed.",
     )
     health: HealthSnapshot
 

@@ -14,7 +14,12 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from apps.common.contracts import EQUIPMENT_ID_PATTERN, EquipmentEvent, EquipmentEventRequest
+from apps.common.contracts import (
+    EQUIPMENT_ID_PATTERN,
+    EQUIPMENT_ID_RULE,
+    EquipmentEvent,
+    EquipmentEventRequest,
+)
 
 
 class MachineState(Protocol):
@@ -49,7 +54,7 @@ def _describe(error: dict[str, Any]) -> str:
 def parse_event_request(equipment_id: str, body: bytes) -> EquipmentEventRequest:
     """The body as an EquipmentEventRequest; BadEvent (400 not JSON, 422 otherwise) naming the field."""
     if not re.match(EQUIPMENT_ID_PATTERN, equipment_id):
-        raise BadEvent(f"equipment_id {equipment_id!r}: letters, digits, '.', '_' or '-', 1-64 characters")
+        raise BadEvent(f"equipment_id {equipment_id!r}: {EQUIPMENT_ID_RULE}")
     try:
         raw = json.loads(body)
     except json.JSONDecodeError as exc:

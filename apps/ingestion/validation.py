@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from apps.common.contracts import MAX_BATCH_READINGS, Reading, ReadingRejection
+from apps.common.contracts import EQUIPMENT_ID_RULE, MAX_BATCH_READINGS, Reading, ReadingRejection
 from apps.common.profiles import EquipmentProfile
 
 MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
@@ -46,7 +46,7 @@ def _describe(error: Mapping[str, Any]) -> str:
     if error.get("type") == "extra_forbidden":
         return f"unexpected field {field!r}"
     if field == "equipment_id":
-        return f"bad equipment_id: {msg} (letters, digits, '.', '_' or '-', 1-64 characters)"
+        return f"bad equipment_id: {msg} ({EQUIPMENT_ID_RULE})"
     if field == "timestamp":
         if "timezone-aware" in msg:
             return f"naive timestamp: {msg}"

@@ -22,7 +22,7 @@ from typing import Any, Final
 import numpy as np
 
 from apps.common import cmapss
-from apps.common.contracts import EQUIPMENT_ID_PATTERN
+from apps.common.contracts import EQUIPMENT_ID_PATTERN, EQUIPMENT_ID_RULE
 from apps.common.profiles import TURBOFAN, EquipmentProfile
 
 # Value columns of a trajectory row (after unit and cycle), in the order `cmapss.row_values` uses.
@@ -150,7 +150,7 @@ def check_prefix(prefix: str, widest_suffix: str) -> None:
     if not re.match(EQUIPMENT_ID_PATTERN, sample):
         raise FleetError(
             f"--prefix {prefix!r} gives equipment ids like {sample!r}, which ingestion rejects: "
-            "use letters, digits, '.', '_' or '-', 64 characters at most in all"
+            f"use {EQUIPMENT_ID_RULE}"
         )
 
 

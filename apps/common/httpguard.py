@@ -1,0 +1,158 @@
+"""What every app does with a request body before its routes see it: hostile input gets a 4xx, never a 500.
+
+- A body with a Content-Type other than JSON (`application/json`, `application/*+json`) -> 415.
+- A body larger than the app's limit -> 413 (by Content-Length before reading, else while reading).
+- JSON nested deeper than `MAX_JSON_DEPTH` -> 400: Python's parser raises RecursionError near depth
+  1000, and a structure just below that breaks the first recursive step after parsing (a dump to a
+  dead letter, a log line), so the bound is checked on the raw bytes before anyone parses them.
+
+A Dapr pub/sub delivery (`/events/...`, DaprApp's routes) that is too big or too deep is answered DROP
+instead: the message can never pass, and an error status would make the broker redeliver it forever.
+Its content type is the sidecar's choice, so the route decides what it can decode. Actor calls
+(`/actors/...`) come from the app's own sidecar with the SDK's bodies and are left alone, as are the
+paths an app names as `exempt` (the dashboard's NiceGUI socket.io traffic).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
+
+import numpy as np
+
+log = logging.getLogger("vigil.httpguard")
+
+MAX_JSON_DEPTH: Final = 32
+# daprd refuses requests above 4 MiB by default (--max-body-size), so an internal app needs no more.
+DEFAULT_MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+ACTOR_ROUTES: Final = "/actors/"
+_DELIVERY_PREFIX: Final = "/events/"
+# A JSON string, escapes included (the unrolled form: linear, no backtracking).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# +1 for an opening bracket, -1 for a closing one, 0 for any other byte.
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[[ord("["), ord("{")]] = 1
+_STEP[[ord("]"), ord("}")]] = -1
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BadJson(ValueError):
+    """The body is not JSON, or not JSON anyone should parse (too deep): a 400 with this message."""
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply arrays and objects nest in `body` (0 for a scalar), ignoring brackets inside strings.
+
+    Vectorised with numpy: a body of brackets only is as cheap as any other body of the same size.
+    """
+    data = _STRING.sub(b"", body)
+    if data.count(b"[") + data.count(b"{") <= 1:
+        return 1 if (b"[" in data or b"{" in data) else 0
+    steps = _STEP[np.frombuffer(data, dtype=np.uint8)]
+    steps = steps[steps != 0]
+    return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+
+
+def parse_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Decode a body; BadJson naming the problem (its position, or the nesting) otherwise."""
+    if json_depth(body) > max_depth:
+        raise BadJson(f"JSON nested deeper than {max_depth} levels")
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise BadJson(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except UnicodeDecodeError as exc:
+        raise BadJson(f"malformed JSON: not UTF-8 ({exc.reason})") from exc
+
+
+def is_json_content_type(value: str) -> bool:
+    media = value.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class RequestGuard:
+    """ASGI middleware applying the checks above to every request that carries a body."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_json_depth: int = MAX_JSON_DEPTH,
+        exempt: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
+        self.exempt = (ACTOR_ROUTES, *exempt)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS or path.startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        delivery = path.startswith(_DELIVERY_PREFIX)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._refuse(send, 413, self._too_large(int(declared)), delivery)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = bool(message.get("more_body"))
+            if len(body) > self.max_body_bytes:
+                await self._refuse(send, 413, self._too_large(len(body)), delivery)
+                return
+        if body:
+            content_type = headers.get("content-type", "")
+            if not delivery and not is_json_content_type(content_type):
+                shown = content_type or "none"
+                detail = f"Content-Type must be application/json, got {shown!r}"
+                await self._refuse(send, 415, detail, delivery)
+                return
+            if json_depth(bytes(body)) > self.max_json_depth:
+                detail = f"JSON nested deeper than {self.max_json_depth} levels"
+                await self._refuse(send, 400, detail, delivery)
+                return
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+    def _too_large(self, size: int) -> str:
+        return f"body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes"
+
+    async def _refuse(self, send: Send, status: int, detail: str, delivery: bool) -> None:
+        if delivery:
+            log.warning("pub/sub message dropped: %s", detail)
+            status, payload = 200, {"status": "DROP"}
+        else:
+            payload = {"detail": detail}
+        body = json.dumps(payload).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body already read, then the client's own messages (a disconnect, when it comes)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

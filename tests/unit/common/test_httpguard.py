@@ -1,0 +1,99 @@
+"""RequestGuard and the bounded JSON parser, on a bare FastAPI app: hostile bodies get a 4xx (or a DROP
+for a pub/sub delivery) before any route parses them, and good ones reach the route unchanged."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from apps.common.httpguard import MAX_JSON_DEPTH, BadJson, RequestGuard, json_depth, parse_json
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture
+def client() -> TestClient:
+    app = FastAPI()
+    app.add_middleware(RequestGuard, max_body_bytes=1000)
+
+    @app.post("/v1/echo")
+    async def echo(request: Request) -> dict[str, object]:
+        return {"got": json.loads(await request.body() or b"null")}
+
+    @app.post("/events/pubsub/topic")
+    async def delivery(request: Request) -> dict[str, object]:
+        return {"status": "SUCCESS", "size": len(await request.body())}
+
+    @app.put("/actors/T/1/method/M")
+    async def actor(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
+
+    return TestClient(app)
+
+
+@pytest.mark.parametrize(
+    ("body", "depth"),
+    [
+        (b"1", 0),
+        (b"[]", 1),
+        (b'{"a": [1, {"b": []}]}', 4),
+        (b'["[[[[", "\\"[[["]', 1),  # brackets inside strings, escaped quotes included, do not count
+        (b"[]" * 1000, 1),
+    ],
+)
+def test_json_depth(body: bytes, depth: int) -> None:
+    assert json_depth(body) == depth
+
+
+def test_depth_of_a_big_body_is_cheap() -> None:
+    start = time.perf_counter()
+    assert json_depth(b"[]" * 4_000_000) == 1  # 8 MB of brackets: the worst case, vectorised
+    assert time.perf_counter() - start < 2.0
+
+
+def test_parse_json_refuses_deep_nesting_before_the_parser_recurses() -> None:
+    with pytest.raises(BadJson, match=f"deeper than {MAX_JSON_DEPTH}"):
+        parse_json(b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(BadJson, match="malformed JSON"):
+        parse_json(b'{"a": ')
+    assert parse_json(b'{"a": [1]}') == {"a": [1]}
+
+
+def test_deeply_nested_json_is_a_400(client: TestClient) -> None:
+    answer = client.post("/v1/echo", content=b"[" * 500 + b"]" * 500, headers=JSON)
+    assert answer.status_code == 400 and "nested deeper than 32" in answer.json()["detail"]
+
+
+def test_a_body_that_is_not_json_is_a_415(client: TestClient) -> None:
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"content-type": content_type} if content_type else {}
+        answer = client.post("/v1/echo", content=b'{"a": 1}', headers=headers)
+        assert answer.status_code == 415 and "application/json" in answer.json()["detail"], content_type
+
+
+def test_json_and_json_suffix_types_pass_and_the_body_arrives_whole(client: TestClient) -> None:
+    assert client.post("/v1/echo", json={"a": [1, 2]}).json() == {"got": {"a": [1, 2]}}
+    typed = {"content-type": "application/cloudevents+json; charset=utf-8"}
+    assert client.post("/v1/echo", content=b"[1]", headers=typed).json() == {"got": [1]}
+    assert client.post("/v1/echo").json() == {"got": None}, "no body, no content type needed"
+
+
+def test_a_body_over_the_limit_is_a_413(client: TestClient) -> None:
+    answer = client.post("/v1/echo", content=b"[" + b"1," * 600 + b"1]", headers=JSON)
+    assert answer.status_code == 413 and "limit of 1000 bytes" in answer.json()["detail"]
+
+
+def test_a_hostile_pubsub_delivery_is_dropped_not_redelivered(client: TestClient) -> None:
+    deep = client.post("/events/pubsub/topic", content=b"[" * 100 + b"]" * 100, headers=JSON)
+    assert deep.status_code == 200 and deep.json() == {"status": "DROP"}
+    # The sidecar chooses a delivery's content type: the route decides what it can decode.
+    plain = client.post("/events/pubsub/topic", content=b"{not json", headers={"content-type": "text/plain"})
+    assert plain.json() == {"status": "SUCCESS", "size": 9}
+
+
+def test_actor_calls_from_the_sidecar_are_left_alone(client: TestClient) -> None:
+    assert client.put("/actors/T/1/method/M", content=b"x" * 2000).json() == {"size": 2000}
