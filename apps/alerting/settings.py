@@ -12,6 +12,9 @@ class AlertingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_ALERTING_")
 
     port: int = Field(8005, validation_alias="APP_PORT")
+    # Loopback on a laptop, where only the app's own sidecar calls it; a container sets 0.0.0.0 so
+    # kubelet probes and the Service reach the app on the pod address.
+    host: str = Field("127.0.0.1", validation_alias="VIGIL_HOST")
     # Dead letters kept, about: the newest N/DEAD_LETTER_SHARDS (rounded up) of each shard's ring
     # buffer in the state store; older ones are overwritten.
     dead_letter_retention: int = Field(10_000, ge=1, le=1_000_000)

@@ -12,6 +12,9 @@ class ArchiverSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_ARCHIVER_")
 
     port: int = Field(8007, validation_alias="APP_PORT")
+    # Loopback on a laptop, where only the app's own sidecar calls it; a container sets 0.0.0.0 so
+    # kubelet probes and the Service reach the app on the pod address.
+    host: str = Field("127.0.0.1", validation_alias="VIGIL_HOST")
     # How often staged readings are checked for a flush.
     check_seconds: float = Field(2.0, gt=0)
     # A shard is written out when its oldest staged message is this old, or it holds this many readings

@@ -12,6 +12,9 @@ class DashboardSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_DASHBOARD_")
 
     port: int = Field(8006, validation_alias="APP_PORT")
+    # Loopback on a laptop, where only the app's own sidecar calls it; a container sets 0.0.0.0 so
+    # kubelet probes and the Service reach the app on the pod address.
+    host: str = Field("127.0.0.1", validation_alias="VIGIL_HOST")
     # Predictions asked of a machine's actor (GetHistory n); the actor keeps the last 500.
     history_points: int = Field(500, ge=1, le=500)
     # Alerts listed in the alerts view (newest raised first) and read per machine.

@@ -12,6 +12,9 @@ class EquipmentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_EQUIPMENT_")
 
     port: int = Field(8002, validation_alias="APP_PORT")
+    # Loopback on a laptop, where only the app's own sidecar calls it; a container sets 0.0.0.0 so
+    # kubelet probes and the Service reach the app on the pod address.
+    host: str = Field("127.0.0.1", validation_alias="VIGIL_HOST")
     # A HealthSnapshot is published on every status change, and otherwise at most this often.
     health_publish_seconds: float = Field(5.0, ge=0)
     # How often the silence reminder looks at a machine.

@@ -14,6 +14,9 @@ class InferenceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_INFERENCE_", protected_namespaces=())
 
     port: int = Field(8003, validation_alias="APP_PORT")
+    # Loopback on a laptop, where only the app's own sidecar calls it; a container sets 0.0.0.0 so
+    # kubelet probes and the Service reach the app on the pod address.
+    host: str = Field("127.0.0.1", validation_alias="VIGIL_HOST")
     model_names: list[str] = Field(default_factory=lambda: sorted({p.model_name for p in PROFILES.values()}))
     max_batch_rows: int = Field(512, ge=1)
     max_wait_ms: float = Field(2.0, ge=0)

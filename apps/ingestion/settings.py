@@ -12,6 +12,9 @@ class IngestionSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_INGESTION_")
 
     port: int = Field(8001, validation_alias="APP_PORT")
+    # Loopback on a laptop, where only the app's own sidecar calls it; a container sets 0.0.0.0 so
+    # kubelet probes and the Service reach the app on the pod address.
+    host: str = Field("127.0.0.1", validation_alias="VIGIL_HOST")
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
     # Actor calls in flight at once for one batch (one call per machine, concurrent across machines).
     max_concurrent_actor_calls: int = Field(32, ge=1)

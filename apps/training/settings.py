@@ -12,6 +12,9 @@ class TrainingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_TRAINING_")
 
     port: int = Field(8004, validation_alias="APP_PORT")
+    # Loopback on a laptop, where only the app's own sidecar calls it; a container sets 0.0.0.0 so
+    # kubelet probes and the Service reach the app on the pod address.
+    host: str = Field("127.0.0.1", validation_alias="VIGIL_HOST")
     profile: str = "turbofan"
     # Train a first model at start-up when the registry has no champion, so a fresh demo predicts.
     train_if_no_champion: bool = True
