@@ -98,6 +98,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
             accepted=result.accepted,
             duplicates=result.duplicates,
             too_late=result.too_late,
+            too_far=result.too_far,
             health=state.snapshot(now),
         ).model_dump_json()
 

@@ -34,7 +34,7 @@ from apps.common.profiles import EquipmentProfile
 from apps.equipment.alarms import AlertHysteresis, AlertTransition, TimedAlarm
 from apps.equipment.backlog import PredictionBacklog
 from apps.equipment.recent import RecentReadings
-from apps.equipment.sequence import SequenceTracker
+from apps.equipment.sequence import DEFAULT_MAX_SEQ_JUMP, SequenceTracker
 
 HISTORY_LIMIT: Final = 500  # predictions kept per machine for get_history(n)
 TOP_SENSORS: Final = 3  # deviating sensors named in an alert
@@ -115,6 +115,7 @@ class ApplyResult:
     accepted: int
     duplicates: int
     too_late: list[int]  # seqs never applied, refused because later seqs were applied already
+    too_far: list[int] = field(default_factory=list)  # seqs refused: too far ahead of the last one
 
 
 @dataclass(slots=True)
@@ -170,13 +171,14 @@ class EquipmentState:
     # --- ingest -----------------------------------------------------------------------------------
 
     def apply_readings(
-        self, readings: Sequence[Reading], now: float
+        self, readings: Sequence[Reading], now: float, max_seq_jump: int = DEFAULT_MAX_SEQ_JUMP
     ) -> tuple[ApplyResult, list[AlertTransition]]:
         """Dedupe by seq, push fresh readings into the window, and owe a prediction for each full window.
 
         The owed windows are predicted through `owed_features`/`record_predictions` (in order, batched);
         until then they wait in the backlog. Returns the silence-clear transition too, if the machine
-        had been flagged silent. A retired machine that sends again is watched again.
+        had been flagged silent. A retired machine that sends again is watched again. A seq more than
+        `max_seq_jump` ahead of the last one is refused (`too_far`), never applied.
         """
         for r in readings:
             if r.equipment_id != self.equipment_id:
@@ -185,15 +187,16 @@ class EquipmentState:
                 raise ValueError(
                     f"reading profile {r.profile!r} does not match the machine's {self.profile.name!r}"
                 )
-        split = self.tracker.split(readings)
+        split = self.tracker.split(readings, max_seq_jump)
         fresh = split.fresh
+        too_far = [r.seq for r in split.too_far]
         self.duplicates += split.duplicates
         self.updated_at = now
         placed = [r for r in split.late if self._place_late(r)]
         too_late = [r.seq for r in split.late if r not in placed]
         transitions: list[AlertTransition] = []
         if not fresh and not placed:
-            return ApplyResult(0, split.duplicates, too_late), transitions
+            return ApplyResult(0, split.duplicates, too_late, too_far), transitions
         assert self.silence is not None and self.backlog is not None
         back = self.silence.condition_ended(now)
         if back is not None:
@@ -201,7 +204,7 @@ class EquipmentState:
         self.last_reading_at = now
         self.retired_at = None
         if not fresh:
-            return ApplyResult(len(placed), split.duplicates, too_late), transitions
+            return ApplyResult(len(placed), split.duplicates, too_late, too_far), transitions
 
         w = self.profile.window
         prev = self.recent.last(w - 1)
@@ -220,7 +223,7 @@ class EquipmentState:
             self.readings_applied += 1
             if self.baseline is None and self.recent.window_full:
                 self.baseline = self.recent.current_window()
-        return ApplyResult(len(fresh) + len(placed), split.duplicates, too_late), transitions
+        return ApplyResult(len(fresh) + len(placed), split.duplicates, too_late, too_far), transitions
 
     def _place_late(self, reading: Reading) -> bool:
         """Put a never-applied reading older than the last one in its place, if it falls inside the

@@ -6,6 +6,9 @@ a redelivery (it was applied: drop it, count it as a duplicate) or a reading tha
 placed in order if it falls inside the current window, and answered `too_late` explicitly if older.
 Telling the two apart needs a record of which seqs were applied;
 a bitmap over the last `APPLIED_HORIZON` seqs keeps that compact (128 bytes) and bounded.
+
+A seq far ahead of the last one is refused `too_far` rather than applied: once applied, every normal
+reading after it would be older, so one mistyped or hostile seq would silence the machine for good.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from typing import Final
 from apps.common.contracts import Reading
 
 APPLIED_HORIZON: Final = 1024  # seqs below last_seq whose applied/not-applied status is remembered
+# How far a seq may jump ahead of the machine's last one (a device that skipped readings, a gateway's
+# counter after a restart); the first reading of a machine may start anywhere.
+DEFAULT_MAX_SEQ_JUMP: Final = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +30,7 @@ class SeqSplit:
     fresh: list[Reading]  # new readings, in seq order, each seq once
     duplicates: int  # already applied (or repeated within the batch)
     late: list[Reading]  # never applied, older than what has been applied since: placed or too late
+    too_far: list[Reading] = field(default_factory=list)  # jump further ahead than allowed: refused
 
 
 @dataclass(slots=True)
@@ -41,14 +48,20 @@ class SequenceTracker:
             return None
         return bool(self.applied >> offset & 1)
 
-    def split(self, readings: Iterable[Reading]) -> SeqSplit:
-        """Sort a batch into fresh, duplicate and too-late readings; does not advance `last_seq`."""
+    def split(self, readings: Iterable[Reading], max_jump: int = DEFAULT_MAX_SEQ_JUMP) -> SeqSplit:
+        """Sort a batch into fresh, duplicate, too-late and too-far readings; does not advance `last_seq`.
+
+        A fresh seq may be at most `max_jump` ahead of the one before it (applied, or fresh in this batch).
+        """
         fresh: list[Reading] = []
         late: list[Reading] = []
+        too_far: list[Reading] = []
         duplicates = 0
         last = self.last_seq
         for reading in sorted(readings, key=lambda r: r.seq):
-            if reading.seq > last:
+            if reading.seq > last and last >= 0 and reading.seq - last > max_jump:
+                too_far.append(reading)
+            elif reading.seq > last:
                 fresh.append(reading)
                 last = reading.seq
             elif reading.seq <= self.last_seq and self.was_applied(reading.seq) is False:
@@ -60,7 +73,7 @@ class SequenceTracker:
                 # Applied before, older than the horizon (far older than any retry window), or a
                 # repeat of a seq earlier in this same batch.
                 duplicates += 1
-        return SeqSplit(fresh, duplicates, late)
+        return SeqSplit(fresh, duplicates, late, too_far)
 
     def mark_applied(self, seq: int) -> None:
         if seq <= self.last_seq:

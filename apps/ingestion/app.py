@@ -27,6 +27,7 @@ from apps.common.contracts import (
     Reading,
 )
 from apps.common.daprhttp import PooledActorProxyFactory
+from apps.common.httpguard import RequestGuard
 from apps.common.names import EQUIPMENT_ACTOR_TYPE, PUBSUB, TOPIC_READINGS_DEAD_LETTER, TOPIC_SENSOR_READINGS
 from apps.common.profiles import PROFILES, ProfileSpec
 from apps.common.publisher import DaprPublisher
@@ -79,6 +80,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPIOffline(title="Vigil ingestion", lifespan=lifespan)
+app.add_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)
 dapr_app = DaprApp(app)
 
 
@@ -91,15 +93,9 @@ ServiceDep = Annotated[IngestionService, Depends(get_service)]
 
 @app.post("/v1/readings", response_model=IngestResult)
 async def post_readings(request: Request, service: ServiceDep) -> JSONResponse:
-    limit = get_settings().max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return JSONResponse({"detail": f"body of {declared} bytes exceeds the limit of {limit} bytes"}, 413)
-    body = await request.body()
-    if len(body) > limit:
-        return JSONResponse({"detail": f"body of {len(body)} bytes exceeds the limit of {limit} bytes"}, 413)
+    # Size, content type and nesting were checked by RequestGuard before this runs.
     try:
-        raw = parse_json(body)
+        raw = parse_json(await request.body())
         result = await service.ingest(raw, source="http")
     except ValueError as exc:  # malformed JSON
         return JSONResponse({"detail": str(exc)}, 400)

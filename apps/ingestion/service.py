@@ -61,13 +61,19 @@ class IngestionService:
                 accepted += result.accepted
                 duplicates += result.duplicates
                 health[eid] = result.health
-                late = set(result.too_late)
-                taken += [r for r in readings if r.seq not in late]
-                for reading in (r for r in readings if r.seq in late):
-                    reason = (
-                        f"too_late: seq {reading.seq} was never applied and is older than the machine's "
-                        f"current window (last applied seq {result.health.last_seq})"
-                    )
+                late, far = set(result.too_late), set(result.too_far)
+                taken += [r for r in readings if r.seq not in late | far]
+                for reading in (r for r in readings if r.seq in late | far):
+                    if reading.seq in late:
+                        reason = (
+                            f"too_late: seq {reading.seq} was never applied and is older than the machine's "
+                            f"current window (last applied seq {result.health.last_seq})"
+                        )
+                    else:
+                        reason = (
+                            f"too_far: seq {reading.seq} jumps further ahead of the machine's last applied "
+                            f"seq {result.health.last_seq} than its actor allows"
+                        )
                     index = _index_of(items, reading)
                     rejected.append(ReadingRejection(index=index, equipment_id=eid, reason=reason))
                     await self.dead_letter(reading.model_dump(mode="json"), reason, source, index)

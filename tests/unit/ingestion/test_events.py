@@ -101,7 +101,9 @@ def test_without_a_seq_the_event_follows_the_last_reading(api) -> None:  # noqa:
 )
 def test_a_bad_body_is_a_4xx_naming_the_field(api, body: str, status: int, detail: str) -> None:  # noqa: ANN001
     client, _, archive = api
-    answer = client.post("/v1/equipment/eng-1/events", content=body)
+    answer = client.post(
+        "/v1/equipment/eng-1/events", content=body, headers={"content-type": "application/json"}
+    )
     assert answer.status_code == status and detail in answer.json()["detail"], answer.text
     assert archive.files == {}
 

@@ -5,7 +5,6 @@ bad readings reported and dead-lettered; the HTTP adapter's 400 / 413 / 422 answ
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -151,23 +150,22 @@ async def test_the_archive_hand_off_is_split_and_a_failed_one_asks_for_the_readi
 
 
 @pytest.fixture
-def http(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, RecordingEquipment]]:
-    """The FastAPI app without its lifespan (which needs a sidecar) and a small body limit."""
-    monkeypatch.setenv("VIGIL_INGESTION_MAX_BODY_BYTES", "20000")
-    get_settings.cache_clear()
+def http() -> Iterator[tuple[TestClient, RecordingEquipment]]:
+    """The FastAPI app without its lifespan (which needs a sidecar)."""
     equipment = RecordingEquipment()
     ingestion_app.app.state.service = service(equipment, RecordingPublisher())
     yield TestClient(ingestion_app.app), equipment
     del ingestion_app.app.state.service
-    get_settings.cache_clear()
 
 
 def test_http_malformed_json_too_large_and_all_rejected(http: tuple[TestClient, RecordingEquipment]) -> None:
     client, equipment = http
-    malformed = client.post("/v1/readings", content=b'[{"equipment_id": ', headers={"content-type": "x"})
+    json_type = {"content-type": "application/json"}
+    malformed = client.post("/v1/readings", content=b'[{"equipment_id": ', headers=json_type)
     assert malformed.status_code == 400 and "malformed JSON" in malformed.json()["detail"]
-    too_big = client.post("/v1/readings", content=json.dumps([good(seq=s) for s in range(60)]))
-    assert too_big.status_code == 413 and "exceeds the limit of 20000 bytes" in too_big.json()["detail"]
+    limit = get_settings().max_body_bytes
+    too_big = client.post("/v1/readings", content=b" " * (limit + 1), headers=json_type)
+    assert too_big.status_code == 413 and f"exceeds the limit of {limit} bytes" in too_big.json()["detail"]
     all_bad = client.post("/v1/readings", json=[good(seq=1, eq="no spaces allowed")])
     assert all_bad.status_code == 422 and all_bad.json()["rejected"][0]["index"] == 0
     assert equipment.calls == []
