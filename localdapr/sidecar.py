@@ -33,6 +33,7 @@ from localdapr.invoke import Invoker
 from localdapr.nameresolution import AppInstance, NameRegistry
 from localdapr.ports import free_port
 from localdapr.pubsub.delivery import GrpcTopicSink, HttpTopicSink, Subscriber, TopicSink
+from localdapr.pubsub.streaming import StreamingSubscriptions
 from localdapr.resiliency import Resiliency
 from localdapr.runtime import DaprRuntime
 
@@ -109,6 +110,7 @@ class Sidecar:
         self.subscriber: Subscriber | None = None
         self.input_bindings: InputDelivery | None = None
         self.health: AppHealth | None = None
+        self.streams = StreamingSubscriptions(self.runtime, self.resiliency)  # need no app channel
         if options.app_port:
             self.channel = open_channel(
                 options.app_protocol,
@@ -245,6 +247,7 @@ class Sidecar:
             await self.subscriber.stop()
         if self.input_bindings is not None:
             await self.input_bindings.stop()
+        await self.streams.close()
         await self.actors.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace=0.5)
@@ -270,7 +273,9 @@ class Sidecar:
                 }
                 if a.spec.dead_letter_topic:
                     entry["deadLetterTopic"] = a.spec.dead_letter_topic
+                entry["type"] = "PROGRAMMATIC" if a.spec.source == "programmatic" else "DECLARATIVE"
                 subs.append(entry)
+        subs += self.streams.metadata()
         # Labels first: daprd writes daprRuntimeVersion last, so an app cannot override it.
         extended = {**self.runtime.extended_metadata, "daprRuntimeVersion": RUNTIME_VERSION}
         return {

@@ -22,6 +22,7 @@ from localdapr.bindings.runtime import grpc_call_metadata
 from localdapr.configuration import api as configuration_api
 from localdapr.errors import DaprError, malformed
 from localdapr.lock import api as lock_api
+from localdapr.pubsub import streaming
 from localdapr.state.base import StateItem, TransactionOp
 
 if TYPE_CHECKING:
@@ -123,6 +124,7 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
         return api_v1.BulkPublishResponse(failedEntries=failed)
 
     BulkPublishEventAlpha1 = BulkPublishEvent
+    SubscribeTopicEventsAlpha1 = streaming.subscribe_topic_events
 
     # ------------------------------------------------------------------ invocation
     InvokeService = invoke_api.invoke_service
@@ -177,7 +179,14 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
                     pubsub_name=s["pubsubname"],
                     topic=s["topic"],
                     metadata=s.get("metadata") or {},
+                    rules=api_v1.PubsubSubscriptionRules(
+                        rules=[
+                            api_v1.PubsubSubscriptionRule(match=r.get("match", ""), path=r["path"])
+                            for r in s["rules"]
+                        ]
+                    ),
                     dead_letter_topic=s.get("deadLetterTopic") or "",
+                    type=api_v1.PubsubSubscriptionType.Value(s["type"]),
                 )
                 for s in meta["subscriptions"]
             ],

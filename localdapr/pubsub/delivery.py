@@ -12,7 +12,8 @@ HttpTopicSink asks `GET /dapr/subscribe` and POSTs the CloudEvent (`application/
 the route, reading the status and `{"status": ...}` body; GrpcTopicSink asks
 AppCallback.ListTopicSubscriptions and calls OnTopicEvent with the route as `path`, reading the
 TopicEventResponse status (UNIMPLEMENTED is read like HTTP 404). Nothing else here depends on the
-protocol.
+protocol. A streaming subscription (`localdapr/pubsub/streaming.py`) is one more sink: the same
+Subscriber delivers to a client's SubscribeTopicEventsAlpha1 stream instead of the app.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ class HttpTopicSink:
 _ENVELOPE_FIELDS = frozenset(
     {"id", "source", "datacontenttype", "type", "specversion", "data", "data_base64"}
 )
-_TOPIC_STATUS = {
+TOPIC_EVENT_STATUS = {
     appcallback_v1.TopicEventResponse.SUCCESS: SUCCESS,
     appcallback_v1.TopicEventResponse.RETRY: RETRY,
     appcallback_v1.TopicEventResponse.DROP: DROP,
@@ -245,7 +246,7 @@ class GrpcTopicSink:
             # daprd reads UNIMPLEMENTED (no handler for this topic or path) as non-retriable.
             outcome = DROP if exc.code() is grpc.StatusCode.UNIMPLEMENTED else RETRY
             return outcome, rpc_error_text(exc)
-        status = _TOPIC_STATUS.get(answer.status, RETRY)  # an unknown status is retried, as in daprd
+        status = TOPIC_EVENT_STATUS.get(answer.status, RETRY)  # an unknown status is retried, as in daprd
         return (
             status,
             f"status {appcallback_v1.TopicEventResponse.TopicEventResponseStatus.Name(answer.status)}",
@@ -282,21 +283,25 @@ class Subscriber:
                     spec.pubsub_name,
                 )
                 continue
-            try:
-                rules = [(Rule(r.match), r.path) for r in spec.rules]
-            except RuleError as exc:
-                raise ComponentError(f"{spec.source}: {exc}") from exc
-            active = ActiveSubscription(spec=spec, rules=rules)
-            loaded = self.runtime.pubsubs[spec.pubsub_name]
-            active.consumer_group = loaded.spec.get("consumerID") or self.runtime.app_id
+            await self.add(spec)
 
-            async def handler(msg: BrokerMessage, _active: ActiveSubscription = active) -> None:
-                await self._handle(_active, msg)
+    async def add(self, spec: SubscriptionSpec) -> None:
+        """Subscribe one spec (its pubsub must be loaded) with the app id as consumer group."""
+        try:
+            rules = [(Rule(r.match), r.path) for r in spec.rules]
+        except RuleError as exc:
+            raise ComponentError(f"{spec.source}: {exc}") from exc
+        active = ActiveSubscription(spec=spec, rules=rules)
+        loaded = self.runtime.pubsubs[spec.pubsub_name]
+        active.consumer_group = loaded.spec.get("consumerID") or self.runtime.app_id
 
-            active.handler = handler
-            await loaded.broker.subscribe(spec.topic, active.consumer_group, handler, spec.metadata)
-            self.active.append(active)
-            log.info("[%s] subscribed to %s/%s", self.runtime.app_id, spec.pubsub_name, spec.topic)
+        async def handler(msg: BrokerMessage, _active: ActiveSubscription = active) -> None:
+            await self._handle(_active, msg)
+
+        active.handler = handler
+        await loaded.broker.subscribe(spec.topic, active.consumer_group, handler, spec.metadata)
+        self.active.append(active)
+        log.info("[%s] subscribed to %s/%s", self.runtime.app_id, spec.pubsub_name, spec.topic)
 
     async def stop(self) -> None:
         for active in self.active:
