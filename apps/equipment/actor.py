@@ -86,7 +86,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         if self._state is None:
             self._state = EquipmentState.new(self.id.id, get_profile(readings[0].profile, self._profiles()))
         state = self._state
-        result, transitions = state.apply_readings(readings, now)
+        result, transitions = state.apply_readings(readings, now, self._deps.settings.max_seq_jump)
         # Even a call of pure duplicates (a client's resend) settles what inference still owes.
         transitions += await self._catch_up(now)
         transitions += state.check_alarms(now, self._deps.started_at)

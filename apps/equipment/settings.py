@@ -7,6 +7,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from apps.equipment.sequence import DEFAULT_MAX_SEQ_JUMP
+
 
 class EquipmentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_EQUIPMENT_")
@@ -22,6 +24,8 @@ class EquipmentSettings(BaseSettings):
     # Override the profile's silence threshold (seconds without readings); None = the profile's.
     silence_after_seconds: float | None = Field(None, gt=0)
     actor_idle_timeout_seconds: float = Field(3600.0, gt=0)
+    # How far a reading's seq may jump ahead of the machine's last one; further is refused `too_far`.
+    max_seq_jump: int = Field(DEFAULT_MAX_SEQ_JUMP, ge=1)
 
 
 @lru_cache
