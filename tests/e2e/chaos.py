@@ -4,8 +4,8 @@ outcome with an uninterrupted run ("never miss a failure").
 Method: replay the same units twice on one platform, once uninterrupted (the baseline) and once with a
 fault landing mid-run, each under its own equipment-id prefix; once both have settled, compare per
 machine (prefix stripped) what the actor holds (readings applied, last seq, every prediction in
-order) and what alerting serves (alerts with their severity and state, the fleet view). Shared by
-tests/e2e/test_failures.py and bench/bench_failures.py.
+order) and what alerting serves (the alerts with their severity, state, RUL and top sensors; the
+fleet view). Shared by tests/e2e/test_failures.py and bench/bench_failures.py.
 """
 
 from __future__ import annotations
@@ -385,6 +385,8 @@ class Fault:
     trigger: Trigger
     inject: Callable[[Platform, Replay], None]
     speed: float | None = None  # cycles/s of the replay it hits (None: the default)
+    # False: what matters is what happened before it (it may land just after the replay's last cycle).
+    mid_run: bool = True
     # Problems seen while the fault lasted (what must hold during it, not only after it).
     problems: list[str] = field(default_factory=list)
     at_cycle: int | None = None  # where it landed
@@ -411,7 +413,7 @@ def kill_restart(
         app.restart_app()
 
     name = f"kill -9 {app_id}" + (", state lost" if lose_state else "")
-    return Fault(name, trigger or at_cycle(40), inject)
+    return Fault(name, trigger or at_cycle(40), inject, mid_run=not lose_state)
 
 
 def wipe_app_state(platform: Platform, app_id: str, store: str = STATE_STORE) -> int:
@@ -517,7 +519,9 @@ def run(
                 what=f"the moment for {fault.name}",
             )
             fault.at_cycle = replay.cycles_done
-            if replay.finished:
+            if not fault.trigger(replay):
+                fault.problems.append(f"the replay ended before the moment for {fault.name} came")
+            elif replay.finished and fault.mid_run:
                 fault.problems.append(f"the replay was over before {fault.name}: it did not land mid-run")
             else:
                 begun = time.monotonic()
