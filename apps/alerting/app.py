@@ -1,7 +1,9 @@
-"""HTTP and Dapr wiring of the alerting service; the logic is in service.py and domain.py."""
+"""HTTP and Dapr wiring of the alerting service; the logic is in service.py, lifecycle.py, domain.py and
+notifications.py, the sending in sender.py."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,47 +18,57 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from apps.alerting.domain import (
-    AlertAlreadyCleared,
-    AlertFilter,
-    AlertNotFound,
-    AlertRecord,
-    DeadLetter,
-    Envelope,
-    FleetPublic,
-    LifecycleState,
-    MalformedEvent,
-    decode_envelope,
-)
-from apps.alerting.notifier import LoggingNotifier
+from apps.alerting.domain import DeadLetter, Envelope, FleetPublic, RetiredMachine, decode_envelope
+from apps.alerting.errors import AlertClosed, AlertNotFound, EquipmentUnavailable, MalformedEvent
+from apps.alerting.lifecycle import AlertFilter, AlertRecord, LifecycleState
+from apps.alerting.notifications import NotificationsPublic
+from apps.alerting.outbox import DaprOutbox
+from apps.alerting.ports import BindingChannel, DaprMachines
+from apps.alerting.sender import NotificationSender
 from apps.alerting.service import AlertingService, Outcome
 from apps.alerting.settings import AlertingSettings, get_settings
 from apps.alerting.store import DaprAlertingRepository
 from apps.common.contracts import EQUIPMENT_ID_PATTERN, AlertKind, Severity, Status
-from apps.common.names import PUBSUB, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH, TOPIC_READINGS_DEAD_LETTER
+from apps.common.names import (
+    NOTIFICATIONS_BINDING,
+    PUBSUB,
+    TOPIC_ALERTS,
+    TOPIC_EQUIPMENT_HEALTH,
+    TOPIC_READINGS_DEAD_LETTER,
+)
 
 log = logging.getLogger("alerting")
-
-
-def build_service(repo: DaprAlertingRepository, settings: AlertingSettings) -> AlertingService:
-    return AlertingService(
-        repo,
-        LoggingNotifier(),
-        dead_letter_retention=settings.dead_letter_retention,
-        max_alerts=settings.max_alerts,
-        max_conflict_retries=settings.max_conflict_retries,
-    )
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
+    machines = DaprMachines()
     async with DaprClient() as client:
         repo = DaprAlertingRepository(
             client, chunk=settings.bulk_read_chunk, dedupe_ttl_seconds=settings.dead_letter_dedupe_seconds
         )
-        app.state.service = build_service(repo, settings)
-        yield
+        outbox = DaprOutbox(client, chunk=settings.bulk_read_chunk)
+        sender = NotificationSender(outbox, BindingChannel(client), settings.sender_settings())
+        app.state.sender = sender
+        app.state.service = AlertingService(
+            repo,
+            machines,
+            policy=settings.notify_policy(),
+            dead_letter_retention=settings.dead_letter_retention,
+            max_alerts=settings.max_alerts,
+            max_conflict_retries=settings.max_conflict_retries,
+            on_notify=sender.wake,
+        )
+        # Notifications are sent in the background: an alert change only waits for its own write.
+        sending = asyncio.create_task(sender.run(), name="notification-sender")
+        try:
+            yield
+        finally:
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending
+            await machines.close()
 
 
 app = FastAPIOffline(title="Vigil alerting", lifespan=lifespan)
@@ -67,7 +79,12 @@ def get_service(request: Request) -> AlertingService:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
+def get_sender(request: Request) -> NotificationSender:
+    return request.app.state.sender  # type: ignore[no-any-return]
+
+
 ServiceDep = Annotated[AlertingService, Depends(get_service)]
+SenderDep = Annotated[NotificationSender, Depends(get_sender)]
 SettingsDep = Annotated[AlertingSettings, Depends(get_settings)]
 
 
@@ -76,9 +93,14 @@ async def _not_found(request: Request, exc: AlertNotFound) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, 404)
 
 
-@app.exception_handler(AlertAlreadyCleared)
-async def _cleared(request: Request, exc: AlertAlreadyCleared) -> JSONResponse:
+@app.exception_handler(AlertClosed)
+async def _closed(request: Request, exc: AlertClosed) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, 409)
+
+
+@app.exception_handler(EquipmentUnavailable)
+async def _equipment_down(request: Request, exc: EquipmentUnavailable) -> JSONResponse:
+    return JSONResponse({"detail": f"{exc}; nothing was changed, try again"}, 503)
 
 
 @app.exception_handler(grpc.RpcError)
@@ -131,13 +153,22 @@ dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_READINGS_DEAD_LETTER)(on_readings_
 
 
 # ---------------------------------------------------------------------- HTTP API
-class AckRequest(BaseModel):
+class OperatorRequest(BaseModel):
+    """Who does it, and why (kept in the alert's history and sent with its notification)."""
+
     model_config = ConfigDict(extra="forbid")
 
     by: Annotated[StrictStr | None, Field(max_length=128, examples=["operator@plant-3"])] = None
+    note: Annotated[StrictStr, Field(max_length=2000, examples=["bearing noise confirmed on site"])] = ""
+
+    @property
+    def who(self) -> str:
+        return (self.by or "").strip() or "unknown"
 
 
-AlertId = Annotated[str, Path(min_length=5, max_length=256, examples=["engine-001:rul_low:1"])]
+# Any text: an id that cannot be an alert's is a 404 like any unknown one (never a 422).
+AlertId = Annotated[str, Path(examples=["engine-001:rul_low:1"])]
+OperatorBody = Annotated[OperatorRequest | None, Body()]
 
 
 @app.get("/v1/alerts", response_model=list[AlertRecord])
@@ -156,21 +187,47 @@ async def list_alerts(
 
 @app.get("/v1/alerts/{alert_id}", response_model=AlertRecord)
 async def get_alert(alert_id: AlertId, service: ServiceDep) -> AlertRecord:
+    """One alert with its history (every change: who, when, what, note); 404 if unknown."""
     return await service.get_alert(alert_id)
 
 
 @app.post("/v1/alerts/{alert_id}/ack", response_model=AlertRecord)
-async def ack_alert(
-    alert_id: AlertId, service: ServiceDep, body: Annotated[AckRequest | None, Body()] = None
-) -> AlertRecord:
-    """Acknowledge an alert: 404 if unknown, 409 if already cleared; acknowledging twice is fine."""
-    return await service.acknowledge(alert_id, body.by if body else None)
+async def ack_alert(alert_id: AlertId, service: ServiceDep, body: OperatorBody = None) -> AlertRecord:
+    """Acknowledge an alert, with a note: 404 if unknown, 409 (saying why) if cleared or resolved;
+    again on an acknowledged one it adds the note."""
+    request = body or OperatorRequest()
+    return await service.acknowledge(alert_id, request.who, request.note)
+
+
+@app.post("/v1/alerts/{alert_id}/resolve", response_model=AlertRecord)
+async def resolve_alert(alert_id: AlertId, service: ServiceDep, body: OperatorBody = None) -> AlertRecord:
+    """Close an alert the machine has not cleared (its actor ends the episode: if the condition
+    persists, a new alert opens): 404 if unknown, 409 if cleared or resolved, 503 if the machine's
+    actor does not answer (nothing changed)."""
+    request = body or OperatorRequest()
+    return await service.resolve(alert_id, request.who, request.note)
+
+
+@app.delete("/v1/fleet/{equipment_id}", response_model=RetiredMachine)
+async def retire_machine(equipment_id: str, service: ServiceDep, body: OperatorBody = None) -> RetiredMachine:
+    """Retire a machine: it is no longer watched (no silence alerts), its open alerts are resolved and
+    it leaves the fleet view until it sends readings again. 404 if unknown, 503 if its actor does
+    not answer."""
+    request = body or OperatorRequest()
+    return await service.retire(equipment_id, request.who, request.note)
+
+
+@app.get("/v1/notifications", response_model=NotificationsPublic)
+async def notifications(sender: SenderDep) -> NotificationsPublic:
+    """Whether the notification webhook takes alert changes: pending, failing (with the last error),
+    delivered, given up."""
+    return await sender.status(NOTIFICATIONS_BINDING)
 
 
 @app.get("/v1/fleet", response_model=FleetPublic)
 async def fleet(service: ServiceDep, status: Status | None = None) -> FleetPublic:
     """The latest HealthSnapshot per machine (optionally only those in `status`) and counts per status."""
-    return await service.fleet(status)
+    return await service.fleet.view(status)
 
 
 @app.get("/v1/dead-letters", response_model=list[DeadLetter])
@@ -180,7 +237,7 @@ async def dead_letters(
     limit: Annotated[int, Query(ge=1, le=1_000_000)] = 1000,
 ) -> list[DeadLetter]:
     """Dead letters, newest received first (the store keeps about the last `dead_letter_retention`)."""
-    return await service.dead_letters(min(limit, settings.dead_letter_retention))
+    return await service.letters.newest(min(limit, settings.dead_letter_retention))
 
 
 @app.get("/healthz")

@@ -1,23 +1,8 @@
-"""Transport-free rules of the alerting service: alert lifecycle, fleet health, dead letters.
+"""Transport-free rules of the alerting service besides the alert lifecycle (lifecycle.py): fleet
+health, dead letters and the CloudEvent envelope.
 
-Nothing here does I/O, so every rule (dedupe, ordering, acknowledgement, supersession, fleet
-counts, retention) is unit-tested without a sidecar.
-
-Alert lifecycle, per alert id (`<equipment>:<kind>:<episode>`, one id per episode, so an
-escalation warning -> critical updates the same alert, as the EquipmentActor publishes it):
-
-    open --ack--> acknowledged --clear--> cleared
-      \\________________clear______________/
-
-- Pub/sub is at-least-once and unordered, so applying an event is idempotent and commutative
-  enough that any delivery order converges on the same record: severity only rises within an
-  episode (the actor never steps an episode down), descriptive fields come from the event with the
-  newest `updated_at`, and `cleared` is terminal (an episode never reopens: the actor starts a new
-  episode, with a new id, instead).
-- An escalation after an acknowledgement re-opens the alert (the operator acknowledged a warning,
-  not the critical), unless the escalation happened before the acknowledgement (a late delivery).
-- A new episode of the same machine and kind implies the previous one ended: if its `clear` has not
-  arrived (yet), the previous alert is cleared as superseded, so it does not linger as open.
+Nothing here does I/O, so every rule (fleet counts, newest snapshot, retention) is unit-tested
+without a sidecar.
 """
 
 from __future__ import annotations
@@ -28,257 +13,14 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from apps.common.contracts import (
-    Alert,
-    AlertEvent,
-    AlertKind,
-    HealthSnapshot,
-    SensorDeviation,
-    Severity,
-    Status,
-)
+from apps.alerting.errors import MalformedEvent, describe
+from apps.common.contracts import HealthSnapshot, Status
 
-LifecycleState = Literal["open", "acknowledged", "cleared"]
-LIFECYCLE_STATES: Final = get_args(LifecycleState)
 STATUSES: Final[tuple[str, ...]] = get_args(Status)
-_SEVERITY_RANK: Final = {"warning": 1, "critical": 2}
-
-
-class AlertingError(Exception):
-    """Base of the typed errors the HTTP adapter maps to status codes."""
-
-
-class AlertNotFound(AlertingError):
-    pass
-
-
-class AlertAlreadyCleared(AlertingError):
-    pass
-
-
-class MalformedEvent(AlertingError):
-    """A pub/sub message that can never be processed (bad JSON, wrong shape): drop it, do not retry."""
-
-
-# ------------------------------------------------------------------------------------------- alerts
-class AlertRecord(BaseModel):
-    """An alert as alerting keeps and serves it: the last event's content plus its lifecycle."""
-
-    model_config = ConfigDict(frozen=True, protected_namespaces=())
-
-    id: str
-    equipment_id: str
-    kind: AlertKind
-    episode: int
-    severity: Severity
-    state: LifecycleState
-    last_event: AlertEvent
-    predicted_rul: float | None = None
-    model_version: int | None = None
-    top_sensors: list[SensorDeviation] = Field(default_factory=list)
-    message: str = ""
-    raised_at: datetime
-    updated_at: datetime = Field(description="`updated_at` of the newest event applied.")
-    escalated_at: datetime | None = None
-    acknowledged_at: datetime | None = None
-    acknowledged_by: str | None = None
-    cleared_at: datetime | None = None
-    cleared_reason: str | None = None
-
-
-class AlertSummary(BaseModel):
-    """What the alert index keeps per alert: enough to filter and sort without reading every alert."""
-
-    model_config = ConfigDict(frozen=True)
-
-    equipment_id: str
-    kind: AlertKind
-    episode: int
-    severity: Severity
-    state: LifecycleState
-    raised_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, record: AlertRecord) -> AlertSummary:
-        return cls(
-            equipment_id=record.equipment_id,
-            kind=record.kind,
-            episode=record.episode,
-            severity=record.severity,
-            state=record.state,
-            raised_at=record.raised_at,
-            updated_at=record.updated_at,
-        )
-
-
-AlertIndex = dict[str, AlertSummary]
-
-
-@dataclass(frozen=True, slots=True)
-class AlertFilter:
-    equipment_id: str | None = None
-    state: LifecycleState | None = None
-    kind: AlertKind | None = None
-    severity: Severity | None = None
-
-    def matches(self, s: AlertSummary) -> bool:
-        return (
-            (self.equipment_id is None or s.equipment_id == self.equipment_id)
-            and (self.state is None or s.state == self.state)
-            and (self.kind is None or s.kind == self.kind)
-            and (self.severity is None or s.severity == self.severity)
-        )
-
-
-def parse_alert(data: Any) -> Alert:
-    """The `Alert` in a message's data, or MalformedEvent naming what is wrong."""
-    try:
-        alert = Alert.model_validate(data)
-    except ValidationError as exc:
-        raise MalformedEvent(f"not an Alert: {_errors(exc)}") from exc
-    expected = Alert.make_id(alert.equipment_id, alert.kind, alert.episode)
-    if alert.id != expected:
-        # The id is what makes redelivery idempotent; one that disagrees with its own fields would
-        # split or merge episodes, so it is refused rather than trusted.
-        raise MalformedEvent(f"alert id {alert.id!r} does not match its fields (expected {expected!r})")
-    return alert
-
-
-def equipment_of(alert_id: str) -> str:
-    """The machine an alert id (`<equipment>:<kind>:<episode>`) belongs to; equipment ids hold no ':'."""
-    return alert_id.rsplit(":", 2)[0]
-
-
-def new_record(alert: Alert) -> AlertRecord:
-    cleared = alert.event == "clear"
-    return AlertRecord(
-        id=alert.id,
-        equipment_id=alert.equipment_id,
-        kind=alert.kind,
-        episode=alert.episode,
-        severity=alert.severity,
-        state="cleared" if cleared else "open",
-        last_event=alert.event,
-        predicted_rul=alert.predicted_rul,
-        model_version=alert.model_version,
-        top_sensors=list(alert.top_sensors),
-        message=alert.message,
-        raised_at=alert.raised_at,
-        updated_at=alert.updated_at,
-        escalated_at=alert.updated_at if alert.event == "escalate" else None,
-        cleared_at=alert.updated_at if cleared else None,
-        cleared_reason="cleared" if cleared else None,
-    )
-
-
-# Within one episode the actor emits open, then escalate, then clear. One actor call can emit two of
-# them with the same timestamp (a batch that crosses both thresholds), so the event kind and the
-# severity break the tie: the later kind, and the higher severity, is the newer event.
-_EVENT_RANK: dict[str, int] = {"open": 0, "escalate": 1, "clear": 2, "reopen": 3}
-
-
-def _event_order(updated_at: datetime, event: str, severity: str) -> tuple[datetime, int, int]:
-    return updated_at, _EVENT_RANK[event], _SEVERITY_RANK[severity]
-
-
-def apply_event(record: AlertRecord | None, alert: Alert) -> AlertRecord:
-    """The record after `alert`; equal to `record` when the event adds nothing (duplicate, stale)."""
-    if record is None:
-        return new_record(alert)
-    changes: dict[str, Any] = {}
-    if _event_order(alert.updated_at, alert.event, alert.severity) > _event_order(
-        record.updated_at, record.last_event, record.severity
-    ):  # newer: its content describes the alert best
-        changes.update(
-            last_event=alert.event,
-            predicted_rul=alert.predicted_rul,
-            model_version=alert.model_version,
-            top_sensors=list(alert.top_sensors),
-            message=alert.message,
-            updated_at=alert.updated_at,
-        )
-    if alert.raised_at < record.raised_at:
-        changes["raised_at"] = alert.raised_at
-    rises = _SEVERITY_RANK[alert.severity] > _SEVERITY_RANK[record.severity]
-    if rises:
-        changes["severity"] = alert.severity
-    if alert.event == "escalate" and (record.escalated_at is None or alert.updated_at < record.escalated_at):
-        changes["escalated_at"] = alert.updated_at
-    if alert.event == "clear":
-        if record.state != "cleared":
-            changes.update(state="cleared", cleared_at=alert.updated_at, cleared_reason="cleared")
-        elif record.cleared_reason != "cleared":
-            # Superseded first, the actor's own clear now: keep the actor's reason and time.
-            changes.update(cleared_at=alert.updated_at, cleared_reason="cleared")
-    elif (
-        rises
-        and record.state == "acknowledged"
-        and record.acknowledged_at is not None
-        and alert.updated_at > record.acknowledged_at
-    ):
-        changes["state"] = "open"  # acknowledged at a lower severity: the operator must look again
-    return record.model_copy(update=changes) if changes else record
-
-
-def supersede(record: AlertRecord, episode: int, at: datetime) -> AlertRecord:
-    """Clear an older episode that episode `episode` (raised `at`) of the same machine and kind replaced."""
-    if record.state == "cleared":
-        return record
-    return record.model_copy(
-        update={"state": "cleared", "cleared_at": at, "cleared_reason": f"superseded by episode {episode}"}
-    )
-
-
-def superseded_ids(index: AlertIndex, alert: Alert) -> list[str]:
-    """Ids of not-yet-cleared earlier episodes of `alert`'s machine and kind."""
-    return [
-        alert_id
-        for alert_id, s in index.items()
-        if s.equipment_id == alert.equipment_id
-        and s.kind == alert.kind
-        and s.episode < alert.episode
-        and s.state != "cleared"
-    ]
-
-
-def next_episode(index: AlertIndex, alert: Alert) -> AlertSummary | None:
-    """The episode after `alert`'s, if alerting already knows it (then `alert` is a late delivery)."""
-    later = [
-        s
-        for s in index.values()
-        if s.equipment_id == alert.equipment_id and s.kind == alert.kind and s.episode > alert.episode
-    ]
-    return min(later, key=lambda s: s.episode) if later else None
-
-
-def acknowledge(record: AlertRecord, at: datetime, by: str | None) -> AlertRecord:
-    """Acknowledge an open alert; acknowledging twice is harmless (the first one stands)."""
-    if record.state == "cleared":
-        raise AlertAlreadyCleared(f"alert {record.id} is already cleared")
-    if record.state == "acknowledged":
-        return record
-    return record.model_copy(update={"state": "acknowledged", "acknowledged_at": at, "acknowledged_by": by})
-
-
-def newest_first(index: AlertIndex, flt: AlertFilter, limit: int | None = None) -> list[str]:
-    ids = [alert_id for alert_id, s in index.items() if flt.matches(s)]
-    # raised_at, then updated_at, then id: a total order, so paging and tests are deterministic.
-    ids.sort(key=lambda i: (index[i].raised_at, index[i].updated_at, i), reverse=True)
-    return ids if limit is None else ids[:limit]
-
-
-def prune(index: AlertIndex, max_alerts: int) -> list[str]:
-    """Ids to forget so the index holds at most `max_alerts`: the oldest cleared ones only."""
-    excess = len(index) - max_alerts
-    if excess <= 0:
-        return []
-    cleared = sorted((s.updated_at, i) for i, s in index.items() if s.state == "cleared")
-    return [i for _, i in cleared[:excess]]
 
 
 # -------------------------------------------------------------------------------------------- fleet
@@ -292,7 +34,7 @@ def parse_snapshot(data: Any) -> HealthSnapshot:
     try:
         return HealthSnapshot.model_validate(data)
     except ValidationError as exc:
-        raise MalformedEvent(f"not a HealthSnapshot: {_errors(exc)}") from exc
+        raise MalformedEvent(f"not a HealthSnapshot: {describe(exc)}") from exc
 
 
 def is_newer(current: HealthSnapshot | None, new: HealthSnapshot) -> bool:
@@ -313,6 +55,23 @@ def summarize_fleet(snapshots: Iterable[HealthSnapshot], status: str | None = No
         counts[s.status] = counts.get(s.status, 0) + 1
     shown = machines if status is None else [s for s in machines if s.status == status]
     return FleetPublic(total=len(machines), counts=counts, machines=shown)
+
+
+class RetiredMachine(BaseModel):
+    """A machine an operator retired: out of the fleet view, its open alerts resolved, its actor no
+    longer watching it. Kept so that a snapshot the actor published before the retire, delivered
+    after it, does not bring the machine back; a newer one (it sends readings again) does."""
+
+    equipment_id: str
+    retired_at: datetime = Field(description="When the machine's actor retired it (its clock).")
+    by: str
+    note: str = ""
+    resolved_alerts: list[str] = Field(default_factory=list)
+
+
+def revives(retired: RetiredMachine | None, snapshot: HealthSnapshot) -> bool:
+    """Whether `snapshot` puts a (possibly retired) machine in the fleet view."""
+    return retired is None or snapshot.updated_at > retired.retired_at
 
 
 # ------------------------------------------------------------------------------------- dead letters
@@ -451,12 +210,6 @@ def decode_envelope(body: bytes) -> Envelope:
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def _errors(exc: ValidationError, limit: int = 5) -> str:
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:limit]]
-    more = exc.error_count() - limit
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
-
-
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 

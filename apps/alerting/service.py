@@ -1,60 +1,55 @@
-"""The alerting service core: handles delivered events and API calls over an AlertingRepository.
+"""The alerting service core: delivered events and operators' actions over the repositories.
 
 Transport-free (no FastAPI, no Dapr client): app.py decodes requests into calls here, and the unit
-tests drive it with an in-memory repository. The rules themselves are in domain.py; this module
-orchestrates read -> pure rule -> conditional write, retrying on etag conflicts.
+tests drive it with in-memory fakes. The rules are in lifecycle.py, domain.py and notifications.py;
+this module orchestrates read -> pure rule -> conditional write, retrying on etag conflicts, and
+writes each alert change with the notifications it owes (the outbox) in one transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Awaitable, Callable
+import re
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TypeVar
 
+from apps.alerting import lifecycle
+from apps.alerting.deadletters import DeadLetterLog
 from apps.alerting.domain import (
+    Envelope,
+    RetiredMachine,
+    dead_letter_from,
+    malformed_letter,
+    parse_snapshot,
+)
+from apps.alerting.errors import AlertNotFound, MalformedEvent
+from apps.alerting.fleet import FleetBook
+from apps.alerting.lifecycle import (
     AlertFilter,
-    AlertNotFound,
     AlertRecord,
     AlertSummary,
-    DeadLetter,
-    Envelope,
-    FleetPublic,
-    MalformedEvent,
-    acknowledge,
     apply_event,
-    dead_letter_from,
     equipment_of,
-    is_newer,
-    malformed_letter,
+    new_changes,
     newest_first,
-    newest_letters,
     next_episode,
+    open_ids,
     parse_alert,
-    parse_snapshot,
     prune,
-    recent_seqs,
-    summarize_fleet,
     supersede,
     superseded_ids,
 )
-from apps.alerting.notifier import Notifier
-from apps.alerting.store import (
-    DEAD_LETTER_SHARDS,
-    INDEX_SHARDS,
-    AlertingRepository,
-    Conflict,
-    dead_letter_shard,
-    shard_of,
-)
-from apps.common.contracts import Alert, HealthSnapshot
+from apps.alerting.notifications import NotifyPolicy, notification_for
+from apps.alerting.ports import Machines
+from apps.alerting.store import INDEX_SHARDS, AlertingRepository, OutboxWrite, Versioned, retrying, shard_of
+from apps.common.contracts import EQUIPMENT_ID_PATTERN, Alert
 
 log = logging.getLogger("alerting")
 
-R = TypeVar("R")
+Changed = list[tuple[AlertRecord, AlertRecord | None]]  # (new, old) per alert written
 
 
 class Outcome(StrEnum):
@@ -73,37 +68,29 @@ class AlertingService:
     def __init__(
         self,
         repo: AlertingRepository,
-        notifier: Notifier,
+        machines: Machines,
         *,
+        policy: NotifyPolicy | None = None,
         dead_letter_retention: int = 10_000,
         max_alerts: int = 50_000,
         max_conflict_retries: int = 20,
         clock: Callable[[], datetime] = utcnow,
+        on_notify: Callable[[], None] = lambda: None,
     ) -> None:
         self.repo = repo
-        self.notifier = notifier
-        # Each dead-letter shard is a ring of its share of the retention, so about the newest
-        # dead_letter_retention letters are kept (letters spread evenly over the shards).
-        self.dead_letter_ring = -(-dead_letter_retention // DEAD_LETTER_SHARDS)
+        self.machines = machines
+        self.policy = policy or NotifyPolicy.default()
+        self.fleet = FleetBook(repo, max_conflict_retries)
+        self.letters = DeadLetterLog(repo, dead_letter_retention, max_conflict_retries)
         # Each index shard prunes on its own (reading every shard per write is what sharding avoids),
         # so the machines' hash spread makes the total about max_alerts.
         self.max_alerts_per_shard = -(-max_alerts // INDEX_SHARDS)
         self.max_conflict_retries = max_conflict_retries
         self.clock = clock
+        self.on_notify = on_notify  # called once notifications are committed: wakes the sender
         # Writers in this process queue up per index shard instead of colliding on its etag; etags
         # still guard against other replicas.
         self._alert_locks = [asyncio.Lock() for _ in range(INDEX_SHARDS)]
-        self._fleet_locks = [asyncio.Lock() for _ in range(INDEX_SHARDS)]
-        self._dead_letter_locks = [asyncio.Lock() for _ in range(DEAD_LETTER_SHARDS)]
-
-    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[R]]) -> R:
-        for n in range(self.max_conflict_retries):
-            try:
-                return await attempt()
-            except Conflict:
-                # Another writer got there first: back off a little (jittered) and read again.
-                await asyncio.sleep(random.uniform(0, 0.005 * (n + 1)))
-        raise RuntimeError(f"{what}: gave up after {self.max_conflict_retries} etag conflicts")
 
     # ------------------------------------------------------------------ subscriptions
     async def on_alert(self, envelope: Envelope, topic: str) -> Outcome:
@@ -119,12 +106,12 @@ class AlertingService:
             snapshot = parse_snapshot(envelope.data)
         except MalformedEvent as exc:
             return await self._drop(envelope, topic, str(exc))
-        await self.record_snapshot(snapshot)
+        await self.fleet.record(snapshot)
         return Outcome.SUCCESS
 
     async def on_dead_letter(self, envelope: Envelope, topic: str) -> Outcome:
         letter = dead_letter_from(envelope.data, topic, envelope.event_id, envelope.source, self.clock())
-        await self.record_dead_letter(letter)
+        await self.letters.record(letter)
         return Outcome.SUCCESS
 
     async def on_undecodable(self, body: bytes, topic: str, reason: str) -> Outcome:
@@ -136,16 +123,16 @@ class AlertingService:
         # Kept as a dead letter so nothing is lost silently, and DROPped so Dapr does not redeliver a
         # message that can never pass.
         log.warning("dropping malformed %s message %s: %s", topic, envelope.event_id, reason)
-        await self.record_dead_letter(
+        await self.letters.record(
             malformed_letter(envelope.data, topic, envelope.event_id, envelope.source, reason, self.clock())
         )
         return Outcome.DROP
 
-    # ------------------------------------------------------------------ alerts
+    # ------------------------------------------------------------------ the machine's events
     async def apply_alert(self, alert: Alert) -> AlertRecord:
-        """Apply one alert event; idempotent, and any delivery order converges (see domain.py)."""
+        """Apply one alert event; idempotent, and any delivery order converges (see lifecycle.py)."""
 
-        async def attempt() -> tuple[AlertRecord, list[tuple[AlertRecord, AlertRecord | None]]]:
+        async def attempt() -> tuple[AlertRecord, Changed]:
             read = await self.repo.alert_index(alert.equipment_id)
             older = superseded_ids(read.value, alert)
             current = await self.repo.get_alerts([alert.id, *older])
@@ -154,50 +141,81 @@ class AlertingService:
             later = next_episode(read.value, alert)
             if later is not None:  # a late event of an episode that has already been replaced
                 record = supersede(record, later.episode, later.raised_at)
-            changed: list[tuple[AlertRecord, AlertRecord | None]] = []
-            if record != previous:
-                changed.append((record, previous))
+            changed: Changed = [(record, previous)] if record != previous else []
             for old_id in older:
                 old = current.get(old_id)
                 if old is not None and (new := supersede(old, alert.episode, alert.raised_at)) != old:
                     changed.append((new, old))
-            if not changed:
-                return record, []  # duplicate or stale: nothing to write
-            index = dict(read.value)
-            for r, _ in changed:
-                index[r.id] = AlertSummary.of(r)
-            written = {r.id for r, _ in changed}
-            deletes = [i for i in prune(index, self.max_alerts_per_shard) if i not in written]
-            for i in deletes:
-                del index[i]
-            await self.repo.commit_alerts(alert.equipment_id, read, index, [r for r, _ in changed], deletes)
+            await self._write(alert.equipment_id, read, changed)
             return record, changed
 
         async with self._alert_locks[shard_of(alert.equipment_id)]:
-            record, changed = await self._retrying(f"alert {alert.id}", attempt)
-        for new, old in changed:
-            if old is None or (new.state, new.severity) != (old.state, old.severity):
-                await self._notify(new, old)
+            record, changed = await retrying(f"alert {alert.id}", attempt, self.max_conflict_retries)
+        self._announce(changed)
         return record
 
-    async def acknowledge(self, alert_id: str, by: str | None = None) -> AlertRecord:
+    # ------------------------------------------------------------------ operators' actions
+    async def acknowledge(self, alert_id: str, by: str, note: str = "") -> AlertRecord:
+        """404 if unknown (whatever the id looks like), 409 if cleared or resolved."""
+        return await self._operator(alert_id, lambda r: lifecycle.acknowledge(r, self.clock(), by, note))
+
+    async def resolve(self, alert_id: str, by: str, note: str = "") -> AlertRecord:
+        """Close an alert the machine has not cleared. Its actor ends the episode first, so a condition
+        that persists opens a new alert; if the actor does not answer nothing changes (503)."""
+        current = await self.get_alert(alert_id)
+        lifecycle.resolve(current, self.clock(), by, note)  # 409 before the actor is asked
+        ended = await self.machines.end_episode(current.equipment_id, current.kind, current.episode)
+        if not ended:
+            log.info("alert %s: its actor had already moved past episode %d", alert_id, current.episode)
+        return await self._operator(alert_id, lambda r: lifecycle.resolve(r, self.clock(), by, note))
+
+    async def retire(self, equipment_id: str, by: str, note: str = "") -> RetiredMachine:
+        """Stop watching a machine: its actor stops (no more silence alerts), its open alerts are
+        resolved, and it leaves the fleet view. 404 if alerting never heard of it; retiring a retired
+        machine (a client's retry) answers its retirement again."""
+        if not re.fullmatch(EQUIPMENT_ID_PATTERN, equipment_id):
+            raise AlertNotFound(f"no machine {equipment_id!r}")
+        if not await self.fleet.known(equipment_id):
+            before = await self.repo.retired(equipment_id)
+            if before is not None:
+                return before
+            if not await self._has_alerts(equipment_id):
+                raise AlertNotFound(f"no machine {equipment_id!r}")
+        retired_at = await self.machines.retire(equipment_id) or self.clock()
+        why = "machine retired" + (f": {note}" if note else "")
+        resolved = []
+        for alert_id in open_ids((await self.repo.alert_index(equipment_id)).value, equipment_id):
+            record = await self._operator(alert_id, lambda r: _resolve_open(r, self.clock(), by, why))
+            resolved.append(record.id)
+        retired = RetiredMachine(
+            equipment_id=equipment_id, retired_at=retired_at, by=by, note=note, resolved_alerts=resolved
+        )
+        await self.fleet.remove(retired)
+        said = f" ({note})" if note else ""
+        log.warning("machine %s retired by %s%s; alerts resolved: %s", equipment_id, by, said, resolved)
+        return retired
+
+    async def _operator(self, alert_id: str, change: Callable[[AlertRecord], AlertRecord]) -> AlertRecord:
         equipment_id = equipment_of(alert_id)
 
-        async def attempt() -> AlertRecord:
+        async def attempt() -> tuple[AlertRecord, Changed]:
             read = await self.repo.alert_index(equipment_id)
             current = (await self.repo.get_alerts([alert_id])).get(alert_id)
             if current is None:
                 raise AlertNotFound(f"no alert with id {alert_id!r}")
-            record = acknowledge(current, self.clock(), by)  # AlertAlreadyCleared if cleared
-            if record != current:
-                index = {**read.value, record.id: AlertSummary.of(record)}
-                await self.repo.commit_alerts(equipment_id, read, index, [record], [])
-            return record
+            record = change(current)  # AlertClosed (409) if it can take no more
+            changed: Changed = [(record, current)] if record != current else []
+            await self._write(equipment_id, read, changed)
+            return record, changed
 
         async with self._alert_locks[shard_of(equipment_id)]:
-            return await self._retrying(f"acknowledge {alert_id}", attempt)
+            record, changed = await retrying(f"{alert_id}", attempt, self.max_conflict_retries)
+        self._announce(changed)
+        return record
 
+    # ------------------------------------------------------------------ reads
     async def get_alert(self, alert_id: str) -> AlertRecord:
+        equipment_of(alert_id)  # 404 for what cannot be an alert id, before asking the store
         found = (await self.repo.get_alerts([alert_id])).get(alert_id)
         if found is None:
             raise AlertNotFound(f"no alert with id {alert_id!r}")
@@ -214,60 +232,55 @@ class AlertingService:
         # concurrent prune: skip it rather than fail the listing.
         return [found[i] for i in ids if i in found]
 
-    async def _notify(self, alert: AlertRecord, previous: AlertRecord | None) -> None:
-        try:
-            await self.notifier.notify(alert, previous)
-        except Exception:  # a notification channel problem must not undo or retry the stored change
-            log.exception("notifier failed for alert %s", alert.id)
-
-    # ------------------------------------------------------------------ fleet
-    async def record_snapshot(self, snapshot: HealthSnapshot) -> bool:
-        """Keep `snapshot` if it is the machine's newest; False when an older or same one arrived late."""
-
-        async def attempt() -> bool:
-            read = await self.repo.get_snapshot(snapshot.equipment_id)
-            if read.value is not None and snapshot == read.value:
-                return False
-            if not is_newer(read.value, snapshot):
-                return False
-            await self.repo.save_snapshot(read, snapshot)
-            return True
-
-        # A new machine's first snapshot writes its fleet index shard, so the creators of a fleet
-        # starting up would collide there; in this process they queue per shard instead. Updates of
-        # known machines queue too, which costs little: a process's concurrent deliveries (10 per
-        # subscription by default) rarely outnumber the shards.
-        async with self._fleet_locks[shard_of(snapshot.equipment_id)]:
-            return await self._retrying(f"health of {snapshot.equipment_id}", attempt)
-
-    async def fleet(self, status: str | None = None) -> FleetPublic:
-        return summarize_fleet(await self.repo.snapshots(), status)
-
-    # ------------------------------------------------------------------ dead letters
-    async def record_dead_letter(self, letter: DeadLetter) -> DeadLetter | None:
-        """Append `letter`; None when the same CloudEvent was already recorded (a redelivery)."""
-
-        shard = dead_letter_shard(letter)
-
-        async def attempt() -> DeadLetter:
-            read = await self.repo.dead_letter_next(shard)
-            stored = letter.model_copy(update={"shard": shard, "seq": read.value})
-            await self.repo.append_dead_letter(read, stored, self.dead_letter_ring)
-            return stored
-
-        # Redeliveries of one CloudEvent share a shard, so holding its lock across the dedupe check
-        # and the append keeps this process from recording one twice.
-        async with self._dead_letter_locks[shard]:
-            if letter.dedupe_key and await self.repo.dead_letter_seen(letter.dedupe_key):
-                return None
-            return await self._retrying("dead letter", attempt)
-
-    async def dead_letters(self, limit: int) -> list[DeadLetter]:
-        # The newest `limit` of all shards are among the newest `limit` of each.
-        counts = await self.repo.dead_letter_counts()
-        wanted = [
-            (shard, seq)
-            for shard, count in enumerate(counts)
-            for seq in recent_seqs(count, self.dead_letter_ring, limit)
+    # ------------------------------------------------------------------ writing
+    async def _write(
+        self, equipment_id: str, read: Versioned[lifecycle.AlertIndex], changed: Changed
+    ) -> None:
+        """Commit `changed`, the shard's index and the notifications the changes owe, atomically."""
+        if not changed:
+            return  # duplicate, stale or no-op: nothing to write
+        index = dict(read.value)
+        for record, _ in changed:
+            index[record.id] = AlertSummary.of(record)
+        written = {r.id for r, _ in changed}
+        deletes = [i for i in prune(index, self.max_alerts_per_shard) if i not in written]
+        for i in deletes:
+            del index[i]
+        now = self.clock()
+        owed = [
+            notification_for(new, c, uuid.uuid4().hex, now)
+            for new, old in changed
+            for c in new_changes(old, new)
+            if self.policy.wants(c, new.severity)
         ]
-        return newest_letters(await self.repo.dead_letters(wanted, self.dead_letter_ring), limit)
+        outbox = OutboxWrite(await self.repo.pending_notifications(equipment_id), owed) if owed else None
+        await self.repo.commit_alerts(equipment_id, read, index, [r for r, _ in changed], deletes, outbox)
+
+    def _announce(self, changed: Changed) -> None:
+        """Log each committed change, and wake the sender when one owes a notification."""
+        notify = False
+        for new, old in changed:
+            for c in new_changes(old, new):
+                note = f" ({c.note})" if c.note else ""
+                log.warning(
+                    "alert %s: %s by %s -> %s/%s%s: %s",
+                    new.id,
+                    c.action,
+                    c.by,
+                    c.state,
+                    new.severity,
+                    note,
+                    new.message,
+                )
+                notify |= self.policy.wants(c, new.severity)
+        if notify:
+            self.on_notify()
+
+    async def _has_alerts(self, equipment_id: str) -> bool:
+        index = (await self.repo.alert_index(equipment_id)).value
+        return any(s.equipment_id == equipment_id for s in index.values())
+
+
+def _resolve_open(record: AlertRecord, at: datetime, by: str, note: str) -> AlertRecord:
+    """Resolve a retired machine's alert, unless it closed in the meantime (nothing to do then)."""
+    return record if record.state in lifecycle.CLOSED else lifecycle.resolve(record, at, by, note)

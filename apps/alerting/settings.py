@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from apps.alerting.notifications import DEFAULT_CRITICAL, DEFAULT_WARNING, NotifyPolicy
+from apps.alerting.sender import SenderSettings
 
 
 class AlertingSettings(BaseSettings):
@@ -27,6 +30,35 @@ class AlertingSettings(BaseSettings):
     max_conflict_retries: int = Field(20, ge=1)
     # Keys per bulk read of the state store.
     bulk_read_chunk: int = Field(500, ge=1)
+    # Alert changes sent through the `notifications` binding, per severity of the alert: any of open,
+    # escalate, clear, reopen, acknowledge, resolve (comma-separated; empty = none).
+    notify_warning: str = DEFAULT_WARNING
+    notify_critical: str = DEFAULT_CRITICAL
+    # Delivery: one attempt's timeout, the backoff between attempts (doubling from the first to the
+    # cap), when a notification is given up, and how often the outbox is looked at besides when an
+    # alert change wakes the sender (another replica's notifications, a previous run's).
+    notify_timeout_seconds: float = Field(10.0, gt=0)
+    notify_initial_backoff_seconds: float = Field(1.0, gt=0)
+    notify_max_backoff_seconds: float = Field(60.0, gt=0)
+    notify_give_up_after_seconds: float = Field(24 * 3600.0, gt=0)
+    notify_poll_seconds: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _policy_parses(self) -> AlertingSettings:
+        self.notify_policy()  # a typo in an action list stops the start, naming it
+        return self
+
+    def notify_policy(self) -> NotifyPolicy:
+        return NotifyPolicy.parse(self.notify_warning, self.notify_critical)
+
+    def sender_settings(self) -> SenderSettings:
+        return SenderSettings(
+            timeout=self.notify_timeout_seconds,
+            initial_backoff=self.notify_initial_backoff_seconds,
+            max_backoff=self.notify_max_backoff_seconds,
+            give_up_after=self.notify_give_up_after_seconds,
+            poll=self.notify_poll_seconds,
+        )
 
 
 @lru_cache

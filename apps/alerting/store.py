@@ -1,4 +1,5 @@
-"""Alerting's state: alerts, fleet health and dead letters in the Dapr state store, behind a small interface.
+"""Alerting's state: alerts, their notification outbox, fleet health and dead letters in the Dapr state
+store, behind a small interface.
 
 The service depends on `AlertingRepository` only; `DaprAlertingRepository` implements it on the Dapr
 state API (any transactional store behind `statestore`: SQLite, Redis, PostgreSQL...), and the unit
@@ -9,10 +10,15 @@ they are alerting's private layout, hence here and not in apps/common/names.py):
 
     alerts/index/<shard>       {alert id: AlertSummary} of the machines in the shard (etag-guarded;
                                every alert write of those machines goes through it)
-    alerts/a/<alert id>        AlertRecord
+    alerts/a/<alert id>        AlertRecord (with its history)
+    notify/pending/<shard>     [notification id, ...] not yet delivered, of the machines in the shard
+                               (etag-guarded: alert writes add to it, the sender removes from it)
+    notify/n/<id>              Notification (etag-guarded: a sender claims it before sending)
+    notify/status              DeliveryStatus (the sender's, last write wins)
     fleet/index/<shard>        [equipment id, ...] of the machines in the shard (etag-guarded; written
-                               only when a new machine appears)
+                               when a machine appears or is retired)
     fleet/m/<equipment id>     latest HealthSnapshot     (etag-guarded per machine)
+    fleet/retired/<id>         RetiredMachine: keeps a late snapshot from bringing it back
     deadletters/<dl>/next      next sequence number of dead-letter shard <dl> (etag-guarded)
     deadletters/<dl>/slot/<n>  DeadLetter of shard <dl> with seq % ring == n (a ring buffer per shard:
                                bounded retention)
@@ -28,14 +34,19 @@ Optimistic concurrency: each write carries the etag of what it read, in one tran
 `Conflict` tells the caller to read again. Every alert write includes its shard's index etag, so the
 alert writes of one shard are serialised across replicas without a lock service; an alert and the
 earlier episodes it supersedes belong to one machine, hence to one shard.
+
+The outbox: an alert change and the notification it owes are written in the same transaction (the
+record, the notification, and the shard's pending list), so a notification exists if and only if its
+change was committed, and a crash between the commit and the send loses nothing (outbox.py reads it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeVar
 
@@ -46,11 +57,14 @@ from dapr.clients.grpc._request import TransactionalStateOperation, TransactionO
 from dapr.clients.grpc._state import Concurrency, StateOptions
 from pydantic import TypeAdapter
 
-from apps.alerting.domain import AlertIndex, AlertRecord, AlertSummary, DeadLetter, ring_slot
+from apps.alerting.domain import DeadLetter, RetiredMachine, ring_slot
+from apps.alerting.lifecycle import AlertIndex, AlertRecord, AlertSummary
+from apps.alerting.notifications import Notification
 from apps.common.contracts import HealthSnapshot
 from apps.common.names import STATE_STORE
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # Fixed, not a setting: a machine's shard is part of its index keys, so another count would leave what
 # is stored under the old one unlisted. 64 keeps a 1,000-machine fleet at ~16 machines per shard and
@@ -97,6 +111,21 @@ def machine_key(equipment_id: str) -> str:
     return f"fleet/m/{equipment_id}"
 
 
+def retired_key(equipment_id: str) -> str:
+    return f"fleet/retired/{equipment_id}"
+
+
+def pending_key(shard: int) -> str:
+    return f"notify/pending/{shard}"
+
+
+def notification_key(notification_id: str) -> str:
+    return f"notify/n/{notification_id}"
+
+
+STATUS_KEY: Final = "notify/status"
+
+
 def dead_letter_next_key(shard: int) -> str:
     return f"deadletters/{shard}/next"
 
@@ -113,12 +142,31 @@ class Conflict(Exception):
     """Somebody else wrote what this write read (etag mismatch): read again and retry."""
 
 
+async def retrying(what: str, attempt: Callable[[], Awaitable[R]], max_retries: int) -> R:
+    """Run read -> decide -> conditional write (`attempt`) until no Conflict, at most `max_retries` times."""
+    for n in range(max_retries):
+        try:
+            return await attempt()
+        except Conflict:
+            # Another writer got there first: back off a little (jittered) and read again.
+            await asyncio.sleep(random.uniform(0, 0.005 * (n + 1)))
+    raise RuntimeError(f"{what}: gave up after {max_retries} etag conflicts")
+
+
 @dataclass(frozen=True, slots=True)
 class Versioned(Generic[T]):
     """A value with the opaque token (an etag) that a conditional write must present."""
 
     value: T
     etag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxWrite:
+    """Notifications to add to a shard's outbox in an alert write: its pending list as read, and them."""
+
+    pending: Versioned[list[str]]
+    notifications: Sequence[Notification]
 
 
 class AlertingRepository(Protocol):
@@ -136,9 +184,13 @@ class AlertingRepository(Protocol):
         index: AlertIndex,
         upserts: Sequence[AlertRecord],
         deletes: Sequence[str],
+        outbox: OutboxWrite | None = None,
     ) -> None:
-        """Write alerts and the new index of `equipment_id`'s shard atomically, if that index is still
-        as `read` (else Conflict)."""
+        """Write alerts, the new index of `equipment_id`'s shard and the notifications they owe
+        atomically, if that index (and the outbox's pending list) are still as read (else Conflict)."""
+
+    async def pending_notifications(self, equipment_id: str) -> Versioned[list[str]]:
+        """The outbox's pending list of `equipment_id`'s shard, to add to in an alert write."""
 
     async def get_snapshot(self, equipment_id: str) -> Versioned[HealthSnapshot | None]:
         """The machine's snapshot; when absent, the token guards the creation of that machine."""
@@ -147,6 +199,9 @@ class AlertingRepository(Protocol):
         self, read: Versioned[HealthSnapshot | None], snapshot: HealthSnapshot
     ) -> None: ...
     async def snapshots(self) -> list[HealthSnapshot]: ...
+    async def retired(self, equipment_id: str) -> RetiredMachine | None: ...
+    async def retire_machine(self, retired: RetiredMachine) -> None:
+        """Take the machine out of the fleet view and keep `retired` (Conflict if its shard moved on)."""
 
     async def dead_letter_next(self, shard: int) -> Versioned[int]:
         """The next sequence number of dead-letter shard `shard`."""
@@ -168,7 +223,7 @@ class AlertingRepository(Protocol):
 StateError = (grpc.RpcError, DaprInternalError)
 
 
-def _is_conflict(exc: Exception) -> bool:
+def is_conflict(exc: Exception) -> bool:
     # localdapr and daprd answer an etag mismatch on save with ABORTED; daprd wraps a failed
     # transaction's etag error in a generic code, and save_state's error has no code at all, hence
     # the message check as well.
@@ -177,22 +232,14 @@ def _is_conflict(exc: Exception) -> bool:
     return code == grpc.StatusCode.ABORTED or "etag" in str(details or "").lower()
 
 
-class DaprAlertingRepository:
-    """AlertingRepository on the Dapr state API through the official async SDK client."""
+class DaprState:
+    """The Dapr state API calls alerting's repositories share (official async SDK client)."""
 
-    def __init__(
-        self,
-        client: DaprClient,
-        store: str = STATE_STORE,
-        chunk: int = 500,
-        dedupe_ttl_seconds: int = 24 * 3600,
-    ) -> None:
+    def __init__(self, client: DaprClient, store: str = STATE_STORE, chunk: int = 500) -> None:
         self.client = client
         self.store = store
         self.chunk = chunk
-        self.dedupe_ttl_seconds = dedupe_ttl_seconds
 
-    # ------------------------------------------------------------------ plumbing
     async def _read(self, key: str) -> tuple[bytes | None, str | None]:
         got = await self.client.get_state(self.store, key)
         return (bytes(got.data) if got.data else None), (got.etag or None)
@@ -207,7 +254,7 @@ class DaprAlertingRepository:
                 self.store, key, initial, options=StateOptions(concurrency=Concurrency.first_write)
             )
         except StateError as exc:
-            if not _is_conflict(exc):
+            if not is_conflict(exc):
                 raise  # a concurrent creator won: fine, read what it wrote
         data, etag = await self._read(key)
         if data is None or not etag:
@@ -218,24 +265,42 @@ class DaprAlertingRepository:
         try:
             await self.client.execute_state_transaction(self.store, ops)
         except StateError as exc:
-            if _is_conflict(exc):
+            if is_conflict(exc):
                 raise Conflict(str(exc)) from exc
             raise
 
     async def _bulk(self, keys: Sequence[str]) -> dict[str, bytes]:
         """Values of `keys` that exist, read in chunks (one round trip per chunk, chunks in parallel)."""
+        return {k: data for k, (data, _) in (await self._bulk_versioned(keys)).items()}
+
+    async def _bulk_versioned(self, keys: Sequence[str]) -> dict[str, tuple[bytes, str | None]]:
+        """Values and etags of `keys` that exist, read as `_bulk` does."""
         chunks = [list(keys[i : i + self.chunk]) for i in range(0, len(keys), self.chunk)]
         responses = await asyncio.gather(
             *(self.client.get_bulk_state(self.store, c, parallelism=8) for c in chunks)
         )
-        out: dict[str, bytes] = {}
+        out: dict[str, tuple[bytes, str | None]] = {}
         for response in responses:
             for item in response.items:
                 if item.error:
                     raise RuntimeError(f"reading {item.key!r} from {self.store!r} failed: {item.error}")
                 if item.data:
-                    out[item.key] = bytes(item.data)
+                    out[item.key] = (bytes(item.data), item.etag or None)
         return out
+
+
+class DaprAlertingRepository(DaprState):
+    """AlertingRepository on the Dapr state API."""
+
+    def __init__(
+        self,
+        client: DaprClient,
+        store: str = STATE_STORE,
+        chunk: int = 500,
+        dedupe_ttl_seconds: int = 24 * 3600,
+    ) -> None:
+        super().__init__(client, store, chunk)
+        self.dedupe_ttl_seconds = dedupe_ttl_seconds
 
     # ------------------------------------------------------------------ alerts
     async def alert_index(self, equipment_id: str) -> Versioned[AlertIndex]:
@@ -267,6 +332,7 @@ class DaprAlertingRepository:
         index: AlertIndex,
         upserts: Sequence[AlertRecord],
         deletes: Sequence[str],
+        outbox: OutboxWrite | None = None,
     ) -> None:
         ops = [TransactionalStateOperation(key=alert_key(r.id), data=r.model_dump_json()) for r in upserts]
         ops += [
@@ -280,7 +346,24 @@ class DaprAlertingRepository:
                 etag=read.etag,
             )
         )
+        if outbox is not None and outbox.notifications:
+            ops += [
+                TransactionalStateOperation(key=notification_key(n.id), data=n.model_dump_json())
+                for n in outbox.notifications
+            ]
+            ids = [*outbox.pending.value, *(n.id for n in outbox.notifications)]
+            ops.append(
+                TransactionalStateOperation(
+                    key=pending_key(shard_of(equipment_id)),
+                    data=_IDS.dump_json(ids).decode(),
+                    etag=outbox.pending.etag,
+                )
+            )
         await self._transact(ops)
+
+    async def pending_notifications(self, equipment_id: str) -> Versioned[list[str]]:
+        data, etag = await self._ensure(pending_key(shard_of(equipment_id)), "[]")
+        return Versioned(_IDS.validate_json(data), etag)
 
     # ------------------------------------------------------------------ fleet
     async def get_snapshot(self, equipment_id: str) -> Versioned[HealthSnapshot | None]:
@@ -302,7 +385,7 @@ class DaprAlertingRepository:
             try:
                 await self.client.save_state(self.store, key, snapshot.model_dump_json(), etag=read.etag)
             except StateError as exc:
-                if _is_conflict(exc):
+                if is_conflict(exc):
                     raise Conflict(str(exc)) from exc
                 raise
             return
@@ -316,6 +399,10 @@ class DaprAlertingRepository:
                 TransactionalStateOperation(
                     key=index_key, data=_IDS.dump_json(sorted(ids)).decode(), etag=read.etag
                 ),
+                # A retired machine sending again is back: its marker goes.
+                TransactionalStateOperation(
+                    key=retired_key(snapshot.equipment_id), operation_type=TransactionOperationType.delete
+                ),
             ]
         )
 
@@ -324,6 +411,26 @@ class DaprAlertingRepository:
         ids = [i for raw in shards.values() for i in _IDS.validate_json(raw)]
         found = await self._bulk([machine_key(i) for i in ids])
         return [HealthSnapshot.model_validate_json(v) for v in found.values()]
+
+    async def retired(self, equipment_id: str) -> RetiredMachine | None:
+        data, _ = await self._read(retired_key(equipment_id))
+        return None if data is None else RetiredMachine.model_validate_json(data)
+
+    async def retire_machine(self, retired: RetiredMachine) -> None:
+        index_key = fleet_index_key(shard_of(retired.equipment_id))
+        raw, etag = await self._ensure(index_key, "[]")
+        ids = [i for i in _IDS.validate_json(raw) if i != retired.equipment_id]
+        await self._transact(
+            [
+                TransactionalStateOperation(
+                    key=machine_key(retired.equipment_id), operation_type=TransactionOperationType.delete
+                ),
+                TransactionalStateOperation(key=index_key, data=_IDS.dump_json(ids).decode(), etag=etag),
+                TransactionalStateOperation(
+                    key=retired_key(retired.equipment_id), data=retired.model_dump_json()
+                ),
+            ]
+        )
 
     # ------------------------------------------------------------------ dead letters
     async def dead_letter_next(self, shard: int) -> Versioned[int]:

@@ -32,6 +32,10 @@ SECRET_STORE: Final = "secretstore"
 # Output binding (create/get/list) holding the reading archive and the equipment events: a folder
 # (bindings.localstorage) locally, a blob store in the cloud. Layout: apps/common/archive.py.
 ARCHIVE_BINDING: Final = "archive"
+# Output binding alerting sends alert changes through (create = POST of the JSON payload): bindings.http
+# to a webhook whose URL is in the secret store in the shipped profiles; SMTP, Slack, MQTT, Kafka are a
+# component file swap.
+NOTIFICATIONS_BINDING: Final = "notifications"
 
 # Topics.
 TOPIC_SENSOR_READINGS: Final = "sensor-readings"

@@ -23,8 +23,8 @@ from dapr.aio.clients import DaprClient as AsyncDaprClient
 from dapr.clients import DaprClient
 from pydantic import BaseModel
 
-from apps.alerting.domain import AlertFilter, Envelope
-from apps.alerting.notifier import LoggingNotifier
+from apps.alerting.domain import Envelope
+from apps.alerting.lifecycle import AlertFilter
 from apps.alerting.service import AlertingService
 from apps.alerting.store import DaprAlertingRepository
 from apps.common.names import (
@@ -39,6 +39,7 @@ from apps.common.names import (
 from localdapr.sidecar import SidecarOptions
 from localdapr.testing import AppProcess, SidecarThread, free_port, wait_until
 from tests.integration.localdapr.components import component, write
+from tests.unit.alerting.fakes import FakeMachines
 from tests.unit.alerting.helpers import alert, snapshot
 
 pytestmark = pytest.mark.sidecar
@@ -66,6 +67,7 @@ class Alerting:
     sidecar: SidecarThread
     app: AppProcess
     publisher: SidecarThread
+    env: dict[str, str]
 
     @property
     def url(self) -> str:
@@ -94,7 +96,7 @@ class Alerting:
 
     def start_app(self) -> None:
         self.app = AppProcess(
-            APP, self.app.port, self.sidecar.options.app_env(), {}, cwd=REPO, name=ALERTING_APP_ID
+            APP, self.app.port, self.sidecar.options.app_env(), self.env, cwd=REPO, name=ALERTING_APP_ID
         ).start()
 
     def stop(self) -> None:
@@ -103,7 +105,9 @@ class Alerting:
         self.publisher.stop()
 
 
-def start_alerting(resources: Path, registry: Path) -> Alerting:
+def start_alerting(resources: Path, registry: Path, env: dict[str, str] | None = None) -> Alerting:
+    """alerting as a process (with `env` added to its environment) behind its sidecar, and a publisher."""
+    env = env or {}
     port = free_port()
     sidecar = SidecarThread(
         SidecarOptions(
@@ -111,7 +115,7 @@ def start_alerting(resources: Path, registry: Path) -> Alerting:
         )
     ).start()
     try:
-        app = AppProcess(APP, port, sidecar.options.app_env(), {}, cwd=REPO, name=ALERTING_APP_ID).start()
+        app = AppProcess(APP, port, sidecar.options.app_env(), env, cwd=REPO, name=ALERTING_APP_ID).start()
         sidecar.wait_app_ready()
         publisher = SidecarThread(
             SidecarOptions(app_id=EQUIPMENT_APP_ID, resources_paths=[resources], registry_dir=registry)
@@ -119,7 +123,7 @@ def start_alerting(resources: Path, registry: Path) -> Alerting:
     except BaseException:
         sidecar.stop()
         raise
-    return Alerting(resources, registry, sidecar, app, publisher)
+    return Alerting(resources, registry, sidecar, app, publisher, env)
 
 
 @pytest.fixture(scope="module")
@@ -264,12 +268,12 @@ async def test_two_replicas_writing_concurrently_converge(
     monkeypatch.setenv("DAPR_HTTP_PORT", str(alerting.sidecar.http_port))
     eids = [machine() for _ in range(6)]
     async with AsyncDaprClient(address=alerting.sidecar.grpc_address) as client:
-        replicas = [AlertingService(DaprAlertingRepository(client), LoggingNotifier()) for _ in range(2)]
+        replicas = [AlertingService(DaprAlertingRepository(client), FakeMachines()) for _ in range(2)]
         events = [alert("open", equipment_id=e) for e in eids] + [
             alert("escalate", equipment_id=e, severity="critical", updated=5) for e in eids
         ]
         await asyncio.gather(*(replicas[i % 2].apply_alert(e) for i, e in enumerate(events * 2)))
-        await asyncio.gather(*(replicas[i % 2].record_snapshot(snapshot(e)) for i, e in enumerate(eids * 2)))
+        await asyncio.gather(*(replicas[i % 2].fleet.record(snapshot(e)) for i, e in enumerate(eids * 2)))
         for e in eids:
             (record,) = await replicas[0].list_alerts(AlertFilter(equipment_id=e))
             assert record.severity == "critical" and record.state == "open"
@@ -289,16 +293,16 @@ async def test_a_fleet_appearing_at_once_is_recorded_without_exhausting_retries(
         for e in eids
     ]
     async with AsyncDaprClient(address=alerting.sidecar.grpc_address) as client:
-        replicas = [AlertingService(DaprAlertingRepository(client), LoggingNotifier()) for _ in range(2)]
+        replicas = [AlertingService(DaprAlertingRepository(client), FakeMachines()) for _ in range(2)]
         # Not return_exceptions: one writer giving up after its etag conflicts fails the test.
         await asyncio.gather(
-            *(replicas[i % 2].record_snapshot(snapshot(e)) for i, e in enumerate(eids)),
+            *(replicas[i % 2].fleet.record(snapshot(e)) for i, e in enumerate(eids)),
             *(replicas[i % 2].apply_alert(alert("open", equipment_id=e)) for i, e in enumerate(eids)),
             *(replicas[i % 2].on_dead_letter(d, TOPIC_READINGS_DEAD_LETTER) for i, d in enumerate(letters)),
         )
         listed = {a.equipment_id for a in await replicas[0].list_alerts(AlertFilter(), limit=100_000)}
         assert set(eids) <= listed
-        dead = {d.equipment_id for d in await replicas[1].dead_letters(10_000)}
+        dead = {d.equipment_id for d in await replicas[1].letters.newest(10_000)}
         assert set(eids) <= dead
     fleet_ids = {m["equipment_id"] for m in alerting.get("/v1/fleet")["machines"]}
     assert set(eids) <= fleet_ids

@@ -1,4 +1,5 @@
-"""An in-memory AlertingRepository with the same optimistic-concurrency rules as the Dapr one.
+"""In-memory fakes of alerting's ports: the AlertingRepository and OutboxRepository (one store, the same
+optimistic-concurrency rules as the Dapr ones), the machines' actors and the notification channel.
 
 Each key holds (value, version); a conditional write presents the version it read and fails with
 `Conflict` if the key moved on, so the service's retry loop is exercised without a sidecar. The alert
@@ -11,11 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from apps.alerting.domain import AlertIndex, AlertRecord, DeadLetter, ring_slot
-from apps.alerting.store import DEAD_LETTER_SHARDS, INDEX_SHARDS, Conflict, Versioned, shard_of
-from apps.common.contracts import HealthSnapshot
+from apps.alerting.domain import DeadLetter, RetiredMachine, ring_slot
+from apps.alerting.errors import EquipmentUnavailable
+from apps.alerting.lifecycle import AlertIndex, AlertRecord
+from apps.alerting.notifications import DeliveryStatus, Notification
+from apps.alerting.ports import DeliveryFailed
+from apps.alerting.store import DEAD_LETTER_SHARDS, INDEX_SHARDS, Conflict, OutboxWrite, Versioned, shard_of
+from apps.common.contracts import AlertKind, HealthSnapshot
 
 
 class InMemoryAlertingRepository:
@@ -63,14 +69,27 @@ class InMemoryAlertingRepository:
         index: AlertIndex,
         upserts: Sequence[AlertRecord],
         deletes: Sequence[str],
+        outbox: OutboxWrite | None = None,
     ) -> None:
         shard_key = f"alerts/index/{shard_of(equipment_id)}"
         self._check(shard_key, read.etag)
+        pending_key = f"notify/pending/{shard_of(equipment_id)}"
+        if outbox is not None:
+            self._check(pending_key, outbox.pending.etag)
         for r in upserts:
             self._put(f"a/{r.id}", r)
         for i in deletes:
             self.data.pop(f"a/{i}", None)
         self._put(shard_key, dict(index))
+        if outbox is not None:
+            for n in outbox.notifications:
+                self._put(f"notify/n/{n.id}", n)
+            self._put(pending_key, [*outbox.pending.value, *(n.id for n in outbox.notifications)])
+
+    async def pending_notifications(self, equipment_id: str) -> Versioned[list[str]]:
+        await asyncio.sleep(0)
+        value, etag = self._get(f"notify/pending/{shard_of(equipment_id)}", [])
+        return Versioned(list(value), etag)
 
     # ------------------------------------------------------------------ fleet
     async def get_snapshot(self, equipment_id: str) -> Versioned[HealthSnapshot | None]:
@@ -89,6 +108,7 @@ class InMemoryAlertingRepository:
             self._check(shard_key, read.etag)
             ids = set(self._get(shard_key, [])[0]) | {snapshot.equipment_id}
             self._put(shard_key, sorted(ids))
+            self.data.pop(f"retired/{snapshot.equipment_id}", None)
         self._put(key, snapshot)
 
     async def snapshots(self) -> list[HealthSnapshot]:
@@ -96,6 +116,50 @@ class InMemoryAlertingRepository:
         return [
             self.data[f"m/{i}"][0] for n in range(INDEX_SHARDS) for i in self._get(f"fleet/index/{n}", [])[0]
         ]
+
+    async def retired(self, equipment_id: str) -> RetiredMachine | None:
+        await asyncio.sleep(0)
+        return self._get(f"retired/{equipment_id}")[0]  # type: ignore[no-any-return]
+
+    async def retire_machine(self, retired: RetiredMachine) -> None:
+        shard_key = f"fleet/index/{shard_of(retired.equipment_id)}"
+        ids, etag = self._get(shard_key, [])
+        await asyncio.sleep(0)
+        self._check(shard_key, etag)
+        self._put(shard_key, [i for i in ids if i != retired.equipment_id])
+        self.data.pop(f"m/{retired.equipment_id}", None)
+        self._put(f"retired/{retired.equipment_id}", retired)
+
+    # ------------------------------------------------------------------ outbox (the sender's side)
+    async def pending(self) -> list[Versioned[Notification]]:
+        await asyncio.sleep(0)
+        ids = [i for n in range(INDEX_SHARDS) for i in self._get(f"notify/pending/{n}", [])[0]]
+        return [Versioned(*self._get(f"notify/n/{i}")) for i in ids if f"notify/n/{i}" in self.data]
+
+    async def claim(self, read: Versioned[Notification], claimed: Notification) -> None:
+        self._check(f"notify/n/{claimed.id}", read.etag)
+        self._put(f"notify/n/{claimed.id}", claimed)
+
+    async def save(self, notification: Notification) -> None:
+        self._put(f"notify/n/{notification.id}", notification)
+
+    async def finish(self, notification: Notification) -> None:
+        key = f"notify/pending/{shard_of(notification.equipment_id)}"
+        ids, etag = self._get(key, [])
+        await asyncio.sleep(0)  # an alert write may add to the list in between: then a Conflict
+        self._check(key, etag)
+        self.data.pop(f"notify/n/{notification.id}", None)
+        self._put(key, [i for i in ids if i != notification.id])
+
+    async def status(self) -> DeliveryStatus:
+        return self._get("notify/status", DeliveryStatus())[0]  # type: ignore[no-any-return]
+
+    async def save_status(self, status: DeliveryStatus) -> None:
+        self._put("notify/status", status)
+
+    def notifications(self) -> list[Notification]:
+        """What is in the outbox now (pending notifications)."""
+        return [v for k, (v, _) in self.data.items() if k.startswith("notify/n/")]
 
     # ------------------------------------------------------------------ dead letters
     async def dead_letter_next(self, shard: int) -> Versioned[int]:
@@ -126,3 +190,42 @@ class InMemoryAlertingRepository:
             if letter is not None and letter.seq == seq:
                 out.append(letter)
         return out
+
+
+class FakeMachines:
+    """The machines' actors: records the episodes ended and the machines retired."""
+
+    RETIRED_AT = datetime(2024, 1, 1, 1, tzinfo=UTC)  # when an actor says it retired a machine
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, str, int]] = []
+        self.retired: list[str] = []
+        self.down = False
+        self.moved_on = False  # the actor answers that the episode is no longer its latest
+
+    async def end_episode(self, equipment_id: str, kind: AlertKind, episode: int) -> bool:
+        if self.down:
+            raise EquipmentUnavailable(f"the actor of {equipment_id} did not answer: connection refused")
+        self.ended.append((equipment_id, kind, episode))
+        return not self.moved_on
+
+    async def retire(self, equipment_id: str) -> datetime | None:
+        if self.down:
+            raise EquipmentUnavailable(f"the actor of {equipment_id} did not answer: connection refused")
+        self.retired.append(equipment_id)
+        return self.RETIRED_AT
+
+
+class FlakyChannel:
+    """A webhook that refuses the first `failures` attempts of each notification, then takes it."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.attempts: dict[str, int] = {}
+        self.delivered: list[Notification] = []
+
+    async def send(self, notification: Notification) -> None:
+        n = self.attempts[notification.id] = self.attempts.get(notification.id, 0) + 1
+        if n <= self.failures:
+            raise DeliveryFailed("received status code 503")
+        self.delivered.append(notification)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apps.common.contracts import Alert, HealthSnapshot, SensorDeviation
+from apps.common.contracts import Alert, AlertReading, HealthSnapshot, SensorDeviation
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -24,15 +24,21 @@ def alert(
     raised: float = 0,
     updated: float = 0,
     rul: float | None = 42.0,
+    revision: int = 0,
+    seq: int | None = None,
 ) -> Alert:
+    """An event as the actor publishes it; `seq` adds the reading that decided it (at `updated`)."""
+    reading = None if seq is None else AlertReading(seq=seq, timestamp=at(updated), predicted_rul=rul or 0.0)
     return Alert(
         id=Alert.make_id(equipment_id, kind, episode),
         equipment_id=equipment_id,
         kind=kind,  # type: ignore[arg-type]
         episode=episode,
+        revision=revision,
         severity=severity,  # type: ignore[arg-type]
         state="cleared" if event == "clear" else "open",
         event=event,  # type: ignore[arg-type]
+        reading=reading,
         predicted_rul=rul,
         model_version=1,
         top_sensors=[SensorDeviation(sensor="sensor_11", z_score=4.2, baseline_mean=47.3, current_mean=48.1)],

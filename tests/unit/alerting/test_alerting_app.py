@@ -9,11 +9,11 @@ import grpc
 import pytest
 from fastapi.testclient import TestClient
 
-from apps.alerting.app import app, get_service
-from apps.alerting.notifier import LoggingNotifier
+from apps.alerting.app import app, get_sender, get_service
+from apps.alerting.sender import NotificationSender, SenderSettings
 from apps.alerting.service import AlertingService
 from apps.common.names import PUBSUB, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH, TOPIC_READINGS_DEAD_LETTER
-from tests.unit.alerting.fakes import InMemoryAlertingRepository
+from tests.unit.alerting.fakes import FakeMachines, FlakyChannel, InMemoryAlertingRepository
 from tests.unit.alerting.helpers import alert, snapshot
 
 
@@ -32,8 +32,11 @@ class BrokenRepository(InMemoryAlertingRepository):
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    service = AlertingService(InMemoryAlertingRepository(), LoggingNotifier())
+    repo = InMemoryAlertingRepository()
+    service = AlertingService(repo, FakeMachines())
+    sender = NotificationSender(repo, FlakyChannel(failures=1), SenderSettings())
     app.dependency_overrides[get_service] = lambda: service
+    app.dependency_overrides[get_sender] = lambda: sender
     # No `with`: the lifespan (which opens a real DaprClient) does not run.
     yield TestClient(app, raise_server_exceptions=False)
     app.dependency_overrides.clear()
@@ -65,10 +68,64 @@ def test_alert_flow_over_http(client: TestClient) -> None:
     assert client.post("/v1/alerts/engine-001:rul_low:1/ack").status_code == 200, "no body is fine"
     deliver(client, TOPIC_ALERTS, alert("clear", updated=5).model_dump(mode="json"), "e2")
     again = client.post("/v1/alerts/engine-001:rul_low:1/ack")
-    assert again.status_code == 409 and "cleared" in again.json()["detail"]
+    assert again.status_code == 409 and "already cleared (cleared, at 2024-01-01" in again.json()["detail"]
     missing = client.post("/v1/alerts/engine-001:rul_low:7/ack")
     assert missing.status_code == 404 and "engine-001:rul_low:7" in missing.json()["detail"]
     assert client.get("/v1/alerts/nope-id").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "alert_id", ["x", "ab", "a:b", "engine-001:rul_low:0", "e:what:1", "%7C%7C:rul_low:1", "e" * 400]
+)
+@pytest.mark.parametrize("action", ["ack", "resolve"])
+def test_an_unknown_alert_is_404_whatever_its_shape(client: TestClient, alert_id: str, action: str) -> None:
+    resp = client.post(f"/v1/alerts/{alert_id}/{action}", json={"by": "ana"})
+    assert resp.status_code == 404 and "no alert" in resp.json()["detail"]
+    assert client.get(f"/v1/alerts/{alert_id}").status_code == 404
+
+
+def test_ack_with_a_note_resolve_and_the_history(client: TestClient) -> None:
+    deliver(client, TOPIC_ALERTS, alert("open", revision=1).model_dump(mode="json"))
+    ack = client.post("/v1/alerts/engine-001:rul_low:1/ack", json={"by": "ana", "note": "checking"})
+    assert ack.status_code == 200 and ack.json()["acknowledged_by"] == "ana"
+    resolved = client.post("/v1/alerts/engine-001:rul_low:1/resolve", json={"by": "bo", "note": "replaced"})
+    assert resolved.status_code == 200 and resolved.json()["state"] == "resolved"
+    history = client.get("/v1/alerts/engine-001:rul_low:1").json()["history"]
+    assert [(c["action"], c["by"], c["note"]) for c in history] == [
+        ("open", "equipment", ""),
+        ("acknowledge", "ana", "checking"),
+        ("resolve", "bo", "replaced"),
+    ]
+    for action in ("ack", "resolve"):
+        refused = client.post(f"/v1/alerts/engine-001:rul_low:1/{action}", json={"by": "cy"})
+        assert refused.status_code == 409 and "resolved by bo" in refused.json()["detail"]
+    assert [a["id"] for a in client.get("/v1/alerts", params={"state": "resolved"}).json()] == [
+        "engine-001:rul_low:1"
+    ]
+    long_note = client.post("/v1/alerts/engine-001:rul_low:1/ack", json={"note": "x" * 2001})
+    assert long_note.status_code == 422 and "note" in long_note.text
+
+
+def test_retire_a_machine(client: TestClient) -> None:
+    deliver(client, TOPIC_EQUIPMENT_HEALTH, snapshot("m1", status="silent").model_dump(mode="json"))
+    deliver(
+        client, TOPIC_ALERTS, alert("open", equipment_id="m1", kind="silent").model_dump(mode="json"), "e2"
+    )
+    resp = client.request("DELETE", "/v1/fleet/m1", json={"by": "ana", "note": "scrapped"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["resolved_alerts"] == ["m1:silent:1"] and resp.json()["by"] == "ana"
+    assert client.get("/v1/fleet").json()["total"] == 0
+    again = client.delete("/v1/fleet/m1")
+    assert again.status_code == 200 and again.json() == resp.json(), "a retry answers the same retirement"
+    assert client.delete("/v1/fleet/nobody").status_code == 404
+
+
+def test_notification_status(client: TestClient) -> None:
+    empty = client.get("/v1/notifications").json()
+    assert (empty["binding"], empty["pending"], empty["failing"]) == ("notifications", 0, False)
+    deliver(client, TOPIC_ALERTS, alert("open").model_dump(mode="json"))
+    status = client.get("/v1/notifications").json()
+    assert status["pending"] == 1 and status["pending_notifications"][0]["action"] == "open"
 
 
 @pytest.mark.parametrize(
@@ -117,7 +174,7 @@ def test_fleet_and_dead_letters(client: TestClient) -> None:
 
 
 def test_store_failure_asks_dapr_to_retry() -> None:
-    service = AlertingService(BrokenRepository(), LoggingNotifier())
+    service = AlertingService(BrokenRepository(), FakeMachines())
     app.dependency_overrides[get_service] = lambda: service
     try:
         client = TestClient(app, raise_server_exceptions=False)

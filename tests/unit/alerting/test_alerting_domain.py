@@ -8,22 +8,17 @@ import json
 
 import pytest
 
-from apps.alerting.domain import (
-    AlertAlreadyCleared,
+from apps.alerting.domain import dead_letter_from, decode_envelope, is_newer, recent_seqs, summarize_fleet
+from apps.alerting.errors import AlertClosed, MalformedEvent
+from apps.alerting.lifecycle import (
     AlertFilter,
     AlertRecord,
     AlertSummary,
-    MalformedEvent,
     acknowledge,
     apply_event,
-    dead_letter_from,
-    decode_envelope,
-    is_newer,
     newest_first,
     parse_alert,
     prune,
-    recent_seqs,
-    summarize_fleet,
 )
 from tests.unit.alerting.helpers import alert, at, snapshot
 
@@ -95,12 +90,17 @@ def test_acknowledge_then_clear() -> None:
     acked = acknowledge(apply_event(None, OPEN), at(5), "ops")
     assert acked.state == "acknowledged" and acked.acknowledged_by == "ops" and acked.acknowledged_at == at(5)
     assert acknowledge(acked, at(6), "someone-else") == acked, "acknowledging twice keeps the first"
+    noted = acknowledge(acked, at(7), "someone-else", "on my way")
+    assert noted.acknowledged_by == "ops" and [(c.action, c.by, c.note) for c in noted.history[1:]] == [
+        ("acknowledge", "ops", ""),
+        ("acknowledge", "someone-else", "on my way"),
+    ], "a second acknowledgement with a note is kept as a note"
     assert apply_event(acked, CLEAR).state == "cleared"
 
 
 def test_acknowledging_a_cleared_alert_is_refused() -> None:
-    with pytest.raises(AlertAlreadyCleared):
-        acknowledge(replay([OPEN, CLEAR]), at(30), None)
+    with pytest.raises(AlertClosed, match="already cleared"):
+        acknowledge(replay([OPEN, CLEAR]), at(30), "ops")
 
 
 def test_escalation_after_ack_reopens_but_a_late_one_does_not() -> None:

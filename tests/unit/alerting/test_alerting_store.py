@@ -9,7 +9,7 @@ import grpc
 from dapr.clients.exceptions import DaprInternalError
 
 from apps.alerting.domain import DeadLetter, dead_letter_from
-from apps.alerting.store import INDEX_SHARDS, _is_conflict, dead_letter_shard, shard_of
+from apps.alerting.store import INDEX_SHARDS, dead_letter_shard, is_conflict, shard_of
 from tests.unit.alerting.helpers import at
 
 
@@ -25,12 +25,12 @@ class Rpc(grpc.RpcError):
 
 
 def test_conflicts_are_recognised_whatever_the_sdk_wraps_them_in() -> None:
-    assert _is_conflict(Rpc(grpc.StatusCode.ABORTED, "failed saving state"))
-    assert _is_conflict(Rpc(grpc.StatusCode.INTERNAL, "error executing transaction: possible etag mismatch"))
+    assert is_conflict(Rpc(grpc.StatusCode.ABORTED, "failed saving state"))
+    assert is_conflict(Rpc(grpc.StatusCode.INTERNAL, "error executing transaction: possible etag mismatch"))
     # The async SDK's save_state raises DaprInternalError with the message only.
-    assert _is_conflict(DaprInternalError("possible etag mismatch. first-write and key exists"))
-    assert not _is_conflict(Rpc(grpc.StatusCode.UNAVAILABLE, "connection refused"))
-    assert not _is_conflict(DaprInternalError("state store is not configured"))
+    assert is_conflict(DaprInternalError("possible etag mismatch. first-write and key exists"))
+    assert not is_conflict(Rpc(grpc.StatusCode.UNAVAILABLE, "connection refused"))
+    assert not is_conflict(DaprInternalError("state store is not configured"))
 
 
 def test_the_shard_of_a_machine_is_stable_and_spreads_a_fleet() -> None:

@@ -15,6 +15,7 @@ COMPONENT_NAMES = {
     names.PUBSUB,
     names.SECRET_STORE,
     names.ARCHIVE_BINDING,
+    names.NOTIFICATIONS_BINDING,
 }
 
 
