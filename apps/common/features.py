@@ -8,6 +8,13 @@ Arrays are float64 with columns = `profile.informative_sensors` in profile order
 sensor, over the last W readings: last, mean, std (population), min, max and the least-squares slope
 against the reading index; then one final feature, `age_cycles` (how many cycles the machine has run
 at the window's last reading).
+
+Two optional steps come before the window statistics, both row by row so that a reading is
+transformed the same way whether it arrives alone (online) or inside a whole trajectory (offline):
+`OperatingConditions` standardises each reading's sensors by the statistics of its operating
+condition (a cluster of the operating settings, fitted on training data and shipped with the model),
+and `pad_start` repeats a machine's first reading so that machines younger than the window still get
+a prediction.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any, Final
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from pydantic import BaseModel, ConfigDict
 
 from apps.common.profiles import EquipmentProfile
 
@@ -33,6 +41,80 @@ def feature_names(profile: EquipmentProfile) -> list[str]:
 
 def n_features(profile: EquipmentProfile) -> int:
     return len(profile.informative_sensors) * len(STATISTICS) + 1
+
+
+# Settings closer than this (as a fraction of each setting's plausible span in the profile) belong to
+# one operating condition: C-MAPSS's six flight conditions are tens of percent apart, while the noise
+# around one condition is under 0.1%.
+CONDITION_RADIUS: Final = 0.05
+# A sensor constant within a condition (C-MAPSS has several) has no spread to divide by: centred only.
+_MIN_STD: Final = 1e-9
+
+
+class OperatingConditions(BaseModel):
+    """Per-condition standardisation of the sensors: part of a model artefact (its card), not the profile.
+
+    `centres` are the conditions in settings units, `spans` the distance scale per setting; `means` and
+    `stds` are per condition and informative sensor, learnt on the training set.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    centres: list[list[float]]
+    spans: list[float]
+    means: list[list[float]]
+    stds: list[list[float]]
+
+    @classmethod
+    def fit(
+        cls, settings: np.ndarray, sensors: np.ndarray, spans: np.ndarray, radius: float = CONDITION_RADIUS
+    ) -> OperatingConditions:
+        """Leader clustering of the settings (deterministic, no k to choose), then per-cluster stats."""
+        z = np.asarray(settings, dtype=np.float64) / np.asarray(spans, dtype=np.float64)
+        remaining = np.arange(z.shape[0])
+        centres: list[np.ndarray] = []
+        while remaining.size:
+            near = np.linalg.norm(z[remaining] - z[remaining[0]], axis=1) <= radius
+            centres.append(z[remaining[near]].mean(axis=0))
+            remaining = remaining[~near]
+        draft = cls(
+            centres=(np.array(centres) * spans).tolist(),
+            spans=np.asarray(spans, dtype=np.float64).tolist(),
+            means=[[0.0]],
+            stds=[[1.0]],
+        )
+        labels = draft.assign(settings)
+        x = np.asarray(sensors, dtype=np.float64)
+        means = np.array([x[labels == k].mean(axis=0) for k in range(len(centres))])
+        stds = np.array([x[labels == k].std(axis=0) for k in range(len(centres))])
+        stds = np.where(stds > _MIN_STD, stds, 1.0)
+        return draft.model_copy(update={"means": means.tolist(), "stds": stds.tolist()})
+
+    def assign(self, settings: np.ndarray) -> np.ndarray:
+        """Index of the nearest condition of every row of settings, shape [n, n_settings] -> [n]."""
+        spans = np.asarray(self.spans, dtype=np.float64)
+        z = np.asarray(settings, dtype=np.float64) / spans
+        centres = np.asarray(self.centres, dtype=np.float64) / spans
+        return np.argmin(((z[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2), axis=1)
+
+    def normalise(self, sensors: np.ndarray, settings: np.ndarray) -> np.ndarray:
+        """Each row's sensors standardised by its condition's training mean and std."""
+        k = self.assign(settings)
+        means = np.asarray(self.means, dtype=np.float64)
+        stds = np.asarray(self.stds, dtype=np.float64)
+        return (np.asarray(sensors, dtype=np.float64) - means[k]) / stds[k]
+
+
+def pad_start(rows: np.ndarray, window: int) -> np.ndarray:
+    """`rows` preceded by copies of its first row up to a full window (unchanged if already full).
+
+    Offline, pad a whole trajectory with `window - 1` copies: its window ending at reading k then holds
+    exactly what the actor's window holds after k + 1 readings, padded here to `window`.
+    """
+    missing = window - rows.shape[0]
+    if missing <= 0:
+        return rows
+    return np.concatenate((np.repeat(rows[:1], missing, axis=0), rows))
 
 
 def _window_features(windows: np.ndarray, ages: np.ndarray) -> np.ndarray:
@@ -67,17 +149,34 @@ def _check_columns(array: np.ndarray, profile: EquipmentProfile, what: str) -> N
 
 
 def offline_features(
-    trajectory: np.ndarray, profile: EquipmentProfile, ages: np.ndarray | None = None
+    trajectory: np.ndarray,
+    profile: EquipmentProfile,
+    ages: np.ndarray | None = None,
+    *,
+    settings: np.ndarray | None = None,
+    conditions: OperatingConditions | None = None,
+    pad: bool = False,
 ) -> np.ndarray:
     """Features of every full window of a trajectory, shape [cycles, S] -> [cycles - W + 1, F].
 
     Row i holds the features of the window ending at reading W-1+i. `ages` gives the age (cycles)
     of every reading; by default reading k is at age k+1, i.e. the trajectory starts at cycle 1 as
-    C-MAPSS units do. A trajectory shorter than W yields zero rows.
+    C-MAPSS units do. A trajectory shorter than W yields zero rows. With `conditions` (and the
+    operating `settings` of every reading) the sensors are standardised per condition first; with
+    `pad` every reading ends a window (shape [cycles, F]), the first ones padded by `pad_start`.
     """
     traj = np.asarray(trajectory, dtype=np.float64)
     _check_columns(traj, profile, "trajectory")
+    if conditions is not None:
+        if settings is None:
+            raise ValueError("per-condition normalisation needs the operating settings of every reading")
+        traj = conditions.normalise(traj, settings)
     w = profile.window
+    if pad and traj.shape[0]:
+        if ages is None:
+            ages = np.arange(1, traj.shape[0] + 1, dtype=np.float64)
+        ages = np.concatenate((np.full(w - 1, np.nan), np.asarray(ages, dtype=np.float64)))
+        traj = pad_start(traj, traj.shape[0] + w - 1)
     n_windows = traj.shape[0] - w + 1
     if n_windows <= 0:
         return np.empty((0, n_features(profile)), dtype=np.float64)
@@ -90,10 +189,24 @@ def offline_features(
     return _window_features(windows.transpose(0, 2, 1), ages[w - 1 :])
 
 
-def online_features(window: np.ndarray, age_cycles: float, profile: EquipmentProfile) -> np.ndarray:
-    """Features of the actor's current window, shape [W, S] -> [F]."""
+def online_features(
+    window: np.ndarray,
+    age_cycles: float,
+    profile: EquipmentProfile,
+    *,
+    settings: np.ndarray | None = None,
+    conditions: OperatingConditions | None = None,
+    pad: bool = False,
+) -> np.ndarray:
+    """Features of the actor's current window, shape [W, S] -> [F] (fewer rows allowed with `pad`)."""
     win = np.asarray(window, dtype=np.float64)
     _check_columns(win, profile, "window")
+    if conditions is not None:
+        if settings is None:
+            raise ValueError("per-condition normalisation needs the operating settings of every reading")
+        win = conditions.normalise(win, settings)
+    if pad and win.shape[0]:
+        win = pad_start(win, profile.window)
     if win.shape[0] != profile.window:
         raise ValueError(f"window must hold exactly {profile.window} readings, got {win.shape[0]}")
     return _window_features(win[None, :, :], np.array([age_cycles], dtype=np.float64))[0]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
@@ -41,6 +41,12 @@ DEFAULT_PARAMS: Final[dict[str, Any]] = {
     "max_features": 0.3,
     "random_state": 7,
 }
+
+
+class Predictor(Protocol):
+    """Anything the ONNX export is checked against: scikit-learn, LightGBM, a probability column."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
 
 
 class OnnxMismatch(RuntimeError):
@@ -147,7 +153,7 @@ def onnx_predict(onnx_bytes: bytes, X: np.ndarray) -> np.ndarray:
 
 
 def check_onnx_matches(
-    model: GradientBoostingRegressor, onnx_bytes: bytes, X: np.ndarray, tolerance: float = ONNX_TOLERANCE
+    model: Predictor, onnx_bytes: bytes, X: np.ndarray, tolerance: float = ONNX_TOLERANCE
 ) -> float:
     """Max |ONNX - sklearn| over X; raises `OnnxMismatch` above `tolerance`.
 

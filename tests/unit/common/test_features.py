@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from apps.common import cmapss
 from apps.common.features import (
+    OperatingConditions,
     RollingWindow,
     feature_names,
     n_features,
@@ -16,6 +18,7 @@ from apps.common.features import (
     online_features,
 )
 from apps.common.profiles import TURBOFAN
+from apps.training.quality import fit_conditions, settings_matrix
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +126,59 @@ def test_rolling_window_serialisation_is_compact_and_not_date_like() -> None:
 def test_rolling_window_rejects_wrong_row_width() -> None:
     with pytest.raises(ValueError):
         RollingWindow(3, 2).append([1.0, 2.0, 3.0])
+
+
+@functools.cache
+def _conditions_fixture(subset: str) -> tuple[dict[int, np.ndarray], OperatingConditions]:
+    units = cmapss.load_train(subset)
+    return units, fit_conditions(units, TURBOFAN)
+
+
+def test_conditions_are_the_flight_conditions_of_each_subset() -> None:
+    assert len(_conditions_fixture("FD001")[1].centres) == 1
+    _, six = _conditions_fixture("FD002")
+    assert len(six.centres) == 6
+    # Round trip through the model card's JSON loses nothing.
+    assert OperatingConditions.model_validate_json(six.model_dump_json()) == six
+
+
+@pytest.mark.parametrize("unit", [1, 2, 100])
+def test_online_equals_offline_exactly_with_conditions_and_padding(unit: int) -> None:
+    units, conditions = _conditions_fixture("FD002")
+    traj = units[unit]
+    sensors, settings, ages = (
+        cmapss.sensor_matrix(traj, TURBOFAN),
+        settings_matrix(traj, TURBOFAN),
+        traj[:, 1],
+    )
+    offline = offline_features(sensors, TURBOFAN, ages, settings=settings, conditions=conditions, pad=True)
+    assert offline.shape == (traj.shape[0], n_features(TURBOFAN))  # a prediction at every reading
+    w = TURBOFAN.window
+    for end in (0, 1, w - 2, w - 1, w, traj.shape[0] // 2, traj.shape[0] - 1):
+        start = max(0, end - w + 1)
+        online = online_features(
+            sensors[start : end + 1],
+            ages[end],
+            TURBOFAN,
+            settings=settings[start : end + 1],
+            conditions=conditions,
+            pad=True,
+        )
+        assert np.array_equal(online, offline[end]), end  # bit for bit, not merely close
+
+
+def test_condition_normalisation_removes_the_operating_condition() -> None:
+    units, conditions = _conditions_fixture("FD002")
+    traj = units[3]
+    raw = cmapss.sensor_matrix(traj, TURBOFAN)
+    normalised = conditions.normalise(raw, settings_matrix(traj, TURBOFAN))
+    # Raw T50 jumps by hundreds of degrees between conditions; standardised it stays within a few stds.
+    col = TURBOFAN.informative_sensors.index("sensor_4")
+    assert np.ptp(raw[:, col]) > 100
+    assert np.abs(normalised[:, col]).max() < 6
+
+
+def test_normalisation_needs_settings() -> None:
+    units, conditions = _conditions_fixture("FD001")
+    with pytest.raises(ValueError, match="operating settings"):
+        offline_features(cmapss.sensor_matrix(units[1], TURBOFAN), TURBOFAN, conditions=conditions)
