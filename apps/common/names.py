@@ -14,6 +14,7 @@ TRAINING_APP_ID: Final = "training"
 ALERTING_APP_ID: Final = "alerting"
 DASHBOARD_APP_ID: Final = "dashboard"
 ARCHIVER_APP_ID: Final = "archiver"
+GATEWAY_APP_ID: Final = "gateway"  # the single public entry: API keys, scopes, rate limits
 ALL_APP_IDS: Final = (
     INGESTION_APP_ID,
     EQUIPMENT_APP_ID,
@@ -22,6 +23,7 @@ ALL_APP_IDS: Final = (
     ALERTING_APP_ID,
     DASHBOARD_APP_ID,
     ARCHIVER_APP_ID,
+    GATEWAY_APP_ID,
 )
 
 # Components, named after their role; each environment picks the type behind the name.

@@ -1,0 +1,63 @@
+"""HTTP and Dapr wiring of the gateway; the routes are in api.py, the rules in service.py and keys.py."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from dapr.aio.clients import DaprClient
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+
+from apps.common.httpguard import RequestGuard
+from apps.common.profiles import PROFILES
+from apps.gateway.api import router
+from apps.gateway.context import RequestContextMiddleware, RequestIdFilter
+from apps.gateway.keys import KeyService
+from apps.gateway.ports import DaprKeyStore, DaprUpstream
+from apps.gateway.ratelimit import TokenBuckets
+from apps.gateway.service import Gateway, GatewayError
+from apps.gateway.settings import get_settings
+
+_handler = logging.StreamHandler()
+_handler.addFilter(RequestIdFilter())
+_handler.setFormatter(logging.Formatter("%(levelname)s [%(request_id)s] %(name)s: %(message)s"))
+logging.getLogger("gateway").addHandler(_handler)
+logging.getLogger("gateway").setLevel(logging.INFO)
+logging.getLogger("gateway").propagate = False
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    upstream = DaprUpstream(int(max(settings.call_timeout_seconds, settings.readings_timeout_seconds)) + 1)
+    async with DaprClient() as client:
+        keys = KeyService(DaprKeyStore(client), settings.key_cache_seconds)
+        app.state.gateway = Gateway(upstream, keys, TokenBuckets(), settings, PROFILES)
+        try:
+            yield
+        finally:
+            await upstream.close()
+
+
+app = FastAPIOffline(
+    title="Vigil gateway",
+    description="The single public entry of Vigil: every route needs an API key (header `X-API-Key`, or "
+    "`Authorization: Bearer`) with the scope the route names; `vigil keys create` makes one.",
+    lifespan=lifespan,
+)
+app.add_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)
+app.add_middleware(RequestContextMiddleware)  # added last: outermost, so every answer gets the request id
+app.include_router(router)
+
+
+@app.exception_handler(GatewayError)
+async def _refused(request: Request, exc: GatewayError) -> JSONResponse:
+    return JSONResponse(exc.body(), exc.status, headers=exc.headers)
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
