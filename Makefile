@@ -31,5 +31,15 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
+# The one image every app runs from (Dockerfile), tagged with the project's version. Needs a running
+# container engine: docker, or podman (CONTAINER_ENGINE=podman).
+CONTAINER_ENGINE ?= docker
+IMAGE ?= vigil:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+.PHONY: image
+image:
+	@command -v $(CONTAINER_ENGINE) >/dev/null || { echo "make image: $(CONTAINER_ENGINE) is not installed (install docker or podman, or set CONTAINER_ENGINE)" >&2; exit 1; }
+	@$(CONTAINER_ENGINE) info >/dev/null 2>&1 || { echo "make image: $(CONTAINER_ENGINE) is installed but its daemon is not running (start it, or build on a machine where it runs)" >&2; exit 1; }
+	$(CONTAINER_ENGINE) build --tag $(IMAGE) .
+
 clean:
 	rm -rf $(VENV) .pytest_cache
