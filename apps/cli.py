@@ -18,8 +18,8 @@ from apps.tools import cli as tools_cli
 from apps.tools import demo as tools_demo
 from apps.tools import import_cli
 from apps.training import cli as training_cli
-from localdapr import cli as localdapr_cli
 from localdapr import doctor as localdapr_doctor
+from localdapr.launch import cli as localdapr_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

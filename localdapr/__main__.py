@@ -1,5 +1,5 @@
 """`python -m localdapr up ...` (the launcher) and `python -m localdapr sidecar ...` (one sidecar)."""
 
-from localdapr.cli import main
+from localdapr.launch.cli import main
 
 raise SystemExit(main())

@@ -29,8 +29,8 @@ from localdapr.apphealth import AppHealth, AppHealthConfig
 from localdapr.bindings.delivery import AppSink, GrpcAppSink, HttpAppSink, InputDelivery
 from localdapr.components.spec import load_configuration, load_resources
 from localdapr.errors import ComponentError
-from localdapr.invoke import Invoker
-from localdapr.nameresolution import AppInstance, NameRegistry
+from localdapr.invocation.invoke import Invoker
+from localdapr.invocation.nameresolution import AppInstance, NameRegistry
 from localdapr.ports import free_port
 from localdapr.pubsub.delivery import GrpcTopicSink, HttpTopicSink, Subscriber, TopicSink
 from localdapr.pubsub.streaming import StreamingSubscriptions

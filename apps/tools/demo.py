@@ -123,8 +123,8 @@ def replay_blocking(url: str, units: str, speed: float, batch: int, stop: thread
 
 async def demo(args: argparse.Namespace) -> int:
     from localdapr.errors import ComponentError
-    from localdapr.launcher import Launcher
-    from localdapr.runfile import load_run_template
+    from localdapr.launch.launcher import Launcher
+    from localdapr.launch.runfile import load_run_template
 
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper(), logging.WARNING),

@@ -13,7 +13,7 @@ import bisect
 import hashlib
 from collections.abc import Sequence
 
-from localdapr.nameresolution import AppInstance, NameRegistry
+from localdapr.invocation.nameresolution import AppInstance, NameRegistry
 
 # Points per host on the ring. More points = a more even spread; 200 keeps two hosts within a
 # few percent of half each (the two-replica test demands neither gets under a quarter).

@@ -26,7 +26,7 @@ from localdapr.actors.reminders import Registration, ReminderStore, Scheduled
 from localdapr.actors.schedule import ScheduleError
 from localdapr.actors.turns import ActorEntry
 from localdapr.errors import ComponentError, DaprError, malformed
-from localdapr.nameresolution import AppInstance
+from localdapr.invocation.nameresolution import AppInstance
 from localdapr.state.base import StateItem, StateStore, StateStoreError, TransactionOp
 
 if TYPE_CHECKING:

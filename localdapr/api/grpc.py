@@ -16,11 +16,11 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from google.protobuf import empty_pb2
 from grpc_status import rpc_status
 
-from localdapr import invoke as invoke_api
 from localdapr.bindings.base import InvokeRequest
 from localdapr.bindings.runtime import grpc_call_metadata
 from localdapr.configuration import api as configuration_api
 from localdapr.errors import DaprError, malformed
+from localdapr.invocation import invoke as invoke_api
 from localdapr.lock import api as lock_api
 from localdapr.pubsub import streaming
 from localdapr.state.base import StateItem, TransactionOp

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from localdapr.runfile import load_run_template
+from localdapr.launch.runfile import load_run_template
 from localdapr.sidecar import SidecarOptions
 from localdapr.testing import AppProcess, SidecarThread, free_port, wait_until
 

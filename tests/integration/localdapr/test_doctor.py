@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from apps.cli import main as vigil
-from localdapr.cli import main as localdapr_main
+from localdapr.launch.cli import main as localdapr_main
 from tests.integration.localdapr.components import write
 
 REPO = Path(__file__).resolve().parents[3]

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from localdapr.launcher import Launcher, PortInUseError
-from localdapr.runfile import load_run_template
+from localdapr.launch.launcher import Launcher, PortInUseError
+from localdapr.launch.runfile import load_run_template
 from localdapr.testing import free_port, wait_until
 
 pytestmark = pytest.mark.sidecar

@@ -22,7 +22,7 @@ import yaml
 from apps.common import names
 from localdapr.bindings.localstorage import LocalStorageBinding
 from localdapr.components.spec import ComponentSpec, load_resources
-from localdapr.runfile import load_run_template
+from localdapr.launch.runfile import load_run_template
 from localdapr.secrets.local import LocalFileSecretStore
 
 REPO = Path(__file__).resolve().parents[3]

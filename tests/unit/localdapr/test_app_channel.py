@@ -18,9 +18,9 @@ from localdapr.appchannel.grpc import go_code_name, grpc_metadata, http_headers,
 from localdapr.apphealth import AppHealth, AppHealthConfig
 from localdapr.components.spec import SubscriptionSpec
 from localdapr.errors import ComponentError
+from localdapr.launch.runfile import load_run_template
 from localdapr.ports import free_port
 from localdapr.pubsub.delivery import topic_event_request
-from localdapr.runfile import load_run_template
 from localdapr.sidecar import Sidecar, SidecarOptions
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from localdapr.errors import ComponentError, DaprError
+from localdapr.launch.runfile import load_run_template
 from localdapr.pubsub.cloudevents import build_envelope, expired, is_raw, wrap_raw
 from localdapr.resiliency import CircuitBreaker, Resiliency, RetryPolicy
-from localdapr.runfile import load_run_template
 from localdapr.state.keys import key_prefix, logical_key, physical_key
 
 

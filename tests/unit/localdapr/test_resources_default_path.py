@@ -8,7 +8,7 @@ import pytest
 
 from localdapr.components.spec import default_resources_path, load_resources
 from localdapr.errors import ComponentError
-from localdapr.runfile import load_run_template
+from localdapr.launch.runfile import load_run_template
 
 
 def test_default_is_under_home_or_dapr_runtime_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ from multidict import CIMultiDict
 
 from localdapr.appchannel import AppChannel, AppResponse, MethodCall, open_channel
 from localdapr.errors import DaprError
-from localdapr.nameresolution import AppInstance, NameRegistry
+from localdapr.invocation.nameresolution import AppInstance, NameRegistry
 from localdapr.resiliency import Resiliency
 
 # Headers that describe one hop and must not be forwarded.

@@ -42,8 +42,8 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from localdapr.launcher import Launcher, run
-    from localdapr.runfile import load_run_template
+    from localdapr.launch.launcher import Launcher, run
+    from localdapr.launch.runfile import load_run_template
 
     _setup_logging(args.log_level)
     try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localdapr.errors import ComponentError
-from localdapr.runfile import AppSpec, RunTemplate
+from localdapr.launch.runfile import AppSpec, RunTemplate
 from localdapr.sidecar import Sidecar, SidecarOptions, free_port
 
 log = logging.getLogger("localdapr")
@@ -92,7 +92,7 @@ def _check_free(ports: list[tuple[int, str]]) -> None:
 
 
 def _die_with_launcher(command: list[str]) -> list[str]:
-    """`command` run through localdapr/pdeathsig.py, so the app dies with the launcher (Linux only).
+    """`command` run through localdapr/launch/pdeathsig.py, so the app dies with the launcher (Linux only).
 
     The process group (start_new_session) lets `stop()` end an app with its children, but only while the
     launcher lives to send the signal; a launcher killed by SIGKILL or a crashed terminal cannot. The
