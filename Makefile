@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo up test lint bench clean
+.PHONY: venv demo up test lint bench chaos clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# Faults (kill -9, SIGSTOP) injected while FD001 units are replayed; a table of what each one cost.
+chaos: $(STAMP)
+	$(BIN)/python -m bench.bench_failures $(CHAOS_ARGS)
 
 # The one image every app runs from (Dockerfile), tagged with the project's version. Needs a running
 # container engine: docker, or podman (CONTAINER_ENGINE=podman).

@@ -1,0 +1,192 @@
+"""Chaos: faults injected while FD001 units are replayed to failure, and what they cost. A longer
+variant of tests/e2e/test_failures.py (same machinery: tests/e2e/chaos.py).
+
+    python -m bench.bench_failures [--profiles embedded,redis] [--units 1-8] [--speed 20]
+                                   [--repeat 1] [--scenarios equipment,inference,...]
+    make chaos
+
+Per profile the whole platform is started once (every app of dapr.yaml as its own process, a
+localdapr sidecar each, in this process), the units are replayed once uninterrupted (the baseline),
+then once per scenario and repetition under a fresh equipment-id prefix. Each run is compared with
+the baseline machine by machine once it has settled: readings lost, predictions (seq, RUL) that
+differ, alerts that differ (id, severity, state, RUL, top sensors) and duplicate alerts (an id listed
+twice, or an episode the baseline does not have). Outcome `identical` is the requirement; anything
+else names what differed. The Redis profile (Redis DB 11, flushed first) is skipped when Redis is down.
+
+Scenarios: `equipment`, `ingestion`, `alerting`, `inference-kill`: `kill -9` of that app, restarted
+2.5 s later on the same port (alerting when the first warning is on its way, the others at cycle
+40); `inference`: SIGSTOP of inference until every machine shows stale, plus the circuit breaker's
+timeout, then SIGCONT (no machine may report ok meanwhile); `alerting-lost`: `kill -9` of alerting
+once a machine is critical, and it comes back on an empty store (only the actors' re-announce can
+restore the alerts raised before).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from apps.common import cmapss
+from apps.tools.fleet import parse_units
+from bench.bench_sidecar import REDIS_HOST, redis_up
+from tests.e2e import chaos
+from tests.e2e.platform import running_platform, write_components
+
+BENCH_REDIS_DB = 11  # flushed at the start; nothing else uses it
+
+SCENARIOS: dict[str, Callable[[], chaos.Fault]] = {
+    "equipment": lambda: chaos.kill_restart("equipment"),
+    "inference": lambda: chaos.pause_inference(),
+    "alerting": lambda: chaos.kill_restart("alerting", trigger=chaos.first_status("warning")),
+    "ingestion": lambda: chaos.kill_restart("ingestion"),
+    "inference-kill": lambda: chaos.kill_restart("inference"),
+    # Last: it empties alerting's store, for the earlier runs too (the actors' re-announce restores it).
+    "alerting-lost": lambda: chaos.kill_restart(
+        "alerting", trigger=chaos.first_status("critical"), lose_state=True
+    ),
+}
+
+
+@dataclass
+class Row:
+    scenario: str
+    profile: str
+    readings_lost: int | str
+    predictions_differing: int | str
+    alerts_differing: int | str
+    duplicate_alerts: int | str
+    outcome: str
+    seconds: float
+
+
+def run_profile(
+    profile: str, scenarios: list[str], units: tuple[int, ...], speed: float, repeat: int
+) -> list[Row]:
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix=f"chaos-{profile}-") as folder:
+        tmp = Path(folder)
+        redis = None
+        if profile == "redis":
+            import redis as redis_client
+
+            redis = REDIS_HOST
+            host, port = REDIS_HOST.split(":")
+            redis_client.Redis(host=host, port=int(port), db=BENCH_REDIS_DB).flushdb()
+        components = write_components(tmp / "components", profile, redis, BENCH_REDIS_DB)
+        started = time.monotonic()
+        with running_platform(components, tmp, dict(chaos.FAULT_ENV)) as platform:
+            print(f"[{profile}] platform up in {time.monotonic() - started:.0f} s", flush=True)
+            base = chaos.run(platform, f"base-{uuid.uuid4().hex[:4]}-", units=units, speed=speed)
+            critical = sum(m.open_alert_severity == "critical" for m in base.outcome.machines.values())
+            print(f"[{profile}] baseline: {base.progress.summary()}", flush=True)
+            print(
+                f"[{profile}] baseline: {critical}/{len(units)} machines end with a critical alert",
+                flush=True,
+            )
+            for name in scenarios:
+                for i in range(repeat):
+                    fault = SCENARIOS[name]()
+                    prefix = f"{name[:5]}{i}-{uuid.uuid4().hex[:4]}-"
+                    try:
+                        result = chaos.run(platform, prefix, fault, units=units, speed=speed)
+                    except Exception as exc:  # a run that never settles is an outcome too
+                        rows.append(Row(name, profile, "?", "?", "?", "?", f"FAILED: {exc}"[:200], 0.0))
+                        print(f"[{profile}] {name} #{i + 1}: {rows[-1].outcome}", flush=True)
+                        continue
+                    diff = chaos.compare(base.outcome, result.outcome, result.replay.expected)
+                    problems = fault.problems + (
+                        [f"{result.progress.rejected} readings refused"] if result.progress.rejected else []
+                    )
+                    outcome = "identical" if diff.identical and not problems else "DIFFERENT"
+                    rows.append(
+                        Row(
+                            name,
+                            profile,
+                            diff.readings_lost,
+                            diff.predictions_differing,
+                            diff.alerts_differing,
+                            diff.duplicate_alerts,
+                            outcome,
+                            result.seconds,
+                        )
+                    )
+                    print(
+                        f"[{profile}] {fault.name} #{i + 1}: {outcome}, landed at cycle {fault.at_cycle}, "
+                        f"lasted {fault.seconds:.1f} s, {result.replay.retried} request(s) resent, "
+                        f"run {result.seconds:.1f} s",
+                        flush=True,
+                    )
+                    for line in (problems + diff.details)[:10]:
+                        print(f"    {line}", flush=True)
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    head = (
+        "scenario",
+        "profile",
+        "readings lost",
+        "predictions differing",
+        "alerts differing",
+        "duplicate alerts",
+        "outcome",
+        "run s",
+    )
+    cells = [
+        (
+            r.scenario,
+            r.profile,
+            str(r.readings_lost),
+            str(r.predictions_differing),
+            str(r.alerts_differing),
+            str(r.duplicate_alerts),
+            r.outcome,
+            f"{r.seconds:.1f}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines.append("-|-".join("-" * w for w in widths))
+    lines += [" | ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)) for cell in cells]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--profiles", default="embedded,redis")
+    parser.add_argument("--units", default="1-8", help="FD001 training units (default 1-8, 150-287 cycles)")
+    parser.add_argument("--speed", type=float, default=20.0, help="cycles per second (default 20)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per scenario and profile (default 1)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    args = parser.parse_args()
+    # The sidecars (threads of this process) warn about every delivery and reminder that meets a dead
+    # app: that is the fault working as intended, and it would bury the results.
+    logging.getLogger("localdapr").setLevel(logging.ERROR)
+    units = tuple(parse_units(args.units, cmapss.load_train()))
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
+    profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    if "redis" in profiles and not redis_up():
+        print(f"Redis not reachable at {REDIS_HOST}: the redis profile is skipped", flush=True)
+        profiles.remove("redis")
+    rows: list[Row] = []
+    for profile in profiles:
+        rows += run_profile(profile, scenarios, units, args.speed, args.repeat)
+    print()
+    print(table(rows))
+    return 0 if rows and all(r.outcome == "identical" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
