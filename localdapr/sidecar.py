@@ -28,6 +28,7 @@ from localdapr.appchannel import APP_PROTOCOLS, AppChannel, GrpcAppChannel, open
 from localdapr.apphealth import AppHealth, AppHealthConfig
 from localdapr.bindings.delivery import AppSink, GrpcAppSink, HttpAppSink, InputDelivery
 from localdapr.components.spec import load_configuration, load_resources
+from localdapr.context import SidecarContext
 from localdapr.errors import ComponentError
 from localdapr.invocation.invoke import Invoker
 from localdapr.invocation.nameresolution import AppInstance, NameRegistry
@@ -127,14 +128,6 @@ class Sidecar:
                 self.health = AppHealth(
                     options.app_id, options.app_health, self.channel.probe, self._app_health_changed
                 )
-        self.actors = ActorSubsystem(self)
-        self.actor_http_routes = self.actors.http_routes
-        self.components_ready = False
-        self.app_ready = False
-        self.stopped = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._grpc: grpc.aio.Server | None = None
-        self._init_task: asyncio.Task[None] | None = None
         self.instance = AppInstance(
             app_id=options.app_id,
             instance_id=options.instance_id,
@@ -147,6 +140,24 @@ class Sidecar:
             # With health checks the app is unhealthy until its first probe succeeds, as in daprd.
             app_healthy=self.health is None,
         )
+        self.context = SidecarContext(
+            app_id=options.app_id,
+            instance=self.instance,
+            registry=self.registry,
+            resiliency=self.resiliency,
+            runtime=self.runtime,
+            configuration=self.configuration,
+            channel=self.channel,
+            api_token=options.api_token,
+        )
+        self.actors = ActorSubsystem(self.context)
+        self.actor_http_routes = self.actors.http_routes
+        self.components_ready = False
+        self.app_ready = False
+        self.stopped = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._init_task: asyncio.Task[None] | None = None
         self._app_initialised = False
 
     @property

@@ -11,7 +11,8 @@ from multidict import CIMultiDict
 from localdapr.errors import malformed
 
 if TYPE_CHECKING:
-    from localdapr.actors.runtime import ActorReply, ActorSubsystem
+    from localdapr.actors.errors import ActorReply
+    from localdapr.actors.runtime import ActorSubsystem
 
 BASE = "/v1.0/actors/{actor_type}/{actor_id}"
 
@@ -33,7 +34,7 @@ def add_routes(app: web.Application, actors: ActorSubsystem) -> None:
 
     async def invoke(request: web.Request) -> web.Response:
         actor_type, actor_id = ids(request)
-        reply = await actors.invoke(
+        reply = await actors.router.invoke(
             actor_type,
             actor_id,
             request.match_info["method"],
@@ -44,12 +45,12 @@ def add_routes(app: web.Application, actors: ActorSubsystem) -> None:
 
     async def transaction(request: web.Request) -> web.Response:
         actor_type, actor_id = ids(request)
-        await actors.transact_state(actor_type, actor_id, _body(await request.read()))
+        await actors.state.transact(actor_type, actor_id, _body(await request.read()))
         return web.Response(status=204)
 
     async def get_state(request: web.Request) -> web.Response:
         actor_type, actor_id = ids(request)
-        data = await actors.get_state(actor_type, actor_id, request.match_info["key"])
+        data = await actors.state.get(actor_type, actor_id, request.match_info["key"])
         if data is None:
             return web.Response(status=204)
         return web.Response(status=200, body=data, content_type="application/json")
@@ -60,26 +61,26 @@ def add_routes(app: web.Application, actors: ActorSubsystem) -> None:
         name = request.match_info["name"]
         raw = await request.read()
         headers = CIMultiDict(request.headers)
-        owner = await actors.owner_or_none(actor_type, actor_id, headers)
+        owner = await actors.router.owner_or_none(actor_type, actor_id, headers)
         if owner is not None:
             tail = f"{kind}/{name}"
             return _response(
-                await actors.forward(owner, tail, request.method, actor_type, actor_id, raw, headers)
+                await actors.router.forward(owner, tail, request.method, actor_type, actor_id, raw, headers)
             )
         if kind == "reminders":
             if request.method in ("PUT", "POST"):
-                await actors.register_reminder(actor_type, actor_id, name, _body(raw))
+                await actors.reminders.register(actor_type, actor_id, name, _body(raw))
             elif request.method == "DELETE":
-                await actors.unregister_reminder(actor_type, actor_id, name)
+                await actors.reminders.unregister(actor_type, actor_id, name)
             else:
-                found = await actors.get_reminder(actor_type, actor_id, name)
+                found = await actors.reminders.get(actor_type, actor_id, name)
                 if found is None:
                     return web.Response(status=204)
                 return web.json_response(found)
         elif request.method in ("PUT", "POST"):
-            await actors.register_timer(actor_type, actor_id, name, _body(raw))
+            await actors.timers.register(actor_type, actor_id, name, _body(raw))
         else:
-            await actors.unregister_timer(actor_type, actor_id, name)
+            await actors.timers.unregister(actor_type, actor_id, name)
         return web.Response(status=204)
 
     async def reminders(request: web.Request) -> web.Response:
