@@ -103,6 +103,10 @@ class DaprModelRegistry:
     async def promote(self, name: str, version: int) -> None:
         await self.client.save_state(self.store, _key(name, "champion"), json.dumps({"version": version}))
 
+    async def record_decision(self, name: str, version: int, decision_json: str) -> None:
+        """The promotion gate's decision on a version, with its numbers (kept beside its card)."""
+        await self.client.save_state(self.store, _key(name, "v", version, "decision"), decision_json)
+
     async def champion_version(self, name: str) -> int | None:
         got = await self.client.get_state(self.store, _key(name, "champion"))
         return int(json.loads(got.data)["version"]) if got.data else None

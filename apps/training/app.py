@@ -63,6 +63,7 @@ def job_json(job: TrainingJob) -> dict[str, Any]:
         "stage": job.stage,
         "progress": round(job.progress, 3),
         "promoted": job.promoted,
+        "gate": None if job.gate is None else job.gate.model_dump(mode="json"),
         "error": job.error,
         "card": None if job.card is None else job.card.model_dump(mode="json"),
     }

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--profile", default="turbofan", help="equipment profile to train for")
     parser.add_argument("--n-estimators", type=int, default=200, help="boosting rounds")
+    parser.add_argument(
+        "--force", action="store_true", help="promote even if the gate finds the champion better"
+    )
 
 
 class ProgressBar:
@@ -85,7 +88,7 @@ async def _train(args: argparse.Namespace) -> int:
             service = TrainingService(
                 DaprModelRegistry(client), DaprPublisher(client), profile, {"n_estimators": args.n_estimators}
             )
-            job = await service.run(progress=ProgressBar())
+            job = await service.run(progress=ProgressBar(), force=args.force)
     finally:
         sidecar.stop()
     if job.status != "succeeded" or job.card is None:
@@ -96,7 +99,8 @@ async def _train(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"registered {card.name} v{card.version} ({metrics}; "
         f"ONNX max abs diff {card.onnx_max_abs_diff:.2e})\n"
-        f"{'promoted to champion' if job.promoted else 'not promoted: the champion is better'}\n"
+        f"{'promoted to champion' if job.promoted else 'not promoted'}: "
+        f"{job.gate.reason if job.gate is not None else ''}\n"
     )
     return 0
 

@@ -1,4 +1,8 @@
-"""The training job without HTTP: train on FD001, register the version, promote it only if it wins."""
+"""The training job without HTTP: train on FD001, register the version, promote it only if it wins.
+
+Every fifth training engine is held out of fitting: the promotion gate scores candidate and champion
+on those machines (apps/training/promotion.py), never on the test units.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from apps.common import cmapss
 from apps.common.contracts import ModelCard
 from apps.common.names import TOPIC_MODEL_UPDATES
 from apps.common.profiles import EquipmentProfile
 from apps.common.publisher import Publisher
 from apps.common.registry import DaprModelRegistry, ModelUpdate, RegisteredModel
-from apps.training.trainer import run_training
+from apps.training.promotion import DEFAULT_MARGIN, GateResult, decide, holdout_metrics
+from apps.training.trainer import onnx_predict, run_training
 
 log = logging.getLogger("training")
 
-# Lower is better for the metric that decides promotion.
-PROMOTION_METRIC = "rmse"
+HELD_OUT_EVERY = 5  # engines whose id is a multiple of this are the gate's held-out machines
 
 Progress = Callable[[str, float], None]
 
@@ -33,14 +39,14 @@ class TrainingJob:
     progress: float = 0.0
     card: ModelCard | None = None
     promoted: bool | None = None
+    gate: GateResult | None = None
     error: str | None = None
 
 
-def beats(candidate: ModelCard, champion: ModelCard | None) -> bool:
-    """Promote when there is no champion, or the candidate's test RMSE is strictly lower."""
-    if champion is None:
-        return True
-    return candidate.metrics[PROMOTION_METRIC] < champion.metrics.get(PROMOTION_METRIC, float("inf"))
+def split_held_out(units: dict[int, np.ndarray]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """(machines to fit on, machines the gate scores on): fixed by engine id, the same for every job."""
+    held = {u: t for u, t in units.items() if u % HELD_OUT_EVERY == 0}
+    return {u: t for u, t in units.items() if u not in held}, held
 
 
 class TrainingService:
@@ -50,11 +56,13 @@ class TrainingService:
         publisher: Publisher,
         profile: EquipmentProfile,
         params: dict[str, int | float | str] | None = None,
+        margin: float = DEFAULT_MARGIN,
     ) -> None:
         self.registry = registry
         self.publisher = publisher
         self.profile = profile
         self.params = params or {}
+        self.margin = margin
         self.jobs: dict[str, TrainingJob] = {}
         self._lock = asyncio.Lock()
 
@@ -72,8 +80,34 @@ class TrainingService:
     async def has_champion(self) -> bool:
         return await self.registry.champion_version(self.profile.model_name) is not None
 
-    async def run(self, job: TrainingJob | None = None, progress: Progress | None = None) -> TrainingJob:
-        """Train, register, maybe promote, announce. One job at a time (training is CPU-bound)."""
+    async def _gate(
+        self, version: int, candidate_onnx: bytes, held: dict[int, np.ndarray], force: bool
+    ) -> GateResult:
+        """Candidate and champion scored on the same held-out machines; the decision is kept."""
+        name = self.profile.model_name
+
+        def metrics(onnx_bytes: bytes) -> dict[str, float]:
+            return holdout_metrics(lambda X: onnx_predict(onnx_bytes, X), held, self.profile, None)
+
+        candidate = await asyncio.to_thread(metrics, candidate_onnx)
+        champion_version = await self.registry.champion_version(name)
+        champion = None if champion_version is None else await self.registry.get(name, champion_version)
+        champion_metrics = None if champion is None else await asyncio.to_thread(metrics, champion.onnx)
+        gate = decide(
+            version,
+            candidate,
+            None if champion is None else champion_version,
+            champion_metrics,
+            margin=self.margin,
+            force=force,
+        )
+        await self.registry.record_decision(name, version, gate.model_dump_json())
+        return gate
+
+    async def run(
+        self, job: TrainingJob | None = None, progress: Progress | None = None, force: bool = False
+    ) -> TrainingJob:
+        """Train, register, gate, maybe promote, announce. One job at a time (training is CPU-bound)."""
         job = job or TrainingJob()
         self.jobs[job.id] = job
         name = self.profile.model_name
@@ -87,10 +121,11 @@ class TrainingService:
             job.status = "running"
             try:
                 version = await self.registry.next_version(name)
+                fit_units, held = split_held_out(cmapss.load_train())
                 outcome = await asyncio.to_thread(
                     run_training,
                     profile=self.profile,
-                    train_units=cmapss.load_train(),
+                    train_units=fit_units,
                     test_units=cmapss.load_test(),
                     true_rul=cmapss.load_rul(),
                     version=version,
@@ -99,11 +134,9 @@ class TrainingService:
                     progress=report,
                 )
                 await self.registry.register(outcome.card, outcome.onnx_bytes)
-                champion_version = await self.registry.champion_version(name)
-                champion = (
-                    None if champion_version is None else await self.registry.card(name, champion_version)
-                )
-                job.promoted = beats(outcome.card, champion)
+                report("promotion gate: candidate vs champion on held-out machines", 0.97)
+                job.gate = await self._gate(version, outcome.onnx_bytes, held, force)
+                job.promoted = job.gate.promoted
                 if job.promoted:
                     await self.registry.promote(name, version)
                 await self.publisher.publish(
@@ -112,11 +145,12 @@ class TrainingService:
                 job.card = outcome.card
                 job.status = "succeeded"
                 log.info(
-                    "%s v%d registered (%s), promoted: %s",
+                    "%s v%d registered (%s), promoted: %s (%s)",
                     name,
                     version,
                     ", ".join(f"{k}={v:.3g}" for k, v in outcome.card.metrics.items()),
                     job.promoted,
+                    job.gate.reason,
                 )
             except Exception as exc:
                 job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
