@@ -8,12 +8,14 @@ vigil train                                 train a model now and register it
 vigil replay [--units 1-5] [--speed 10]     stream C-MAPSS FD001 units into ingestion as a live fleet
 vigil simulate --machines N [--seed S]      a larger fleet made from the real trajectories, for load
 vigil import cmapss|csv|ai4i FILE           historical run-to-failure data into the reading archive
+vigil keys create --name N --scope read     an API key for the gateway, printed once (list, revoke)
 """
 
 from __future__ import annotations
 
 import argparse
 
+from apps.gateway import cli as gateway_cli
 from apps.tools import cli as tools_cli
 from apps.tools import demo as tools_demo
 from apps.tools import import_cli
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
          tools_cli.run_simulate),
         ("import", "load historical run-to-failure data into the reading archive", import_cli.add_arguments,
          import_cli.run_import),
+        ("keys", "the gateway's API keys: create (printed once), list, revoke", gateway_cli.add_arguments,
+         gateway_cli.run_keys),
     ]  # fmt: skip
     for name, help_text, add_arguments, run in commands:
         command = sub.add_parser(name, help=help_text, description=help_text)
