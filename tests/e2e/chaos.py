@@ -91,7 +91,11 @@ class Replay:
 
     def _run(self) -> None:
         try:
-            with IngestClient(self.platform.url("ingestion"), timeout=60, retries=12) as client:
+            # Backoff capped at 1 s (not 5 s) so a run resumes soon after the app is back; 30 failed
+            # attempts in a row (over half a minute) before giving up.
+            with IngestClient(
+                self.platform.url("ingestion"), timeout=60, retries=30, max_backoff=1.0
+            ) as client:
                 self.progress = stream(
                     self.fleet,
                     client,
