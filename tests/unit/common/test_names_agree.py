@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from apps.common import names
+from tests.unit.deploy.kustomize_render import OVERLAYS, render_overlay
 
 REPO = Path(__file__).resolve().parents[3]
 COMPONENT_NAMES = {
@@ -34,7 +35,6 @@ def test_component_files_use_known_names_and_scopes() -> None:
         *sorted((REPO / "components" / "embedded").glob("*.yaml")),
         *sorted((REPO / "components" / "postgres-rabbitmq").glob("*.yaml")),
         *sorted((REPO / "components" / "mqtt").glob("*.yaml")),
-        REPO / "k8s" / "components.yaml",
     ]
     seen: dict[str, set[str]] = {}
     for file in files:
@@ -50,17 +50,30 @@ def test_component_files_use_known_names_and_scopes() -> None:
         assert found == COMPONENT_NAMES, f"{folder} defines {found}, expected {COMPONENT_NAMES}"
 
 
-def test_k8s_deployments_use_known_app_ids() -> None:
-    ids = {
-        d["spec"]["template"]["metadata"]["annotations"]["dapr.io/app-id"]
-        for d in docs(REPO / "k8s" / "apps.yaml")
-        if d["kind"] == "Deployment"
-    }
-    assert ids == set(names.ALL_APP_IDS)
+def test_k8s_overlays_use_known_names() -> None:
+    """Each overlay as `kubectl apply -k` applies it: the apps of names.py on dapr.yaml's ports, the
+    component names of every profile, scopes, subscriptions and autoscalers naming known apps."""
+    ports = {a["appID"]: str(a["appPort"]) for a in yaml.safe_load((REPO / "dapr.yaml").read_text())["apps"]}
+    topics = {v for k, v in vars(names).items() if k.startswith("TOPIC_")}
+    for profile in OVERLAYS:
+        rendered = render_overlay(profile)
+        deployments = [d for d in rendered if d["kind"] == "Deployment"]
+        annotations = [d["spec"]["template"]["metadata"]["annotations"] for d in deployments]
+        assert {a["dapr.io/app-id"]: a["dapr.io/app-port"] for a in annotations} == ports, profile
+        components = [d for d in rendered if d["kind"] == "Component"]
+        assert {c["metadata"]["name"] for c in components} == COMPONENT_NAMES, profile
+        for doc in rendered:
+            for scope in doc.get("scopes") or []:
+                assert scope in names.ALL_APP_IDS, f"{profile}: {doc['metadata']['name']}: scope {scope}"
+            if doc["kind"] == "Subscription":
+                assert doc["spec"]["pubsubname"] == names.PUBSUB and doc["spec"]["topic"] in topics
+            if doc["kind"] == "HorizontalPodAutoscaler":
+                assert doc["spec"]["scaleTargetRef"]["name"] in names.ALL_APP_IDS
 
 
 def test_resiliency_targets_known_apps_and_components() -> None:
-    for file in (REPO / "dapr-config" / "resiliency.yaml", REPO / "k8s" / "resiliency.yaml"):
+    k8s = REPO / "k8s" / "base" / "dapr" / "resiliency.yaml"
+    for file in (REPO / "dapr-config" / "resiliency.yaml", k8s):
         targets = docs(file)[0]["spec"]["targets"]
         assert set(targets.get("apps", {})) <= set(names.ALL_APP_IDS)
         assert set(targets.get("components", {})) <= COMPONENT_NAMES
