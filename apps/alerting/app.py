@@ -29,6 +29,7 @@ from apps.alerting.service import AlertingService, Outcome
 from apps.alerting.settings import AlertingSettings, get_settings
 from apps.alerting.store import DaprAlertingRepository
 from apps.common.contracts import EQUIPMENT_ID_PATTERN, AlertKind, Severity, Status
+from apps.common.httpguard import RequestGuard
 from apps.common.names import (
     NOTIFICATIONS_BINDING,
     PUBSUB,
@@ -72,6 +73,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPIOffline(title="Vigil alerting", lifespan=lifespan)
+app.add_middleware(RequestGuard)
 dapr_app = DaprApp(app)
 
 

@@ -19,6 +19,7 @@ from apps.archiver.settings import get_settings
 from apps.archiver.store import DaprStagingStore
 from apps.common.archivestore import DaprArchive
 from apps.common.contracts import ReadingBatch
+from apps.common.httpguard import RequestGuard
 from apps.common.names import PUBSUB, TOPIC_READINGS_ACCEPTED
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -40,6 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPIOffline(title="Vigil archiver", lifespan=lifespan)
+app.add_middleware(RequestGuard)
 dapr_app = DaprApp(app)
 
 

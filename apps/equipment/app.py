@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from apps.common.daprhttp import PooledDaprActorHttpClient, close_invocation, pool_invocation
+from apps.common.httpguard import RequestGuard
 from apps.common.publisher import DaprPublisher
 from apps.equipment.actor import EquipmentActor
 from apps.equipment.ports import ActorDeps, DaprInferenceClient
@@ -43,6 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPIOffline(title="Vigil equipment", lifespan=lifespan)
+app.add_middleware(RequestGuard)
 actor = DaprActor(app)
 
 

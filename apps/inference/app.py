@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from apps.common.contracts import PredictRequest, PredictResponse
+from apps.common.httpguard import RequestGuard
 from apps.common.names import PUBSUB, TOPIC_MODEL_UPDATES
 from apps.common.registry import DaprModelRegistry, ModelUpdate
 from apps.inference.model import BadInput, ModelNotReady
@@ -40,6 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPIOffline(title="Vigil inference", lifespan=lifespan)
+app.add_middleware(RequestGuard)
 dapr_app = DaprApp(app)
 
 

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from dapr.aio.clients import DaprClient
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel, ConfigDict
 
+from apps.common.httpguard import RequestGuard
 from apps.common.profiles import PROFILES, get_profile
 from apps.common.publisher import DaprPublisher
 from apps.common.registry import DaprModelRegistry, RegisteredModel
@@ -47,6 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPIOffline(title="Vigil training", lifespan=lifespan)
+app.add_middleware(RequestGuard)
 
 
 def get_service(request: Request) -> TrainingService:
@@ -69,8 +72,18 @@ def job_json(job: TrainingJob) -> dict[str, Any]:
     }
 
 
+class TrainRequest(BaseModel):
+    """No options yet: an empty object (or no body). Anything else is refused, so a request meant for
+    another API or a typo never starts a training run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 @app.post("/v1/train", status_code=202)
-async def train(request: Request, service: ServiceDep) -> JSONResponse:
+async def train(
+    request: Request, service: ServiceDep, body: Annotated[TrainRequest | None, Body()] = None
+) -> JSONResponse:
+    """Start a training job: 202 with the job, `Location: /v1/jobs/{id}`; a body other than `{}` is a 422."""
     job = TrainingJob()
     task = asyncio.create_task(service.run(job))
     request.app.state.tasks.add(task)
