@@ -244,7 +244,7 @@ def apply_event(record: AlertRecord | None, alert: Alert) -> AlertRecord:
 def acknowledge(record: AlertRecord, at: datetime, by: str, note: str = "") -> AlertRecord:
     """An operator acknowledged the alert. Again on an acknowledged one: a note is added to the
     history, and the same request twice (a client's retry) changes nothing."""
-    _refuse_closed(record, "acknowledged")
+    _refuse_closed(record)
     if record.state == "acknowledged":
         last = [c for c in record.history if c.action == "acknowledge"][-1]
         if not note or (last.by, last.note) == (by, note):
@@ -254,7 +254,7 @@ def acknowledge(record: AlertRecord, at: datetime, by: str, note: str = "") -> A
 
 def resolve(record: AlertRecord, at: datetime, by: str, note: str = "") -> AlertRecord:
     """An operator closed an alert the machine has not cleared (after the actor ended its episode)."""
-    _refuse_closed(record, "resolved")
+    _refuse_closed(record)
     return _operator(record, "resolve", at, by, note)
 
 
@@ -341,9 +341,9 @@ def _utc(at: datetime | None) -> str:
     return "?" if at is None else f"{at:%Y-%m-%d %H:%M:%S} UTC"
 
 
-def _refuse_closed(record: AlertRecord, what: str) -> None:
+def _refuse_closed(record: AlertRecord) -> None:
     if record.state in CLOSED:
-        raise AlertClosed(f"cannot be {what}: {closed_reason(record)}")
+        raise AlertClosed(closed_reason(record))
 
 
 def _operator(record: AlertRecord, action: Action, at: datetime, by: str, note: str) -> AlertRecord:

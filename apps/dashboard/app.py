@@ -25,7 +25,7 @@ from apps.common.names import PUBSUB, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH, TOPI
 from apps.dashboard.domain import alert_row
 from apps.dashboard.live import deliver
 from apps.dashboard.pages import register_pages
-from apps.dashboard.ports import AckRefused, AlertNotFound, BackendUnavailable, DaprDashboardBackend
+from apps.dashboard.ports import ActionRefused, AlertNotFound, BackendUnavailable, DaprDashboardBackend
 from apps.dashboard.service import DashboardService
 from apps.dashboard.settings import get_settings
 
@@ -53,6 +53,16 @@ async def _unavailable(request: Request, exc: BackendUnavailable) -> JSONRespons
     return JSONResponse({"detail": str(exc)}, 503)
 
 
+@app.exception_handler(AlertNotFound)
+async def _not_found(request: Request, exc: AlertNotFound) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, 404)
+
+
+@app.exception_handler(ActionRefused)
+async def _refused(request: Request, exc: ActionRefused) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, 409)
+
+
 @app.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -78,25 +88,42 @@ async def alerts() -> dict[str, Any]:
     return await service.alerts_json()
 
 
-class AckRequest(BaseModel):
+class OperatorRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     by: Annotated[StrictStr | None, Field(max_length=128)] = None
+    note: Annotated[StrictStr, Field(max_length=2000)] = ""
+
+
+OperatorBody = Annotated[OperatorRequest | None, Body()]
 
 
 @app.post("/api/alerts/{alert_id}/ack")
-async def acknowledge(
-    alert_id: Annotated[str, Path(min_length=5, max_length=256)],
-    body: Annotated[AckRequest | None, Body()] = None,
-) -> JSONResponse:
-    """Acknowledge through alerting, as the alerts page does (404 unknown, 409 already cleared)."""
-    try:
-        record = await service.acknowledge(alert_id, body.by if body else None)
-    except AlertNotFound as exc:
-        return JSONResponse({"detail": str(exc)}, 404)
-    except AckRefused as exc:
-        return JSONResponse({"detail": str(exc)}, 409)
-    return JSONResponse(alert_row(record))
+async def acknowledge(alert_id: str, body: OperatorBody = None) -> dict[str, Any]:
+    """Acknowledge through alerting, as the alerts page does (404 unknown, 409 cleared or resolved)."""
+    request = body or OperatorRequest()
+    return alert_row(await service.acknowledge(alert_id, request.by, request.note))
+
+
+@app.post("/api/alerts/{alert_id}/resolve")
+async def resolve(alert_id: str, body: OperatorBody = None) -> dict[str, Any]:
+    """Resolve through alerting, as the alerts page does (404 unknown, 409 cleared or resolved, 503 when
+    the machine's actor does not answer)."""
+    request = body or OperatorRequest()
+    return alert_row(await service.resolve(alert_id, request.by, request.note))
+
+
+@app.delete("/api/machines/{equipment_id}")
+async def retire(equipment_id: str, body: OperatorBody = None) -> dict[str, Any]:
+    """Retire a machine through alerting, as the machine page does: `{resolved_alerts}`."""
+    request = body or OperatorRequest()
+    return {"resolved_alerts": await service.retire(equipment_id, request.by, request.note)}
+
+
+@app.get("/api/notifications")
+async def notifications() -> dict[str, Any]:
+    """Whether alert notifications get through (alerting's `GET /v1/notifications`)."""
+    return (await service.notifications()).model_dump(mode="json")
 
 
 @app.get("/api/models")

@@ -30,9 +30,10 @@ STATUS_ORDER: Final[tuple[str, ...]] = ("critical", "warning", "stale", "silent"
 STATUS_RANK: Final = {s: i for i, s in enumerate(STATUS_ORDER)}
 assert set(STATUS_ORDER) == set(get_args(Status)), "every Status needs a place in STATUS_ORDER"
 
-LifecycleState = Literal["open", "acknowledged", "cleared"]
+LifecycleState = Literal["open", "acknowledged", "cleared", "resolved"]
 LIFECYCLE_STATES: Final[tuple[str, ...]] = get_args(LifecycleState)
-_STATE_RANK: Final = {"open": 0, "acknowledged": 1, "cleared": 2}
+_STATE_RANK: Final = {"open": 0, "acknowledged": 1, "cleared": 2, "resolved": 3}
+ACTIVE: Final = ("open", "acknowledged")
 _SEVERITY_RANK: Final = {"warning": 1, "critical": 2}
 _EVENT_RANK: Final = {"open": 0, "escalate": 1, "clear": 2, "reopen": 3}
 
@@ -50,6 +51,19 @@ def _round(value: float | None, digits: int = 1) -> float | None:
 
 
 # ------------------------------------------------------------------------------------------ alerts
+class AlertChangeInfo(BaseModel):
+    """One entry of an alert's history as alerting serves it: who did what when, and why."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    at: datetime
+    action: str
+    by: str
+    state: LifecycleState
+    severity: Severity
+    note: str = ""
+
+
 class AlertInfo(BaseModel):
     """An alert as alerting's API serves it (its `AlertRecord`), read leniently: fields the dashboard
     does not use are ignored, so alerting can add some without breaking the dashboard."""
@@ -69,31 +83,41 @@ class AlertInfo(BaseModel):
     message: str = ""
     raised_at: datetime
     updated_at: datetime
+    revision: int = 0
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
     cleared_at: datetime | None = None
     cleared_reason: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    history: list[AlertChangeInfo] = Field(default_factory=list)
 
     @property
     def is_active(self) -> bool:
-        return self.state != "cleared"
+        return self.state in ACTIVE
 
 
 def merge_alert_event(previous: AlertInfo | None, event: Alert) -> AlertInfo:
     """Show an `alerts` event at once, before alerting's API has it: the event's content, with the
-    lifecycle alerting will give it (a clear clears; an escalation re-opens an acknowledged alert;
-    otherwise an acknowledgement stands). A later page load reads alerting's record, the truth."""
-    if previous is not None and (previous.updated_at, _EVENT_RANK.get(previous.last_event, 0)) > (
-        event.updated_at,
-        _EVENT_RANK[event.event],
-    ):
+    lifecycle alerting will give it (a clear clears, a reopen opens again, an operator's resolve is
+    final; an escalation re-opens an acknowledged alert, otherwise an acknowledgement stands). A later
+    page load reads alerting's record, the truth."""
+    if previous is not None and (
+        previous.revision,
+        previous.updated_at,
+        _EVENT_RANK.get(previous.last_event, 0),
+    ) > (event.revision, event.updated_at, _EVENT_RANK[event.event]):
         return previous  # an older event delivered late
     state: LifecycleState = "open"
-    if event.event == "clear" or (previous is not None and previous.state == "cleared"):
+    if previous is not None and previous.state == "resolved":
+        return previous
+    if event.event == "clear" or (
+        previous is not None and previous.state == "cleared" and event.event != "reopen"
+    ):
         state = "cleared"
     elif previous is not None and previous.state == "acknowledged":
         rises = _SEVERITY_RANK[event.severity] > _SEVERITY_RANK[previous.severity]
-        state = "open" if rises else "acknowledged"
+        state = "open" if rises or event.event == "reopen" else "acknowledged"
     return AlertInfo(
         id=event.id,
         equipment_id=event.equipment_id,
@@ -108,6 +132,8 @@ def merge_alert_event(previous: AlertInfo | None, event: Alert) -> AlertInfo:
         message=event.message,
         raised_at=min(event.raised_at, previous.raised_at) if previous else event.raised_at,
         updated_at=event.updated_at,
+        revision=event.revision,
+        history=previous.history if previous else [],
         acknowledged_at=previous.acknowledged_at if previous and state == "acknowledged" else None,
         acknowledged_by=previous.acknowledged_by if previous and state == "acknowledged" else None,
         cleared_at=event.updated_at if state == "cleared" else None,
@@ -133,12 +159,42 @@ def alert_row(alert: AlertInfo) -> dict[str, Any]:
         "acknowledged_at": fmt_time(alert.acknowledged_at),
         "cleared_at": fmt_time(alert.cleared_at),
         "cleared_reason": alert.cleared_reason or "",
+        "resolved_by": alert.resolved_by or "",
+        "resolved_at": fmt_time(alert.resolved_at),
         "top_sensors": ", ".join(f"{s.sensor} ({s.z_score:+.1f})" for s in alert.top_sensors[:3]),
     }
 
 
+def change_rows(alerts: Iterable[AlertInfo]) -> list[dict[str, Any]]:
+    """Every change of these alerts, newest first: a machine's alert history, state change by change."""
+    rows = [
+        {
+            "key": f"{a.id}/{i}",
+            "alert_id": a.id,
+            "at": fmt_time(c.at),
+            "action": c.action,
+            "by": c.by,
+            "state": c.state,
+            "severity": c.severity,
+            "note": c.note,
+        }
+        for a in alerts
+        for i, c in enumerate(a.history)
+    ]
+    rows.sort(key=lambda r: (r["at"], r["key"]), reverse=True)
+    return rows
+
+
+def describe_changes(alert: AlertInfo) -> list[str]:
+    """An alert's history as lines an operator reads: '2024-01-01 00:00:10 acknowledge by ana: on it'."""
+    return [
+        f"{fmt_time(c.at)} {c.action} by {c.by} -> {c.state}" + (f": {c.note}" if c.note else "")
+        for c in alert.history
+    ]
+
+
 def alert_sort_key(alert: AlertInfo) -> tuple[int, int, float, str]:
-    """Open before acknowledged before cleared; critical first; newest raised first."""
+    """Open before acknowledged before the closed ones; critical first; newest raised first."""
     return (
         _STATE_RANK[alert.state],
         -_SEVERITY_RANK[alert.severity],
@@ -275,6 +331,11 @@ class Fleet:
             return None
         self.snapshots[snapshot.equipment_id] = snapshot
         return self.row(snapshot.equipment_id)
+
+    def remove(self, equipment_id: str) -> bool:
+        """A retired machine leaves the view; False if it was not in it."""
+        self.active_alerts.pop(equipment_id, None)
+        return self.snapshots.pop(equipment_id, None) is not None
 
     def apply_alert(self, equipment_id: str, alert_id: str, active: bool) -> dict[str, Any] | None:
         ids = self.active_alerts.setdefault(equipment_id, set())
@@ -450,3 +511,37 @@ def model_rows(models: Iterable[RegisteredModelInfo], serving: Mapping[str, int]
 
 def metric_names(models: Iterable[RegisteredModelInfo]) -> list[str]:
     return sorted({k for m in models for c in m.versions for k in c.metrics})
+
+
+# ----------------------------------------------------------------------------------- notifications
+class NotificationStatus(BaseModel):
+    """Alerting's `GET /v1/notifications`, read leniently."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    binding: str = "notifications"
+    failing: bool = False
+    pending: int = 0
+    delivered: int = 0
+    last_delivered_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    last_error: str | None = None
+    abandoned: int = 0
+
+
+def notification_line(status: NotificationStatus) -> tuple[str, bool]:
+    """What the pages say about alert notifications, and whether it is a problem (shown in red)."""
+    if status.failing:
+        return (
+            f"Notifications FAILING: {status.pending} not delivered, retrying; last error "
+            f"{fmt_time(status.last_failure_at)} UTC: {status.last_error}",
+            True,
+        )
+    given_up = f"; {status.abandoned} given up" if status.abandoned else ""
+    if status.pending:
+        return f"Notifications: {status.pending} being sent{given_up}", bool(status.abandoned)
+    last = fmt_time(status.last_delivered_at)
+    return (
+        f"Notifications ok: {status.delivered} delivered" + (f", last {last} UTC" if last else "") + given_up,
+        bool(status.abandoned),
+    )

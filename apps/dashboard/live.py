@@ -37,7 +37,7 @@ class HealthChanged:
 
 @dataclass(frozen=True, slots=True)
 class AlertChanged:
-    """An `alerts` event (`event` set), or a record alerting returned (an acknowledgement here)."""
+    """An `alerts` event (`event` set), or a record alerting returned (an operator's action here)."""
 
     event: Alert | None = None
     record: AlertInfo | None = None
@@ -64,7 +64,18 @@ class ModelChanged:
         return ("model", f"{self.update.name}/{self.update.version}")
 
 
-Event = HealthChanged | AlertChanged | ModelChanged
+@dataclass(frozen=True, slots=True)
+class MachineRetired:
+    """An operator retired a machine through this dashboard (no topic carries retirements)."""
+
+    equipment_id: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("retired", self.equipment_id)
+
+
+Event = HealthChanged | AlertChanged | ModelChanged | MachineRetired
 Listener = Callable[[Event], None]
 
 

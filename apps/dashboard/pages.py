@@ -1,4 +1,5 @@
-"""The NiceGUI pages: fleet (/), machine (/machine/{id}), alerts (/alerts) and models (/models).
+"""The NiceGUI pages: fleet (/), machine (/machine/{id}), alerts (/alerts, in alerts_page.py) and models
+(/models).
 
 Each page loads its rows through DashboardService, shows them in NiceGUI's AG Grid and ECharts
 elements, and subscribes a Coalescer to the LiveHub: live events change the page's rows and are
@@ -9,138 +10,29 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
 from nicegui import background_tasks, ui
 
 from apps.common.contracts import EQUIPMENT_ID_PATTERN
-from apps.dashboard.domain import (
-    LIFECYCLE_STATES,
-    STATUS_ORDER,
-    AlertInfo,
-    alert_counts,
-    alert_row,
-    alert_rows,
-    extend_history,
-    merge_alert_event,
-    rul_series,
-)
-from apps.dashboard.live import AlertChanged, Coalescer, Event, HealthChanged, ModelChanged
-from apps.dashboard.ports import AckRefused, AlertNotFound, BackendUnavailable
+from apps.dashboard.alerts_page import alerts_page
+from apps.dashboard.domain import STATUS_ORDER, alert_row, extend_history, merge_alert_event, rul_series
+from apps.dashboard.live import AlertChanged, Event, HealthChanged, MachineRetired, ModelChanged
+from apps.dashboard.ports import ActionRefused, AlertNotFound, BackendUnavailable
 from apps.dashboard.service import DashboardService, ModelsView
-
-NAV = (("/", "Fleet"), ("/alerts", "Alerts"), ("/models", "Models"))
-STATUS_CLASSES = {
-    "text-red-700 font-bold": "x == 'critical'",
-    "text-amber-600 font-bold": "x == 'warning'",
-    "text-purple-700": "x == 'stale' || x == 'silent'",
-    "text-gray-500": "x == 'warming_up'",
-    "text-green-700": "x == 'ok'",
-}
-SEVERITY_CLASSES = {"text-red-700 font-bold": "x == 'critical'", "text-amber-600": "x == 'warning'"}
-
-
-# ----------------------------------------------------------------------------------------- helpers
-def frame(active: str) -> None:
-    ui.page_title(f"Vigil {active.lower()}")
-    with ui.header().classes("items-center gap-6 bg-slate-800 text-white"):
-        ui.label("Vigil").classes("text-xl font-bold")
-        for path, name in NAV:
-            link = ui.link(name, path).classes("text-white text-lg")
-            link.classes("underline" if name == active else "no-underline")
-
-
-def show_error(what: str, exc: Exception) -> None:
-    ui.label(f"{what}: {exc}").classes("text-red-700").mark("error")
-
-
-def subscribe(service: DashboardService, flush: Callable[[list[Event]], None]) -> Coalescer:
-    """A Coalescer for this page's client, held until the page has its data, dropped with the page.
-    `flush` runs inside the client's context, so what it creates (a notification) reaches this page."""
-    client = ui.context.client
-
-    def in_page(events: list[Event]) -> None:
-        with client:
-            flush(events)
-
-    coalescer = Coalescer(in_page, service.settings.push_interval_seconds)
-    coalescer.hold()
-    unsubscribe = service.hub.subscribe(coalescer)
-
-    def drop() -> None:
-        unsubscribe()
-        coalescer.close()
-
-    client.on_delete(drop)
-    return coalescer
-
-
-class GridRows:
-    """An AG Grid's rows kept on both sides: the element's `rowData` (what a reconnecting browser
-    gets) and the browser's grid, changed by one transaction per flush (filters, sort and scroll
-    position stay as the operator left them)."""
-
-    def __init__(self, grid: ui.aggrid, key: str) -> None:
-        self.grid = grid
-        self.key = key
-        self.index = {row[key]: i for i, row in enumerate(grid.options["rowData"])}
-
-    def upsert(self, rows: list[dict[str, Any]]) -> None:
-        data = self.grid.options["rowData"]
-        adds, updates = [], []
-        for row in rows:
-            at = self.index.get(row[self.key])
-            if at is None:
-                self.index[row[self.key]] = len(data)
-                data.append(row)
-                adds.append(row)
-            else:
-                data[at] = row
-                updates.append(row)
-        if adds or updates:
-            self.grid.run_grid_method("applyTransaction", {"add": adds, "update": updates})
-
-    def replace(self, rows: list[dict[str, Any]]) -> None:
-        self.grid.options["rowData"] = rows
-        self.index = {row[self.key]: i for i, row in enumerate(rows)}
-        self.grid.run_grid_method("setGridOption", "rowData", rows)
-
-
-def grid_options(columns: list[dict[str, Any]], rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    return {
-        "columnDefs": columns,
-        "defaultColDef": {
-            "sortable": True,
-            "filter": True,
-            "floatingFilter": True,
-            "resizable": True,
-            "minWidth": 110,
-        },
-        "rowData": rows,
-        ":getRowId": f"params => String(params.data.{key})",
-        "animateRows": False,
-        "suppressCellFocus": True,
-    }
-
-
-def text_col(field: str, name: str, **extra: Any) -> dict[str, Any]:
-    return {"field": field, "headerName": name, "filter": "agTextColumnFilter", **extra}
-
-
-def number_col(field: str, name: str, **extra: Any) -> dict[str, Any]:
-    return {"field": field, "headerName": name, "filter": "agNumberColumnFilter", **extra}
-
-
-def notify_alert(event: AlertChanged) -> None:
-    alert = event.event
-    if alert is None or alert.event == "clear":
-        return
-    ui.notify(
-        f"{alert.severity} alert on {alert.equipment_id}: {alert.message or alert.kind}",
-        type="negative" if alert.severity == "critical" else "warning",
-    )
-
+from apps.dashboard.widgets import (
+    SEVERITY_CLASSES,
+    STATUS_CLASSES,
+    GridRows,
+    NotificationsLine,
+    frame,
+    grid_options,
+    notify_alert,
+    number_col,
+    show_error,
+    subscribe,
+    text_col,
+)
 
 # ------------------------------------------------------------------------------------------- fleet
 FLEET_COLUMNS = [
@@ -172,7 +64,11 @@ async def fleet_page(service: DashboardService) -> None:
         changed: dict[str, dict[str, Any]] = {}
         for event in events:
             row = None
-            if isinstance(event, HealthChanged):
+            if isinstance(event, MachineRetired):
+                fleet.remove(event.equipment_id)
+                changed.pop(event.equipment_id, None)
+                rows.remove(event.equipment_id)
+            elif isinstance(event, HealthChanged):
                 row = fleet.apply_health(event.snapshot)
             elif isinstance(event, AlertChanged):
                 active = event.record.is_active if event.record else event.event.event != "clear"  # type: ignore[union-attr]
@@ -212,10 +108,11 @@ async def fleet_page(service: DashboardService) -> None:
             "search machine id",
             on_change=lambda e: grid.run_grid_method("setGridOption", "quickFilterText", e.value or ""),
         ).props("dense clearable").classes("ml-4 w-64").mark("fleet-search")
+    NotificationsLine(service)
     grid = (
         ui.aggrid(grid_options(FLEET_COLUMNS, page["fleet"].rows(), "equipment_id"), theme="balham")
         .classes("w-full")
-        .style("height: calc(100vh - 160px)")
+        .style("height: calc(100vh - 190px)")
         .mark("fleet-grid")
     )
     grid.on("cellClicked", lambda e: ui.navigate.to(f"/machine/{e.args['data']['equipment_id']}"))
@@ -236,6 +133,16 @@ MACHINE_ALERT_COLUMNS = [
     text_col("acknowledged_by", "Acknowledged by"),
     text_col("acknowledged_at", "Acknowledged (UTC)"),
     text_col("cleared_at", "Cleared (UTC)"),
+    text_col("resolved_by", "Resolved by"),
+]
+CHANGE_COLUMNS = [
+    text_col("at", "When (UTC)", sort="desc", minWidth=160),
+    text_col("alert_id", "Alert", minWidth=200),
+    text_col("action", "Change"),
+    text_col("by", "By"),
+    text_col("state", "State after"),
+    text_col("severity", "Severity", cellClassRules=SEVERITY_CLASSES),
+    text_col("note", "Note", minWidth=260),
 ]
 SUMMARY_FIELDS = (
     ("status", "status"),
@@ -267,6 +174,8 @@ async def machine_page(service: DashboardService, equipment_id: str) -> None:
                 page["alert_rows"].upsert([alert_row(new)])
                 alerts_changed = True
                 notify_alert(event)
+            elif isinstance(event, MachineRetired) and event.equipment_id == equipment_id:
+                ui.notify(f"{equipment_id} was retired: it is no longer watched", type="info")
         show_summary()
         if chart_changed:
             page["chart"].options["series"][0]["data"] = rul_series(view.history)
@@ -274,6 +183,34 @@ async def machine_page(service: DashboardService, equipment_id: str) -> None:
         if alerts_changed:
             page["sensors"].options.update(view.sensor_chart())
             page["sensors"].update()
+            page["changes"].replace(view.change_rows())
+
+    async def retire(dialog: ui.dialog, by: str, note: str) -> None:
+        try:
+            resolved = await service.retire(equipment_id, by, note)
+        except (ActionRefused, AlertNotFound) as exc:
+            ui.notify(f"not retired: {exc}", type="warning")
+            return
+        except BackendUnavailable as exc:
+            ui.notify(f"not retired, alerting is unavailable: {exc}", type="negative")
+            return
+        dialog.close()
+        closed = f"; resolved {', '.join(resolved)}" if resolved else ""
+        ui.notify(f"{equipment_id} retired: no longer watched{closed}", type="positive")
+        ui.navigate.to("/")
+
+    def confirm_retire() -> None:
+        with ui.dialog() as dialog, ui.card():
+            ui.label(f"Retire {equipment_id}?").classes("text-lg font-bold")
+            ui.label("It will no longer be watched (no silence alerts) and its open alerts are resolved.")
+            by = ui.input("operator", value=service.settings.default_operator).mark("retire-by")
+            note = ui.input("note (why)").classes("w-96").mark("retire-note")
+            with ui.row():
+                ui.button("Retire", on_click=lambda: retire(dialog, by.value, note.value or "")).props(
+                    "no-caps color=negative"
+                ).mark("retire-confirm")
+                ui.button("Cancel", on_click=dialog.close).props("flat no-caps")
+        dialog.open()
 
     def show_summary() -> None:
         summary = page["view"].summary()
@@ -288,7 +225,12 @@ async def machine_page(service: DashboardService, equipment_id: str) -> None:
         show_error(f"machine {equipment_id} is unavailable", exc)
         return
     page["view"] = view
-    ui.label(f"Machine {equipment_id}").classes("text-2xl font-bold").mark("machine-title")
+    with ui.row().classes("items-center gap-4"):
+        ui.label(f"Machine {equipment_id}").classes("text-2xl font-bold").mark("machine-title")
+        if view.known:
+            ui.button("Retire machine", on_click=confirm_retire).props("outline no-caps color=negative").mark(
+                "retire"
+            )
     if not view.known:
         ui.label("No readings, predictions or alerts for this machine (yet).").mark("machine-unknown")
     page["summary"] = {}
@@ -309,123 +251,13 @@ async def machine_page(service: DashboardService, equipment_id: str) -> None:
         .mark("machine-alerts")
     )
     page["alert_rows"] = GridRows(grid, "id")
-    coalescer.release()
-
-
-# ------------------------------------------------------------------------------------------ alerts
-ALERT_COLUMNS = [
-    text_col(
-        "state",
-        "State",
-        sort="asc",
-        sortIndex=0,
-        **{":comparator": "(a, b, nodeA, nodeB) => nodeA.data.state_rank - nodeB.data.state_rank"},
-    ),
-    text_col("severity", "Severity", cellClassRules=SEVERITY_CLASSES),
-    text_col("equipment_id", "Machine"),
-    text_col("kind", "Kind"),
-    number_col("predicted_rul", "RUL at alert"),
-    text_col("raised_at", "Raised (UTC)", sort="desc", sortIndex=1),
-    text_col("acknowledged_by", "Acknowledged by"),
-    text_col("acknowledged_at", "Acknowledged (UTC)"),
-    text_col("cleared_at", "Cleared (UTC)"),
-    text_col("cleared_reason", "Cleared because"),
-    text_col("message", "Message", minWidth=300),
-    text_col("id", "Alert id", minWidth=200),
-]
-
-
-async def alerts_page(service: DashboardService) -> None:
-    frame("Alerts")
-    page: dict[str, Any] = {"selected": None}
-
-    def flush(events: list[Event]) -> None:
-        alerts: dict[str, AlertInfo] = page["alerts"]
-        changed = []
-        for event in events:
-            if isinstance(event, AlertChanged):
-                new = event.record or merge_alert_event(alerts.get(event.alert_id), event.event)  # type: ignore[arg-type]
-                alerts[new.id] = new
-                changed.append(alert_row(new))
-                notify_alert(event)
-        if changed:
-            page["rows"].upsert(changed)
-            show_counts()
-            show_selected()
-
-    def show_counts() -> None:
-        counts = alert_counts(page["alerts"].values())
-        for state, label in page["counts"].items():
-            label.set_text(f"{state} {counts[state]}")
-
-    def select(alert_id: str) -> None:
-        page["selected"] = alert_id
-        show_selected()
-
-    def show_selected() -> None:
-        alert = page["alerts"].get(page["selected"])
-        detail, ack = page["detail"], page["ack"]
-        if alert is None:
-            detail.set_text("Click an alert to see it and acknowledge it.")
-            ack.disable()
-            return
-        who = (
-            f"acknowledged by {alert.acknowledged_by or '?'} at {alert.acknowledged_at:%Y-%m-%d %H:%M:%S} UTC"
-            if alert.acknowledged_at
-            else "not acknowledged"
-        )
-        cleared = (
-            f"; cleared {alert.cleared_at:%Y-%m-%d %H:%M:%S} UTC ({alert.cleared_reason})"
-            if alert.cleared_at
-            else ""
-        )
-        detail.set_text(f"{alert.id}: {alert.state}, {alert.severity}. {alert.message} ({who}{cleared})")
-        ack.set_enabled(alert.state == "open")
-
-    async def acknowledge() -> None:
-        alert_id = page["selected"]
-        if alert_id is None:
-            return
-        try:
-            record = await service.acknowledge(alert_id, page["by"].value)
-        except (AckRefused, AlertNotFound) as exc:
-            ui.notify(f"not acknowledged: {exc}", type="warning")
-            return
-        except BackendUnavailable as exc:
-            ui.notify(f"alerting is unavailable: {exc}", type="negative")
-            return
-        page["alerts"][record.id] = record
-        page["rows"].upsert([alert_row(record)])
-        show_counts()
-        show_selected()
-        ui.notify(f"{record.id} acknowledged by {record.acknowledged_by}", type="positive")
-
-    coalescer = subscribe(service, flush)
-    try:
-        page["alerts"] = {a.id: a for a in await service.alerts()}
-    except BackendUnavailable as exc:
-        show_error("alerting is unavailable", exc)
-        return
-    with ui.row().classes("items-center gap-4"):
-        page["counts"] = {
-            s: ui.label().classes("text-lg font-bold").mark(f"alerts-{s}") for s in LIFECYCLE_STATES
-        }
-    with ui.row().classes("items-center gap-4 w-full"):
-        page["detail"] = ui.label().classes("grow").mark("alert-detail")
-        page["by"] = (
-            ui.input("acknowledged by", value=service.settings.default_operator).props("dense").mark("ack-by")
-        )
-        page["ack"] = ui.button("Acknowledge", on_click=acknowledge).props("no-caps").mark("ack")
-    grid = (
-        ui.aggrid(grid_options(ALERT_COLUMNS, alert_rows(page["alerts"].values()), "id"), theme="balham")
-        .classes("w-full")
-        .style("height: calc(100vh - 200px)")
-        .mark("alerts-grid")
+    ui.label("Alert changes (who, when, what)").classes("text-lg font-bold mt-4")
+    changes = (
+        ui.aggrid(grid_options(CHANGE_COLUMNS, view.change_rows(), "key"), theme="balham")
+        .classes("w-full h-80")
+        .mark("machine-changes")
     )
-    grid.on("cellClicked", lambda e: select(e.args["data"]["id"]))
-    page["rows"] = GridRows(grid, "id")
-    show_counts()
-    show_selected()
+    page["changes"] = GridRows(changes, "key")
     coalescer.release()
 
 

@@ -16,7 +16,13 @@ from apps.common.actor_interface import EquipmentActorInterface
 from apps.common.contracts import HealthSnapshot
 from apps.common.daprhttp import PooledActorProxyFactory, close_pooled, pooled_invocation_client
 from apps.common.names import ALERTING_APP_ID, EQUIPMENT_ACTOR_TYPE, INFERENCE_APP_ID, TRAINING_APP_ID
-from apps.dashboard.domain import AlertInfo, HistoryPoint, LifecycleState, RegisteredModelInfo
+from apps.dashboard.domain import (
+    AlertInfo,
+    HistoryPoint,
+    LifecycleState,
+    NotificationStatus,
+    RegisteredModelInfo,
+)
 
 
 class BackendUnavailable(Exception):
@@ -27,8 +33,9 @@ class AlertNotFound(Exception):
     pass
 
 
-class AckRefused(Exception):
-    """Alerting refused the acknowledgement (e.g. the alert is already cleared); the reason is its own."""
+class ActionRefused(Exception):
+    """Alerting refused an operator's action (the alert is already cleared or resolved; the machine's
+    actor did not answer); the reason is alerting's own."""
 
 
 class DashboardBackend(Protocol):
@@ -46,8 +53,20 @@ class DashboardBackend(Protocol):
         """One alert; AlertNotFound if alerting does not know it."""
         ...
 
-    async def acknowledge(self, alert_id: str, by: str | None) -> AlertInfo:
-        """AlertNotFound, or AckRefused with alerting's reason."""
+    async def acknowledge(self, alert_id: str, by: str, note: str) -> AlertInfo:
+        """AlertNotFound, or ActionRefused with alerting's reason."""
+        ...
+
+    async def resolve(self, alert_id: str, by: str, note: str) -> AlertInfo:
+        """Close an alert the machine has not cleared: AlertNotFound, or ActionRefused."""
+        ...
+
+    async def retire(self, equipment_id: str, by: str, note: str) -> list[str]:
+        """Stop watching a machine; the ids of the alerts that resolved. AlertNotFound, ActionRefused."""
+        ...
+
+    async def notifications(self) -> NotificationStatus:
+        """Whether alert notifications get through (alerting's sender)."""
         ...
 
     async def health(self, equipment_id: str) -> HealthSnapshot | None:
@@ -143,16 +162,32 @@ class DaprDashboardBackend:
             raise AlertNotFound(_detail(exc)) from exc
         return AlertInfo.model_validate_json(raw)
 
-    async def acknowledge(self, alert_id: str, by: str | None) -> AlertInfo:
+    async def acknowledge(self, alert_id: str, by: str, note: str) -> AlertInfo:
+        return AlertInfo.model_validate_json(await self._act(f"v1/alerts/{alert_id}/ack", "POST", by, note))
+
+    async def resolve(self, alert_id: str, by: str, note: str) -> AlertInfo:
+        return AlertInfo.model_validate_json(
+            await self._act(f"v1/alerts/{alert_id}/resolve", "POST", by, note)
+        )
+
+    async def retire(self, equipment_id: str, by: str, note: str) -> list[str]:
+        retired = json.loads(await self._act(f"v1/fleet/{equipment_id}", "DELETE", by, note))
+        return [str(i) for i in retired.get("resolved_alerts", [])]
+
+    async def notifications(self) -> NotificationStatus:
+        return NotificationStatus.model_validate_json(await self._call(ALERTING_APP_ID, "v1/notifications"))
+
+    async def _act(self, method: str, verb: str, by: str, note: str) -> bytes:
+        """An operator's action on alerting: 404 -> AlertNotFound, 409 -> ActionRefused (alerting's
+        reason); a 503 (the machine's actor or the store did not answer) is BackendUnavailable."""
         try:
-            raw = await self._call(
-                ALERTING_APP_ID, f"v1/alerts/{alert_id}/ack", verb="POST", body=json.dumps({"by": by})
+            return await self._call(
+                ALERTING_APP_ID, method, verb=verb, body=json.dumps({"by": by, "note": note})
             )
         except DaprHttpError as exc:
             if exc.status_code == 404:
                 raise AlertNotFound(_detail(exc)) from exc
-            raise AckRefused(_detail(exc)) from exc
-        return AlertInfo.model_validate_json(raw)
+            raise ActionRefused(_detail(exc)) from exc
 
     async def health(self, equipment_id: str) -> HealthSnapshot | None:
         proxy = self.actors.create(EQUIPMENT_ACTOR_TYPE, ActorId(equipment_id), EquipmentActorInterface)

@@ -1,4 +1,5 @@
-"""The dashboard's use cases without HTTP or UI: load a view from the backend, acknowledge an alert.
+"""The dashboard's use cases without HTTP or UI: load a view from the backend; acknowledge, resolve,
+retire.
 
 Pages (pages.py) and the JSON API (app.py) both call these, so what a page shows and what
 `/api/...` answers are the same rows.
@@ -16,10 +17,12 @@ from apps.dashboard.domain import (
     AlertInfo,
     Fleet,
     HistoryPoint,
+    NotificationStatus,
     RegisteredModelInfo,
     Thresholds,
     alert_counts,
     alert_rows,
+    change_rows,
     machine_summary,
     metric_names,
     model_rows,
@@ -29,7 +32,7 @@ from apps.dashboard.domain import (
     thresholds_of,
     top_sensors,
 )
-from apps.dashboard.live import AlertChanged, LiveHub
+from apps.dashboard.live import AlertChanged, LiveHub, MachineRetired
 from apps.dashboard.ports import BackendUnavailable, DashboardBackend
 from apps.dashboard.settings import DashboardSettings
 
@@ -66,6 +69,9 @@ class MachineView:
     def alert_rows(self) -> list[dict[str, Any]]:
         return alert_rows(self.alerts.values())
 
+    def change_rows(self) -> list[dict[str, Any]]:
+        return change_rows(self.alerts.values())
+
     def to_json(self) -> dict[str, Any]:
         return {
             "equipment_id": self.equipment_id,
@@ -74,6 +80,7 @@ class MachineView:
             "chart": self.chart(),
             "sensors": self.sensors(),
             "alerts": self.alert_rows(),
+            "changes": self.change_rows(),
         }
 
 
@@ -147,9 +154,28 @@ class DashboardService:
             serving, error = {}, str(exc)
         return ModelsView(registered, serving, error)
 
-    async def acknowledge(self, alert_id: str, by: str | None) -> AlertInfo:
+    async def acknowledge(self, alert_id: str, by: str | None, note: str = "") -> AlertInfo:
         """Acknowledge through alerting, then tell every open page (no topic carries acknowledgements)."""
-        by = (by or "").strip() or self.settings.default_operator
-        record = await self.backend.acknowledge(alert_id, by)
+        record = await self.backend.acknowledge(alert_id, self._operator(by), note.strip())
         self.hub.publish(AlertChanged(record=record))
         return record
+
+    async def resolve(self, alert_id: str, by: str | None, note: str = "") -> AlertInfo:
+        """Close an alert the machine has not cleared, through alerting, and tell every open page."""
+        record = await self.backend.resolve(alert_id, self._operator(by), note.strip())
+        self.hub.publish(AlertChanged(record=record))
+        return record
+
+    async def retire(self, equipment_id: str, by: str | None, note: str = "") -> list[str]:
+        """Stop watching a machine; every open page drops it and shows its alerts resolved."""
+        resolved = await self.backend.retire(equipment_id, self._operator(by), note.strip())
+        self.hub.publish(MachineRetired(equipment_id))
+        for alert_id in resolved:
+            self.hub.publish(AlertChanged(record=await self.backend.alert(alert_id)))
+        return resolved
+
+    async def notifications(self) -> NotificationStatus:
+        return await self.backend.notifications()
+
+    def _operator(self, by: str | None) -> str:
+        return (by or "").strip() or self.settings.default_operator

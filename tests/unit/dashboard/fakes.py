@@ -10,8 +10,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apps.common.contracts import Alert, HealthSnapshot, ModelCard, SensorDeviation
-from apps.dashboard.domain import AlertInfo, HistoryPoint, LifecycleState, RegisteredModelInfo
-from apps.dashboard.ports import AckRefused, AlertNotFound, BackendUnavailable
+from apps.dashboard.domain import (
+    AlertChangeInfo,
+    AlertInfo,
+    HistoryPoint,
+    LifecycleState,
+    NotificationStatus,
+    RegisteredModelInfo,
+)
+from apps.dashboard.ports import ActionRefused, AlertNotFound, BackendUnavailable
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -105,7 +112,8 @@ def card(version: int, rmse: float, name: str = "turbofan-rul") -> ModelCard:
 
 
 class FakeBackend:
-    """The DashboardBackend protocol over dicts, acknowledging as alerting does (409 once cleared)."""
+    """The DashboardBackend protocol over dicts, acting as alerting does (409 once cleared or resolved;
+    each action kept in the alert's history)."""
 
     def __init__(self) -> None:
         self.snapshots: dict[str, HealthSnapshot] = {}
@@ -113,6 +121,8 @@ class FakeBackend:
         self.histories: dict[str, list[HistoryPoint]] = {}
         self.models: list[RegisteredModelInfo] = []
         self.loaded: dict[str, int] = {}
+        self.notification_status = NotificationStatus()
+        self.retired: list[str] = []
         self.down = False
         self.calls: list[str] = []
 
@@ -143,17 +153,50 @@ class FakeBackend:
             raise AlertNotFound(f"no alert with id {alert_id!r}")
         return self.alert_records[alert_id]
 
-    async def acknowledge(self, alert_id: str, by: str | None) -> AlertInfo:
+    async def acknowledge(self, alert_id: str, by: str, note: str) -> AlertInfo:
         self._call("acknowledge")
-        record = await self.alert(alert_id)
-        if record.state == "cleared":
-            raise AckRefused(f"alert {alert_id} is already cleared")
-        if record.state == "open":
-            record = record.model_copy(
-                update={"state": "acknowledged", "acknowledged_by": by, "acknowledged_at": at(1000)}
-            )
-            self.alert_records[alert_id] = record
+        return self._act(alert_id, "acknowledge", by, note)
+
+    async def resolve(self, alert_id: str, by: str, note: str) -> AlertInfo:
+        self._call("resolve")
+        return self._act(alert_id, "resolve", by, note)
+
+    def _act(self, alert_id: str, action: str, by: str, note: str) -> AlertInfo:
+        record = self.alert_records.get(alert_id)
+        if record is None:
+            raise AlertNotFound(f"no alert with id {alert_id!r}")
+        if record.state in ("cleared", "resolved"):
+            raise ActionRefused(f"alert {alert_id} is already {record.state}")
+        state: LifecycleState = "resolved" if action == "resolve" else "acknowledged"
+        change = AlertChangeInfo(
+            at=at(1000), action=action, by=by, state=state, severity=record.severity, note=note
+        )
+        update: dict[str, Any] = {
+            "state": state,
+            "history": [*record.history, change],
+            "updated_at": at(1000),
+        }
+        if action == "resolve":
+            update |= {"resolved_by": by, "resolved_at": at(1000)}
+        elif record.state == "open":
+            update |= {"acknowledged_by": by, "acknowledged_at": at(1000)}
+        self.alert_records[alert_id] = record = record.model_copy(update=update)
         return record
+
+    async def retire(self, equipment_id: str, by: str, note: str) -> list[str]:
+        self._call("retire")
+        if equipment_id not in self.snapshots:
+            raise AlertNotFound(f"no machine {equipment_id!r}")
+        del self.snapshots[equipment_id]
+        self.retired.append(equipment_id)
+        open_ = [a.id for a in self.alert_records.values() if a.equipment_id == equipment_id and a.is_active]
+        for alert_id in open_:
+            self._act(alert_id, "resolve", by, f"machine retired: {note}")
+        return open_
+
+    async def notifications(self) -> NotificationStatus:
+        self._call("notifications")
+        return self.notification_status
 
     async def health(self, equipment_id: str) -> HealthSnapshot | None:
         self._call("health")

@@ -176,7 +176,7 @@ def test_alert_rows_open_then_acknowledged_then_cleared_critical_and_newest_firs
         alert_info("open", equipment_id="a-new-crit", raised=30, severity="critical"),
     ]
     assert [r["equipment_id"] for r in alert_rows(alerts)] == ["a-new-crit", "a-old-crit", "a-warn", "b", "c"]
-    assert alert_counts(alerts) == {"open": 3, "acknowledged": 1, "cleared": 1}
+    assert alert_counts(alerts) == {"open": 3, "acknowledged": 1, "cleared": 1, "resolved": 0}
     acked = alert_rows([alerts[1]])[0]
     assert acked["acknowledged_by"] == "ann" and acked["acknowledged_at"] == "2024-01-01 00:00:00"
 

@@ -107,7 +107,7 @@ async def test_acknowledge_from_the_page_changes_state_and_shows_who(dashboard: 
     assert row["acknowledged_by"] == "bob" and row["acknowledged_at"] == "2024-01-01 00:16:40"
     assert d.backend.alert_records[record.id].state == "acknowledged"
     assert text(d, "alerts-acknowledged") == "acknowledged 1" and text(d, "alerts-open") == "open 0"
-    await d.user.should_see("acknowledged by bob at 2024-01-01 00:16:40 UTC")
+    await d.user.should_see("2024-01-01 00:16:40 acknowledge by bob -> acknowledged")
 
 
 async def test_acknowledging_a_cleared_alert_says_why_not(dashboard: Dashboard) -> None:
