@@ -24,6 +24,7 @@ from localdapr import __version__
 from localdapr.actors import ActorSubsystem
 from localdapr.api import grpc as grpc_api
 from localdapr.api import http as http_api
+from localdapr.api.context import ApiContext
 from localdapr.appchannel import APP_PROTOCOLS, AppChannel, GrpcAppChannel, open_channel
 from localdapr.apphealth import AppHealth, AppHealthConfig
 from localdapr.bindings.delivery import AppSink, GrpcAppSink, HttpAppSink, InputDelivery
@@ -151,7 +152,6 @@ class Sidecar:
             api_token=options.api_token,
         )
         self.actors = ActorSubsystem(self.context)
-        self.actor_http_routes = self.actors.http_routes
         self.components_ready = False
         self.app_ready = False
         self.stopped = asyncio.Event()
@@ -164,18 +164,32 @@ class Sidecar:
     def app_id(self) -> str:
         return self.options.app_id
 
+    def _api_context(self) -> ApiContext:
+        """What the HTTP and gRPC APIs serve from: the parts, and this sidecar only as their Lifecycle."""
+        return ApiContext(
+            runtime=self.runtime,
+            invoker=self.invoker,
+            actors=self.actors,
+            streams=self.streams,
+            channel=self.channel,
+            lifecycle=self,
+            api_token=self.options.api_token,
+            max_body_bytes=self.options.max_body_bytes,
+        )
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Load components and open both API ports; the app is initialised in the background."""
         await self.runtime.load_components()
+        api = self._api_context()
         try:
-            self._runner = web.AppRunner(http_api.build_app(self), access_log=None)
+            self._runner = web.AppRunner(http_api.build_app(api), access_log=None)
             await self._runner.setup()
             await web.TCPSite(self._runner, "127.0.0.1", self.options.http_port).start()
             self._grpc = grpc.aio.server(
                 options=[("grpc.max_receive_message_length", self.options.max_body_bytes)]
             )
-            grpc_api.register(self._grpc, self, self.actors.grpc_overrides())
+            grpc_api.register(self._grpc, api)
             self._grpc.add_insecure_port(f"127.0.0.1:{self.options.grpc_port}")
             await self._grpc.start()
         except BaseException:

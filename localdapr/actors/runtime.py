@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from localdapr.actors.activation import Activations
 from localdapr.actors.config import ActorConfig
@@ -22,9 +22,6 @@ from localdapr.actors.state import ActorState
 from localdapr.actors.timers import Timers
 from localdapr.context import SidecarContext
 from localdapr.errors import ComponentError
-
-if TYPE_CHECKING:
-    from localdapr.sidecar import Sidecar
 
 log = logging.getLogger("localdapr")
 
@@ -43,15 +40,6 @@ class ActorSubsystem:
         self._members: dict[str, tuple[str, ...]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._last_scan = time.monotonic()
-
-    # ------------------------------------------------------------------ wiring
-    def http_routes(self, app: Any, sidecar: Sidecar) -> None:
-        from localdapr.actors.http import add_routes
-
-        add_routes(app, self)
-
-    def grpc_overrides(self) -> dict[str, Any]:
-        return {}
 
     # ------------------------------------------------------------------ lifecycle
     async def on_app_ready(self) -> None:

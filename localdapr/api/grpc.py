@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from dapr.proto import api_v1, common_v1
@@ -16,6 +16,7 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from google.protobuf import empty_pb2
 from grpc_status import rpc_status
 
+from localdapr.api.context import ApiContext
 from localdapr.bindings.base import InvokeRequest
 from localdapr.bindings.runtime import grpc_call_metadata
 from localdapr.configuration import api as configuration_api
@@ -24,9 +25,6 @@ from localdapr.invocation import invoke as invoke_api
 from localdapr.lock import api as lock_api
 from localdapr.pubsub import streaming
 from localdapr.state.base import StateItem, TransactionOp
-
-if TYPE_CHECKING:
-    from localdapr.sidecar import Sidecar
 
 _CONCURRENCY = {
     common_v1.StateOptions.CONCURRENCY_FIRST_WRITE: "first-write",
@@ -48,9 +46,9 @@ def _item(proto: Any) -> StateItem:
 
 
 class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
-    def __init__(self, sidecar: Sidecar) -> None:
-        self.sidecar = sidecar
-        self.rt = sidecar.runtime
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+        self.rt = ctx.runtime
 
     # ------------------------------------------------------------------ state
     async def SaveState(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
@@ -160,7 +158,7 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
 
     # ------------------------------------------------------------------ metadata
     async def GetMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        meta = self.sidecar.metadata_json()
+        meta = self.ctx.lifecycle.metadata_json()
         return api_v1.GetMetadataResponse(
             id=meta["id"],
             runtime_version=meta["runtimeVersion"],
@@ -199,13 +197,13 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
         return empty_pb2.Empty()
 
     async def Shutdown(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        self.sidecar.request_shutdown()
+        self.ctx.lifecycle.request_shutdown()
         return empty_pb2.Empty()
 
 
 def _wrap(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def call(self: DaprGrpcApi, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        token = self.sidecar.options.api_token
+        token = self.ctx.api_token
         if token and dict(context.invocation_metadata()).get("dapr-api-token") != token:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication error: api token mismatch")
         try:
@@ -236,11 +234,9 @@ for _name in dir(dapr_pb2_grpc.DaprServicer):
         setattr(DaprGrpcApi, _name, _unsupported(_name))
 
 
-def register(server: grpc.aio.Server, sidecar: Sidecar, extra: dict[str, Any] | None = None) -> DaprGrpcApi:
-    """Add the Dapr service; `extra` overrides methods (the actor runtime adds its RPCs)."""
-    api = DaprGrpcApi(sidecar)
-    for name, impl in (extra or {}).items():
-        setattr(api, name, impl)
+def register(server: grpc.aio.Server, ctx: ApiContext) -> DaprGrpcApi:
+    """Add the Dapr service."""
+    api = DaprGrpcApi(ctx)
     dapr_pb2_grpc.add_DaprServicer_to_server(api, server)
     return api
 

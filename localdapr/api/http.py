@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
 
+from localdapr.actors import http as actors_http
+from localdapr.api.context import ApiContext
 from localdapr.bindings.runtime import OutputBindingError, metadata_headers, request_from_http
 from localdapr.configuration import api as configuration_api
 from localdapr.errors import DaprError, malformed
 from localdapr.lock import api as lock_api
 from localdapr.state.base import StateItem, TransactionOp
 
-if TYPE_CHECKING:
-    from localdapr.sidecar import Sidecar
-
 API = "/v1.0"
-SIDECAR_KEY: web.AppKey[Sidecar] = web.AppKey("sidecar")
+CONTEXT_KEY: web.AppKey[ApiContext] = web.AppKey("context")
 HEALTH_PATHS = (f"{API}/healthz", f"{API}/healthz/outbound")
 
 
@@ -29,8 +28,7 @@ def error_response(err: DaprError) -> web.Response:
 
 @web.middleware
 async def errors_and_token(request: web.Request, handler: Any) -> web.StreamResponse:
-    sidecar: Sidecar = request.app[SIDECAR_KEY]
-    token = sidecar.options.api_token
+    token = request.app[CONTEXT_KEY].api_token
     if token and request.path not in HEALTH_PATHS and request.headers.get("dapr-api-token") != token:
         return web.Response(status=401, text="invalid api token")
     try:
@@ -62,19 +60,19 @@ def _concurrency(options: Any) -> Any:
     return value
 
 
-def build_app(sidecar: Sidecar) -> web.Application:
-    app = web.Application(middlewares=[errors_and_token], client_max_size=sidecar.options.max_body_bytes)
-    app[SIDECAR_KEY] = sidecar
-    rt = sidecar.runtime
+def build_app(ctx: ApiContext) -> web.Application:
+    app = web.Application(middlewares=[errors_and_token], client_max_size=ctx.max_body_bytes)
+    app[CONTEXT_KEY] = ctx
+    rt = ctx.runtime
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.Response(status=204 if sidecar.app_ready else 500)
+        return web.Response(status=204 if ctx.lifecycle.app_ready else 500)
 
     async def healthz_outbound(request: web.Request) -> web.Response:
-        return web.Response(status=204 if sidecar.components_ready else 500)
+        return web.Response(status=204 if ctx.lifecycle.components_ready else 500)
 
     async def metadata(request: web.Request) -> web.Response:
-        return web.json_response(sidecar.metadata_json())
+        return web.json_response(ctx.lifecycle.metadata_json())
 
     async def set_metadata(request: web.Request) -> web.Response:
         value = (await request.read()).decode(errors="replace")  # daprd takes any bytes as the value
@@ -82,7 +80,7 @@ def build_app(sidecar: Sidecar) -> web.Application:
         return web.Response(status=204)
 
     async def invoke(request: web.Request) -> web.Response:
-        result = await sidecar.invoker.invoke(
+        result = await ctx.invoker.invoke(
             request.match_info["app_id"],
             request.match_info["method"],
             request.method,
@@ -228,8 +226,7 @@ def build_app(sidecar: Sidecar) -> web.Application:
     app.router.add_get(f"{API}/secrets/{{store}}/{{key}}", get_secret)
     for verb in ("POST", "PUT"):
         app.router.add_route(verb, f"{API}/bindings/{{name}}", invoke_binding)
-    lock_api.add_http_routes(app, sidecar)
-    configuration_api.add_http_routes(app, sidecar)
-    if sidecar.actor_http_routes is not None:
-        sidecar.actor_http_routes(app, sidecar)
+    lock_api.add_http_routes(app, rt.locks)
+    configuration_api.add_http_routes(app, rt.configurations, ctx.channel)
+    actors_http.add_routes(app, ctx.actors)
     return app

@@ -28,7 +28,7 @@ from localdapr.configuration.base import Items, UnknownSubscription
 
 if TYPE_CHECKING:
     from localdapr.appchannel import AppChannel
-    from localdapr.sidecar import Sidecar
+    from localdapr.configuration.block import ConfigurationBlock
 
 log = logging.getLogger("localdapr.configuration")
 
@@ -118,8 +118,7 @@ def _metadata(query: Mapping[str, str]) -> dict[str, str]:
     return {k[len("metadata.") :]: v for k, v in query.items() if k.startswith("metadata.")}
 
 
-def add_http_routes(app: web.Application, sidecar: Sidecar) -> None:
-    block = sidecar.runtime.configurations
+def add_http_routes(app: web.Application, block: ConfigurationBlock, channel: AppChannel | None) -> None:
 
     async def http_get(request: web.Request) -> web.Response:
         keys = request.query.getall("key", [])
@@ -131,7 +130,7 @@ def add_http_routes(app: web.Application, sidecar: Sidecar) -> None:
     async def http_subscribe(request: web.Request) -> web.Response:
         store_name = request.match_info["store"]
         block.store(store_name)  # an unknown store is reported before a missing app channel, as daprd
-        if sidecar.channel is None:
+        if channel is None:
             return web.json_response(
                 {
                     "errorCode": "ERR_APP_CHANNEL_NIL",
@@ -139,7 +138,7 @@ def add_http_routes(app: web.Application, sidecar: Sidecar) -> None:
                 },
                 status=500,
             )
-        deliver = _ToApp(sidecar.channel, store_name)
+        deliver = _ToApp(channel, store_name)
         keys = request.query.getall("key", [])
         subscription_id = await block.subscribe(
             store_name, keys, _metadata(request.query), deliver, lambda: None

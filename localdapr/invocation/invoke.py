@@ -157,7 +157,7 @@ async def invoke_service(api: Any, request: Any, context: grpc.aio.ServicerConte
     headers = {
         k: v for k, v in context.invocation_metadata() if not k.startswith(":") and k != "content-type"
     }
-    result = await api.sidecar.invoker.invoke(
+    result = await api.ctx.invoker.invoke(
         request.id,
         message.method,
         verb,

@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from localdapr.errors import malformed
 
 if TYPE_CHECKING:
-    from localdapr.sidecar import Sidecar
+    from localdapr.lock.block import LockBlock
 
 ALPHA = "/v1.0-alpha1"
 
@@ -43,8 +43,7 @@ def _parse(body: bytes, message: Any) -> Any:
         raise malformed(f"failed deserializing HTTP body: {exc}") from exc
 
 
-def add_http_routes(app: web.Application, sidecar: Sidecar) -> None:
-    locks = sidecar.runtime.locks
+def add_http_routes(app: web.Application, locks: LockBlock) -> None:
 
     async def http_lock(request: web.Request) -> web.Response:
         req = _parse(await request.read(), api_v1.TryLockRequest())

@@ -224,7 +224,7 @@ class StreamingSubscriptions:
 
 async def subscribe_topic_events(api: Any, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
     """`SubscribeTopicEventsAlpha1`; the requests are read with `context.read()`, not the iterator."""
-    await api.sidecar.streams.serve(context)
+    await api.ctx.streams.serve(context)
 
 
 def _collect(read: asyncio.Future[Any]) -> None:
