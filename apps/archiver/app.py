@@ -12,7 +12,7 @@ from dapr.aio.clients import DaprClient
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi_offline import FastAPIOffline
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from apps.archiver.service import ArchiverService
 from apps.archiver.settings import get_settings
@@ -78,8 +78,14 @@ async def backlog(service: ServiceDep) -> dict[str, Any]:
     return {"messages": found.messages, "readings": found.readings, "oldest_seconds": found.oldest_seconds}
 
 
+class FlushRequest(BaseModel):
+    """No options: an empty object or no body; anything else is a 422 (never ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 @app.post("/v1/archive/flush")
-async def flush(service: ServiceDep) -> dict[str, int]:
+async def flush(service: ServiceDep, body: Annotated[FlushRequest | None, Body()] = None) -> dict[str, int]:
     """Write everything staged now (before a training run, or a planned shutdown)."""
     return {"archived": await service.flush(force=True)}
 

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
 import numpy as np
+from pydantic import BaseModel
 
 log = logging.getLogger("vigil.httpguard")
 
@@ -43,6 +44,17 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ErrorDetail(BaseModel):
+    """What a refusal says: FastAPI's list of field errors, or one sentence naming the problem."""
+
+    detail: str | list[dict[str, Any]]
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for refusals whose body is an ErrorDetail."""
+    return {status: {"model": ErrorDetail} for status in statuses}
 
 
 class BadJson(ValueError):

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from apps.common.contracts import PredictRequest, PredictResponse
-from apps.common.httpguard import RequestGuard
+from apps.common.httpguard import RequestGuard, error_responses
 from apps.common.names import PUBSUB, TOPIC_MODEL_UPDATES
 from apps.common.registry import DaprModelRegistry, ModelUpdate
 from apps.inference.model import BadInput, ModelNotReady
@@ -67,7 +67,7 @@ async def _bad_input(request: Request, exc: BadInput) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
-@app.post("/v1/predict", response_model=PredictResponse)
+@app.post("/v1/predict", response_model=PredictResponse, responses=error_responses(422, 503))
 async def predict(body: PredictRequest, service: ServiceDep) -> PredictResponse:
     return await service.predict(body)
 

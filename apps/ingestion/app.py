@@ -27,7 +27,7 @@ from apps.common.contracts import (
     Reading,
 )
 from apps.common.daprhttp import PooledActorProxyFactory
-from apps.common.httpguard import RequestGuard
+from apps.common.httpguard import ErrorDetail, RequestGuard, error_responses
 from apps.common.names import EQUIPMENT_ACTOR_TYPE, PUBSUB, TOPIC_READINGS_DEAD_LETTER, TOPIC_SENSOR_READINGS
 from apps.common.profiles import PROFILES, ProfileSpec
 from apps.common.publisher import DaprPublisher
@@ -91,7 +91,18 @@ def get_service(request: Request) -> IngestionService:
 ServiceDep = Annotated[IngestionService, Depends(get_service)]
 
 
-@app.post("/v1/readings", response_model=IngestResult)
+@app.post(
+    "/v1/readings",
+    response_model=IngestResult,
+    responses={
+        422: {
+            "model": IngestResult | ErrorDetail,
+            "description": "Every reading rejected, or no usable batch.",
+        },
+        503: {"model": IngestResult, "description": "Nothing applied for a passing reason: send again."},
+    }
+    | error_responses(400),
+)
 async def post_readings(request: Request, service: ServiceDep) -> JSONResponse:
     # Size, content type and nesting were checked by RequestGuard before this runs.
     try:
@@ -155,6 +166,7 @@ _EVENT_BODY = {
     status_code=201,
     response_model=EquipmentEvent,
     openapi_extra=_EVENT_BODY,
+    responses=error_responses(400, 409, 422, 503),
 )
 async def post_event(equipment_id: str, request: Request, events: EventsDep) -> JSONResponse:
     """Record a failure, maintenance or replacement: it ends the machine's current life (a failure

@@ -4,7 +4,7 @@ the key store (with the same etag rule as the Dapr one)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,8 @@ class FakeUpstream:
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     actors_down: bool = False
     calls: list[Call] = field(default_factory=list)
+    # The answer to a call without one in `answers` (default: 200 `{}`).
+    otherwise: Callable[[Call], Answer] = lambda call: Answer(200, b"{}")
 
     async def call(
         self,
@@ -43,8 +45,9 @@ class FakeUpstream:
         body: bytes = b"",
         headers: Sequence[tuple[str, str]] = (),
     ) -> Answer:
-        self.calls.append(Call(app_id, path, verb, list(query), body, dict(headers)))
-        found = self.answers.get((app_id, path), Answer(200, b"{}"))
+        call = Call(app_id, path, verb, list(query), body, dict(headers))
+        self.calls.append(call)
+        found = self.answers.get((app_id, path)) or self.otherwise(call)
         if isinstance(found, Exception):
             raise found
         if isinstance(found, float):
