@@ -28,9 +28,21 @@ def _response(reply: ActorReply) -> web.Response:
     return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": reply.content_type})
 
 
+def _no_separator(what: str, value: str) -> str:
+    # Actor state keys and reminder keys are joined with '||' (`app||type||id||key`,
+    # `actors||type||id||reminder||name`): a part holding one would read or overwrite another actor's
+    # data, so daprd refuses such parts and so does this API, before any store is touched.
+    if "||" in value:
+        raise malformed(f"{what} '{value}' can't contain '||'")
+    return value
+
+
 def add_routes(app: web.Application, actors: ActorSubsystem) -> None:
     def ids(request: web.Request) -> tuple[str, str]:
-        return request.match_info["actor_type"], request.match_info["actor_id"]
+        return (
+            _no_separator("actor type", request.match_info["actor_type"]),
+            _no_separator("actor id", request.match_info["actor_id"]),
+        )
 
     async def invoke(request: web.Request) -> web.Response:
         actor_type, actor_id = ids(request)
@@ -58,7 +70,7 @@ def add_routes(app: web.Application, actors: ActorSubsystem) -> None:
     async def routed(request: web.Request, kind: str) -> web.Response:
         """Reminders and timers belong to the sidecar that owns the actor id: forward if not ours."""
         actor_type, actor_id = ids(request)
-        name = request.match_info["name"]
+        name = _no_separator(f"{kind[:-1]} name", request.match_info["name"])
         raw = await request.read()
         headers = CIMultiDict(request.headers)
         owner = await actors.router.owner_or_none(actor_type, actor_id, headers)
