@@ -25,7 +25,7 @@ def write_components(folder: Path, profile: str, redis: str | None = None, redis
     """The embedded profile (SQLite + in-memory pub/sub) or the Redis profile, in a temp folder; the
     archive binding is a folder in it (`<folder>/archive`) in both."""
     folder.mkdir(parents=True, exist_ok=True)
-    scopes = "scopes: [ingestion, equipment, alerting, archiver]\n"
+    scopes = "scopes: [ingestion, equipment, alerting, archiver, gateway]\n"
     if profile == "embedded":
         state = f'    - name: connectionString\n      value: "{folder / "state.db"}"\n'
         models = f'    - name: connectionString\n      value: "{folder / "models.db"}"\n'

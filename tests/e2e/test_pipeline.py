@@ -188,7 +188,12 @@ async def test_bad_readings_are_rejected_and_dead_lettered(platform: Platform, a
 
     letters = wait_until(lambda: len(dead_letters()) >= 3 and dead_letters(), timeout=30, what="dead letters")
     assert {d["index"] for d in letters} >= {1, 2, 5}
-    malformed = httpx.post(f"{platform.url('ingestion')}/v1/readings", content=b"{not json", timeout=10)
+    malformed = httpx.post(
+        f"{platform.url('ingestion')}/v1/readings",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
     assert malformed.status_code == 400 and "malformed JSON" in malformed.json()["detail"]
 
 
