@@ -177,7 +177,7 @@ def main() -> None:
             f"| {r.fit_seconds:.0f} | {r.onnx_diff:.1e} |"
         )
     if rows:
-        plot(rows, RESULTS / "models_cmapss.png")
+        plot(rows, RESULTS / f"models_{'_'.join(r.subset for r in rows)}.png")
     if "AI4I" in args.subsets:
         run_ai4i()
 
