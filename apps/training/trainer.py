@@ -218,6 +218,9 @@ def evaluate(
         "mae": float(np.mean(np.abs(err))),
         "phm08_score": phm08_score(y_true, y_pred),
         "n_test_units": float(len(ids)),
+        # Units shorter than the window get no prediction here: say how many were scored, so two
+        # models with different windows are not silently compared on different units.
+        "coverage": len(ids) / len(test_units),
     }
     if rul_cap is not None:
         capped = np.minimum(y_true, rul_cap)

@@ -99,7 +99,7 @@ def _test_features() -> tuple[list[int], np.ndarray]:
 
 def test_small_model_learns_something(small_model: GradientBoostingRegressor) -> None:
     metrics = evaluate(small_model.predict, cmapss.load_test(), cmapss.load_rul(), TURBOFAN)
-    assert metrics["n_test_units"] == 100
+    assert metrics["n_test_units"] == 100 and metrics["coverage"] == 1.0
     # Predicting the mean test RUL for every unit gives ~41 RMSE; 8 units and 40 trees must beat it.
     assert metrics["rmse"] < 30
     assert set(metrics) >= {"rmse", "mae", "phm08_score", "rmse_capped"}
@@ -140,6 +140,13 @@ def test_model_card(small_model: GradientBoostingRegressor, training_set: Traini
     assert {"numpy", "scikit-learn", "onnxruntime", "skl2onnx"} <= set(card.framework_versions)
     assert card.created_at.tzinfo is not None
     assert type(card).model_validate_json(card.model_dump_json()) == card
+
+
+def test_coverage_counts_units_too_short_for_a_window(small_model: GradientBoostingRegressor) -> None:
+    test = cmapss.load_test()
+    short = {1: test[1][:10], 2: test[2]}  # unit 1 has 10 of the 30 readings a window needs
+    metrics = evaluate(small_model.predict, short, cmapss.load_rul(), TURBOFAN)
+    assert metrics["n_test_units"] == 1 and metrics["coverage"] == 0.5
 
 
 def test_run_training_end_to_end_small(few_units: dict[int, np.ndarray]) -> None:
