@@ -45,7 +45,6 @@ class ActorReply:
     status: int
     body: bytes
     content_type: str = "application/json"
-    headers: dict[str, str] | None = None
 
     @classmethod
     def error(cls, err: DaprError) -> ActorReply:
