@@ -18,7 +18,9 @@ Scenarios: `equipment`, `ingestion`, `alerting`, `inference-kill`: `kill -9` of 
 40); `inference`: SIGSTOP of inference until every machine shows stale, plus the circuit breaker's
 timeout, then SIGCONT (no machine may report ok meanwhile); `alerting-lost`: `kill -9` of alerting
 once a machine is critical, and it comes back on an empty store (only the actors' re-announce can
-restore the alerts raised before). Profile `redis-aof` runs the Redis profile on a private
+restore the alerts raised before); `localdapr`: what `kill -9` of `vigil up` does (every app and
+sidecar gone, the in-memory broker's messages with them), everything restarted on the same ports and
+stores 2.5 s later. Profile `redis-aof` runs the Redis profile on a private
 redis-server started by the bench (append-only file, fsync on every write, as a production Redis that
 must not lose state would run); its scenario `redis-restart` kills that server with SIGKILL mid-run and
 starts it again on the same port and files 2.5 s later.
@@ -54,6 +56,7 @@ SCENARIOS: dict[str, Callable[[], chaos.Fault]] = {
     "alerting": lambda: chaos.kill_restart("alerting", trigger=chaos.first_status("warning")),
     "ingestion": lambda: chaos.kill_restart("ingestion"),
     "inference-kill": lambda: chaos.kill_restart("inference"),
+    "localdapr": lambda: chaos.kill_localdapr(),
     # Last: it empties alerting's store, for the earlier runs too (the actors' re-announce restores it).
     "alerting-lost": lambda: chaos.kill_restart(
         "alerting", trigger=chaos.first_status("critical"), lose_state=True

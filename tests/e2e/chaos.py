@@ -30,7 +30,7 @@ from apps.common.names import EQUIPMENT_ACTOR_TYPE, INFERENCE_APP_ID, STATE_STOR
 from apps.tools.fleet import Fleet, replay_fleet
 from apps.tools.stream import BatchResult, IngestClient, PlannedRequest, Progress, stream
 from localdapr.durations import parse_go_duration
-from localdapr.testing import wait_until
+from localdapr.testing import SidecarThread, wait_until
 from tests.e2e.platform import REPO, Platform
 
 # FD001 training units run to failure (135-150 cycles): every one ends with a critical alert.
@@ -418,6 +418,30 @@ def kill_restart(
 
     name = f"kill -9 {app_id}" + (", state lost" if lose_state else "")
     return Fault(name, trigger or at_cycle(40), inject, mid_run=not lose_state)
+
+
+def kill_localdapr(down_seconds: float = 2.5, trigger: Trigger | None = None) -> Fault:
+    """What `kill -9` of `vigil up` does: every app dies with it (parent-death signal), every sidecar
+    is gone, and with them whatever the in-memory broker held; then everything starts again on the
+    same ports and stores, as a supervisor would. The in-process sidecars are stopped, which drops the
+    last reference to the shared in-memory components (a new, empty broker on restart); state in
+    SQLite or Redis stays. The replay's client resends what was not applied."""
+
+    def inject(platform: Platform, replay: Replay) -> None:
+        for app in platform.apps.values():
+            app.kill_app()
+        started = time.monotonic()
+        for app in platform.apps.values():
+            app.sidecar.stop()
+        time.sleep(max(down_seconds - (time.monotonic() - started), 0.0))  # the outage itself
+        for app in platform.apps.values():
+            app.sidecar = SidecarThread(app.sidecar.options).start()
+        for app in platform.apps.values():
+            app.restart_app(timeout=60)
+        for app in platform.apps.values():
+            app.sidecar.wait_app_ready(60)
+
+    return Fault("kill -9 localdapr (every sidecar and app), restarted", trigger or at_cycle(40), inject)
 
 
 def wipe_app_state(platform: Platform, app_id: str, store: str = STATE_STORE) -> int:
