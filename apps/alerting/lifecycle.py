@@ -280,7 +280,8 @@ def closed_reason(record: AlertRecord) -> str:
         note = next((c.note for c in reversed(record.history) if c.action == "resolve"), "")
         said = f": {note}" if note else ""
         return f"alert {record.id} was resolved by {record.resolved_by} at {_utc(record.resolved_at)}{said}"
-    return f"alert {record.id} is already cleared ({record.cleared_reason}, at {_utc(record.cleared_at)})"
+    why = "the machine's condition ended" if record.cleared_reason == "cleared" else record.cleared_reason
+    return f"alert {record.id} is already cleared: {why} at {_utc(record.cleared_at)}"
 
 
 def new_changes(before: AlertRecord | None, after: AlertRecord) -> list[AlertChange]:

@@ -8,6 +8,7 @@ Pages (pages.py) and the JSON API (app.py) both call these, so what a page shows
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ from apps.dashboard.domain import (
     top_sensors,
 )
 from apps.dashboard.live import AlertChanged, LiveHub, MachineRetired
-from apps.dashboard.ports import BackendUnavailable, DashboardBackend
+from apps.dashboard.ports import AlertNotFound, BackendUnavailable, DashboardBackend
 from apps.dashboard.settings import DashboardSettings
 
 log = logging.getLogger("dashboard")
@@ -171,7 +172,9 @@ class DashboardService:
         resolved = await self.backend.retire(equipment_id, self._operator(by), note.strip())
         self.hub.publish(MachineRetired(equipment_id))
         for alert_id in resolved:
-            self.hub.publish(AlertChanged(record=await self.backend.alert(alert_id)))
+            # Done either way: a page that misses one shows it resolved on its next load.
+            with contextlib.suppress(BackendUnavailable, AlertNotFound):
+                self.hub.publish(AlertChanged(record=await self.backend.alert(alert_id)))
         return resolved
 
     async def notifications(self) -> NotificationStatus:

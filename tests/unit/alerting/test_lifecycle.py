@@ -60,7 +60,8 @@ def test_every_transition_is_in_the_history_with_who_when_what_and_note() -> Non
 
 def test_refusals_say_why() -> None:
     cleared = replay([OPEN, CLEAR])
-    with pytest.raises(AlertClosed, match=r"already cleared \(cleared, at 2024-01-01 00:00:30 UTC\)"):
+    ended = "already cleared: the machine's condition ended at 2024-01-01 00:00:30 UTC"
+    with pytest.raises(AlertClosed, match=ended):
         acknowledge(cleared, at(50), "ana")
     with pytest.raises(AlertClosed, match="already cleared"):
         resolve(cleared, at(50), "ana")
