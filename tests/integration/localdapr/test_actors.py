@@ -203,15 +203,13 @@ async def test_calls_to_one_id_never_overlap(cluster: tuple[Node, Node]) -> None
 async def test_calls_to_many_ids_run_concurrently(cluster: tuple[Node, Node]) -> None:
     host, caller = cluster
     ids = [new_id() for _ in range(15)]
-    started = time.monotonic()
     async with httpx.AsyncClient(timeout=30) as client:
         results = await asyncio.gather(
             *(client.post(f"{caller.api}/actors/{TYPE}/{i}/method/Slow", json=300) for i in ids)
         )
-    elapsed = time.monotonic() - started
     assert all(r.status_code == 200 for r in results)
-    # Serialised, 15 calls of 300 ms would take 4.5 s.
-    assert elapsed < 2.5, elapsed
+    # Counted by the host, not timed (a loaded machine would make a time limit flaky): calls to
+    # different ids were inside the app at the same moment.
     assert host.stats()["max_global_in_flight"] > 1
 
 
