@@ -25,6 +25,7 @@ from typing import Any, Final, Protocol, TextIO
 import httpx
 
 from apps.common.contracts import MAX_BATCH_READINGS
+from apps.tools.command import vigil_command
 from apps.tools.fleet import Fleet, FleetError, Reading
 
 READINGS_PATH: Final = "/v1/readings"
@@ -304,7 +305,7 @@ class IngestClient:
                 # Nothing listens there at all: retrying would only delay the message.
                 raise StreamError(
                     f"cannot connect to ingestion at {self.base_url} ({_reason(exc)}). "
-                    "Is the platform running? Start it with `vigil up` (or `make up`), "
+                    f"Is the platform running? Start it with `{vigil_command()} up` (or `make up`), "
                     "or point --url at ingestion."
                 ) from None
             return None, f"connection failed ({_reason(exc)})", 0.0
