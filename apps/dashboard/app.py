@@ -21,6 +21,7 @@ from nicegui import ui
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from apps.common.contracts import EQUIPMENT_ID_PATTERN
+from apps.common.httpguard import RequestGuard
 from apps.common.names import PUBSUB, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH, TOPIC_MODEL_UPDATES
 from apps.dashboard.domain import alert_row
 from apps.dashboard.live import deliver
@@ -45,6 +46,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPIOffline(title="Vigil dashboard", lifespan=lifespan)
+# NiceGUI's own traffic (socket.io polling posts text/plain) is its business, not a JSON API's.
+app.add_middleware(RequestGuard, exempt=("/_nicegui",))
 dapr_app = DaprApp(app)
 
 
