@@ -46,4 +46,4 @@ image:
 	$(CONTAINER_ENGINE) build --tag $(IMAGE) .
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .localdapr

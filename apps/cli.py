@@ -3,7 +3,9 @@
 vigil up [-f dapr.yaml] [--resources DIR]   start every app with a localdapr sidecar
 vigil up --profile postgres-rabbitmq         the same with the component profile components/<NAME>
 vigil doctor [--profile NAME]               which servers a profile needs, and whether they answer
-vigil demo                                  the whole platform, a model, and engines streaming into it
+vigil demo [--fresh]                        the whole platform, a model, and engines streaming into it
+vigil reset [--yes]                         delete the embedded profile's state (.localdapr/): start over
+vigil alerts [--open]                       the alerts, newest first; vigil alerts ack ID [--note TEXT]
 vigil train                                 train a model now and register it
 vigil replay [--units 1-5] [--speed 10]     stream C-MAPSS FD001 units into ingestion as a live fleet
 vigil simulate --machines N [--seed S]      a larger fleet made from the real trajectories, for load
@@ -16,9 +18,9 @@ from __future__ import annotations
 import argparse
 
 from apps.gateway import cli as gateway_cli
+from apps.tools import alerts_cli, import_cli, reset
 from apps.tools import cli as tools_cli
 from apps.tools import demo as tools_demo
-from apps.tools import import_cli
 from apps.training import cli as training_cli
 from localdapr import doctor as localdapr_doctor
 from localdapr.launch import cli as localdapr_cli
@@ -35,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("doctor", "which servers a component profile needs, and whether they answer",
          localdapr_doctor.add_doctor_arguments, localdapr_doctor.run_doctor),
         ("demo", "the platform demo (Ctrl-C stops it)", tools_demo.add_arguments, tools_demo.run_demo),
+        ("reset", "delete the embedded profile's state (.localdapr/), asking first", reset.add_arguments,
+         reset.run_reset),
+        ("alerts", "list alerts (--open: active ones), or acknowledge one: alerts ack ID --note TEXT",
+         alerts_cli.add_arguments, alerts_cli.run_alerts),
         ("train", "train a model and register it", training_cli.add_arguments, training_cli.run_train),
         ("replay", "stream FD001 units into ingestion", tools_cli.add_replay_arguments, tools_cli.run_replay),
         ("simulate", "stream a simulated fleet into ingestion", tools_cli.add_simulate_arguments,

@@ -19,20 +19,24 @@ REPO: Final = Path(__file__).resolve().parents[2]
 FALLBACK_INGESTION_PORT: Final = 8001
 
 
-def default_ingestion_url(template: Path = REPO / "dapr.yaml") -> str:
-    """Ingestion's app port from the run template, so `vigil up` and `vigil replay` agree on it."""
-    port = FALLBACK_INGESTION_PORT
+def default_app_url(app_id: str, fallback_port: int, template: Path = REPO / "dapr.yaml") -> str:
+    """An app's port from the run template, so `vigil up` and the client commands agree on it."""
+    port = fallback_port
     try:
         data = yaml.safe_load(template.read_text()) or {}
         for app in data.get("apps") or []:
-            if app.get("appID") == INGESTION_APP_ID and app.get("appPort"):
+            if app.get("appID") == app_id and app.get("appPort"):
                 port = int(app["appPort"])
     except (OSError, yaml.YAMLError, ValueError, AttributeError):
         pass  # an installed copy without the template: the documented default port
     return f"http://127.0.0.1:{port}"
 
 
-def _positive_int(text: str) -> int:
+def default_ingestion_url(template: Path = REPO / "dapr.yaml") -> str:
+    return default_app_url(INGESTION_APP_ID, FALLBACK_INGESTION_PORT, template)
+
+
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -43,7 +47,7 @@ def _positive_int(text: str) -> int:
 
 
 def _batch(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > MAX_BATCH_READINGS:
         raise argparse.ArgumentTypeError(f"at most {MAX_BATCH_READINGS} (ingestion's batch limit)")
     return value
@@ -88,13 +92,13 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         help="C-MAPSS subset: FD001 (sea level) or FD002 (six flight conditions)",
     )
     parser.add_argument(
-        "--cycles", type=_positive_int, default=None, help="replay only each unit's first N cycles"
+        "--cycles", type=positive_int, default=None, help="replay only each unit's first N cycles"
     )
     _add_stream_arguments(parser, prefix=None, speed=10.0, batch=100)
 
 
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--machines", type=_positive_int, required=True, help="fleet size")
+    parser.add_argument("--machines", type=positive_int, required=True, help="fleet size")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same fleet (0)")
     parser.add_argument(
         "--noise", type=float, default=0.1, help="gaussian noise, in units of each sensor's spread (0.1)"

@@ -29,7 +29,9 @@ from apps.common.names import (
     INGESTION_APP_ID,
     TRAINING_APP_ID,
 )
+from apps.tools.command import vigil_command
 from apps.tools.fleet import FleetError, load_units, parse_units, replay_fleet
+from apps.tools.reset import ResetError, reset_state
 from apps.tools.stream import IngestClient, StderrProgress, StreamError, stream
 
 REPO: Final = Path(__file__).resolve().parents[2]
@@ -56,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=float, default=10.0, help="cycles per second (10)")
     parser.add_argument("--batch", type=int, default=50, help="readings per request (50)")
     parser.add_argument("--log-level", default="warning", help="localdapr log level (warning)")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start from nothing: delete the embedded profile's state (.localdapr/) first, like vigil reset",
+    )
 
 
 def app_urls(ports: dict[str, int | None]) -> dict[str, str]:
@@ -132,6 +139,13 @@ async def demo(args: argparse.Namespace) -> int:
         stream=sys.stdout,
     )
     template = load_run_template(args.file)
+    if args.fresh:
+        try:
+            deleted = reset_state(template.file)
+        except (ResetError, OSError) as exc:
+            sys.stderr.write(f"vigil demo: error: {exc}\n")
+            return 1
+        say(f"--fresh: deleted {deleted}" if deleted else "--fresh: no earlier state to delete")
     # Component files name their SQLite files and secrets relative to the repository root.
     os.chdir(template.file.parent)
     resources = args.resources or [template.file.parent / "components" / "embedded"]
@@ -152,6 +166,8 @@ async def demo(args: argparse.Namespace) -> int:
     code = 0
     replay: asyncio.Task[str] | None = None
     try:
+        # The URL first, so it can be opened while the apps start (the page fills in once they answer).
+        say(f"dashboard: {urls[DASHBOARD_APP_ID]}")
         say(f"starting {', '.join(s.app_id for s in template.apps)} with localdapr sidecars")
         await launcher.start()
         if not await launcher.wait_ready():
@@ -161,12 +177,13 @@ async def demo(args: argparse.Namespace) -> int:
         if launcher.stop_event.is_set():
             return 0
         alerting = urls[ALERTING_APP_ID]
+        vigil = vigil_command()
         say(
             "where to look while engines degrade (alerts come near the end of each engine's life):\n"
             f"    dashboard      {urls[DASHBOARD_APP_ID]}   (open it in a browser: updates live)\n"
+            f"    alerts         {vigil} alerts --open   (acknowledge: {vigil} alerts ack ID)\n"
             f"    fleet health   curl {alerting}/v1/fleet\n"
-            f"    alerts         curl {alerting}/v1/alerts\n"
-            f"    send readings  vigil replay --units 20-30   (ingestion: {urls[INGESTION_APP_ID]})\n"
+            f"    send readings  {vigil} replay --units 20-30   (ingestion: {urls[INGESTION_APP_ID]})\n"
             "  Ctrl-C stops everything."
         )
         replay = asyncio.create_task(
@@ -179,7 +196,7 @@ async def demo(args: argparse.Namespace) -> int:
         if replay in done:
             say(replay.result())
             if not launcher.stop_event.is_set():
-                say(f"replay finished; the platform keeps running (curl {alerting}/v1/alerts). Ctrl-C stops.")
+                say(f"replay finished; the platform keeps running ({vigil} alerts). Ctrl-C stops.")
             await supervise
         if launcher.exit_reason:
             raise DemoError(launcher.exit_reason)
