@@ -25,6 +25,7 @@ from localdapr.lock.block import LockBlock
 from localdapr.outbox import Outbox
 from localdapr.pubsub.base import PubSubBroker
 from localdapr.pubsub.cloudevents import build_envelope, is_raw
+from localdapr.resiliency import Resiliency
 from localdapr.secrets.local import SecretNotFound, SecretStore
 from localdapr.state import base as state_base
 from localdapr.state.base import GetResult, StateItem, StateStore, TransactionOp
@@ -60,6 +61,7 @@ class DaprRuntime:
     secrets: dict[str, tuple[ComponentSpec, SecretStore]] = field(default_factory=dict)
     bindings: dict[str, LoadedBinding] = field(default_factory=dict)
     extended_metadata: dict[str, str] = field(default_factory=dict)
+    resiliency: Resiliency = field(default_factory=Resiliency)
     locks: LockBlock = field(init=False)
     configurations: ConfigurationBlock = field(init=False)
     outbox: Outbox = field(init=False)
@@ -281,7 +283,7 @@ class DaprRuntime:
     # ---------------------------------------------------------------- bindings
     async def invoke_binding(self, name: str, request: InvokeRequest) -> InvokeResponse | None:
         """Invoke output binding `name`; OutputBindingError (ERR_INVOKE_OUTPUT_BINDING) on failure."""
-        return await invoke_output(self.bindings, name, request)
+        return await invoke_output(self.bindings, name, request, self.resiliency.for_binding_outbound(name))
 
     # ---------------------------------------------------------------- secrets
     def secret_store(self, name: str) -> SecretStore:

@@ -105,7 +105,9 @@ class Sidecar:
         self.resources = load_resources(options.resources_paths)
         self.configuration = load_configuration(options.config_file)
         self.resiliency = Resiliency.from_documents(self.resources.resiliency, options.app_id)
-        self.runtime = DaprRuntime(options.app_id, self.resources, self.configuration)
+        self.runtime = DaprRuntime(
+            options.app_id, self.resources, self.configuration, resiliency=self.resiliency
+        )
         self.registry = NameRegistry(options.registry_dir)
         self.invoker = Invoker(options.app_id, self.registry, self.resiliency)
         self.channel: AppChannel | None = None

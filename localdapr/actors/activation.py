@@ -20,6 +20,7 @@ from localdapr.actors.config import ActorConfig
 from localdapr.actors.errors import ActorReply, invoke_error
 from localdapr.actors.turns import ActorEntry
 from localdapr.context import SidecarContext
+from localdapr.errors import DaprError
 
 log = logging.getLogger("localdapr")
 
@@ -83,20 +84,39 @@ class Activations:
         else:
             out.popall(REENTRANCY_HEADER, None)
         policy = self.ctx.resiliency.for_actor(actor_type)
-        if policy.breaker is not None and not policy.breaker.allow():
-            raise invoke_error("circuit breaker is open")
-        resp = await self.call_app(
-            actor_type,
-            actor_id,
-            f"method/{method}",
-            body,
-            out,
-            reentrancy_id,
-            cfg.max_stack_depth,
-            policy.timeout,
-        )
-        if policy.breaker is not None:
-            policy.breaker.record(resp.status < 500)
+        delays = policy.retry.delays() if policy.retry else iter(())
+        while True:
+            # daprd's actor policy wraps the call to the app: a method that failed (500) or an app
+            # that did not answer in time is called again, each attempt a turn of its own.
+            if policy.breaker is not None and not policy.breaker.allow():
+                raise invoke_error("circuit breaker is open")
+            try:
+                resp = await self.call_app(
+                    actor_type,
+                    actor_id,
+                    f"method/{method}",
+                    body,
+                    out,
+                    reentrancy_id,
+                    cfg.max_stack_depth,
+                    policy.timeout,
+                )
+            except DaprError as exc:
+                if not isinstance(exc.__cause__, (aiohttp.ClientError, TimeoutError, OSError)):
+                    raise  # refused before reaching the app (e.g. reentrancy depth): not retried
+                if policy.breaker is not None:
+                    policy.breaker.record(False)
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+                continue
+            if policy.breaker is not None:
+                policy.breaker.record(resp.status < 500)
+            delay = next(delays, None) if resp.status >= 500 else None
+            if delay is None:
+                break
+            await asyncio.sleep(delay)
         if resp.status == 200:
             return ActorReply(200, resp.body, resp.headers.get("Content-Type", "application/json"))
         if resp.status == 404:

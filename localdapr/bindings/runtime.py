@@ -9,6 +9,7 @@ whose direction names "input" is read without asking the app; otherwise the app 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from localdapr.bindings.base import BindingError, InputBinding, InvokeRequest, I
 from localdapr.bindings.gocompat import decode_json, marshal_json
 from localdapr.components.spec import ComponentSpec
 from localdapr.errors import DaprError, malformed
+from localdapr.resiliency import TargetPolicy
 
 log = logging.getLogger("localdapr.bindings")
 
@@ -95,9 +97,14 @@ def _directions(spec: ComponentSpec) -> set[str] | None:
 
 
 async def invoke_output(
-    bindings: Mapping[str, LoadedBinding], name: str, request: InvokeRequest
+    bindings: Mapping[str, LoadedBinding],
+    name: str,
+    request: InvokeRequest,
+    policy: TargetPolicy | None = None,
 ) -> InvokeResponse | None:
-    """Check the request as daprd's SendToOutputBinding does, then invoke the binding."""
+    """Check the request as daprd's SendToOutputBinding does, then invoke the binding under the
+    `components.<name>.outbound` policy: each attempt within its timeout, a failed one retried, the
+    breaker counting every attempt. A refused request (unknown binding or operation) is not retried."""
     if not request.operation:
         raise OutputBindingError(name, "operation field is missing from request")
     loaded = bindings.get(name)
@@ -110,12 +117,30 @@ async def invoke_output(
             f"binding {name} does not support operation {request.operation}. "
             f"supported operations:{' '.join(operations)}",
         )
-    try:
-        return await loaded.instance.invoke(request)
-    except BindingError as exc:
-        raise OutputBindingError(name, str(exc), exc.response.metadata if exc.response else None) from exc
-    except Exception as exc:  # a binding's own failure is reported to the caller, as daprd does
-        raise OutputBindingError(name, str(exc) or type(exc).__name__) from exc
+    policy = policy or TargetPolicy()
+    delays = policy.retry.delays() if policy.retry else iter(())
+    while True:
+        if policy.breaker is not None and not policy.breaker.allow():
+            raise OutputBindingError(name, "circuit breaker is open")
+        try:
+            async with asyncio.timeout(policy.timeout):
+                response = await loaded.instance.invoke(request)
+        except Exception as exc:  # a binding's own failure is reported to the caller, as daprd does
+            if policy.breaker is not None:
+                policy.breaker.record(False)
+            delay = next(delays, None)
+            if delay is not None:
+                await asyncio.sleep(delay)
+                continue
+            if isinstance(exc, BindingError):
+                metadata = exc.response.metadata if exc.response else None
+                raise OutputBindingError(name, str(exc), metadata) from exc
+            if isinstance(exc, TimeoutError):
+                raise OutputBindingError(name, "timeout waiting for the binding") from exc
+            raise OutputBindingError(name, str(exc) or type(exc).__name__) from exc
+        if policy.breaker is not None:
+            policy.breaker.record(True)
+        return response
 
 
 # ---------------------------------------------------------------------------------- API adapters

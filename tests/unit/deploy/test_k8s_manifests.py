@@ -354,13 +354,6 @@ def test_components_mirror_the_local_profile(overlay: tuple[str, list[Doc]]) -> 
         assert not missing, f"{profile}: {name} lacks the local profile's {missing}"
 
 
-def without_initial_interval(spec: dict[str, Any]) -> dict[str, Any]:
-    spec = json.loads(json.dumps(spec))
-    for retry in spec["policies"].get("retries", {}).values():
-        retry.pop("initialInterval", None)  # localdapr's own field; daprd ignores it
-    return spec
-
-
 def test_configuration_and_resiliency_agree_with_dapr_config(overlay: tuple[str, list[Doc]]) -> None:
     _, docs = overlay
     (local_config,) = documents(REPO / "dapr-config" / "config.yaml")
@@ -369,7 +362,7 @@ def test_configuration_and_resiliency_agree_with_dapr_config(overlay: tuple[str,
     assert config["spec"].get("features") == local_config["spec"].get("features")
     (local_resiliency,) = documents(REPO / "dapr-config" / "resiliency.yaml")
     (resiliency,) = of_kind(docs, "Resiliency").values()
-    assert resiliency["spec"] == without_initial_interval(local_resiliency["spec"])
+    assert resiliency["spec"] == local_resiliency["spec"]
     targets = resiliency["spec"]["targets"]
     assert set(targets.get("apps", {})) <= set(names.ALL_APP_IDS)
     assert set(targets.get("actors", {})) <= {names.EQUIPMENT_ACTOR_TYPE}

@@ -133,7 +133,7 @@ def test_resiliency_policies_and_breaker() -> None:
     for _ in range(3):
         breaker.record(False)
     assert breaker.state == "open" and not breaker.allow()
-    exp = list(RetryPolicy(policy="exponential", initial_interval=1, max_interval=2, max_retries=4).delays())
-    assert exp == [1, 1.5, 2, 2]
+    exp = RetryPolicy(policy="exponential", max_interval=1, max_retries=5, jitter=lambda low, high: high)
+    assert list(exp.delays()) == [0.75, 1, 1, 1, 1]  # 0.5 s +50%, then 0.75 s +50% capped
     scoped = Resiliency.from_documents([{**doc, "scopes": ["someone"]}], "equipment")
     assert scoped.for_app("inference").timeout is None

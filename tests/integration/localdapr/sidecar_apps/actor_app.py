@@ -44,6 +44,7 @@ class Stats:
         self.deactivations: dict[str, int] = defaultdict(int)
         self.reminders: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.timers: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.flaky_calls: dict[str, int] = defaultdict(int)
 
     def json(self) -> dict[str, Any]:
         return {
@@ -53,6 +54,7 @@ class Stats:
             "deactivations": dict(self.deactivations),
             "reminders": dict(self.reminders),
             "timers": dict(self.timers),
+            "flaky_calls": dict(self.flaky_calls),
             "pid": os.getpid(),
         }
 
@@ -72,6 +74,9 @@ class CounterActorInterface(ActorInterface):
 
     @actormethod(name="Boom")
     async def boom(self, message: str) -> None: ...
+
+    @actormethod(name="Flaky")
+    async def flaky(self, failures: int) -> int: ...
 
     @actormethod(name="StartReminder")
     async def start_reminder(self, spec: dict[str, Any]) -> None: ...
@@ -128,6 +133,15 @@ class CounterActor(Actor, CounterActorInterface, Remindable):
 
     async def boom(self, message: str) -> None:
         raise ValueError(message)
+
+    async def flaky(self, failures: int) -> int:
+        """Fail the first `failures` calls for this id (a resiliency retry calls again); then answer
+        how many calls it took."""
+        me = self.id.id
+        stats.flaky_calls[me] += 1
+        if stats.flaky_calls[me] <= int(failures):
+            raise RuntimeError(f"flaky call {stats.flaky_calls[me]} of {me}")
+        return stats.flaky_calls[me]
 
     async def start_reminder(self, spec: dict[str, Any]) -> None:
         await self.register_reminder(
