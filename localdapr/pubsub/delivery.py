@@ -347,8 +347,16 @@ class Subscriber:
             return
         policy = self.resiliency.for_pubsub_inbound(spec.pubsub_name)
         delays = policy.retry.delays() if policy.retry else iter(())
+        breaker = policy.breaker
         while True:
-            outcome, detail = await self.sink.deliver(spec, route, event, policy.timeout)
+            if breaker is not None and not breaker.allow():
+                # Open: the app is not called; the attempt fails as a RETRY would (back to the broker
+                # or dead-lettered once the retries are spent).
+                outcome, detail = RETRY, "circuit breaker is open"
+            else:
+                outcome, detail = await self.sink.deliver(spec, route, event, policy.timeout)
+                if breaker is not None:
+                    breaker.record(outcome != RETRY)  # DROP is the app's own decision, not a failure
             if outcome == SUCCESS:
                 active.delivered += 1
                 return

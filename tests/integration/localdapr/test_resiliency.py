@@ -1,11 +1,13 @@
 """Resiliency policies applied by localdapr, seen through the official SDK: an `apps` circuit breaker
 that opens after its failures and half-opens after its timeout, `actors` retries of a failing method,
-and a `components.<binding>.outbound` retry of an output binding."""
+a `components.<binding>.outbound` retry of an output binding, and a `components.<pubsub>.inbound`
+breaker holding deliveries back from a failing subscriber."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from dapr.actor import ActorId, ActorProxy
 from dapr.clients import DaprClient
@@ -29,6 +32,7 @@ REPO = Path(__file__).resolve().parents[3]
 ACTOR_APP = "tests.integration.localdapr.sidecar_apps.actor_app:app"
 ECHO_APP = "tests.integration.localdapr.sidecar_apps.echo_app:app"
 BREAKER_TIMEOUT = 1.0
+FLAKY_FAILURES = 4
 
 
 def resiliency(callee: str) -> str:
@@ -44,11 +48,18 @@ spec:
         policy: constant
         duration: 50ms
         maxRetries: 2
+      once:
+        policy: constant
+        duration: 50ms
+        maxRetries: 1
     circuitBreakers:
       callee:
         maxRequests: 1
         timeout: {BREAKER_TIMEOUT:g}s
         trip: consecutiveFailures >= 3
+      deliveries:
+        timeout: {BREAKER_TIMEOUT:g}s
+        trip: consecutiveFailures >= 2
   targets:
     apps:
       {callee}:
@@ -60,6 +71,10 @@ spec:
       retried:
         outbound:
           retry: twice
+      pubsub:
+        inbound:
+          retry: once
+          circuitBreaker: deliveries
 """
 
 
@@ -84,6 +99,7 @@ class Webhook(BaseHTTPRequestHandler):
 class Setup:
     host: SidecarThread  # hosts CounterActor; the SDK's client talks to it
     callee_id: str
+    callee_app: AppProcess  # echo_app: its first FAIL_FIRST deliveries on "flaky" fail
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +114,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     write(res, "state.yaml", state_component("in-memory", res, extra={"actorStateStore": "true"}))
     write(res, "retried.yaml", component("retried", "bindings.http", {"url": webhook}))
     write(res, "plain.yaml", component("plain", "bindings.http", {"url": webhook}))
+    write(res, "pubsub.yaml", component("pubsub", "pubsub.in-memory", {}))
     write(res, "resiliency.yaml", resiliency(callee_id))
     started: list[tuple[SidecarThread, AppProcess]] = []
     try:
@@ -107,11 +124,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                 SidecarOptions(app_id=app_id, resources_paths=[res], app_port=port, registry_dir=root / "reg")
             )
             sidecar.start()
-            app = AppProcess(target, port, sidecar.options.app_env(), cwd=REPO, name=app_id)
+            env = {"FAIL_FIRST": str(FLAKY_FAILURES)}
+            app = AppProcess(target, port, sidecar.options.app_env(), env, cwd=REPO, name=app_id)
             started.append((sidecar, app))
             app.start()
             sidecar.wait_app_ready()
-        yield Setup(started[0][0], callee_id)
+        yield Setup(started[0][0], callee_id, started[1][1])
     finally:
         for sidecar, app in started:
             app.stop()
@@ -181,3 +199,15 @@ def test_an_output_binding_is_retried_under_its_outbound_policy(client: DaprClie
     with pytest.raises(grpc.RpcError):
         client.invoke_binding("retried", "post", data=b"{}", binding_metadata={"path": f"/fail/9/{key}"})
     assert Webhook.calls[key] == 3
+
+
+def test_a_pubsub_breaker_holds_deliveries_back_until_its_timeout(setup: Setup, client: DaprClient) -> None:
+    """The subscriber fails its first 4 deliveries. Two failures (one delivery and its retry) open the
+    breaker; each later probe fails and opens it again, so the 5th attempt, the first to succeed, comes
+    at least 3 breaker timeouts after the 2nd (without the breaker: the broker's 50 ms redelivery)."""
+    started = time.monotonic()
+    client.publish_event("pubsub", "flaky", data=b'{"n": 1}', data_content_type="application/json")
+    url = f"http://127.0.0.1:{setup.callee_app.port}/received/flaky"
+    wait_until(lambda: httpx.get(url, timeout=5).json(), timeout=30, what="the delivery succeeds")
+    assert time.monotonic() - started >= 3 * BREAKER_TIMEOUT
+    assert len(httpx.get(url, timeout=5).json()) == 1
