@@ -19,6 +19,9 @@ def vigil_command() -> str:
         return "vigil"
     script = Path(sys.executable).parent / "vigil"
     try:
-        return os.path.relpath(script)
+        relative = os.path.relpath(script)
     except ValueError:  # another drive (Windows): the absolute path still works
         return str(script)
+    # Beside or below the working directory (`.venv/bin/vigil` in the repo root) the short form reads
+    # best; from elsewhere `../../x/.venv/bin/vigil` is harder to paste than the absolute path.
+    return str(script) if relative.startswith("..") else relative

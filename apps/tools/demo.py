@@ -146,6 +146,7 @@ async def demo(args: argparse.Namespace) -> int:
             sys.stderr.write(f"vigil demo: error: {exc}\n")
             return 1
         say(f"--fresh: deleted {deleted}" if deleted else "--fresh: no earlier state to delete")
+    vigil = vigil_command()  # before the chdir: hints are pasted where the user typed `vigil demo`
     # Component files name their SQLite files and secrets relative to the repository root.
     os.chdir(template.file.parent)
     resources = args.resources or [template.file.parent / "components" / "embedded"]
@@ -177,7 +178,6 @@ async def demo(args: argparse.Namespace) -> int:
         if launcher.stop_event.is_set():
             return 0
         alerting = urls[ALERTING_APP_ID]
-        vigil = vigil_command()
         say(
             "where to look while engines degrade (alerts come near the end of each engine's life):\n"
             f"    dashboard      {urls[DASHBOARD_APP_ID]}   (open it in a browser: updates live)\n"

@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def state_folder(template: Path) -> Path:
     """Where the embedded components keep their files: paths in them are relative to the template's
-    folder, which `vigil up` and `vigil demo` run in."""
-    return template.resolve().parent / STATE_FOLDER
+    folder, which `vigil up` and `vigil demo` run in. Not resolved: a template that is a symlink into
+    another checkout must not reset that checkout's state (`vigil demo` runs beside the link)."""
+    return template.absolute().parent / STATE_FOLDER
 
 
 def running_apps(template: Path) -> list[str]:

@@ -25,3 +25,11 @@ def test_the_venv_script_when_the_venv_is_not_activated(
     bin_dir = Path(sys.executable).parent
     monkeypatch.chdir(bin_dir.parent.parent)  # the folder holding the venv: the repository root
     assert vigil_command() == f"{bin_dir.parent.name}/{bin_dir.name}/vigil"  # .venv/bin/vigil
+
+
+def test_the_absolute_path_from_outside_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # `../../work/x/.venv/bin/vigil` would be hard to paste
+    assert vigil_command() == str(Path(sys.executable).parent / "vigil")

@@ -79,3 +79,17 @@ def test_demo_fresh_refuses_while_the_platform_runs(
     assert main(["demo", "--fresh", "-f", str(path)]) == 1
     assert "the platform is running" in capsys.readouterr().err
     assert (tmp_path / ".localdapr" / "state.db").exists()
+
+
+def test_a_symlinked_template_resets_the_state_beside_the_link(tmp_path: Path) -> None:
+    """`vigil demo` runs beside the link, so that is where its state is; the checkout the link points
+    into keeps its own."""
+    checkout, elsewhere = tmp_path / "checkout", tmp_path / "elsewhere"
+    checkout.mkdir()
+    elsewhere.mkdir()
+    real = template(checkout, free_port())
+    (elsewhere / "dapr.yaml").symlink_to(real)
+    (elsewhere / ".localdapr").mkdir()
+    assert main(["reset", "--yes", "-f", str(elsewhere / "dapr.yaml")]) == 0
+    assert not (elsewhere / ".localdapr").exists()
+    assert (checkout / ".localdapr" / "state.db").exists()
