@@ -7,9 +7,11 @@ processes started side by side) can be told the same number. Both showed up as r
 ("app not ready": a sidecar spoke HTTP/2 to another app's port).
 
 So ports come from below the kernel's ephemeral range (never used as a source port), each one is
-reserved by an exclusive `flock` on a file named after it (released by the kernel when the process
-dies, so other processes on this machine skip it until then), and a port is handed out only if it can
-be bound right now.
+reserved by an exclusive POSIX record lock on the byte at its number in one shared file (released by
+the kernel when the process dies, so other processes on this machine skip it until then), and a port
+is handed out only if it can be bound right now. One file descriptor holds every reservation of a
+process: a descriptor per port would push a long test run past the 1,024 descriptors that
+`select()`-based clients (paho-mqtt) can watch.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ import threading
 from pathlib import Path
 from typing import Final
 
-_LOCK_DIR: Final = Path(tempfile.gettempdir()) / "localdapr-ports"
+_LOCK_FILE: Final = Path(tempfile.gettempdir()) / "localdapr-ports.lock"
 _FALLBACK_EPHEMERAL: Final = (32768, 60999)
 _LOWEST: Final = 10000
 
 _lock = threading.Lock()
-_held: dict[int, int] = {}  # port -> fd of its lock file, kept open while this process may use it
+_held: set[int] = set()  # ports this process reserved
+# The one descriptor of the lock file, opened on first use and never closed: closing any descriptor of
+# the file would drop every record lock this process holds on it (POSIX semantics).
+_fd: int | None = None
 
 
 def ephemeral_range() -> tuple[int, int]:
@@ -56,15 +61,19 @@ def _bindable(port: int, host: str) -> bool:
     return True
 
 
+def _lock_fd() -> int:
+    global _fd
+    if _fd is None:
+        _fd = os.open(_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    return _fd
+
+
 def _reserve(port: int) -> bool:
-    _LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    fd = os.open(_LOCK_DIR / f"{port}.lock", os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(_lock_fd(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
     except OSError:
-        os.close(fd)
         return False
-    _held[port] = fd
+    _held.add(port)
     return True
 
 
@@ -85,6 +94,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def release_port(port: int) -> None:
     """Give a reserved port back (optional: reservations end with the process anyway)."""
-    fd = _held.pop(port, None)
-    if fd is not None:
-        os.close(fd)
+    if port in _held:
+        _held.discard(port)
+        fcntl.lockf(_lock_fd(), fcntl.LOCK_UN, 1, port)

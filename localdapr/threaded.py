@@ -60,8 +60,14 @@ class SidecarThread:
         if self.sidecar is not None:
             self.call(self.sidecar.stop())
             self.sidecar = None
+        if self._loop.is_closed():
+            return
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            # Closing releases the loop's selector and default executor: a process that starts many
+            # sidecars (a test run) would otherwise keep one epoll descriptor per sidecar for good.
+            self._loop.close()
 
     def __enter__(self) -> SidecarThread:
         return self.start()

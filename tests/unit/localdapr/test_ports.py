@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -26,3 +27,12 @@ def test_another_process_never_gets_a_port_this_one_holds() -> None:
     theirs = set(json.loads(out.stdout))
     assert len(theirs) == 3000
     assert not mine & theirs
+
+
+def test_reservations_share_one_file_descriptor() -> None:
+    """A descriptor per port once pushed a long test run past select()'s 1,024 (paho-mqtt stalled)."""
+    free_port()  # the lock file is open from here on
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(300):
+        free_port()
+    assert len(os.listdir("/proc/self/fd")) <= before
