@@ -10,18 +10,17 @@ and Dapr resources equal to what the apps and the local files say.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 
 from apps.common import names
 from tests.unit.deploy.kustomize_render import OVERLAYS, REPO, Doc, documents, pod_containers, render_overlay
@@ -369,17 +368,32 @@ def test_configuration_and_resiliency_agree_with_dapr_config(overlay: tuple[str,
     assert set(targets.get("components", {})) <= COMPONENT_NAMES
 
 
+# Run in a fresh interpreter: importing an app module here would run its module-level set-up a second
+# time in a process where other tests already started that app's framework (NiceGUI refuses that).
+_DECLARED = """
+import importlib, json, sys
+from fastapi.testclient import TestClient
+found = []
+for app_id in sys.argv[1:]:
+    client = TestClient(importlib.import_module(f"apps.{app_id}.app").app)  # no lifespan: no sidecar
+    answer = client.get("/dapr/subscribe")
+    for s in answer.json() if answer.status_code != 404 else []:
+        found.append([app_id, s["pubsubname"], s["topic"], s["route"], s.get("deadLetterTopic")])
+print(json.dumps(found))
+"""
+
+
 def declared_subscriptions() -> set[tuple[str, str, str, str, str | None]]:
     """What each app answers on GET /dapr/subscribe (its programmatic subscriptions)."""
-    found = set()
-    for app_id in names.ALL_APP_IDS:
-        client = TestClient(importlib.import_module(f"apps.{app_id}.app").app)  # no lifespan: no sidecar
-        answer = client.get("/dapr/subscribe")
-        if answer.status_code == 404:
-            continue
-        for sub in answer.json():
-            found.add((app_id, sub["pubsubname"], sub["topic"], sub["route"], sub.get("deadLetterTopic")))
-    return found
+    done = subprocess.run(
+        [sys.executable, "-c", _DECLARED, *names.ALL_APP_IDS],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return {tuple(row) for row in json.loads(done.stdout.strip().splitlines()[-1])}  # type: ignore[misc]
 
 
 def test_subscriptions_are_the_ones_the_apps_declare() -> None:
