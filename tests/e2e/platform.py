@@ -10,10 +10,13 @@ import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from apps.common import cmapss
 from localdapr.launch.runfile import load_run_template
 from localdapr.sidecar import SidecarOptions
 from localdapr.testing import AppProcess, SidecarThread, free_port, wait_until
@@ -186,3 +189,30 @@ def running_platform(components: Path, tmp: Path, env: dict[str, str] | None = N
 
 def environ_with(**extra: str) -> dict[str, str]:
     return {**os.environ, **extra}
+
+
+def send_cycles(platform: Platform, equipment_id: str, cycles: range, unit: int = 3) -> None:
+    """POST FD001 training unit `unit`'s `cycles` (seq = cycle) for one machine; all must be accepted."""
+    rows = cmapss.load_train()[unit]
+    batch = [
+        {
+            "equipment_id": equipment_id,
+            "profile": "turbofan",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "seq": c,
+            "values": cmapss.row_values(rows[c - 1]),
+        }
+        for c in cycles
+    ]
+    resp = httpx.post(f"{platform.url('ingestion')}/v1/readings", json=batch, timeout=30)
+    assert resp.status_code == 200 and resp.json()["accepted"] == len(batch), resp.text
+
+
+def alerts_of(platform: Platform, equipment_id: str, kind: str) -> list[dict[str, Any]]:
+    """Alerting's alerts of one machine and kind."""
+    resp = httpx.get(
+        f"{platform.url('alerting')}/v1/alerts",
+        params={"equipment_id": equipment_id, "kind": kind},
+        timeout=10,
+    )
+    return list(resp.json())

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
 
-from apps.common import cmapss
 from localdapr.testing import wait_until
-from tests.e2e.platform import Platform, running_platform, write_components
+from tests.e2e.platform import Platform, alerts_of, running_platform, send_cycles, write_components
 
 pytestmark = pytest.mark.e2e
 
@@ -33,39 +31,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         yield p
 
 
-def send(platform: Platform, equipment_id: str, cycles: range) -> None:
-    unit = cmapss.load_train()[3]
-    batch = [
-        {
-            "equipment_id": equipment_id,
-            "profile": "turbofan",
-            "timestamp": datetime.now(UTC).isoformat(),
-            "seq": c,
-            "values": cmapss.row_values(unit[c - 1]),
-        }
-        for c in cycles
-    ]
-    resp = httpx.post(f"{platform.url('ingestion')}/v1/readings", json=batch, timeout=30)
-    assert resp.status_code == 200 and resp.json()["accepted"] == len(batch), resp.text
-
-
-def silent_alerts(platform: Platform, equipment_id: str) -> list[dict[str, Any]]:
-    resp = httpx.get(
-        f"{platform.url('alerting')}/v1/alerts",
-        params={"equipment_id": equipment_id, "kind": "silent"},
-        timeout=10,
-    )
-    return list(resp.json())
-
-
 def machine(prefix: str) -> str:
     return f"{prefix}-{datetime.now(UTC).strftime('%H%M%S%f')}"
 
 
 def test_a_resolve_reaches_the_actor_and_a_persisting_condition_is_a_new_alert(platform: Platform) -> None:
     eid = machine("resolve")
-    send(platform, eid, range(1, 6))
-    (opened,) = wait_until(lambda: silent_alerts(platform, eid), timeout=20, what="a silent alert")
+    send_cycles(platform, eid, range(1, 6))
+    (opened,) = wait_until(lambda: alerts_of(platform, eid, "silent"), timeout=20, what="a silent alert")
     alerting = platform.url("alerting")
     resolved = httpx.post(
         f"{alerting}/v1/alerts/{opened['id']}/resolve", json={"by": "e2e", "note": "sensor cable"}, timeout=30
@@ -74,20 +47,24 @@ def test_a_resolve_reaches_the_actor_and_a_persisting_condition_is_a_new_alert(p
     assert resolved.json()["state"] == "resolved" and resolved.json()["history"][-1]["note"] == "sensor cable"
     # Still silent: the actor counts again from the resolve and opens episode 2; episode 1 stays resolved.
     again = wait_until(
-        lambda: [a for a in silent_alerts(platform, eid) if a["episode"] == 2], timeout=20, what="episode 2"
+        lambda: [a for a in alerts_of(platform, eid, "silent") if a["episode"] == 2],
+        timeout=20,
+        what="episode 2",
     )
     assert again[0]["state"] == "open"
-    assert [a["state"] for a in silent_alerts(platform, eid) if a["episode"] == 1] == ["resolved"]
+    assert [a["state"] for a in alerts_of(platform, eid, "silent") if a["episode"] == 1] == ["resolved"]
     refused = httpx.post(f"{alerting}/v1/alerts/{opened['id']}/ack", json={"by": "e2e"}, timeout=30)
     assert refused.status_code == 409 and "resolved by e2e" in refused.json()["detail"]
 
 
 def test_a_retired_machine_is_no_longer_watched(platform: Platform) -> None:
     retired, watched = machine("retired"), machine("watched")
-    send(platform, retired, range(1, 6))
-    send(platform, watched, range(1, 6))
+    send_cycles(platform, retired, range(1, 6))
+    send_cycles(platform, watched, range(1, 6))
     for eid in (retired, watched):
-        wait_until(lambda eid=eid: silent_alerts(platform, eid), timeout=20, what=f"{eid}'s silent alert")
+        wait_until(
+            lambda eid=eid: alerts_of(platform, eid, "silent"), timeout=20, what=f"{eid}'s silent alert"
+        )
     alerting = platform.url("alerting")
     resp = httpx.request(
         "DELETE", f"{alerting}/v1/fleet/{retired}", json={"by": "e2e", "note": "scrapped"}, timeout=30
@@ -105,7 +82,7 @@ def test_a_retired_machine_is_no_longer_watched(platform: Platform) -> None:
         == 200
     )
     (second,) = wait_until(
-        lambda: [a for a in silent_alerts(platform, watched) if a["episode"] == 2],
+        lambda: [a for a in alerts_of(platform, watched, "silent") if a["episode"] == 2],
         timeout=20,
         what="watched again",
     )
@@ -113,9 +90,11 @@ def test_a_retired_machine_is_no_longer_watched(platform: Platform) -> None:
     wait_until(
         lambda: (datetime.now(UTC) - raised).total_seconds() > 1.0, timeout=5, what="a reminder period on"
     )
-    assert [a["state"] for a in silent_alerts(platform, retired)] == ["resolved"], "no alert while retired"
+    assert [a["state"] for a in alerts_of(platform, retired, "silent")] == ["resolved"], (
+        "no alert while retired"
+    )
     # Readings bring it back: in the fleet again, and watched again.
-    send(platform, retired, range(6, 8))
+    send_cycles(platform, retired, range(6, 8))
     wait_until(
         lambda: (
             retired
@@ -124,4 +103,4 @@ def test_a_retired_machine_is_no_longer_watched(platform: Platform) -> None:
         timeout=20,
         what="back in the fleet",
     )
-    wait_until(lambda: len(silent_alerts(platform, retired)) == 2, timeout=20, what="watched again")
+    wait_until(lambda: len(alerts_of(platform, retired, "silent")) == 2, timeout=20, what="watched again")
