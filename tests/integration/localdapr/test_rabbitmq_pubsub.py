@@ -24,8 +24,9 @@ from localdapr.errors import ComponentError
 from localdapr.pubsub.base import BrokerMessage, NotProcessed
 from localdapr.pubsub.rabbitmq import RabbitMQBroker
 from localdapr.sidecar import Sidecar, SidecarOptions
-from localdapr.testing import AppProcess, SidecarProcess, SidecarThread, free_port, wait_until
+from localdapr.testing import AppProcess, SidecarThread, free_port, wait_until
 from tests.integration.localdapr.components import component, unique, write
+from tests.integration.localdapr.crash import assert_subscriber_crash_loses_nothing
 from tests.integration.localdapr.test_brokers import wait_for
 
 APP = "tests.integration.localdapr.sidecar_apps.echo_app:app"
@@ -322,50 +323,7 @@ def test_subscriber_sidecar_killed_mid_stream_loses_nothing(
     tmp_path: Path, resources: Path, sdk_cleanup: Declared, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Deliveries held by the app when its sidecar is SIGKILLed come back after the restart."""
-    sub_id, prefix, total = unique("sub"), unique("crash") + "-", 60
+    sub_id, prefix = unique("sub"), unique("crash") + "-"
     for name in ("orders", "flaky", "poison", "poison-dead", "raw"):
         sdk_cleanup.track(prefix + name, sub_id)
-    port = free_port()
-    sidecar = SidecarProcess(sub_id, [resources], app_port=port, registry=tmp_path / "reg").start()
-    app = AppProcess(
-        APP, port, sidecar.app_env(), {"TOPIC_PREFIX": prefix, "HOLD_AFTER": "5"}, cwd=REPO, name=sub_id
-    ).start()
-    publisher = SidecarThread(
-        SidecarOptions(app_id=unique("pub"), resources_paths=[resources], registry_dir=tmp_path / "reg")
-    ).start()
-
-    def unique_ids() -> set[int]:
-        return {e["data"]["n"] for e in received(port, "orders")}
-
-    try:
-        wait_until(lambda: sidecar.healthy("/v1.0/healthz"), timeout=20, what="subscriber sidecar subscribed")
-        monkeypatch.setenv("DAPR_HTTP_PORT", str(publisher.http_port))
-        with DaprClient(address=publisher.grpc_address) as client:
-            for i in range(total):
-                client.publish_event(
-                    "pubsub", prefix + "orders", json.dumps({"n": i}), data_content_type="application/json"
-                )
-        wait_until(
-            lambda: int(httpx.get(f"http://127.0.0.1:{port}/held", timeout=5).json()) > 0,
-            timeout=20,
-            what="deliveries held by the app",
-        )
-        sidecar.kill()
-        assert len(unique_ids()) < total
-        httpx.post(f"http://127.0.0.1:{port}/release", timeout=5).raise_for_status()
-        restarted = SidecarProcess(
-            sub_id,
-            [resources],
-            app_port=port,
-            registry=tmp_path / "reg",
-            http_port=sidecar.http_port,
-            grpc_port=sidecar.grpc_port,
-        ).start()
-        try:
-            wait_until(lambda: unique_ids() == set(range(total)), timeout=60, what="all messages processed")
-        finally:
-            restarted.stop()
-    finally:
-        app.stop()
-        sidecar.kill()
-        publisher.stop()
+    assert_subscriber_crash_loses_nothing(tmp_path, resources, sub_id, prefix, monkeypatch)

@@ -19,8 +19,9 @@ from redis import Redis
 
 from localdapr.redisconn import parse_redis_host
 from localdapr.sidecar import SidecarOptions
-from localdapr.testing import AppProcess, SidecarProcess, SidecarThread, free_port, wait_until
+from localdapr.testing import AppProcess, SidecarThread, free_port, wait_until
 from tests.integration.localdapr.components import component, unique, write
+from tests.integration.localdapr.crash import assert_subscriber_crash_loses_nothing
 
 pytestmark = pytest.mark.sidecar
 
@@ -220,52 +221,7 @@ def test_redis_crash_mid_stream_loses_nothing(
     """The subscriber's sidecar is killed mid-stream and restarted: every message is processed."""
     res = tmp_path / "res"
     write(res, "pubsub.yaml", pubsub_component("redis", redis_url))
-    prefix, sub_id, total = unique("crash") + "-", unique("sub"), 60
-    app_port = free_port()
-    sidecar = SidecarProcess(sub_id, [res], app_port=app_port, registry=tmp_path / "reg").start()
-    app = AppProcess(
-        APP, app_port, sidecar.app_env(), {"TOPIC_PREFIX": prefix, "HOLD_AFTER": "5"}, cwd=REPO, name=sub_id
-    ).start()
-    publisher = SidecarThread(
-        SidecarOptions(app_id=unique("pub"), resources_paths=[res], registry_dir=tmp_path / "reg")
-    ).start()
-
-    def unique_ids() -> set[int]:
-        events = httpx.get(f"http://127.0.0.1:{app_port}/received/orders", timeout=5).json()
-        return {e["data"]["n"] for e in events}
-
-    def held() -> int:
-        return int(httpx.get(f"http://127.0.0.1:{app_port}/held", timeout=5).json())
-
-    try:
-        sidecar.healthy("/v1.0/healthz") or wait_until(lambda: sidecar.healthy("/v1.0/healthz"), timeout=20)
-        monkeypatch.setenv("DAPR_HTTP_PORT", str(publisher.http_port))
-        with DaprClient(address=publisher.grpc_address) as client:
-            for i in range(total):
-                client.publish_event(
-                    "pubsub", prefix + "orders", json.dumps({"n": i}), data_content_type="application/json"
-                )
-        # The app holds every delivery after the fifth, so the crash lands mid-stream on any machine.
-        wait_until(lambda: held() > 0, timeout=20, what="deliveries in flight, held by the app")
-        sidecar.kill()  # messages are in flight, pending in the consumer group
-        assert len(unique_ids()) < total
-        httpx.post(f"http://127.0.0.1:{app_port}/release", timeout=5).raise_for_status()
-        restarted = SidecarProcess(
-            sub_id,
-            [res],
-            app_port=app_port,
-            registry=tmp_path / "reg",
-            http_port=sidecar.http_port,
-            grpc_port=sidecar.grpc_port,
-        ).start()
-        try:
-            wait_until(lambda: unique_ids() == set(range(total)), timeout=60, what="all messages processed")
-        finally:
-            restarted.stop()
-    finally:
-        app.stop()
-        sidecar.kill()
-        publisher.stop()
+    assert_subscriber_crash_loses_nothing(tmp_path, res, unique("sub"), unique("crash") + "-", monkeypatch)
 
 
 def test_redis_max_len_approx_caps_each_topic(
