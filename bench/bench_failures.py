@@ -41,12 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps.common import cmapss
-from apps.tools.fleet import parse_units
 from bench.bench_sidecar import REDIS_HOST, redis_up
 from localdapr.ports import free_port
 from localdapr.testing import port_open, wait_until
 from tests.e2e import chaos
 from tests.e2e.platform import Platform, running_platform, write_components
+from vigil.fleet import parse_units
 
 BENCH_REDIS_DB = 11  # flushed at the start; nothing else uses it
 

@@ -26,7 +26,6 @@ import numpy as np
 
 from apps.common import cmapss
 from apps.common.profiles import TURBOFAN, EquipmentProfile, get_profile
-from apps.tools.history import ai4i_history
 from apps.training.failure import (
     export_failure_onnx,
     failure_features,
@@ -45,6 +44,7 @@ from apps.training.quality import (
     score,
 )
 from apps.training.trainer import DEFAULT_RUL_CAP, check_onnx_matches, onnx_predict
+from vigil.history import ai4i_history
 
 AI4I_FILE: Final = Path(__file__).parents[2] / "shared" / "data" / "ai4i2020" / "ai4i2020.csv"
 

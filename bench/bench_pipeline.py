@@ -38,9 +38,9 @@ import numpy as np
 from apps.common import cmapss
 from apps.common.features import offline_features, online_features
 from apps.common.profiles import TURBOFAN
-from apps.tools.fleet import Fleet, Machine, simulated_fleet
-from apps.tools.stream import BatchResult, IngestClient, PlannedRequest, StderrProgress, stream
 from tests.e2e.platform import Platform, start_platform, wait_model_ready, write_components
+from vigil.fleet import Fleet, Machine, simulated_fleet
+from vigil.stream import BatchResult, IngestClient, PlannedRequest, StderrProgress, stream
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

@@ -27,11 +27,11 @@ from dapr.actor import ActorId, ActorProxy
 from apps.common import cmapss
 from apps.common.actor_interface import EquipmentActorInterface
 from apps.common.names import EQUIPMENT_ACTOR_TYPE, INFERENCE_APP_ID, STATE_STORE
-from apps.tools.fleet import Fleet, replay_fleet
-from apps.tools.stream import BatchResult, IngestClient, PlannedRequest, Progress, stream
 from localdapr.durations import parse_go_duration
 from localdapr.testing import SidecarThread, wait_until
 from tests.e2e.platform import REPO, Platform
+from vigil.fleet import Fleet, replay_fleet
+from vigil.stream import BatchResult, IngestClient, PlannedRequest, Progress, stream
 
 # FD001 training units run to failure (135-150 cycles): every one ends with a critical alert.
 UNITS: Final = (91, 57, 70, 24)

@@ -31,10 +31,10 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from apps.cli import main
 from tests.conftest import skip_or_fail
 from tests.e2e.platform import Platform, running_platform, write_components
 from tests.e2e.test_pipeline import fleet_batches, post
+from vigil.cli import main
 
 pytestmark = pytest.mark.e2e
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from dapr.actor import ActorId, ActorProxy
 
-from apps.cli import main
 from apps.common.actor_interface import EquipmentActorInterface
 from apps.common.names import EQUIPMENT_ACTOR_TYPE
 from tests.e2e.platform import Platform, running_platform, write_components
+from vigil.cli import main
 
 pytestmark = pytest.mark.e2e
 

@@ -247,7 +247,7 @@ def test_vigil_import_then_read_back_is_the_fd001_history(tmp_path: Path) -> Non
     shutil.copytree(REPO / "components" / "embedded", tmp_path / "components")
     shutil.copy(REPO / "components" / "secrets.json", tmp_path / "components")  # the secret store's file
     train = REPO / "data" / "cmapss" / "train_FD001.txt.gz"
-    cmd = [sys.executable, "-m", "apps.cli", "import", "cmapss", str(train), "--resources", "components"]
+    cmd = [sys.executable, "-m", "vigil.cli", "import", "cmapss", str(train), "--resources", "components"]
     # cwd = tmp_path: the profile's relative .localdapr/archive lands there, not in the repo
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -289,7 +289,7 @@ def test_vigil_import_then_read_back_is_the_fd001_history(tmp_path: Path) -> Non
 def test_vigil_import_refuses_a_bad_file_before_writing(tmp_path: Path) -> None:
     bad = tmp_path / "train_FD001.txt"
     bad.write_text("1 1 0.1\n")
-    cmd = [sys.executable, "-m", "apps.cli", "import", "cmapss", str(bad)]
+    cmd = [sys.executable, "-m", "vigil.cli", "import", "cmapss", str(bad)]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: {bad} line 1: expected 26 numbers, got 3"

@@ -43,7 +43,17 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     tmp = tmp_path_factory.mktemp("gw-alerting")
     resources = write_resources(tmp / "res")
     made = subprocess.run(
-        [sys.executable, "-m", "apps.cli", "keys", "--resources", str(resources), "create", "--name", "ops-1"]
+        [
+            sys.executable,
+            "-m",
+            "vigil.cli",
+            "keys",
+            "--resources",
+            str(resources),
+            "create",
+            "--name",
+            "ops-1",
+        ]
         + ["--scope", "read", "--scope", "operate"],
         cwd=REPO,
         capture_output=True,

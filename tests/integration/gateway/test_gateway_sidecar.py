@@ -32,7 +32,7 @@ class Running:
     url: str
 
     def keys(self, *args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "apps.cli", "keys", "--resources", str(self.resources), *args]
+        command = [sys.executable, "-m", "vigil.cli", "keys", "--resources", str(self.resources), *args]
         return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from apps.cli import main as vigil
 from localdapr.launch.cli import main as localdapr_main
 from tests.integration.localdapr.components import write
+from vigil.cli import main as vigil
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -21,7 +21,7 @@ from apps.common.profiles import (
     parse_profile,
 )
 from apps.ingestion.validation import validate_batch
-from apps.tools.fleet import batches, replay_fleet
+from vigil.fleet import batches, replay_fleet
 
 REPO = Path(__file__).resolve().parents[3]
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

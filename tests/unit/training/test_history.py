@@ -12,10 +12,10 @@ from apps.common import cmapss
 from apps.common.archive import blocks_from_readings, decode_chunk, encode_chunk, merge_blocks, split_by_day
 from apps.common.contracts import EquipmentEvent
 from apps.common.profiles import TURBOFAN
-from apps.tools.history import cmapss_history
 from apps.training.history import fleet_lives, run_to_failure_set, split_lives
 from apps.training.trainer import build_training_set
 from tests.unit.common.test_archive import reading
+from vigil.history import cmapss_history
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 REPO_DATA = cmapss.data_dir()

@@ -19,8 +19,8 @@ from urllib.parse import quote
 import httpx
 
 from apps.common.names import ALERTING_APP_ID, GATEWAY_APP_ID
-from apps.tools.cli import default_app_url, positive_int
-from apps.tools.command import vigil_command
+from vigil.command import vigil_command
+from vigil.replay import default_app_url, positive_int
 
 TIMEOUT: Final = 30.0
 ACTIVE_STATES: Final = ("open", "acknowledged")  # what still needs an operator: not cleared or resolved

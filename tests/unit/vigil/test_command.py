@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.tools.command import vigil_command
+from vigil.command import vigil_command
 
 
 def test_plain_vigil_when_the_shell_finds_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ from typing import Final
 
 from localdapr.launch.runfile import load_run_template
 
-REPO: Final = Path(__file__).resolve().parents[2]
+REPO: Final = Path(__file__).resolve().parents[1]
 STATE_FOLDER: Final = ".localdapr"
 
 

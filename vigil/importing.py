@@ -1,6 +1,6 @@
 """`vigil import cmapss|csv|ai4i FILE`: historical data into the reading archive.
 
-The file is read and checked whole first (apps/tools/history.py: a bad file stops with its line and
+The file is read and checked whole first (vigil/history.py: a bad file stops with its line and
 column before anything is written), then its readings go into the archive as day chunks and its events
 as labels, through the `archive` binding of a localdapr sidecar of app id `archiver` (the chunks and
 event files the live platform writes, so training cannot tell imported history from watched history).
@@ -22,7 +22,7 @@ from typing import Final
 from apps.common.archive import split_by_day
 from apps.common.names import ARCHIVER_APP_ID
 from apps.common.profiles import UnknownProfile, get_profile
-from apps.tools.history import (
+from vigil.history import (
     DEFAULT_CYCLE,
     DEFAULT_START,
     History,
@@ -31,9 +31,9 @@ from apps.tools.history import (
     cmapss_history,
     csv_history,
 )
-from apps.training.cli import ProgressBar
+from vigil.train import ProgressBar
 
-REPO: Final = Path(__file__).resolve().parents[2]
+REPO: Final = Path(__file__).resolve().parents[1]
 
 
 def _start(text: str) -> datetime:

@@ -25,8 +25,8 @@ from typing import Any, Final, Protocol, TextIO
 import httpx
 
 from apps.common.contracts import MAX_BATCH_READINGS
-from apps.tools.command import vigil_command
-from apps.tools.fleet import Fleet, FleetError, Reading
+from vigil.command import vigil_command
+from vigil.fleet import Fleet, FleetError, Reading
 
 READINGS_PATH: Final = "/v1/readings"
 RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from apps.cli import main
-from apps.tools.cli import default_ingestion_url
 from localdapr.ports import free_port
+from vigil.cli import main
+from vigil.replay import default_ingestion_url
 
 
 def test_default_url_is_ingestions_port_in_dapr_yaml(tmp_path: Path) -> None:
@@ -55,8 +55,8 @@ def test_connection_refused_exits_non_zero_without_a_traceback(capsys: pytest.Ca
 
 
 def test_replay_subset_picks_the_data_and_the_default_prefix() -> None:
-    from apps.cli import build_parser
-    from apps.tools.cli import replay_from_args
+    from vigil.cli import build_parser
+    from vigil.replay import replay_from_args
 
     fd002 = replay_from_args(build_parser().parse_args(["replay", "--subset", "FD002", "--units", "260"]))
     assert [m.equipment_id for m in fd002.machines] == ["fd002-260"]  # FD001 has 100 units

@@ -19,7 +19,7 @@ from typing import TypeVar
 from apps.common.names import GATEWAY_APP_ID
 from apps.gateway.keys import SCOPE_MEANING, SCOPES, KeyNotFound, KeyService, KeyStoreUnavailable
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 

@@ -12,8 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from apps.tools.fleet import Fleet, FleetError, Machine, Reading
-from apps.tools.stream import (
+from vigil.fleet import Fleet, FleetError, Machine, Reading
+from vigil.stream import (
     BatchResult,
     IngestClient,
     PlannedRequest,

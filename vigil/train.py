@@ -17,7 +17,7 @@ from pathlib import Path
 from apps.common.names import TRAINING_APP_ID
 from apps.common.profiles import UnknownProfile, get_profile
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

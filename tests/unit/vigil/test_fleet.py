@@ -10,7 +10,7 @@ import pytest
 from apps.common.contracts import Reading
 from apps.common.profiles import PROFILES, TURBOFAN
 from apps.ingestion.validation import validate_batch
-from apps.tools.fleet import (
+from vigil.fleet import (
     VALUE_COLUMNS,
     Fleet,
     FleetError,

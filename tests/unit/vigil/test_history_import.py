@@ -12,7 +12,7 @@ import pytest
 
 from apps.common import cmapss
 from apps.common.profiles import PROFILES, TURBOFAN
-from apps.tools.history import HistoryFileError, ai4i_history, cmapss_history, csv_history
+from vigil.history import HistoryFileError, ai4i_history, cmapss_history, csv_history
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 DATA = cmapss.data_dir()

@@ -10,11 +10,11 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from apps.cli import main
 from apps.common.cmapss import load_train
 from apps.common.contracts import ReadingBatch
 from localdapr.ports import free_port
 from localdapr.testing import port_open, wait_until
+from vigil.cli import main
 
 
 class Stub:

@@ -1,4 +1,4 @@
-"""`vigil replay` and `vigil simulate`: argument parsing and output around apps.tools.fleet/stream."""
+"""`vigil replay` and `vigil simulate`: argument parsing and output around vigil.fleet/stream."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import yaml
 from apps.common import cmapss
 from apps.common.contracts import MAX_BATCH_READINGS
 from apps.common.names import INGESTION_APP_ID
-from apps.tools.fleet import Fleet, FleetError, load_units, parse_units, replay_fleet, simulated_fleet
-from apps.tools.stream import IngestClient, StderrProgress, StreamError, stream
+from vigil.fleet import Fleet, FleetError, load_units, parse_units, replay_fleet, simulated_fleet
+from vigil.stream import IngestClient, StderrProgress, StreamError, stream
 
-REPO: Final = Path(__file__).resolve().parents[2]
+REPO: Final = Path(__file__).resolve().parents[1]
 FALLBACK_INGESTION_PORT: Final = 8001
 
 

@@ -29,12 +29,12 @@ from apps.common.names import (
     INGESTION_APP_ID,
     TRAINING_APP_ID,
 )
-from apps.tools.command import vigil_command
-from apps.tools.fleet import FleetError, load_units, parse_units, replay_fleet
-from apps.tools.reset import ResetError, reset_state
-from apps.tools.stream import IngestClient, StderrProgress, StreamError, stream
+from vigil.command import vigil_command
+from vigil.fleet import FleetError, load_units, parse_units, replay_fleet
+from vigil.reset import ResetError, reset_state
+from vigil.stream import IngestClient, StderrProgress, StreamError, stream
 
-REPO: Final = Path(__file__).resolve().parents[2]
+REPO: Final = Path(__file__).resolve().parents[1]
 MODEL_TIMEOUT: Final = 900.0  # a first model on a slow laptop; training reports progress meanwhile
 
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[3]
 def test_vigil_train_registers_a_first_model_and_exits(tmp_path: Path) -> None:
     shutil.copytree(REPO / "components" / "embedded", tmp_path / "components")
     shutil.copy(REPO / "components" / "secrets.json", tmp_path / "components")  # the secret store's file
-    cmd = [sys.executable, "-m", "apps.cli", "train", "--n-estimators", "5", "--resources", "components"]
+    cmd = [sys.executable, "-m", "vigil.cli", "train", "--n-estimators", "5", "--resources", "components"]
     # cwd = tmp_path: the embedded profile's relative .localdapr/models.db lands there, not in the repo.
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 
-from apps.gateway import cli as gateway_cli
-from apps.tools import alerts_cli, import_cli, reset
-from apps.tools import cli as tools_cli
-from apps.tools import demo as tools_demo
-from apps.training import cli as training_cli
 from localdapr import doctor as localdapr_doctor
 from localdapr.launch import cli as localdapr_cli
+from vigil import alerts as alerts_cli
+from vigil import demo as tools_demo
+from vigil import importing as import_cli
+from vigil import keys as gateway_cli
+from vigil import replay as tools_cli
+from vigil import reset
+from vigil import train as training_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from apps.cli import main
 from localdapr.ports import free_port
+from vigil.cli import main
 
 
 def template(folder: Path, port: int) -> Path:

@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from apps.cli import main
 from localdapr.ports import free_port
+from vigil.cli import main
 
 
 def alert(alert_id: str, state: str, raised: str, **extra: Any) -> dict[str, Any]:
