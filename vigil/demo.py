@@ -31,6 +31,7 @@ from apps.common.names import (
 )
 from vigil.command import vigil_command
 from vigil.fleet import FleetError, load_units, parse_units, replay_fleet
+from vigil.inbox import DEFAULT_WEBHOOK_URL, WebhookInbox
 from vigil.reset import ResetError, reset_state
 from vigil.stream import IngestClient, StderrProgress, StreamError, stream
 
@@ -166,9 +167,15 @@ async def demo(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, on_signal)
     code = 0
     replay: asyncio.Task[str] | None = None
+    inbox = WebhookInbox(DEFAULT_WEBHOOK_URL, lambda text: say(f"notification: {text}"))
     try:
         # The URL first, so it can be opened while the apps start (the page fills in once they answer).
         say(f"dashboard: {urls[DASHBOARD_APP_ID]}")
+        if inbox.start():
+            say(
+                f"alert notifications go to {DEFAULT_WEBHOOK_URL}, where this demo prints them "
+                "(your own webhook: notification:webhook-url in components/secrets.json)"
+            )
         say(f"starting {', '.join(s.app_id for s in template.apps)} with localdapr sidecars")
         await launcher.start()
         if not await launcher.wait_ready():
@@ -210,6 +217,7 @@ async def demo(args: argparse.Namespace) -> int:
             # shuts down are expected and not worth reporting.
             await asyncio.gather(replay, return_exceptions=True)
         await launcher.stop()
+        inbox.stop()
         say("stopped")
     return code
 

@@ -141,7 +141,11 @@ class NotificationSender:
                 update={"claimed_until": None, "last_error": error, "next_attempt_at": self.clock() + wait}
             )
             await self.outbox.save(failed)
-            log.warning(
+            # Attempts 1, 2, 4, 8, ...: a webhook down for an hour is a few lines, not hundreds (the
+            # dashboard and GET /v1/notifications show the live state).
+            level = logging.WARNING if claimed.attempts & (claimed.attempts - 1) == 0 else logging.DEBUG
+            log.log(
+                level,
                 "notification %s (%s %s) attempt %d failed, next in %.0f s: %s",
                 n.id,
                 n.alert_id,
