@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated
 
 import grpc
@@ -59,6 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             dead_letter_retention=settings.dead_letter_retention,
             max_alerts=settings.max_alerts,
             max_conflict_retries=settings.max_conflict_retries,
+            max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
             on_notify=sender.wake,
         )
         # Notifications are sent in the background: an alert change only waits for its own write.

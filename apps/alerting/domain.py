@@ -12,8 +12,8 @@ import binascii
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Final, get_args
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeVar, get_args
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -21,6 +21,7 @@ from apps.alerting.errors import MalformedEvent, describe
 from apps.common.contracts import HealthSnapshot, Status
 
 STATUSES: Final[tuple[str, ...]] = get_args(Status)
+M = TypeVar("M", bound=BaseModel)
 
 
 # -------------------------------------------------------------------------------------------- fleet
@@ -38,14 +39,51 @@ def parse_snapshot(data: Any) -> HealthSnapshot:
 
 
 def is_newer(current: HealthSnapshot | None, new: HealthSnapshot) -> bool:
-    """Keep only the latest snapshot per machine, whatever order they arrive in."""
+    """Keep only the latest snapshot per machine, whatever order they arrive in.
+
+    The actor numbers the changes of its state (`revision`), so its own order decides, not a clock: a
+    snapshot stamped in 2030 is not newer than the next real one. A numbered snapshot beats one without
+    a number (an actor from before revisions, or a forgery); two unnumbered ones are ordered by time.
+    """
     if current is None:
         return True
+    if new.revision or current.revision:
+        return (new.revision, new.readings_applied, new.duplicates, new.updated_at) > (
+            current.revision,
+            current.readings_applied,
+            current.duplicates,
+            current.updated_at,
+        )
     return (new.updated_at, new.readings_applied, new.duplicates) > (
         current.updated_at,
         current.readings_applied,
         current.duplicates,
     )
+
+
+def clamp_future(item: M, now: datetime, max_skew: timedelta) -> tuple[M, list[str]]:
+    """`item` with every time further than `max_skew` past `now` set to `now`, and the clamped fields.
+
+    A sender's clock is not trusted: a time in the future would sort after everything that really
+    comes later (history, listings, pruning, a retirement). `now` is when the receiver got it.
+    """
+    limit = now + max_skew
+    changes: dict[str, Any] = {}
+    clamped: list[str] = []
+    for name in type(item).model_fields:
+        value = getattr(item, name)
+        if isinstance(value, datetime) and value > limit:
+            changes[name] = now
+            clamped.append(name)
+        elif isinstance(value, BaseModel):
+            inner, fields = clamp_future(value, now, max_skew)
+            if fields:
+                changes[name] = inner
+                clamped += [f"{name}.{f}" for f in fields]
+    if not changes:
+        return item, clamped
+    # Validated again, so a rule across fields (raised before updated) still holds.
+    return type(item).model_validate({**item.model_dump(), **changes}), clamped
 
 
 def summarize_fleet(snapshots: Iterable[HealthSnapshot], status: str | None = None) -> FleetPublic:

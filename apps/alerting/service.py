@@ -12,15 +12,18 @@ import asyncio
 import logging
 import re
 import uuid
+from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from apps.alerting import lifecycle
 from apps.alerting.deadletters import DeadLetterLog
 from apps.alerting.domain import (
     Envelope,
+    M,
     RetiredMachine,
+    clamp_future,
     dead_letter_from,
     malformed_letter,
     parse_snapshot,
@@ -60,6 +63,10 @@ class Outcome(StrEnum):
     RETRY = "RETRY"
 
 
+# NTP keeps hosts within a second; minutes of slack still refuse a clock set years ahead.
+DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -75,6 +82,7 @@ class AlertingService:
         max_alerts: int = 50_000,
         max_conflict_retries: int = 20,
         clock: Callable[[], datetime] = utcnow,
+        max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
         on_notify: Callable[[], None] = lambda: None,
     ) -> None:
         self.repo = repo
@@ -87,6 +95,9 @@ class AlertingService:
         self.max_alerts_per_shard = -(-max_alerts // INDEX_SHARDS)
         self.max_conflict_retries = max_conflict_retries
         self.clock = clock
+        # How far ahead of this process's clock a sender's time may be; messages beyond it per topic.
+        self.max_clock_skew = max_clock_skew
+        self.clock_skew_clamped: Counter[str] = Counter()
         self.on_notify = on_notify  # called once notifications are committed: wakes the sender
         # Writers in this process queue up per index shard instead of colliding on its etag; etags
         # still guard against other replicas.
@@ -98,7 +109,7 @@ class AlertingService:
             alert = parse_alert(envelope.data)
         except MalformedEvent as exc:
             return await self._drop(envelope, topic, str(exc))
-        await self.apply_alert(alert)
+        await self.apply_alert(self._not_ahead(alert, topic))
         return Outcome.SUCCESS
 
     async def on_health(self, envelope: Envelope, topic: str) -> Outcome:
@@ -106,8 +117,25 @@ class AlertingService:
             snapshot = parse_snapshot(envelope.data)
         except MalformedEvent as exc:
             return await self._drop(envelope, topic, str(exc))
-        await self.fleet.record(snapshot)
+        await self.fleet.record(self._not_ahead(snapshot, topic))
         return Outcome.SUCCESS
+
+    def _not_ahead(self, item: M, topic: str) -> M:
+        """`item` with its times clamped to now when a sender's clock runs ahead (logged and counted):
+        kept, since the machine's state is real, but never sorted after what really comes later."""
+        now = self.clock()
+        clamped_item, fields = clamp_future(item, now, self.max_clock_skew)
+        if fields:
+            self.clock_skew_clamped[topic] += 1
+            log.warning(
+                "%s message of %s: %s more than %s ahead of alerting's clock; taken as received at %s",
+                topic,
+                getattr(item, "equipment_id", "?"),
+                ", ".join(fields),
+                self.max_clock_skew,
+                now.isoformat(),
+            )
+        return clamped_item
 
     async def on_dead_letter(self, envelope: Envelope, topic: str) -> Outcome:
         letter = dead_letter_from(envelope.data, topic, envelope.event_id, envelope.source, self.clock())

@@ -28,6 +28,9 @@ class AlertingSettings(BaseSettings):
     dead_letter_dedupe_seconds: int = Field(24 * 3600, ge=1)
     # Optimistic-concurrency retries (etag conflicts with another replica) before giving up -> RETRY.
     max_conflict_retries: int = Field(20, ge=1)
+    # How far ahead of alerting's clock an actor's times may be; later ones are taken as received now
+    # (logged, counted): a sender's clock never decides the order of what alerting keeps.
+    max_clock_skew_seconds: float = Field(300.0, ge=0)
     # Keys per bulk read of the state store.
     bulk_read_chunk: int = Field(500, ge=1)
     # Alert changes sent through the `notifications` binding, per severity of the alert: any of open,

@@ -190,6 +190,13 @@ class HealthSnapshot(_Contract):
     status: Status
     last_reading_at: datetime | None = None
     updated_at: datetime
+    revision: int = Field(
+        0,
+        ge=0,
+        le=MAX_SEQ,
+        description="Counts the changes of the actor's state: a receiver orders snapshots by it, not by "
+        "their clocks (0: from an actor that did not number them).",
+    )
     open_alert_severity: Severity | None = None
 
     @field_validator("last_reading_at", "updated_at")

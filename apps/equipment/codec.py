@@ -42,6 +42,7 @@ def encode_state(state: EquipmentState) -> dict[str, Any]:
         "model_version": state.model_version,
         "last_reading_at": state.last_reading_at,
         "updated_at": state.updated_at,
+        "revision": state.revision,
         "retired_at": state.retired_at,
     }
 
@@ -93,5 +94,6 @@ def decode_state(
         model_version=None if mv is None else int(mv),
         last_reading_at=opt_float("last_reading_at"),
         updated_at=opt_float("updated_at"),
+        revision=int(data.get("revision") or 0),
         retired_at=opt_float("retired_at"),
     )

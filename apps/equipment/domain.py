@@ -149,6 +149,9 @@ class EquipmentState:
     model_version: int | None = None
     last_reading_at: float | None = None  # epoch seconds the last reading was received
     updated_at: float | None = None
+    # Counts the changes of this state (see `_touch`): the snapshot's `revision`, by which alerting
+    # orders snapshots instead of by a clock.
+    revision: int = 0
     # An operator retired the machine (epoch seconds): no alarm is checked until it sends again.
     retired_at: float | None = None
 
@@ -191,7 +194,7 @@ class EquipmentState:
         fresh = split.fresh
         too_far = [r.seq for r in split.too_far]
         self.duplicates += split.duplicates
-        self.updated_at = now
+        self._touch(now)
         placed = [r for r in split.late if self._place_late(r)]
         too_late = [r.seq for r in split.late if r not in placed]
         transitions: list[AlertTransition] = []
@@ -304,7 +307,7 @@ class EquipmentState:
             cleared = self.stale.condition_ended(now)
             if cleared is not None:
                 transitions.append(cleared)
-        self.updated_at = now
+        self._touch(now)
         return transitions
 
     def _decided_by(self, transition: AlertTransition, rul: float, window: np.ndarray) -> AlertTransition:
@@ -319,7 +322,7 @@ class EquipmentState:
         """Inference did not answer: the owed positions stay owed, and the machine reports `stale`."""
         if self.stale_since is None:
             self.stale_since = now
-        self.updated_at = now
+        self._touch(now)
 
     @property
     def prediction_stale(self) -> bool:
@@ -342,7 +345,7 @@ class EquipmentState:
         found = [self.silence.check(heard, now), self.stale.check(self.stale_since, now)]
         transitions = [t for t in found if t is not None]
         if transitions:
-            self.updated_at = now
+            self._touch(now)
         return transitions
 
     def end_alert(self, kind: AlertKind, episode: int, now: float) -> bool:
@@ -359,7 +362,7 @@ class EquipmentState:
             ended = (self.silence if kind == "silent" else self.stale).end_episode(episode, now)
         if ended:
             self.last_alerts.pop(kind, None)  # nothing of that episode to re-announce any more
-            self.updated_at = now
+            self._touch(now)
         return ended
 
     def retire(self, now: float) -> None:
@@ -370,7 +373,13 @@ class EquipmentState:
         for alarm in (self.silence, self.stale):
             alarm.end_episode(alarm.episode, now)
         self.last_alerts.clear()
-        self.retired_at = self.updated_at = now
+        self.retired_at = now
+        self._touch(now)
+
+    def _touch(self, now: float) -> None:
+        """The state changed at `now`: a snapshot of it is newer than any before (see `revision`)."""
+        self.updated_at = now
+        self.revision += 1
 
     def get_history(self, n: int) -> list[HistoryPoint]:
         return list(self.history)[-n:] if n > 0 else []
@@ -403,6 +412,7 @@ class EquipmentState:
             status=self.status(),
             last_reading_at=None if self.last_reading_at is None else from_epoch(self.last_reading_at),
             updated_at=from_epoch(self.updated_at if self.updated_at is not None else now),
+            revision=self.revision,
             open_alert_severity=self.hysteresis.open_severity,
         )
 
