@@ -40,6 +40,7 @@ from apps.common.profiles import ProfileSpec
 from apps.common.registry import RegisteredModel
 from apps.gateway.context import RequestContext, current
 from apps.gateway.keys import KEY_ID_PATTERN, SCOPE_MEANING, KeyRecord, Principal, Scope
+from apps.gateway.quota import equipment_ids
 from apps.gateway.service import Gateway, GatewayError, MachineView
 
 ALERT_ID_PATTERN: Final = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}:[a-z_]{1,32}:[1-9][0-9]{0,8}$"
@@ -55,6 +56,11 @@ bearer = HTTPBearer(auto_error=False, description="The same API key as a bearer 
 class ErrorBody(BaseModel):
     detail: str
     required_scope: Scope | None = None
+    quota: str | None = Field(None, description="The quota exceeded (a 429 of a quota, not a rate limit).")
+    limit: int | None = None
+    window_seconds: float | None = None
+    new_ids: int | None = Field(None, description="Equipment ids of the call new to the platform.")
+    used: int | None = Field(None, description="New ids the key already introduced in this window.")
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -67,6 +73,10 @@ def _service_answer(description: str) -> dict[str, Any]:
 
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+_NEW_ID_QUOTA = _error(
+    "Rate limit of this key on this route, too many failed authentications, or the key's quota of "
+    "machines new to the platform (`quota`: `new_equipment_ids`, with its limit and window)."
+) | {"headers": _RETRY_AFTER}
 
 
 def _responses(scope: Scope | None, body: bool, service: bool = True) -> dict[int | str, dict[str, Any]]:
@@ -256,14 +266,17 @@ def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
                 "service is away; send again after Retry-After."
             )
             | {"headers": _RETRY_AFTER},
+            429: _NEW_ID_QUOTA,
         },
     ),
 )
-async def post_readings(request: Request, _: Annotated[Principal, Depends(needs("ingest"))]) -> Response:
-    timeout = _gateway(request).settings.readings_timeout_seconds
-    return await _pass(
-        request, INGESTION_APP_ID, "v1/readings", verb="POST", body=await request.body(), timeout=timeout
-    )
+async def post_readings(
+    request: Request, principal: Annotated[Principal, Depends(needs("ingest"))]
+) -> Response:
+    gateway, body = _gateway(request), await request.body()
+    await gateway.admit_new_ids(principal, equipment_ids(body), _ctx())
+    timeout = gateway.settings.readings_timeout_seconds
+    return await _pass(request, INGESTION_APP_ID, "v1/readings", verb="POST", body=body, timeout=timeout)
 
 
 @router.post(
@@ -280,12 +293,17 @@ async def post_readings(request: Request, _: Annotated[Principal, Depends(needs(
         responses={
             409: _service_answer("No seq given and the machine has sent no reading."),
             422: _service_answer("A field is wrong (ingestion names it)."),
+            429: _NEW_ID_QUOTA,
         },
     ),
 )
 async def post_event(
-    request: Request, equipment_id: EquipmentIdPath, _: Annotated[Principal, Depends(needs("operate"))]
+    request: Request,
+    equipment_id: EquipmentIdPath,
+    principal: Annotated[Principal, Depends(needs("operate"))],
 ) -> Response:
+    # An event for a machine never seen makes its archive folder: counted like a new machine's readings.
+    await _gateway(request).admit_new_ids(principal, {equipment_id}, _ctx())
     path = f"v1/equipment/{equipment_id}/events"
     return await _pass(request, INGESTION_APP_ID, path, verb="POST", body=await request.body())
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -30,6 +31,7 @@ from apps.gateway.keys import (
     Scope,
 )
 from apps.gateway.ports import Answer, Upstream, UpstreamUnavailable
+from apps.gateway.quota import QUOTA_NAME, NewIdLedger
 from apps.gateway.ratelimit import TokenBuckets, retry_after_header
 from apps.gateway.settings import GatewaySettings
 
@@ -37,6 +39,18 @@ log = logging.getLogger("gateway")
 T = TypeVar("T")
 _MODELS = TypeAdapter(list[RegisteredModel])
 _ANY_LIST = TypeAdapter(list[dict[str, Any]])
+
+
+class _FleetIds(BaseModel):
+    """The part of alerting's fleet the new-id quota reads."""
+
+    class Machine(BaseModel):
+        equipment_id: str
+
+    machines: list[Machine]
+
+
+_FLEET = TypeAdapter(_FleetIds)
 KEY_HINT = "send it as 'X-API-Key: vgl_...' or 'Authorization: Bearer vgl_...' (vigil keys create)"
 
 
@@ -47,18 +61,20 @@ class GatewayError(Exception):
         detail: str,
         headers: Mapping[str, str] | None = None,
         required_scope: Scope | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = dict(headers or {})
         self.required_scope = required_scope
+        self.extra = dict(extra or {})
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"detail": self.detail}
         if self.required_scope is not None:
             body["required_scope"] = self.required_scope
-        return body
+        return body | self.extra
 
 
 class HistoryPoint(BaseModel):
@@ -91,12 +107,17 @@ class Gateway:
         buckets: TokenBuckets,
         settings: GatewaySettings,
         profiles: Mapping[str, EquipmentProfile],
+        new_ids: NewIdLedger | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.upstream = upstream
         self.keys = keys
         self.buckets = buckets
         self.settings = settings
         self.profiles = profiles
+        self.new_ids = new_ids or NewIdLedger(settings.new_ids, clock)
+        self.clock = clock
+        self._fleet_read_at: float | None = None
 
     # ------------------------------------------------------------------ who, and how often
     async def authorize(
@@ -131,6 +152,50 @@ class Gateway:
                 wait, f"rate limit of this key on {route}: {rate.per_second:g}/s, burst {rate.burst}"
             )
         return principal
+
+    async def admit_new_ids(self, principal: Principal, ids: set[str], ctx: RequestContext) -> None:
+        """Count the equipment ids new to the platform against the key's quota (see quota.py); 429 with
+        Retry-After and the quota's name when the call would exceed it."""
+        refused = self.new_ids.admit(principal.key_id, ids)
+        if refused is not None and await self._learn_fleet(ctx):
+            refused = self.new_ids.admit(principal.key_id, ids)
+        if refused is None:
+            return
+        quota = self.settings.new_ids
+        retry = retry_after_header(refused.retry_after)
+        log.warning("key %s: new-id quota exceeded (%d new ids)", principal.name, refused.new)
+        raise GatewayError(
+            429,
+            f"quota '{QUOTA_NAME}' of this key exceeded: at most {quota.limit} machines new to the platform "
+            f"every {quota.window_seconds:g} s; this call names {refused.new} new, {refused.used} already "
+            f"introduced in this window; retry after {retry} s",
+            {"Retry-After": retry},
+            extra={
+                "quota": QUOTA_NAME,
+                "limit": quota.limit,
+                "window_seconds": quota.window_seconds,
+                "new_ids": refused.new,
+                "used": refused.used,
+            },
+        )
+
+    async def _learn_fleet(self, ctx: RequestContext) -> bool:
+        """Learn the machines alerting knows (at most every known_ids_refresh_seconds); False if not read."""
+        now = self.clock()
+        last = self._fleet_read_at
+        if last is not None and now - last < self.settings.known_ids_refresh_seconds:
+            return False
+        self._fleet_read_at = now
+        try:
+            answer = await self.forward(ALERTING_APP_ID, "v1/fleet", ctx)
+            if answer.status != 200:
+                raise ValueError(f"{ALERTING_APP_ID} answered {answer.status}")
+            machines = _FLEET.validate_json(answer.body).machines
+        except (GatewayError, ValidationError, ValueError) as exc:
+            log.warning("new-id quota: could not read the fleet: %s", exc)
+            return False
+        self.new_ids.learn(m.equipment_id for m in machines)
+        return True
 
     # ------------------------------------------------------------------ keys
     async def list_keys(self) -> list[KeyRecord]:

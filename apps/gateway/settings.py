@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apps.gateway.keys import Scope
+from apps.gateway.quota import NewIdQuota
 from apps.gateway.ratelimit import Rate
 
 
@@ -38,6 +39,11 @@ class GatewaySettings(BaseSettings):
     # Requests per second and burst, per key and route, by the scope the route needs (JSON in the env:
     # VIGIL_GATEWAY_RATES='{"read": {"per_second": 5, "burst": 20}}').
     rates: dict[Scope, Rate] = Field(default_factory=_default_rates)
+    # Machines a key may introduce (equipment ids new to the platform: each one becomes an actor, state
+    # and archive folders) per window, per key (VIGIL_GATEWAY_NEW_IDS='{"limit": 100, "window_seconds": 60}');
+    # alerting's fleet is read at most every known_ids_refresh_seconds to learn the machines it knows.
+    new_ids: NewIdQuota = NewIdQuota(limit=10_000, window_seconds=3600)
+    known_ids_refresh_seconds: float = Field(60.0, ge=0)
     # Failed authentications per client address: brute force and scrypt work are bounded by it.
     auth_failures: Rate = Rate(per_second=1, burst=10)
     # A verified key is trusted this long without a store read (and a revocation takes this long to
