@@ -38,6 +38,9 @@ ARCHIVE_BINDING: Final = "archive"
 # to a webhook whose URL is in the secret store in the shipped profiles; SMTP, Slack, MQTT, Kafka are a
 # component file swap.
 NOTIFICATIONS_BINDING: Final = "notifications"
+# Input binding (bindings.cron) whose fires ask training whether to retrain (enough new labelled runs,
+# feature drift); training serves its route, POST /retrain-schedule.
+RETRAIN_SCHEDULE_BINDING: Final = "retrain-schedule"
 
 # Topics.
 TOPIC_SENSOR_READINGS: Final = "sensor-readings"

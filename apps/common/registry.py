@@ -8,6 +8,10 @@ services, and lives here, once:
     models/<name>/v/<version>/onnx       the ONNX bytes
     models/<name>/v/<version>/card       the ModelCard JSON
     models/<name>/champion               {"version": N} of the version inference serves
+    models/<name>/v/<version>/decision   the promotion gate's decision on the version, with its numbers
+    models/<name>/v/<version>/runs       the labelled runs (keys) the version was trained on
+    models/<name>/champion-history       every change of champion: gate, promote, rollback (JSON list)
+    models/<name>/drift                  the last feature drift report of the champion
 """
 
 from __future__ import annotations
@@ -106,6 +110,64 @@ class DaprModelRegistry:
     async def record_decision(self, name: str, version: int, decision_json: str) -> None:
         """The promotion gate's decision on a version, with its numbers (kept beside its card)."""
         await self.client.save_state(self.store, _key(name, "v", version, "decision"), decision_json)
+
+    async def decisions(self, name: str) -> list[str]:
+        """The gate's decisions (JSON) on every version, oldest version first, in one bulk read."""
+        return [item for _, item in await self._per_version(name, "decision")]
+
+    async def record_runs(self, name: str, version: int, runs: list[str]) -> None:
+        await self.client.save_state(self.store, _key(name, "v", version, "runs"), json.dumps(sorted(runs)))
+
+    async def runs(self, name: str, version: int) -> list[str] | None:
+        """The run keys `version` was trained on; None when not recorded (trained on a dataset file)."""
+        got = await self.client.get_state(self.store, _key(name, "v", version, "runs"))
+        return [str(k) for k in json.loads(got.data)] if got.data else None
+
+    async def champion_history(self, name: str) -> list[dict[str, object]]:
+        got = await self.client.get_state(self.store, _key(name, "champion-history"))
+        return list(json.loads(got.data)) if got.data else []
+
+    async def set_champion(self, name: str, version: int, change: dict[str, object]) -> None:
+        """Make `version` champion and append `change` to the champion history, in one transaction
+        (etag-guarded: two concurrent changes cannot lose one another's entry)."""
+        for _ in range(20):
+            got = await self.client.get_state(self.store, _key(name, "champion-history"))
+            history = [*(json.loads(got.data) if got.data else []), change]
+            try:
+                await self.client.execute_state_transaction(
+                    self.store,
+                    [
+                        TransactionalStateOperation(
+                            key=_key(name, "champion-history"),
+                            data=json.dumps(history),
+                            etag=got.etag or None,
+                        ),
+                        TransactionalStateOperation(
+                            key=_key(name, "champion"), data=json.dumps({"version": version})
+                        ),
+                    ],
+                )
+                return
+            except (DaprGrpcError, DaprInternalError):
+                continue  # somebody changed the history meanwhile: read it again
+        raise RuntimeError(f"could not change the champion of {name!r}: too much contention")
+
+    async def save_drift(self, name: str, report_json: str) -> None:
+        await self.client.save_state(self.store, _key(name, "drift"), report_json)
+
+    async def drift(self, name: str) -> str | None:
+        got = await self.client.get_state(self.store, _key(name, "drift"))
+        return got.data.decode() if got.data else None
+
+    async def _per_version(self, name: str, leaf: str) -> list[tuple[int, str]]:
+        last = await self.client.get_state(self.store, _key(name, "next-version"))
+        count = int(last.data or b"0")
+        if count == 0:
+            return []
+        keys = {_key(name, "v", v, leaf): v for v in range(1, count + 1)}
+        got = await self.client.get_bulk_state(self.store, list(keys), parallelism=4)
+        found = [(keys[item.key], bytes(item.data).decode()) for item in got.items if item.data]
+        return sorted(found)
 
     async def champion_version(self, name: str) -> int | None:
         got = await self.client.get_state(self.store, _key(name, "champion"))
