@@ -13,6 +13,7 @@ from localdapr.components.spec import Configuration
 from localdapr.invocation.nameresolution import AppInstance, NameRegistry
 from localdapr.resiliency import Resiliency
 from localdapr.runtime import DaprRuntime
+from localdapr.trust import SidecarTrust
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,4 +27,4 @@ class SidecarContext:
     runtime: DaprRuntime
     configuration: Configuration
     channel: AppChannel | None  # None: the sidecar runs without an app port
-    api_token: str | None  # DAPR_API_TOKEN, also sent on calls forwarded to another sidecar
+    trust: SidecarTrust  # proves this sidecar to the others (calls forwarded to an actor's host)

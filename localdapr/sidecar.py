@@ -21,6 +21,7 @@ import grpc
 from aiohttp import web
 
 from localdapr import __version__
+from localdapr.acl import DEFAULT_NAMESPACE, DEFAULT_TRUST_DOMAIN, AccessControl, spiffe_id
 from localdapr.actors import ActorSubsystem
 from localdapr.api import grpc as grpc_api
 from localdapr.api import http as http_api
@@ -38,6 +39,7 @@ from localdapr.pubsub.delivery import GrpcTopicSink, HttpTopicSink, Subscriber, 
 from localdapr.pubsub.streaming import StreamingSubscriptions
 from localdapr.resiliency import Resiliency
 from localdapr.runtime import DaprRuntime
+from localdapr.trust import SidecarTrust
 
 log = logging.getLogger("localdapr")
 
@@ -75,6 +77,8 @@ class SidecarOptions:
             env["APP_PORT"] = str(self.app_port)
         if self.api_token:
             env["DAPR_API_TOKEN"] = self.api_token
+        if self.app_api_token:  # so the app can tell its sidecar's calls from anyone else's
+            env["APP_API_TOKEN"] = self.app_api_token
         return env
 
 
@@ -108,8 +112,12 @@ class Sidecar:
         self.runtime = DaprRuntime(
             options.app_id, self.resources, self.configuration, resiliency=self.resiliency
         )
+        self.access_control = AccessControl.from_configuration(
+            self.configuration.raw, str(options.config_file or "configuration")
+        )
         self.registry = NameRegistry(options.registry_dir)
-        self.invoker = Invoker(options.app_id, self.registry, self.resiliency)
+        self.trust = SidecarTrust(self.registry.folder, self._identity())
+        self.invoker = Invoker(options.app_id, self.registry, self.resiliency, self.trust)
         self.channel: AppChannel | None = None
         self.subscriber: Subscriber | None = None
         self.input_bindings: InputDelivery | None = None
@@ -151,7 +159,7 @@ class Sidecar:
             runtime=self.runtime,
             configuration=self.configuration,
             channel=self.channel,
-            api_token=options.api_token,
+            trust=self.trust,
         )
         self.actors = ActorSubsystem(self.context)
         self.components_ready = False
@@ -166,6 +174,14 @@ class Sidecar:
     def app_id(self) -> str:
         return self.options.app_id
 
+    def _identity(self) -> str:
+        """This sidecar's SPIFFE id, as Sentry would write it into daprd's certificate: the trust domain
+        of its Configuration's accessControl, the namespace of NAMESPACE (daprd's "default" without)."""
+        access = self.configuration.raw.get("accessControl") or {}
+        trust_domain = str(access.get("trustDomain") or DEFAULT_TRUST_DOMAIN)
+        namespace = os.environ.get("NAMESPACE") or DEFAULT_NAMESPACE
+        return spiffe_id(trust_domain, namespace, self.options.app_id)
+
     def _api_context(self) -> ApiContext:
         """What the HTTP and gRPC APIs serve from: the parts, and this sidecar only as their Lifecycle."""
         return ApiContext(
@@ -177,6 +193,8 @@ class Sidecar:
             lifecycle=self,
             api_token=self.options.api_token,
             max_body_bytes=self.options.max_body_bytes,
+            trust=self.trust,
+            access_control=self.access_control,
         )
 
     # ------------------------------------------------------------------ lifecycle

@@ -11,7 +11,7 @@ import argparse
 import getpass
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
@@ -20,7 +20,7 @@ import httpx
 
 from apps.common.names import ALERTING_APP_ID, GATEWAY_APP_ID
 from vigil.command import vigil_command
-from vigil.replay import default_app_url, positive_int
+from vigil.replay import app_token_headers, default_app_url, positive_int
 
 TIMEOUT: Final = 30.0
 ACTIVE_STATES: Final = ("open", "acknowledged")  # what still needs an operator: not cleared or resolved
@@ -36,6 +36,7 @@ class Endpoint:
 
     base_url: str
     key: str | None = None
+    app_token: dict[str, str] = field(default_factory=dict)  # alerting's, from the run of `vigil up`
 
     @property
     def alerts_path(self) -> str:
@@ -43,7 +44,7 @@ class Endpoint:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"X-API-Key": self.key} if self.key else {}
+        return {"X-API-Key": self.key} if self.key else self.app_token
 
     @property
     def what(self) -> str:
@@ -81,7 +82,9 @@ def _login() -> str:
 def endpoint(args: argparse.Namespace) -> Endpoint:
     if args.key:
         return Endpoint(args.url or default_app_url(GATEWAY_APP_ID, 8000), args.key)
-    return Endpoint(args.url or default_app_url(ALERTING_APP_ID, 8005))
+    if args.url:  # the run's app token goes only to the app of the run template
+        return Endpoint(args.url)
+    return Endpoint(default_app_url(ALERTING_APP_ID, 8005), app_token=app_token_headers(ALERTING_APP_ID))
 
 
 def _detail(response: httpx.Response) -> str:

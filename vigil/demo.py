@@ -23,7 +23,6 @@ from typing import Final
 import httpx
 
 from apps.common.names import (
-    ALERTING_APP_ID,
     DASHBOARD_APP_ID,
     INFERENCE_APP_ID,
     INGESTION_APP_ID,
@@ -32,6 +31,7 @@ from apps.common.names import (
 from vigil.command import vigil_command
 from vigil.fleet import FleetError, load_units, parse_units, replay_fleet
 from vigil.inbox import DEFAULT_WEBHOOK_URL, WebhookInbox
+from vigil.replay import app_token_headers
 from vigil.reset import ResetError, reset_state
 from vigil.stream import IngestClient, StderrProgress, StreamError, stream
 
@@ -77,13 +77,13 @@ async def _get(client: httpx.AsyncClient, url: str) -> httpx.Response | None:
         return None
 
 
-async def ensure_model(urls: dict[str, str], stop: asyncio.Event) -> None:
+async def ensure_model(urls: dict[str, str], stop: asyncio.Event, training_token: dict[str, str]) -> None:
     """Inference must serve a model before readings can be predicted on: train one if there is none.
 
     The demo starts training with start-up training off and asks for a job itself, so it can show the
     job's progress and report a failure instead of waiting on a silent background task.
     """
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=training_token) as client:  # readyz needs no token
         ready = await _get(client, f"{urls[INFERENCE_APP_ID]}/readyz")
         if ready is not None and ready.status_code == 200:
             say(f"inference serves {ready.json().get('models')}")
@@ -110,14 +110,16 @@ async def ensure_model(urls: dict[str, str], stop: asyncio.Event) -> None:
             await asyncio.sleep(1.0)  # polling interval of a long job, not a wait for luck
 
 
-def replay_blocking(url: str, units: str, speed: float, batch: int, stop: threading.Event) -> str:
+def replay_blocking(
+    url: str, token: dict[str, str], units: str, speed: float, batch: int, stop: threading.Event
+) -> str:
     trajectories = load_units("train")
     fleet = replay_fleet(trajectories, parse_units(units, trajectories), f"demo-{datetime.now():%H%M%S}-")
     say(
         f"replaying FD001 units {units} as {len(fleet.machines)} machines "
         f"({fleet.machines[0].equipment_id} ...) at {speed:g} cycles/s"
     )
-    with IngestClient(url) as client:
+    with IngestClient(url, headers=token) as client:
         progress = stream(
             fleet,
             client,
@@ -181,21 +183,25 @@ async def demo(args: argparse.Namespace) -> int:
         if not await launcher.wait_ready():
             raise DemoError(launcher.exit_reason or "interrupted before the platform was ready")
         say("every app and sidecar is healthy")
-        await ensure_model(urls, launcher.stop_event)
+        await ensure_model(urls, launcher.stop_event, app_token_headers(TRAINING_APP_ID, args.file))
         if launcher.stop_event.is_set():
             return 0
-        alerting = urls[ALERTING_APP_ID]
         say(
             "where to look while engines degrade (alerts come near the end of each engine's life):\n"
             f"    dashboard      {urls[DASHBOARD_APP_ID]}   (open it in a browser: updates live)\n"
             f"    alerts         {vigil} alerts --open   (acknowledge: {vigil} alerts ack ID)\n"
-            f"    fleet health   curl {alerting}/v1/fleet\n"
             f"    send readings  {vigil} replay --units 20-30   (ingestion: {urls[INGESTION_APP_ID]})\n"
             "  Ctrl-C stops everything."
         )
         replay = asyncio.create_task(
             asyncio.to_thread(
-                replay_blocking, urls[INGESTION_APP_ID], args.units, args.speed, args.batch, stop_replay
+                replay_blocking,
+                urls[INGESTION_APP_ID],
+                app_token_headers(INGESTION_APP_ID, args.file),
+                args.units,
+                args.speed,
+                args.batch,
+                stop_replay,
             )
         )
         supervise = asyncio.create_task(launcher.supervise())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Final
@@ -12,6 +13,7 @@ import yaml
 from apps.common import cmapss
 from apps.common.contracts import MAX_BATCH_READINGS
 from apps.common.names import INGESTION_APP_ID
+from localdapr.trust import TOKENS_FILE
 from vigil.fleet import Fleet, FleetError, load_units, parse_units, replay_fleet, simulated_fleet
 from vigil.stream import IngestClient, StderrProgress, StreamError, stream
 
@@ -30,6 +32,17 @@ def default_app_url(app_id: str, fallback_port: int, template: Path = REPO / "da
     except (OSError, yaml.YAMLError, ValueError, AttributeError):
         pass  # an installed copy without the template: the documented default port
     return f"http://127.0.0.1:{port}"
+
+
+def app_token_headers(app_id: str, template: Path = REPO / "dapr.yaml") -> dict[str, str]:
+    """The app token `vigil up` made for `app_id` in this run, as its sidecar sends it: an app started by
+    `vigil up` answers 401 without it. {} when there is none (another launcher, or no run)."""
+    path = template.parent / ".localdapr" / "registry" / TOKENS_FILE
+    try:
+        token = json.loads(path.read_text())[app_id]["APP_API_TOKEN"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {"dapr-api-token": str(token)}
 
 
 def default_ingestion_url(template: Path = REPO / "dapr.yaml") -> str:
@@ -133,7 +146,9 @@ def run_stream(fleet: Fleet, args: argparse.Namespace, what: str) -> int:
         f"readings -> {url} ({pace}, up to {args.batch} per request)\n"
     )
     try:
-        with IngestClient(url) as client:
+        # The run's app token only to the app of the run template, never to a --url given.
+        headers = {} if args.url else app_token_headers(INGESTION_APP_ID)
+        with IngestClient(url, headers=headers) as client:
             progress = stream(
                 fleet, client, batch_size=args.batch, speed=args.speed, reporter=StderrProgress()
             )

@@ -240,7 +240,9 @@ class IngestClient:
         max_backoff: float = 5.0,
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        """`headers` go with every request (the app token `vigil up` gave ingestion)."""
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + READINGS_PATH
         self.retries = retries
@@ -249,7 +251,7 @@ class IngestClient:
         self.sleep = sleep
         self.retried = 0
         self._connected = False
-        self._http = client or httpx.Client(timeout=timeout)
+        self._http = client or httpx.Client(timeout=timeout, headers=headers)
 
     def close(self) -> None:
         self._http.close()

@@ -29,6 +29,7 @@ from apps.alerting.sender import NotificationSender
 from apps.alerting.service import AlertingService, Outcome
 from apps.alerting.settings import AlertingSettings, get_settings
 from apps.alerting.store import DaprAlertingRepository
+from apps.common.apptoken import AppTokenGuard
 from apps.common.contracts import EQUIPMENT_ID_PATTERN, AlertKind, Severity, Status
 from apps.common.httpguard import RequestGuard
 from apps.common.names import (
@@ -76,6 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPIOffline(title="Vigil alerting", lifespan=lifespan)
 app.add_middleware(RequestGuard)
+app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 dapr_app = DaprApp(app)
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from apps.archiver.service import ArchiverService
 from apps.archiver.settings import get_settings
 from apps.archiver.store import DaprStagingStore
+from apps.common.apptoken import AppTokenGuard
 from apps.common.archivestore import DaprArchive
 from apps.common.contracts import ReadingBatch
 from apps.common.httpguard import RequestGuard
@@ -42,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPIOffline(title="Vigil archiver", lifespan=lifespan)
 app.add_middleware(RequestGuard)
+app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 dapr_app = DaprApp(app)
 
 

@@ -20,6 +20,7 @@ from fastapi_offline import FastAPIOffline
 from nicegui import ui
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from apps.common.apptoken import AppTokenGuard
 from apps.common.contracts import EQUIPMENT_ID_PATTERN
 from apps.common.httpguard import RequestGuard
 from apps.common.names import PUBSUB, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH, TOPIC_MODEL_UPDATES
@@ -48,6 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPIOffline(title="Vigil dashboard", lifespan=lifespan)
 # NiceGUI's own traffic (socket.io polling posts text/plain) is its business, not a JSON API's.
 app.add_middleware(RequestGuard, exempt=("/_nicegui",))
+app.add_middleware(AppTokenGuard, dapr_routes_only=True)  # people use its other routes
 dapr_app = DaprApp(app)
 
 

@@ -14,6 +14,7 @@ from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from apps.common.apptoken import AppTokenGuard
 from apps.common.daprhttp import PooledDaprActorHttpClient, close_invocation, pool_invocation
 from apps.common.httpguard import RequestGuard
 from apps.common.publisher import DaprPublisher
@@ -45,6 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPIOffline(title="Vigil equipment", lifespan=lifespan)
 app.add_middleware(RequestGuard)
+app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 actor = DaprActor(app)
 
 

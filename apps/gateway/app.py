@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
+from apps.common.apptoken import AppTokenGuard
 from apps.common.httpguard import RequestGuard
 from apps.common.profiles import PROFILES
 from apps.gateway.api import router
@@ -49,6 +50,7 @@ app = FastAPIOffline(
     lifespan=lifespan,
 )
 app.add_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)
+app.add_middleware(AppTokenGuard, dapr_routes_only=True)  # people use its other routes
 app.add_middleware(RequestContextMiddleware)  # added last: outermost, so every answer gets the request id
 app.include_router(router)
 

@@ -14,6 +14,7 @@ from fastapi import Body, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
+from apps.common.apptoken import AppTokenGuard
 from apps.common.contracts import PredictRequest, PredictResponse
 from apps.common.httpguard import RequestGuard, error_responses
 from apps.common.names import PUBSUB, TOPIC_MODEL_UPDATES
@@ -42,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPIOffline(title="Vigil inference", lifespan=lifespan)
 app.add_middleware(RequestGuard)
+app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 dapr_app = DaprApp(app)
 
 

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from apps.common.actor_interface import EquipmentActorInterface
+from apps.common.apptoken import AppTokenGuard
 from apps.common.archivestore import DaprArchive
 from apps.common.contracts import (
     EQUIPMENT_ID_PATTERN,
@@ -81,6 +82,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPIOffline(title="Vigil ingestion", lifespan=lifespan)
 app.add_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)
+app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 dapr_app = DaprApp(app)
 
 

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict
 
+from apps.common.apptoken import AppTokenGuard
 from apps.common.httpguard import RequestGuard
 from apps.common.profiles import PROFILES, get_profile
 from apps.common.publisher import DaprPublisher
@@ -50,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPIOffline(title="Vigil training", lifespan=lifespan)
 app.add_middleware(RequestGuard)
+app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 
 
 def get_service(request: Request) -> TrainingService:

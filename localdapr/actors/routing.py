@@ -144,8 +144,7 @@ class Router:
     ) -> ActorReply:
         out = CIMultiDict((k, v) for k, v in CIMultiDict(headers).items() if k.lower() not in HOP_HEADERS)
         out[FORWARDED_HEADER] = "1"
-        if self.ctx.api_token:
-            out["dapr-api-token"] = self.ctx.api_token
+        out.update(self.ctx.trust.headers)  # the host's sidecar may have an API token of its own
         url = f"{host.sidecar_base_url}/v1.0/actors/{actor_type}/{actor_id}/{tail}"
         async with self.session().request(
             verb, url, data=body, headers=out, timeout=aiohttp.ClientTimeout(total=None, connect=5)

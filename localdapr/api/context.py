@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from localdapr.acl import AccessControl
 from localdapr.actors import ActorSubsystem
 from localdapr.appchannel import AppChannel
 from localdapr.invocation.invoke import Invoker
 from localdapr.pubsub.streaming import StreamingSubscriptions
 from localdapr.runtime import DaprRuntime
+from localdapr.trust import SidecarTrust
 
 
 class Lifecycle(Protocol):
@@ -33,3 +35,5 @@ class ApiContext:
     lifecycle: Lifecycle
     api_token: str | None  # DAPR_API_TOKEN: required from apps on every API call
     max_body_bytes: int
+    trust: SidecarTrust  # other sidecars' calls: forwarded invocations and actor calls
+    access_control: AccessControl | None  # the Configuration's accessControl (None: everyone allowed)

@@ -6,6 +6,7 @@ generated stub's bare "Method not implemented!".
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -204,8 +205,14 @@ class DaprGrpcApi(dapr_pb2_grpc.DaprServicer):
 def _wrap(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def call(self: DaprGrpcApi, request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = self.ctx.api_token
-        if token and dict(context.invocation_metadata()).get("dapr-api-token") != token:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication error: api token mismatch")
+        if token:  # daprd's setAPIAuthenticationMiddlewareUnary
+            given = dict(context.invocation_metadata()).get("dapr-api-token")
+            if given is None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing api token in request metadata")
+            if not hmac.compare_digest(str(given).encode(), token.encode()):
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED, "authentication error: api token mismatch"
+                )
         try:
             return await method(self, request, context)
         except DaprError as err:

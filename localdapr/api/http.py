@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ from localdapr.api.context import ApiContext
 from localdapr.bindings.runtime import OutputBindingError, metadata_headers, request_from_http
 from localdapr.configuration import api as configuration_api
 from localdapr.errors import DaprError, malformed
+from localdapr.invocation import internal
 from localdapr.lock import api as lock_api
 from localdapr.state.base import StateItem, TransactionOp
 
@@ -26,11 +28,24 @@ def error_response(err: DaprError) -> web.Response:
     return web.json_response(err.to_json(), status=err.http_status)
 
 
+def _authenticated(request: web.Request, ctx: ApiContext) -> bool:
+    """daprd's APITokenAuthMiddleware: with DAPR_API_TOKEN set, every route but the health checks needs
+    it. Another sidecar of the run (a call forwarded to an actor's host) proves itself instead; the
+    internal invocation route checks that itself."""
+    if not ctx.api_token or request.path in HEALTH_PATHS or request.path.startswith(internal.PATH):
+        return True
+    if hmac.compare_digest(request.headers.get("dapr-api-token", "").encode(), ctx.api_token.encode()):
+        return True
+    return request.path.startswith(f"{API}/actors/") and ctx.trust.caller(request.headers) is not None
+
+
 @web.middleware
 async def errors_and_token(request: web.Request, handler: Any) -> web.StreamResponse:
-    token = request.app[CONTEXT_KEY].api_token
-    if token and request.path not in HEALTH_PATHS and request.headers.get("dapr-api-token") != token:
-        return web.Response(status=401, text="invalid api token")
+    if not _authenticated(request, request.app[CONTEXT_KEY]):
+        # http.Error(w, "invalid api token", 401) in daprd: text/plain, with a newline.
+        return web.Response(
+            status=401, text="invalid api token\n", headers={"X-Content-Type-Options": "nosniff"}
+        )
     try:
         return await handler(request)
     except DaprError as err:
@@ -229,4 +244,5 @@ def build_app(ctx: ApiContext) -> web.Application:
     lock_api.add_http_routes(app, rt.locks)
     configuration_api.add_http_routes(app, rt.configurations, ctx.channel)
     actors_http.add_routes(app, ctx.actors)
+    internal.add_routes(app, rt.app_id, ctx.trust, ctx.access_control, ctx.channel)
     return app

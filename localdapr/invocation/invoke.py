@@ -1,10 +1,9 @@
 """Service invocation: find the target app among the running instances and forward the call to it.
 
-daprd forwards to the callee's sidecar, which calls its app over its app channel; localdapr calls the
-callee app directly (one hop fewer), over the callee's app protocol (HTTP, or AppCallback.OnInvoke for
-a gRPC app: the protocol is in the callee's registry entry), with the headers the callee's sidecar
-would add. Resiliency for the target app (timeout, retries, circuit breaker) is applied here, on the
-caller's side, as daprd does. A callee whose health checks fail answers daprd's "app is not in a
+As daprd, the call goes to the callee's sidecar (localdapr/invocation/internal.py), which applies its
+access control and calls its app over its app channel (HTTP, or AppCallback.OnInvoke for a gRPC app)
+with its app token. Resiliency for the target app (timeout, retries, circuit breaker) is applied here,
+on the caller's side, as daprd does. A callee whose health checks fail answers daprd's "app is not in a
 healthy state" error, as its sidecar would.
 """
 
@@ -20,10 +19,12 @@ import grpc
 from dapr.proto import common_v1
 from multidict import CIMultiDict
 
-from localdapr.appchannel import AppChannel, AppResponse, MethodCall, open_channel
+from localdapr.appchannel import AppResponse, MethodCall
 from localdapr.errors import DaprError
+from localdapr.invocation import internal
 from localdapr.invocation.nameresolution import AppInstance, NameRegistry
 from localdapr.resiliency import Resiliency
+from localdapr.trust import SidecarTrust
 
 # Headers that describe one hop and must not be forwarded.
 HOP_HEADERS = {
@@ -61,23 +62,22 @@ class Invoker:
     caller_app_id: str
     registry: NameRegistry
     resiliency: Resiliency
-    _channels: dict[tuple[str, str, int], AppChannel] = field(default_factory=dict)
+    trust: SidecarTrust
+    _session: aiohttp.ClientSession | None = None
     _round_robin: dict[str, itertools.count[int]] = field(default_factory=dict)
 
-    def channel(self, target: AppInstance) -> AppChannel:
-        """One channel per callee address and protocol, kept for the connections it pools."""
-        assert target.app_port is not None
-        key = (target.app_protocol, target.host, target.app_port)
-        if key not in self._channels:
-            self._channels[key] = open_channel(
-                target.app_protocol, target.app_id, target.host, target.app_port
+    def session(self) -> aiohttp.ClientSession:
+        """One pool of connections to the other sidecars, kept for the connections it pools."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256), auto_decompress=False
             )
-        return self._channels[key]
+        return self._session
 
     async def close(self) -> None:
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            await channel.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def pick(self, app_id: str) -> AppInstance:
         instances = [i for i in self.registry.resolve(app_id) if i.app_port]
@@ -127,13 +127,15 @@ class Invoker:
                 error = APP_UNHEALTHY
             else:
                 try:
-                    result = await self.channel(target).invoke(call, policy.timeout or 60)
+                    result = await internal.forward(
+                        self.session(), target, call, self.trust, policy.timeout or 60
+                    )
                     if result.status < 500 or policy.retry is None:
                         if policy.breaker is not None:
                             policy.breaker.record(result.status < 500)
                         return result
                     error = f"status {result.status}"
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                except (aiohttp.ClientError, TimeoutError, OSError, internal.AppUnreachable) as exc:
                     self.registry.invalidate()
                     error = str(exc) or type(exc).__name__
             if policy.breaker is not None:

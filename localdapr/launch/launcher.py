@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -23,6 +25,7 @@ from pathlib import Path
 from localdapr.errors import ComponentError
 from localdapr.launch.runfile import AppSpec, RunTemplate
 from localdapr.sidecar import Sidecar, SidecarOptions, free_port
+from localdapr.trust import TOKENS_FILE, forget_key
 
 log = logging.getLogger("localdapr")
 
@@ -132,6 +135,23 @@ class Launcher:
             return spec.resources_paths
         return [*self.resources_override, *spec.resources_paths[1:]]
 
+    def _tokens(self) -> dict[str, dict[str, str]]:
+        """A Dapr API token and an app token per app, new for each run; DAPR_API_TOKEN / APP_API_TOKEN
+        in the environment are used for every app instead (as `dapr run` hands them to each daprd)."""
+        tokens = {
+            spec.app_id: {
+                "DAPR_API_TOKEN": os.environ.get("DAPR_API_TOKEN") or secrets.token_urlsafe(32),
+                "APP_API_TOKEN": os.environ.get("APP_API_TOKEN") or secrets.token_urlsafe(32),
+            }
+            for spec in self.template.apps
+        }
+        path = self.registry_dir / TOKENS_FILE
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(tokens, f)
+        return tokens
+
     def _print(self, app: RunningApp, line: str) -> None:
         label = f"{app.name:<12}"
         if self.color:
@@ -160,6 +180,8 @@ class Launcher:
         self.registry_dir.mkdir(parents=True, exist_ok=True)
         for f in self.registry_dir.glob("*.json"):
             f.unlink(missing_ok=True)  # entries of an earlier run of this template
+        forget_key(self.registry_dir)  # and its sidecars' trust (localdapr/trust.py)
+        tokens = self._tokens()
         index = 0
         for spec in self.template.apps:
             count = self.replicas.get(spec.app_id, spec.replicas)
@@ -178,9 +200,11 @@ class Launcher:
                     app_health=spec.app_health,
                     http_port=spec.http_port if replica == 0 else 0,
                     grpc_port=spec.grpc_port if replica == 0 else 0,
+                    metrics_port=spec.metrics_port if replica == 0 else 0,
                     config_file=spec.config_file,
                     registry_dir=self.registry_dir,
-                    api_token=os.environ.get("DAPR_API_TOKEN") or None,
+                    api_token=tokens[spec.app_id]["DAPR_API_TOKEN"],
+                    app_api_token=tokens[spec.app_id]["APP_API_TOKEN"],
                 )
                 if spec.default_resources and not self.resources_override:
                     log.info(

@@ -30,6 +30,7 @@ T = os.environ.get("TOPIC_PREFIX", "")
 app = FastAPI()
 dapr_app = DaprApp(app)
 received: dict[str, list[dict[str, Any]]] = defaultdict(list)
+echoed: list[str] = []
 attempts: dict[str, int] = defaultdict(int)
 released = asyncio.Event()
 held = 0  # "orders" deliveries waiting for /release right now
@@ -89,6 +90,7 @@ async def on_raw(event: dict = Body(...)) -> dict[str, str]:
 async def on_declared(name: str, request: Request) -> dict[str, str]:
     event = await request.json()
     event["_content_type"] = request.headers.get("content-type", "")
+    event["_traceparent"] = request.headers.get("traceparent", "")
     record(f"declared-{name}", event)
     return {"status": "SUCCESS"}
 
@@ -110,6 +112,7 @@ async def get_received(topic: str) -> list[dict[str, Any]]:
 
 @app.api_route("/echo/{tail:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
 async def echo(tail: str, request: Request) -> dict[str, Any]:
+    echoed.append(f"{request.method} {tail}")
     return {
         "method": request.method,
         "path": tail,
@@ -117,8 +120,16 @@ async def echo(tail: str, request: Request) -> dict[str, Any]:
         "body": (await request.body()).decode(),
         "caller": request.headers.get("dapr-caller-app-id"),
         "x_custom": request.headers.get("x-custom"),
+        "traceparent": request.headers.get("traceparent"),
         "app_id": os.environ.get("APP_ID"),
+        "app_token": request.headers.get("dapr-api-token"),  # what the sidecar sends (APP_API_TOKEN)
     }
+
+
+@app.get("/echoed")
+async def get_echoed() -> list[str]:
+    """Every echo call this app saw (access control tests: a denied call never arrives)."""
+    return echoed
 
 
 @app.get("/status/{code}")
