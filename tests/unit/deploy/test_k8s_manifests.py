@@ -34,6 +34,7 @@ COMPONENT_NAMES = {
     names.SECRET_STORE,
     names.ARCHIVE_BINDING,
     names.NOTIFICATIONS_BINDING,
+    names.RETRAIN_SCHEDULE_BINDING,
 }
 # The profile decides these types; the secret store and the archive are the cluster's on every profile.
 CLUSTER_ONLY = {names.SECRET_STORE, names.ARCHIVE_BINDING}
