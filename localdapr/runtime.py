@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from localdapr.secrets.local import SecretNotFound, SecretStore
 from localdapr.state import base as state_base
 from localdapr.state.base import GetResult, StateItem, StateStore, TransactionOp
 from localdapr.state.keys import key_prefix, logical_key, physical_key
+from localdapr.telemetry import Telemetry, current
 
 log = logging.getLogger("localdapr")
 
@@ -62,6 +64,7 @@ class DaprRuntime:
     bindings: dict[str, LoadedBinding] = field(default_factory=dict)
     extended_metadata: dict[str, str] = field(default_factory=dict)
     resiliency: Resiliency = field(default_factory=Resiliency)
+    telemetry: Telemetry = field(default_factory=lambda: Telemetry(""))  # the sidecar sets its own
     locks: LockBlock = field(init=False)
     configurations: ConfigurationBlock = field(init=False)
     outbox: Outbox = field(init=False)
@@ -270,15 +273,18 @@ class DaprRuntime:
                     grpc.StatusCode.INVALID_ARGUMENT,
                 ) from exc
             payload = json.dumps(envelope).encode()
+        started = time.perf_counter()
         try:
             await loaded.broker.publish(topic, payload, dict(metadata))
         except Exception as exc:
+            self.telemetry.published(pubsub_name, topic, False, started)
             raise DaprError(
                 "ERR_PUBSUB_PUBLISH_MESSAGE",
                 f"error when publish to topic {topic} in pubsub {pubsub_name}: {exc}",
                 500,
                 grpc.StatusCode.INTERNAL,
             ) from exc
+        self.telemetry.published(pubsub_name, topic, True, started)
 
     # ---------------------------------------------------------------- bindings
     async def invoke_binding(self, name: str, request: InvokeRequest) -> InvokeResponse | None:
@@ -349,8 +355,11 @@ class DaprRuntime:
 
 async def _state_call(loaded: LoadedStore, verb: str, call: Any) -> Any:
     name = loaded.spec.name
+    started, ok = time.perf_counter(), False
     try:
-        return await call
+        result = await call
+        ok = True
+        return result
     except state_base.EtagMismatch as exc:
         raise DaprError(
             "ERR_STATE_SAVE" if verb != "delete" else "ERR_STATE_DELETE",
@@ -375,6 +384,9 @@ async def _state_call(loaded: LoadedStore, verb: str, call: Any) -> Any:
             500,
             grpc.StatusCode.INTERNAL,
         ) from exc
+    finally:
+        # daprd's operation names: get, set, delete, transaction
+        current().state_op(name, "set" if verb == "save" else verb, ok, started)
 
 
 def _verbing(verb: str) -> str:

@@ -39,6 +39,8 @@ from localdapr.pubsub.delivery import GrpcTopicSink, HttpTopicSink, Subscriber, 
 from localdapr.pubsub.streaming import StreamingSubscriptions
 from localdapr.resiliency import Resiliency
 from localdapr.runtime import DaprRuntime
+from localdapr.telemetry import Telemetry
+from localdapr.telemetry.api import GrpcObserver, http_middleware
 from localdapr.trust import SidecarTrust
 
 log = logging.getLogger("localdapr")
@@ -55,6 +57,7 @@ class SidecarOptions:
     app_health: AppHealthConfig | None = None  # None: no app health checks (--enable-app-health-check)
     http_port: int = 0  # 0 = pick a free port
     grpc_port: int = 0
+    metrics_port: int | None = 0  # daprd's --metrics-port (0 = pick a free port); None: no metrics port
     config_file: Path | None = None
     registry_dir: Path | None = None
     app_host: str = "127.0.0.1"
@@ -105,12 +108,17 @@ class Sidecar:
             options.http_port = free_port()
         if not options.grpc_port:
             options.grpc_port = free_port()
+        if options.metrics_port == 0:
+            options.metrics_port = free_port()
         self.options = options
         self.resources = load_resources(options.resources_paths)
         self.configuration = load_configuration(options.config_file)
         self.resiliency = Resiliency.from_documents(self.resources.resiliency, options.app_id)
         self.runtime = DaprRuntime(
             options.app_id, self.resources, self.configuration, resiliency=self.resiliency
+        )
+        self.runtime.telemetry = Telemetry(
+            options.app_id, self.configuration.raw, options.metrics_port, str(options.config_file or "")
         )
         self.access_control = AccessControl.from_configuration(
             self.configuration.raw, str(options.config_file or "configuration")
@@ -203,25 +211,30 @@ class Sidecar:
         await self.runtime.load_components()
         api = self._api_context()
         try:
-            self._runner = web.AppRunner(http_api.build_app(api), access_log=None)
+            app = http_api.build_app(api)
+            app.middlewares.insert(0, http_middleware(self.runtime.telemetry))  # outermost: every answer
+            self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             await web.TCPSite(self._runner, "127.0.0.1", self.options.http_port).start()
             self._grpc = grpc.aio.server(
-                options=[("grpc.max_receive_message_length", self.options.max_body_bytes)]
+                interceptors=[GrpcObserver(self.runtime.telemetry)],
+                options=[("grpc.max_receive_message_length", self.options.max_body_bytes)],
             )
             grpc_api.register(self._grpc, api)
             self._grpc.add_insecure_port(f"127.0.0.1:{self.options.grpc_port}")
             await self._grpc.start()
+            await self.runtime.telemetry.start()
         except BaseException:
             await self.stop()
             raise
         self.components_ready = True
         self.registry.announce(self.instance)
         log.info(
-            "[%s] sidecar up: HTTP %d, gRPC %d, components: %s",
+            "[%s] sidecar up: HTTP %d, gRPC %d, metrics %s, components: %s",
             self.app_id,
             self.options.http_port,
             self.options.grpc_port,
+            self.options.metrics_port or "off",
             ", ".join(c["name"] for c in self.runtime.components_metadata()) or "none",
         )
         if self.channel is None:
@@ -299,6 +312,7 @@ class Sidecar:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.runtime.close()
+        await self.runtime.telemetry.stop()
         if self.channel is not None:
             await self.channel.close()
         await self.invoker.close()

@@ -175,12 +175,14 @@ class SidecarProcess(_Process):
         env: dict[str, str] | None = None,
         app_protocol: str = "http",
         args: list[str] | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         """`args` are further daprd-style flags (`--enable-app-health-check`, ...)."""
         self.app_id = app_id
         self.app_protocol = app_protocol
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
+        self.metrics_port = metrics_port or free_port()  # not daprd's 9090: sidecars run side by side
         self.app_port = app_port
         cmd = [
             sys.executable,
@@ -193,6 +195,8 @@ class SidecarProcess(_Process):
             str(self.http_port),
             "--dapr-grpc-port",
             str(self.grpc_port),
+            "--metrics-port",
+            str(self.metrics_port),
         ]
         for r in resources:
             cmd += ["--resources-path", str(r)]

@@ -154,6 +154,8 @@ class Activations:
                     )
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                     raise invoke_error(f"error from actor service: {exc or type(exc).__name__}") from exc
+                if not entry.active:
+                    self.ctx.runtime.telemetry.actor_activated(actor_type)
                 entry.active = True  # the SDK activates the actor before it runs the callback
                 return resp
 
@@ -163,6 +165,8 @@ class Activations:
             if entry.deactivated:
                 return
             entry.deactivated = True
+            if entry.active:
+                self.ctx.runtime.telemetry.actor_deactivated(entry.actor_type)
             if self._actors.get((entry.actor_type, entry.actor_id)) is entry:
                 del self._actors[(entry.actor_type, entry.actor_id)]
             for running in entry.timers.values():

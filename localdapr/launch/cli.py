@@ -102,6 +102,7 @@ async def _run_sidecar(args: argparse.Namespace) -> int:
         if args.enable_app_health_check
         else None,
         http_port=args.dapr_http_port,
+        metrics_port=args.metrics_port if args.enable_metrics else None,
         grpc_port=args.dapr_grpc_port,
         config_file=Path(args.config) if args.config else None,
         registry_dir=Path(args.registry) if args.registry else None,
@@ -131,6 +132,16 @@ def run_sidecar(args: argparse.Namespace) -> int:
         return 2
 
 
+def _flag(value: str) -> bool:
+    """A boolean flag's value as Go's flag package reads `--flag=false`."""
+    lowered = value.lower()
+    if lowered in ("1", "t", "true"):
+        return True
+    if lowered in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="localdapr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--app-health-threshold", type=int, default=3, help="failed probes to be unhealthy")
     sc.add_argument("--dapr-http-port", type=int, default=3500)
     sc.add_argument("--dapr-grpc-port", type=int, default=50001)
+    sc.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port (0: a free one)")
+    sc.add_argument(
+        "--enable-metrics",
+        type=_flag,
+        nargs="?",
+        const=True,
+        default=True,
+        help="serve metrics (--enable-metrics=false: no metrics port, as daprd)",
+    )
     sc.add_argument(
         "--resources-path",
         "--components-path",

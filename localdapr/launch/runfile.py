@@ -37,6 +37,7 @@ class AppSpec:
     config_file: Path | None = None
     http_port: int = 0
     grpc_port: int = 0
+    metrics_port: int = 0  # daprd's --metrics-port; 0: a free port
     replicas: int = 1
     default_resources: bool = False  # no resources path anywhere: the CLI's default folder is used
 
@@ -143,6 +144,7 @@ def load_run_template(file: Path) -> RunTemplate:
                 config_file=config_path,
                 http_port=int(raw.get("daprHTTPPort") or 0),
                 grpc_port=int(raw.get("daprGRPCPort") or 0),
+                metrics_port=int(raw.get("metricsPort") or 0),
                 replicas=replicas,
                 default_resources=default_resources,
             )

@@ -10,6 +10,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from localdapr.telemetry.tracing import current_traceparent
+
 CLOUDEVENT_CONTENT_TYPE = "application/cloudevents+json"
 
 
@@ -19,7 +21,8 @@ def _now_rfc3339(epoch: float | None = None) -> str:
 
 
 def _traceparent() -> str:
-    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+    """The publish call's span (daprd puts the span of the publish request on the event), else new."""
+    return current_traceparent() or f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
 
 
 def is_raw(metadata: dict[str, str]) -> bool:

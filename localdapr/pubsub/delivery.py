@@ -41,6 +41,7 @@ from localdapr.pubsub.cloudevents import CLOUDEVENT_CONTENT_TYPE, expired, is_ra
 from localdapr.pubsub.routing import Rule, RuleError
 from localdapr.resiliency import Resiliency
 from localdapr.runtime import DaprRuntime
+from localdapr.telemetry.api import deliver_observed, delivery_trace_headers
 
 log = logging.getLogger("localdapr.pubsub")
 
@@ -126,9 +127,7 @@ class HttpTopicSink:
         self, spec: SubscriptionSpec, route: str, event: dict[str, Any], timeout: float | None
     ) -> tuple[str, str]:
         headers = {"content-type": CLOUDEVENT_CONTENT_TYPE, "pubsubName": spec.pubsub_name}
-        for key in ("traceparent", "tracestate"):
-            if event.get(key):
-                headers[key] = str(event[key])
+        headers.update(delivery_trace_headers(event))
         try:
             resp = await self.channel.request(
                 "POST", route, body=json.dumps(event).encode(), headers=headers, timeout=timeout or 60
@@ -237,7 +236,7 @@ class GrpcTopicSink:
         except ValueError as exc:
             return RETRY, str(exc)
         metadata = [("pubsubname", spec.pubsub_name)]
-        metadata += [(key, str(event[key])) for key in ("traceparent", "tracestate") if event.get(key)]
+        metadata += delivery_trace_headers(event)
         try:
             answer = await self.channel.callback.OnTopicEvent(
                 request, metadata=self.channel.metadata(metadata), timeout=timeout or 60
@@ -354,7 +353,13 @@ class Subscriber:
                 # or dead-lettered once the retries are spent).
                 outcome, detail = RETRY, "circuit breaker is open"
             else:
-                outcome, detail = await self.sink.deliver(spec, route, event, policy.timeout)
+                outcome, detail = await deliver_observed(
+                    self.runtime.telemetry,
+                    lambda: self.sink.deliver(spec, route, event, policy.timeout),
+                    spec.pubsub_name,
+                    spec.topic,
+                    event,
+                )
                 if breaker is not None:
                     breaker.record(outcome != RETRY)  # DROP is the app's own decision, not a failure
             if outcome == SUCCESS:
