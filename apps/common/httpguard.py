@@ -5,6 +5,10 @@
 - JSON nested deeper than `MAX_JSON_DEPTH` -> 400: Python's parser raises RecursionError near depth
   1000, and a structure just below that breaks the first recursive step after parsing (a dump to a
   dead letter, a log line), so the bound is checked on the raw bytes before anyone parses them.
+- A number that is not finite -> 400: Python's parser takes `NaN` and `Infinity` (not JSON) and turns
+  one past a double's range (`1e400`) into inf, a value no JSON answer can carry, so the 422 naming
+  it failed to render (a 500). Only a body that could hold one is parsed to find out.
+- DELETE bodies are checked like POST, PUT and PATCH ones (a retire carries an operator's note).
 
 A Dapr pub/sub delivery (`/events/...`, DaprApp's routes) that is too big or too deep is answered DROP
 instead: the message can never pass, and an error status would make the broker redeliver it forever.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
@@ -29,11 +34,15 @@ log = logging.getLogger("vigil.httpguard")
 MAX_JSON_DEPTH: Final = 32
 # daprd refuses requests above 4 MiB by default (--max-body-size), so an internal app needs no more.
 DEFAULT_MAX_BODY_BYTES: Final = 4 * 1024 * 1024
-_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ACTOR_ROUTES: Final = "/actors/"
 _DELIVERY_PREFIX: Final = "/events/"
 # A JSON string, escapes included (the unrolled form: linear, no backtracking).
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# What a number past a double's range needs: an exponent of 3 digits or 309 digits in a row. Looked for
+# in bodies up to this size only (a readings batch is parsed, and checked, by ingestion itself).
+_MAYBE_HUGE = re.compile(rb"[eE]\+?[0-9]{3}|[0-9]{309}")
+MAX_NUMBER_SCAN_BYTES: Final = 1024 * 1024
 # +1 for an opening bracket, -1 for a closing one, 0 for any other byte.
 _STEP = np.zeros(256, dtype=np.int8)
 _STEP[[ord("["), ord("{")]] = 1
@@ -72,6 +81,35 @@ def json_depth(body: bytes) -> int:
     steps = _STEP[np.frombuffer(data, dtype=np.uint8)]
     steps = steps[steps != 0]
     return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(text[:40])
+    return value
+
+
+def non_finite_number(body: bytes) -> str | None:
+    """The first number of `body` that is not finite (`NaN`, `Infinity`, `1e400`), or None."""
+    suspect = b"NaN" in body or b"Infinity" in body
+    if not suspect and (len(body) > MAX_NUMBER_SCAN_BYTES or not _MAYBE_HUGE.search(body)):
+        return None
+    try:
+        json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+    except _NonFinite as exc:
+        return str(exc)
+    except (ValueError, RecursionError):
+        return None  # malformed: the route says how
+    return None
 
 
 def parse_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -137,6 +175,11 @@ class RequestGuard:
                 return
             if json_depth(bytes(body)) > self.max_json_depth:
                 detail = f"JSON nested deeper than {self.max_json_depth} levels"
+                await self._refuse(send, 400, detail, delivery)
+                return
+            number = non_finite_number(bytes(body))
+            if number is not None:
+                detail = f"JSON numbers must be finite, got {number}"
                 await self._refuse(send, 400, detail, delivery)
                 return
         await self.app(scope, _replay(bytes(body), receive), send)

@@ -24,6 +24,10 @@ def client() -> TestClient:
     async def echo(request: Request) -> dict[str, object]:
         return {"got": json.loads(await request.body() or b"null")}
 
+    @app.delete("/v1/thing")
+    async def delete(request: Request) -> dict[str, object]:
+        return {"got": json.loads(await request.body() or b"null")}
+
     @app.post("/events/pubsub/topic")
     async def delivery(request: Request) -> dict[str, object]:
         return {"status": "SUCCESS", "size": len(await request.body())}
@@ -97,3 +101,32 @@ def test_a_hostile_pubsub_delivery_is_dropped_not_redelivered(client: TestClient
 
 def test_actor_calls_from_the_sidecar_are_left_alone(client: TestClient) -> None:
     assert client.put("/actors/T/1/method/M", content=b"x" * 2000).json() == {"size": 2000}
+
+
+@pytest.mark.parametrize(
+    "number", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1E+999", b"1" * 400 + b".5"]
+)
+def test_a_number_that_is_not_finite_is_a_400(client: TestClient, number: bytes) -> None:
+    """Python's parser takes NaN/Infinity and overflows 1e400 to inf: a 422 naming it could not render."""
+    answer = client.post("/v1/echo", content=b'{"note": ' + number + b"}", headers=JSON)
+    assert answer.status_code == 400 and "must be finite" in answer.json()["detail"]
+    delivered = client.post("/events/pubsub/topic", content=b"[" + number + b"]", headers=JSON)
+    assert delivered.json() == {"status": "DROP"}
+
+
+def test_finite_numbers_and_look_alikes_in_strings_pass(client: TestClient) -> None:
+    body = {"note": "NaN Infinity 1e400", "values": [1e300, -2.5e-308, 10**300]}
+    assert client.post("/v1/echo", json=body).json() == {"got": body}
+
+
+def test_delete_bodies_are_checked_too(client: TestClient) -> None:
+    """A DELETE carrying a body (a retire's note) gets the same checks: 415, deep nesting, finite numbers."""
+    plain = client.request(
+        "DELETE", "/v1/thing", content=b'{"note": "x"}', headers={"content-type": "text/plain"}
+    )
+    assert plain.status_code == 415
+    deep = client.request("DELETE", "/v1/thing", content=b"[" * 400 + b"]" * 400, headers=JSON)
+    assert deep.status_code == 400 and "nested deeper" in deep.json()["detail"]
+    assert client.request("DELETE", "/v1/thing", content=b"[NaN]", headers=JSON).status_code == 400
+    assert client.request("DELETE", "/v1/thing", json={"note": "x"}).json() == {"got": {"note": "x"}}
+    assert client.delete("/v1/thing").json() == {"got": None}, "no body, no content type needed"
