@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -67,15 +67,28 @@ def parse_event_request(equipment_id: str, body: bytes) -> EquipmentEventRequest
         raise BadEvent("; ".join(_describe(e) for e in exc.errors(include_url=False))) from None
 
 
+# How far ahead of the platform's clock an event's time may be: clocks disagree a little, but a failure
+# dated next year is a typo or a forgery, and a label training would trust.
+MAX_EVENT_FUTURE = timedelta(minutes=5)
+
+
 class EventService:
-    def __init__(self, machines: MachineState, archive: EventArchive) -> None:
+    def __init__(
+        self, machines: MachineState, archive: EventArchive, max_future: timedelta = MAX_EVENT_FUTURE
+    ) -> None:
         self.machines = machines
         self.archive = archive
+        self.max_future = max_future
 
     async def record(
         self, equipment_id: str, request: EquipmentEventRequest, now: datetime
     ) -> EquipmentEvent:
         """Keep the event; without a seq it happened after the last reading the platform applied."""
+        if request.timestamp is not None and request.timestamp > now + self.max_future:
+            raise BadEvent(
+                f"timestamp: {request.timestamp.isoformat()} is in the future (more than "
+                f"{self.max_future.total_seconds():g} s ahead of the platform's clock, {now.isoformat()})"
+            )
         seq = request.seq
         if seq is None:
             seq = await self.machines.last_seq(equipment_id)

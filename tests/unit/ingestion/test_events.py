@@ -4,6 +4,7 @@ taken from the machine when left out, 503 when the archive or the actor cannot b
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -123,3 +124,22 @@ def test_an_unreachable_archive_or_actor_is_a_503_to_retry(api) -> None:  # noqa
     archive.down, machines.down = False, True
     assert client.post("/v1/equipment/eng-1/events", json={"kind": "failure"}).status_code == 503
     assert client.post("/v1/equipment/eng-1/events", json={"kind": "failure", "seq": 5}).status_code == 201
+
+
+def test_an_event_dated_in_the_future_is_refused_and_never_archived(api) -> None:  # noqa: ANN001
+    """A failure "in 2100" is a typo or a forgery, and a label training would trust: 422, nothing kept."""
+    client, _, archive = api
+    ahead = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    for timestamp in ("2100-01-01T00:00:00Z", ahead):
+        answer = client.post(
+            "/v1/equipment/eng-1/events", json={"kind": "failure", "seq": 5, "timestamp": timestamp}
+        )
+        assert answer.status_code == 422 and "in the future" in answer.json()["detail"], answer.text
+    assert archive.files == {}
+    near = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()  # a clock a little ahead: accepted
+    assert (
+        client.post(
+            "/v1/equipment/eng-1/events", json={"kind": "failure", "seq": 5, "timestamp": near}
+        ).status_code
+        == 201
+    )
