@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Annotated
 
 import grpc
-from dapr.aio.clients import DaprClient
 from dapr.clients.exceptions import DaprInternalError
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
@@ -32,6 +31,7 @@ from apps.alerting.store import DaprAlertingRepository
 from apps.common.apptoken import AppTokenGuard
 from apps.common.contracts import EQUIPMENT_ID_PATTERN, AlertKind, Severity, Status
 from apps.common.httpguard import RequestGuard
+from apps.common.metrics import instrument
 from apps.common.names import (
     NOTIFICATIONS_BINDING,
     PUBSUB,
@@ -39,6 +39,7 @@ from apps.common.names import (
     TOPIC_EQUIPMENT_HEALTH,
     TOPIC_READINGS_DEAD_LETTER,
 )
+from apps.common.tracecontext import dapr_client
 
 log = logging.getLogger("alerting")
 
@@ -47,7 +48,7 @@ log = logging.getLogger("alerting")
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     machines = DaprMachines()
-    async with DaprClient() as client:
+    async with dapr_client() as client:
         repo = DaprAlertingRepository(
             client, chunk=settings.bulk_read_chunk, dedupe_ttl_seconds=settings.dead_letter_dedupe_seconds
         )
@@ -78,6 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPIOffline(title="Vigil alerting", lifespan=lifespan)
 app.add_middleware(RequestGuard)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
+instrument(app)  # added last: outermost, every answer counted
 dapr_app = DaprApp(app)
 
 

@@ -32,6 +32,7 @@ from apps.alerting.notifications import (
 from apps.alerting.outbox import OutboxRepository
 from apps.alerting.ports import DeliveryFailed, NotificationChannel
 from apps.alerting.store import Conflict, Versioned
+from apps.common.metrics import record_notification_failure
 
 log = logging.getLogger("alerting.notify")
 
@@ -136,6 +137,7 @@ class NotificationSender:
             await asyncio.wait_for(self.channel.send(claimed), timeout=self.settings.timeout)
         except (DeliveryFailed, TimeoutError) as exc:
             error = str(exc) or f"no answer within {self.settings.timeout:g} s"
+            record_notification_failure("timeout" if isinstance(exc, TimeoutError) else "delivery_failed")
             wait = backoff(claimed.attempts, self.settings.initial_backoff, self.settings.max_backoff)
             failed = claimed.model_copy(
                 update={"claimed_until": None, "last_error": error, "next_attempt_at": self.clock() + wait}

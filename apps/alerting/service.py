@@ -49,6 +49,7 @@ from apps.alerting.notifications import NotifyPolicy, notification_for
 from apps.alerting.ports import Machines
 from apps.alerting.store import INDEX_SHARDS, AlertingRepository, OutboxWrite, Versioned, retrying, shard_of
 from apps.common.contracts import EQUIPMENT_ID_PATTERN, Alert
+from apps.common.metrics import record_alert_change
 
 log = logging.getLogger("alerting")
 
@@ -289,6 +290,7 @@ class AlertingService:
         notify = False
         for new, old in changed:
             for c in new_changes(old, new):
+                record_alert_change(new.kind, c.state)
                 note = f" ({c.note})" if c.note else ""
                 log.warning(
                     "alert %s: %s by %s -> %s/%s%s: %s",

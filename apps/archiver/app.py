@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from dapr.aio.clients import DaprClient
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi_offline import FastAPIOffline
@@ -21,7 +20,9 @@ from apps.common.apptoken import AppTokenGuard
 from apps.common.archivestore import DaprArchive
 from apps.common.contracts import ReadingBatch
 from apps.common.httpguard import RequestGuard
+from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, TOPIC_READINGS_ACCEPTED
+from apps.common.tracecontext import dapr_client
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 log = logging.getLogger("archiver")
@@ -29,7 +30,7 @@ log = logging.getLogger("archiver")
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with DaprClient() as client:
+    async with dapr_client() as client:
         service = ArchiverService(DaprStagingStore(client), DaprArchive(client), get_settings())
         app.state.service = service
         flusher = asyncio.create_task(service.run_flusher())
@@ -44,6 +45,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPIOffline(title="Vigil archiver", lifespan=lifespan)
 app.add_middleware(RequestGuard)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
+instrument(app)  # added last: outermost, every answer counted
 dapr_app = DaprApp(app)
 
 

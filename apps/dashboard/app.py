@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from apps.common.apptoken import AppTokenGuard
 from apps.common.contracts import EQUIPMENT_ID_PATTERN
 from apps.common.httpguard import RequestGuard
+from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH, TOPIC_MODEL_UPDATES
 from apps.dashboard.domain import alert_row
 from apps.dashboard.live import deliver
@@ -50,6 +51,7 @@ app = FastAPIOffline(title="Vigil dashboard", lifespan=lifespan)
 # NiceGUI's own traffic (socket.io polling posts text/plain) is its business, not a JSON API's.
 app.add_middleware(RequestGuard, exempt=("/_nicegui",))
 app.add_middleware(AppTokenGuard, dapr_routes_only=True)  # people use its other routes
+instrument(app)  # added last: outermost, every answer counted
 dapr_app = DaprApp(app)
 
 

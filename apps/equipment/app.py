@@ -9,7 +9,6 @@ from datetime import timedelta
 
 from dapr.actor.runtime.config import ActorRuntimeConfig
 from dapr.actor.runtime.runtime import ActorRuntime
-from dapr.aio.clients import DaprClient
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -17,7 +16,9 @@ from fastapi_offline import FastAPIOffline
 from apps.common.apptoken import AppTokenGuard
 from apps.common.daprhttp import PooledDaprActorHttpClient, close_invocation, pool_invocation
 from apps.common.httpguard import RequestGuard
+from apps.common.metrics import instrument
 from apps.common.publisher import DaprPublisher
+from apps.common.tracecontext import dapr_client
 from apps.equipment.actor import EquipmentActor
 from apps.equipment.ports import ActorDeps, DaprInferenceClient
 from apps.equipment.settings import get_settings
@@ -30,7 +31,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ActorRuntimeConfig(actor_idle_timeout=timedelta(seconds=settings.actor_idle_timeout_seconds))
     )
     actor_client = PooledDaprActorHttpClient()
-    async with DaprClient() as client:
+    async with dapr_client() as client:
         pool_invocation(client)
         EquipmentActor.deps = ActorDeps(
             DaprInferenceClient(client), DaprPublisher(client), settings, started_at=time.time()
@@ -47,6 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPIOffline(title="Vigil equipment", lifespan=lifespan)
 app.add_middleware(RequestGuard)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
+instrument(app)  # added last: outermost, every answer counted
 actor = DaprActor(app)
 
 

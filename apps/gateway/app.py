@@ -6,14 +6,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from dapr.aio.clients import DaprClient
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from apps.common.apptoken import AppTokenGuard
 from apps.common.httpguard import RequestGuard
+from apps.common.metrics import instrument
 from apps.common.profiles import PROFILES
+from apps.common.tracecontext import dapr_client
 from apps.gateway.api import router
 from apps.gateway.context import RequestContextMiddleware, RequestIdFilter
 from apps.gateway.keys import KeyService
@@ -34,7 +35,7 @@ logging.getLogger("gateway").propagate = False
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     upstream = DaprUpstream(int(max(settings.call_timeout_seconds, settings.readings_timeout_seconds)) + 1)
-    async with DaprClient() as client:
+    async with dapr_client() as client:
         keys = KeyService(DaprKeyStore(client), settings.key_cache_seconds)
         app.state.gateway = Gateway(upstream, keys, TokenBuckets(), settings, PROFILES)
         try:
@@ -52,6 +53,7 @@ app = FastAPIOffline(
 app.add_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)
 app.add_middleware(AppTokenGuard, dapr_routes_only=True)  # people use its other routes
 app.add_middleware(RequestContextMiddleware)  # added last: outermost, so every answer gets the request id
+instrument(app, edge=True)  # readings and clients arrive here: traces start here
 app.include_router(router)
 
 

@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from dapr.aio.clients import DaprClient
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -17,8 +16,10 @@ from fastapi_offline import FastAPIOffline
 from apps.common.apptoken import AppTokenGuard
 from apps.common.contracts import PredictRequest, PredictResponse
 from apps.common.httpguard import RequestGuard, error_responses
+from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, TOPIC_MODEL_UPDATES
 from apps.common.registry import DaprModelRegistry, ModelUpdate
+from apps.common.tracecontext import dapr_client
 from apps.inference.model import BadInput, ModelNotReady
 from apps.inference.service import InferenceService
 from apps.inference.settings import get_settings
@@ -29,7 +30,7 @@ log = logging.getLogger("inference")
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
-    async with DaprClient() as client:
+    async with dapr_client() as client:
         service = InferenceService(DaprModelRegistry(client), settings)
         app.state.service = service
         await service.refresh_all()
@@ -44,6 +45,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPIOffline(title="Vigil inference", lifespan=lifespan)
 app.add_middleware(RequestGuard)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
+instrument(app)  # added last: outermost, every answer counted
 dapr_app = DaprApp(app)
 
 

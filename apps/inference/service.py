@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from apps.common.contracts import Prediction, PredictRequest, PredictResponse
+from apps.common.metrics import record_predictions, record_serving
 from apps.common.registry import ModelRegistry
 from apps.inference.batcher import MicroBatcher
 from apps.inference.model import BadInput, ModelNotReady, OnnxModel
@@ -57,6 +58,7 @@ class InferenceService:
             # One assignment swaps the model: requests already queued on the old batcher finish on the
             # old session; new requests go to the new one. Nothing is dropped.
             self._serving[name] = Serving(model, batcher)
+            record_serving(name, target)
             if current is not None:
                 task = asyncio.create_task(self._retire(current))
                 self._retired.add(task)
@@ -99,6 +101,7 @@ class InferenceService:
         serving.model.check(request.feature_names)
         out = await serving.batcher.predict(np.asarray(request.rows, dtype=np.float32))
         name, version = serving.model.name, serving.model.version
+        record_predictions(name, version, len(out))
         return PredictResponse(
             predictions=[Prediction(value=float(v), model_name=name, model_version=version) for v in out],
             model_name=name,

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from dapr.actor import ActorId
-from dapr.aio.clients import DaprClient
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Path, Request
 from fastapi.responses import JSONResponse
@@ -29,9 +28,11 @@ from apps.common.contracts import (
 )
 from apps.common.daprhttp import PooledActorProxyFactory
 from apps.common.httpguard import ErrorDetail, RequestGuard, error_responses
+from apps.common.metrics import instrument
 from apps.common.names import EQUIPMENT_ACTOR_TYPE, PUBSUB, TOPIC_READINGS_DEAD_LETTER, TOPIC_SENSOR_READINGS
 from apps.common.profiles import PROFILES, ProfileSpec
 from apps.common.publisher import DaprPublisher
+from apps.common.tracecontext import dapr_client
 from apps.ingestion.events import BadEvent, EventService, parse_event_request
 from apps.ingestion.service import IngestionService, only_retryable, parse_json, readings_json
 from apps.ingestion.settings import get_settings
@@ -69,7 +70,7 @@ class ActorEquipmentGateway:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     gateway = ActorEquipmentGateway()
-    async with DaprClient() as client:
+    async with dapr_client() as client:
         app.state.service = IngestionService(
             gateway, DaprPublisher(client), PROFILES, settings.max_concurrent_actor_calls
         )
@@ -83,6 +84,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPIOffline(title="Vigil ingestion", lifespan=lifespan)
 app.add_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
+instrument(app, edge=True)  # readings and clients arrive here: traces start here
 dapr_app = DaprApp(app)
 
 

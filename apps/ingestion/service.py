@@ -12,6 +12,7 @@ from typing import Any, Final, Protocol
 from pydantic import TypeAdapter
 
 from apps.common.contracts import EquipmentIngestResult, IngestResult, Reading, ReadingRejection
+from apps.common.metrics import record_ingest
 from apps.common.names import TOPIC_READINGS_ACCEPTED, TOPIC_READINGS_DEAD_LETTER
 from apps.common.profiles import EquipmentProfile
 from apps.common.publisher import Publisher
@@ -89,6 +90,7 @@ class IngestionService:
                 )
         rejected += await self._archive(taken, items)
         rejected.sort(key=lambda r: r.index)
+        record_ingest(accepted, duplicates, (r.reason for r in rejected))
         return IngestResult(accepted=accepted, duplicates=duplicates, rejected=rejected, health=health)
 
     async def _archive(self, readings: list[Reading], items: Any) -> list[ReadingRejection]:

@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from dapr.aio.clients import DaprClient
 from fastapi import Body, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
@@ -16,9 +15,11 @@ from pydantic import BaseModel, ConfigDict
 
 from apps.common.apptoken import AppTokenGuard
 from apps.common.httpguard import RequestGuard
+from apps.common.metrics import instrument
 from apps.common.profiles import PROFILES, get_profile
 from apps.common.publisher import DaprPublisher
 from apps.common.registry import DaprModelRegistry, RegisteredModel
+from apps.common.tracecontext import dapr_client
 from apps.training.service import TrainingJob, TrainingService
 from apps.training.settings import get_settings
 
@@ -31,7 +32,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     tasks: set[asyncio.Task[Any]] = set()
     app.state.tasks = tasks
-    async with DaprClient() as client:
+    async with dapr_client() as client:
         service = TrainingService(
             DaprModelRegistry(client),
             DaprPublisher(client),
@@ -52,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPIOffline(title="Vigil training", lifespan=lifespan)
 app.add_middleware(RequestGuard)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
+instrument(app)  # added last: outermost, every answer counted
 
 
 def get_service(request: Request) -> TrainingService:

@@ -131,7 +131,10 @@ class Platform:
         return "\n".join(f"==== {a.app_id}\n{a.process.log()[-4000:]}" for a in self.apps.values())
 
 
-def start_platform(components: Path, tmp: Path, env: dict[str, str] | None = None) -> Platform:
+def start_platform(
+    components: Path, tmp: Path, env: dict[str, str] | None = None, config_file: Path | None = None
+) -> Platform:
+    """`config_file`: the sidecars' Configuration (default dapr-config/config.yaml)."""
     template = load_run_template(REPO / "dapr.yaml")
     registry = tmp / f"registry-{uuid.uuid4().hex[:6]}"
     platform = Platform()
@@ -144,7 +147,7 @@ def start_platform(components: Path, tmp: Path, env: dict[str, str] | None = Non
                     app_id=spec.app_id,
                     resources_paths=[components, config_dir],
                     app_port=port,
-                    config_file=config_dir / "config.yaml",
+                    config_file=config_file or config_dir / "config.yaml",
                     registry_dir=registry,
                 )
             ).start()
@@ -172,9 +175,11 @@ def wait_model_ready(platform: Platform, timeout: float = 180) -> None:
 
 
 @contextlib.contextmanager
-def running_platform(components: Path, tmp: Path, env: dict[str, str] | None = None) -> Iterator[Platform]:
+def running_platform(
+    components: Path, tmp: Path, env: dict[str, str] | None = None, config_file: Path | None = None
+) -> Iterator[Platform]:
     """The platform, up and serving a model; its apps' logs are printed when it fails to come up."""
-    platform = start_platform(components, tmp, env)
+    platform = start_platform(components, tmp, env, config_file)
     try:
         wait_model_ready(platform)
     except BaseException:
