@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Literal, Protocol
 
 from dapr.aio.clients import DaprClient
 from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
@@ -199,6 +200,32 @@ class DaprModelRegistry:
         return ModelVersion(card, bytes(onnx.data))
 
 
+DriftLevel = Literal["stable", "moderate", "significant"]
+
+
+class FeatureDrift(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    psi: float = Field(description="Population stability index against the training reference.")
+    level: DriftLevel
+
+
+class DriftReport(BaseModel):
+    """Feature drift of a model version over the fleet's recent readings (apps/training/drift.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    model: str
+    version: int
+    computed_at: datetime
+    rows: int = Field(description="Recent feature rows compared with the training reference.")
+    machines: int
+    max_psi: float
+    level: DriftLevel
+    features: list[FeatureDrift] = Field(description="Highest PSI first.")
+
+
 class RegisteredModel(BaseModel):
     """A model of the registry as training's `GET /v1/models` lists it (the dashboard reads it)."""
 
@@ -207,6 +234,7 @@ class RegisteredModel(BaseModel):
     name: str
     champion: int | None = Field(None, description="The version inference is to serve.")
     versions: list[ModelCard] = Field(default_factory=list, description="Oldest first.")
+    drift: DriftReport | None = Field(None, description="The champion's feature drift, last measured.")
 
 
 class ModelUpdate(BaseModel):

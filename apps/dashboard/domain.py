@@ -24,6 +24,7 @@ from apps.common.contracts import (
     Status,
 )
 from apps.common.profiles import PROFILES, AlertThresholds, EquipmentProfile, ProbabilityThresholds
+from apps.common.registry import DriftReport
 
 # Worst first: what needs an operator now, then what the platform cannot judge, then what is fine.
 STATUS_ORDER: Final[tuple[str, ...]] = ("critical", "warning", "stale", "silent", "warming_up", "ok")
@@ -483,6 +484,19 @@ class RegisteredModelInfo(BaseModel):
     name: str
     champion: int | None = None
     versions: list[ModelCard] = Field(default_factory=list)
+    drift: DriftReport | None = None
+
+
+def drift_line(model: RegisteredModelInfo) -> str:
+    """The champion's feature drift in one line (the retrain schedule measures it)."""
+    d = model.drift
+    if d is None:
+        return f"{model.name}: feature drift not measured yet"
+    top = ", ".join(f"{f.name} {f.psi:.3f}" for f in d.features[:3])
+    return (
+        f"{model.name} v{d.version}: feature drift {d.level}, max PSI {d.max_psi:.3f} over {d.rows} rows "
+        f"of {d.machines} machines ({fmt_time(d.computed_at)}); highest: {top}"
+    )
 
 
 def model_rows(models: Iterable[RegisteredModelInfo], serving: Mapping[str, int]) -> list[dict[str, Any]]:

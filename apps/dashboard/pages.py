@@ -16,10 +16,18 @@ from nicegui import background_tasks, ui
 
 from apps.common.contracts import EQUIPMENT_ID_PATTERN
 from apps.dashboard.alerts_page import alerts_page
-from apps.dashboard.domain import STATUS_ORDER, alert_row, extend_history, merge_alert_event, rul_series
+from apps.dashboard.domain import (
+    STATUS_ORDER,
+    alert_row,
+    drift_line,
+    extend_history,
+    merge_alert_event,
+    rul_series,
+)
 from apps.dashboard.live import AlertChanged, Event, HealthChanged, MachineRetired, ModelChanged
 from apps.dashboard.ports import ActionRefused, AlertNotFound, BackendUnavailable
 from apps.dashboard.service import DashboardService, ModelsView
+from apps.dashboard.signin import page_operator
 from apps.dashboard.widgets import (
     SEVERITY_CLASSES,
     STATUS_CLASSES,
@@ -187,7 +195,7 @@ async def machine_page(service: DashboardService, equipment_id: str) -> None:
 
     async def retire(dialog: ui.dialog, by: str, note: str) -> None:
         try:
-            resolved = await service.retire(equipment_id, by, note)
+            resolved = await service.retire(equipment_id, page_operator(by), note)
         except (ActionRefused, AlertNotFound) as exc:
             ui.notify(f"not retired: {exc}", type="warning")
             return
@@ -305,6 +313,11 @@ async def models_page(service: DashboardService) -> None:
             + (", ".join(f"{k} v{v}" for k, v in sorted(view.serving.items())) or "nothing")
             + (f" (inference: {view.serving_error})" if view.serving_error else "")
         )
+        page["drift"].clear()
+        with page["drift"]:
+            for model in view.models:
+                level = model.drift.level if model.drift else "unknown"
+                ui.label(drift_line(model)).mark(f"models-drift-{model.name}").classes(f"drift-{level}")
         page["cards"].clear()
         with page["cards"]:
             for model in view.models:
@@ -324,6 +337,7 @@ async def models_page(service: DashboardService) -> None:
         .classes("w-full h-72")
         .mark("models-grid")
     )
+    page["drift"] = ui.column().classes("w-full gap-0")
     page["cards"] = ui.column().classes("w-full")
     show(view)
     coalescer.release()

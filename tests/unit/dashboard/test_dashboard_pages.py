@@ -10,10 +10,11 @@ from nicegui import ui
 
 from apps.common.names import TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH, TOPIC_MODEL_UPDATES
 from apps.common.profiles import TURBOFAN
+from apps.common.registry import DriftReport, FeatureDrift
 from apps.dashboard.domain import HistoryPoint, RegisteredModelInfo
 from apps.dashboard.live import deliver
 from tests.unit.dashboard.conftest import Dashboard
-from tests.unit.dashboard.fakes import alert_event, alert_info, card, deviation, eventually, snapshot
+from tests.unit.dashboard.fakes import alert_event, alert_info, at, card, deviation, eventually, snapshot
 
 
 def cloud_event(data: object) -> bytes:
@@ -188,14 +189,33 @@ async def test_models_view_lists_versions_cards_and_what_serves(dashboard: Dashb
     ]
     await d.user.should_see("serving: turbofan-rul v1")
     await d.user.should_see("turbofan-rul v1 model card")
+    await d.user.should_see("turbofan-rul: feature drift not measured yet")
 
+    drift = DriftReport(
+        model="turbofan-rul",
+        version=2,
+        computed_at=at(7200),
+        rows=400,
+        machines=8,
+        max_psi=0.31,
+        level="significant",
+        features=[
+            FeatureDrift(name="f2", psi=0.31, level="significant"),
+            FeatureDrift(name="f1", psi=0.02, level="stable"),
+        ],
+    )
     d.backend.models = [
-        RegisteredModelInfo(name="turbofan-rul", champion=2, versions=[card(1, 14.2), card(2, 13.0)])
+        RegisteredModelInfo(
+            name="turbofan-rul", champion=2, versions=[card(1, 14.2), card(2, 13.0)], drift=drift
+        )
     ]
     update = {"name": "turbofan-rul", "version": 2, "promoted": True}
     assert deliver(d.service.hub, TOPIC_MODEL_UPDATES, cloud_event(update)) == "SUCCESS"
     await eventually(lambda: len(grid_rows(d, "models-grid")) == 2, what="v2 listed")
     await d.user.should_see("model turbofan-rul v2 registered and promoted")
+    await d.user.should_see(
+        "turbofan-rul v2: feature drift significant, max PSI 0.310 over 400 rows of 8 machines"
+    )
 
 
 async def test_ten_thousand_machines_load_and_a_burst_of_updates_is_one_transaction(
