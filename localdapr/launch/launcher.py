@@ -171,6 +171,8 @@ class Launcher:
         for spec in self.template.apps:
             name = _instance_name(spec, 0, self.replicas.get(spec.app_id, spec.replicas))
             ports += _named_ports(name, spec.app_port, spec.http_port, spec.grpc_port)
+            if spec.metrics_port:
+                ports.append((spec.metrics_port, f"{name}'s metrics port"))
         return ports
 
     async def start(self) -> None:
