@@ -1,240 +1,349 @@
-"""The equipment pipeline end to end through the platform: readings/s, latency from ingestion accept
-to the actor's health update, CPU per 10k readings, and the actor's feature time per reading.
+"""The equipment pipeline end to end through the platform: the scenarios of the performance targets
+(README, "Benchmarks"), on the embedded profile and, when Redis answers, the Redis profile beside it.
 
-    python -m bench.bench_pipeline [--machines 100 1000] [--batches 1 100 1000] [--quick]
+    python -m bench.bench_pipeline [--quick] [--profiles embedded redis] [--scale-machines 10000] [--py-spy]
 
-The platform is started the way the end-to-end tests start it (tests/e2e/platform.py, reused rather
-than copied): every app of dapr.yaml as its own process, each with a localdapr sidecar in this
-process, embedded profile (SQLite state, in-memory pub/sub) in a temp folder. Readings come from
-`vigil simulate` fleets (real FD001 trajectories with noise) through the same streaming code as
-`vigil replay`, one request at a time, unpaced.
-
-Per cell (machines x batch size) a fixed number of readings is sent, after every machine has been
-warmed up past its 30-reading window (so each measured reading is featurised and predicted, the
-steady state); that bounds the whole run to a few minutes.
-- latency: per reading, from sending its request to ingestion's answer, which carries the machine's
-  new health: by then the actor has applied the reading, predicted and saved its state, so that is
-  when the health update is done (p50 / p99 over the readings of the cell). The health's own
-  `updated_at` is stamped when the actor call starts, so `updated_at - sent` is shown beside it as
-  "to actor": the time a reading waits in ingestion (validation, the per-batch actor-call limit);
-- CPU: user + system seconds of the app processes (/proc/<pid>/stat) and of the sidecar threads (this
-  process's CPU minus the streaming thread's own), scaled to 10k readings.
+The platform is started the way the end-to-end tests start it (tests/e2e/platform.py): every app of
+dapr.yaml as its own process, each with a localdapr sidecar as a thread of this process. Load comes
+from bench/load.py in a process of its own (simulated FD001 machines, warmed past their 30-reading
+window first, so every measured reading is featurised, predicted and saved: the steady state).
+- 1,000 x 1: one reading per request, 64 requests in flight, as fast as the platform answers
+  (readings/s and CPU per 10k readings: apps from /proc/<pid>/stat, sidecars from this process's
+  threads); then 1,000 readings/s offered open-loop, p99 from planned send to the answer carrying the
+  machine's updated health;
+- 100 x 50: requests of 5,000 readings (100 machines x 50 consecutive ones), one at a time;
+- actor call vs plain HTTP to the same app (bench.bench_actors' app), without and with a state save;
+- 10,000 machines warmed up: the equipment app's RSS and the actor state's bytes per machine;
+- per hop: CPU ms per reading of each app and each sidecar thread during the 1,000 x 1 run.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import os
+import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from apps.common import cmapss
-from apps.common.features import offline_features, online_features
 from apps.common.profiles import TURBOFAN
+from bench.bench_actors import run_backend
+from bench.bench_sidecar import REDIS_HOST, redis_up
 from tests.e2e.platform import Platform, start_platform, wait_model_ready, write_components
-from vigil.fleet import Fleet, Machine, simulated_fleet
-from vigil.stream import BatchResult, IngestClient, PlannedRequest, StderrProgress, stream
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-WARMUP_CYCLES = TURBOFAN.window  # readings before a machine's first prediction
-CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BENCH_REDIS_DB = 10  # flushed at the start of the Redis run; nothing else uses it
+WARMUP = TURBOFAN.window  # readings before a machine's first prediction
+STATE_PREFIX = "equipment||EquipmentActor||"
+
+# (key, scenario, today per the issue, target)
+ROWS: list[tuple[str, str, str, str]] = [
+    ("rate_1x1", "1,000 machines x 1 reading per request, sustained, readings/s", "85-333", ">= 2,000"),
+    (
+        "p99_open",
+        "same, p99 send -> answer with updated health at 1,000 readings/s offered, ms",
+        "3,800",
+        "<= 500",
+    ),
+    ("rate_open", "  (readings/s achieved while 1,000/s offered)", "", ""),
+    ("rate_batch", "100 machines x 50 readings per request (5,000), readings/s", "2,067", ">= 20,000"),
+    ("cpu_10k", "CPU s per 10k readings, apps + sidecars, 1,000 x 1", "55", "<= 10"),
+    (
+        "actor_ratio",
+        "actor call through localdapr vs plain HTTP to the same app, p50 ratio",
+        "2.0x",
+        "<= 1.3x",
+    ),
+    ("save_ratio", "actor call + state save vs plain HTTP, p50 ratio", "3.6x", "<= 1.8x"),
+    ("rss", "{scale:,} machines active: equipment app RSS, MiB", "not measured", "<= 1,536"),
+    ("state_bytes", "{scale:,} machines active: actor state bytes per machine", "not measured", "<= 16,384"),
+]
 
 
-def readings_per_cell(batch: int, quick: bool) -> int:
-    """Enough readings for a stable rate at each batch size, few enough for batch 1 (one reading per
-    round trip) to stay short; the 100-machine fleet must not run out of FD001 cycles (>= 128)."""
-    n = {1: 200, 100: 2000, 1000: 5000}.get(batch, max(200, min(5000, 5 * batch)))
-    return max(batch, n // 4) if quick else n
+@dataclass
+class ProfileRun:
+    profile: str
+    values: dict[str, float] = field(default_factory=dict)
+    hops: dict[str, float] = field(default_factory=dict)  # CPU ms per reading, 1,000 x 1
+    open_latencies: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------- CPU
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process from /proc (Linux); NaN elsewhere."""
+def _stat_cpu(path: Path) -> float:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = path.read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return float("nan")
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-@dataclass
-class CpuSample:
-    apps: float
-    sidecars: float
-
-    @classmethod
-    def take(cls, platform: Platform) -> CpuSample:
-        apps = sum(proc_cpu_seconds(a.process.proc.pid) for a in platform.apps.values() if a.process.proc)
-        # The sidecars are threads of this process; the streaming client is this (main) thread.
-        return cls(apps, time.process_time() - time.thread_time())
-
-
-# ------------------------------------------------------------------------------------------- cells
-@dataclass
-class Cell:
-    machines: int
-    batch: int
-    readings: int = 0
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)  # accept -> health updated, saved, answered
-    to_actor: list[float] = field(default_factory=list)  # accept -> the actor starts on the machine
-    cpu_apps: float = 0.0
-    cpu_sidecars: float = 0.0
-    rejected: int = 0
-
-    @property
-    def rate(self) -> float:
-        return self.readings / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: float) -> float:
-        data = sorted(self.latencies)
-        return data[min(len(data) - 1, int(q * len(data)))] * 1000 if data else float("nan")
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.latencies) * 1000 if self.latencies else float("nan")
-
-    def cpu_per_10k(self, which: float) -> float:
-        return which * 10_000 / self.readings if self.readings else float("nan")
-
-
-def window(fleet: Fleet, first_cycle: int, cycles: int) -> Fleet:
-    """The same machines, cycles [first_cycle, first_cycle + cycles) only (seq stays the real cycle)."""
-    return Fleet(
-        tuple(
-            Machine(m.equipment_id, m.unit, m.trajectory[first_cycle : first_cycle + cycles])
-            for m in fleet.machines
-        ),
-        fleet.profile,
+def cpu_by_hop(platform: Platform) -> dict[str, float]:
+    """CPU seconds so far of each app process and each sidecar thread; the rest of this process's
+    threads (state-store executors, pub/sub delivery helpers) as one entry."""
+    out: dict[str, float] = {}
+    for app in platform.apps.values():
+        if app.process.proc is not None:
+            out[f"{app.app_id} app"] = _stat_cpu(Path(f"/proc/{app.process.proc.pid}/stat"))
+    sidecars = 0.0
+    for app in platform.apps.values():
+        tid = app.sidecar._thread.native_id  # noqa: SLF001 - a benchmark reading its own threads
+        out[f"{app.app_id} sidecar"] = _stat_cpu(Path(f"/proc/self/task/{tid}/stat"))
+        sidecars += out[f"{app.app_id} sidecar"]
+    out["other sidecar-process threads (stores' executors)"] = (
+        _stat_cpu(Path("/proc/self/stat")) - sidecars - time.thread_time()
     )
+    return out
 
 
-def run_fleet(platform: Platform, machines: int, batches: list[int], quick: bool) -> list[Cell]:
-    url = platform.url("ingestion")
-    fleet = simulated_fleet(
-        cmapss.load_train(), machines, seed=machines, max_shift=0, prefix=f"bench{machines}-"
-    )
-    cells: list[Cell] = []
-    with IngestClient(url, timeout=300) as client:
-        print(f"... {machines} machines: warm-up, {WARMUP_CYCLES} cycles each", flush=True)
-        warm = stream(
-            window(fleet, 0, WARMUP_CYCLES),
-            client,
-            batch_size=min(1000, 50 * WARMUP_CYCLES),
-            reporter=StderrProgress(),
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_py_spy(platform: Platform, profile: str, seconds: int) -> list[subprocess.Popen[bytes]]:
+    """py-spy sampling every app process and this one (the sidecars) for `seconds`, collapsed stacks
+    to bench/results/py-spy-<profile>-<process>.txt (flamegraph.pl or speedscope read them)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    targets = {f"{a.app_id}": a.process.proc.pid for a in platform.apps.values() if a.process.proc}
+    targets["sidecars"] = os.getpid()
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "-r",
+                "50",
+                "-d",
+                str(seconds),
+                "-p",
+                str(pid),
+                "-o",
+                str(RESULTS / f"py-spy-{profile}-{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        if warm.accepted != warm.sent:
-            raise SystemExit(f"warm-up: the platform did not apply every reading:\n{warm.summary()}")
-        cycle = WARMUP_CYCLES
-        for batch in batches:
-            target = readings_per_cell(batch, quick)
-            cycles = math.ceil(target / machines)
-            cell = Cell(machines, batch)
-            stop = threading.Event()
+        for name, pid in targets.items()
+    ]
 
-            def on_result(
-                planned: PlannedRequest,
-                result: BatchResult,
-                cell: Cell = cell,
-                target: int = target,
-                stop: threading.Event = stop,
-            ) -> None:
-                per_machine: dict[str, int] = {}
-                for r in planned.readings:
-                    per_machine[r["equipment_id"]] = per_machine.get(r["equipment_id"], 0) + 1
-                done = result.received_at - result.sent_at
-                for eid, n in per_machine.items():
-                    health = result.health.get(eid)
-                    if health is None:
-                        continue  # not applied (rejected): counted, not timed
-                    cell.latencies.extend([done] * n)
-                    cell.to_actor.extend([_epoch(health["updated_at"]) - result.sent_at] * n)
-                cell.readings += len(planned.readings)
-                if cell.readings >= target:
-                    stop.set()
 
-            print(f"... {machines} machines, batch {batch}: {target} readings", flush=True)
-            before, t0 = CpuSample.take(platform), time.perf_counter()
-            progress = stream(
-                window(fleet, cycle, cycles), client, batch_size=batch, stop=stop, on_result=on_result
+# --------------------------------------------------------------------------------------------- load
+def drive(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run bench/load.py in its own process; its JSON answer."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.load", json.dumps(spec)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"load driver failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout)
+    if result["errors"]:
+        print(f"    driver errors (first {len(result['errors'])}): {result['errors']}", flush=True)
+    return result
+
+
+def pct(values: list[float], q: float) -> float:
+    data = sorted(values)
+    return data[min(len(data) - 1, int(q * len(data)))] if data else float("nan")
+
+
+def state_bytes(profile: str, components: Path, machines_prefix: str) -> tuple[int, int]:
+    """(machines with state, total bytes of their actor state values) in the store itself."""
+    like = f"{STATE_PREFIX}{machines_prefix}"
+    if profile == "embedded":
+        with sqlite3.connect(f"file:{components / 'state.db'}?mode=ro", uri=True) as db:
+            rows = db.execute(
+                "SELECT key, length(value) FROM state WHERE key LIKE ?", (like + "%",)
+            ).fetchall()
+    else:
+        import redis
+
+        host, port = REDIS_HOST.split(":")
+        client = redis.Redis(host=host, port=int(port), db=BENCH_REDIS_DB)
+        rows = [(k.decode(), client.hstrlen(k, "data")) for k in client.scan_iter(like + "*", count=1000)]
+    ids = {key[len(STATE_PREFIX) :].split("||", 1)[0] for key, _ in rows}
+    return len(ids), sum(int(n) for _, n in rows)
+
+
+# -------------------------------------------------------------------------------------------- phases
+def run_profile(profile: str, args: argparse.Namespace, tmp: Path) -> ProfileRun:
+    run = ProfileRun(profile)
+    redis = None
+    if profile == "redis":
+        import redis as redis_client
+
+        host, port = REDIS_HOST.split(":")
+        redis_client.Redis(host=host, port=int(port), db=BENCH_REDIS_DB).flushdb()
+        redis = REDIS_HOST
+    components = write_components(tmp / profile / "components", profile, redis, BENCH_REDIS_DB)
+    print(f"... {profile}: starting the platform and training a first model", flush=True)
+    platform = start_platform(components, tmp / profile, {"VIGIL_TRAINING_N_ESTIMATORS": "60"})
+    quick = args.quick
+    try:
+        wait_model_ready(platform)
+        url = platform.url("ingestion")
+        base = {"url": url}
+
+        fleet = {**base, "machines": 1000, "prefix": "m1k-", "seed": 1000}
+        print("... 1,000 machines: warm-up", flush=True)
+        drive({**fleet, "phase": "warm", "group": 100, "cycles": WARMUP, "first_seq": 1, "concurrency": 2})
+        seq = WARMUP + 1
+        readings = 3000 if quick else 10_000
+        print(f"... 1,000 x 1, closed loop, {readings} readings", flush=True)
+        spies = start_py_spy(platform, profile, 8) if args.py_spy else []
+        before = cpu_by_hop(platform)
+        closed = drive(
+            {
+                **fleet,
+                "phase": "closed",
+                "group": 1,
+                "per": 1,
+                "readings": readings,
+                "first_seq": seq,
+                "concurrency": 64,
+            }
+        )
+        after = cpu_by_hop(platform)
+        for spy in spies:
+            spy.wait()
+        seq += readings // 1000 + 1
+        done = max(closed["accepted"], 1)
+        run.values["rate_1x1"] = closed["accepted"] / closed["seconds"]
+        run.hops = {k: (after[k] - before[k]) * 1000 / done for k in after}
+        run.values["cpu_10k"] = sum(after[k] - before[k] for k in after) * 10_000 / done
+        if closed["rejected"]:
+            run.notes.append(f"1,000 x 1: {closed['rejected']} reading(s) not accepted")
+
+        seconds = 5 if quick else 10
+        print(f"... 1,000 readings/s offered for {seconds} s", flush=True)
+        opened = drive(
+            {
+                **fleet,
+                "phase": "open",
+                "rate": 1000,
+                "seconds": seconds,
+                "first_seq": seq,
+                "max_in_flight": 5000,
+                "connections": 512,
+            }
+        )
+        seq += seconds + 1
+        run.open_latencies = opened["latencies_ms"]
+        run.values["p99_open"] = pct(opened["latencies_ms"], 0.99)
+        run.values["rate_open"] = opened["accepted"] / opened["seconds"]
+        if opened["rejected"] or opened["dropped"]:
+            run.notes.append(f"open loop: {opened['rejected']} not accepted, {opened['dropped']} not sent")
+
+        batch = {**base, "machines": 100, "prefix": "b100-", "seed": 100}
+        print("... 100 machines x 50 readings per request", flush=True)
+        drive({**batch, "phase": "warm", "group": 100, "cycles": WARMUP, "first_seq": 1})
+        total = 15_000 if quick else 50_000
+        batched = drive(
+            {
+                **batch,
+                "phase": "closed",
+                "group": 100,
+                "per": 50,
+                "readings": total,
+                "first_seq": WARMUP + 1,
+                "concurrency": 1,
+            }
+        )
+        run.values["rate_batch"] = batched["accepted"] / batched["seconds"]
+
+        if args.scale_machines:
+            n = args.scale_machines
+            limit = 300 if quick else 900
+            print(f"... {n:,} machines: each past its window (at most {limit} s)", flush=True)
+            scale = {
+                **base,
+                "machines": n,
+                "prefix": "s-",
+                "seed": n,
+                "phase": "warm",
+                "group": 100,
+                "cycles": WARMUP + 1,
+                "first_seq": 1,
+                "concurrency": 4,
+                "max_seconds": limit,
+            }
+            warmed = drive(scale)
+            run.values["scale_rate"] = warmed["accepted"] / warmed["seconds"]
+            equipment = platform.apps["equipment"].process.proc
+            assert equipment is not None
+            run.values["rss"] = rss_mib(equipment.pid)
+            with_state, total_bytes = state_bytes(profile, components, "s-")
+            run.values["state_bytes"] = total_bytes / max(with_state, 1)
+            run.notes.append(
+                f"{n:,} machines: {warmed['accepted']:,} of {n * (WARMUP + 1):,} readings applied in "
+                f"{warmed['seconds']:.0f} s ({run.values['scale_rate']:,.0f}/s), {with_state:,} machines "
+                f"with actor state; RSS with all machines of the run active ({n + 1100:,})"
             )
-            cell.seconds = time.perf_counter() - t0
-            after = CpuSample.take(platform)
-            cell.cpu_apps, cell.cpu_sidecars = after.apps - before.apps, after.sidecars - before.sidecars
-            cell.rejected = progress.rejected
-            cycle += cycles
-            cells.append(cell)
-    return cells
+    except BaseException:
+        print(platform.logs()[-6000:])
+        raise
+    finally:
+        platform.stop()
 
-
-def _median_ms(values: list[float]) -> float:
-    return statistics.median(values) * 1000 if values else float("nan")
-
-
-def _epoch(text: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-# ---------------------------------------------------------------------------------- feature timing
-def feature_timing(repeats: int = 20_000) -> list[tuple[str, float]]:
-    """Microseconds per reading of the actor's feature computation, called directly."""
-    traj = cmapss.sensor_matrix(cmapss.load_train()[1], TURBOFAN)
-    w = TURBOFAN.window
-    win = np.ascontiguousarray(traj[:w])
-    rows: list[tuple[str, float]] = []
-
-    def med(call, n: int) -> float:  # type: ignore[no-untyped-def]
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
-
-    rows.append(
-        ("online_features (one window)", med(lambda: online_features(win, float(w), TURBOFAN), repeats) * 1e6)
-    )
-    for k in (1, 10, 100):
-        block = traj[: w - 1 + k]
-        ages = np.arange(1, w + k, dtype=np.float64)
-        t = med(
-            lambda block=block, ages=ages: offline_features(block, TURBOFAN, ages=ages),
-            max(repeats // k, 200),
-        )
-        rows.append((f"actor batch path, {k} new reading(s)", t / k * 1e6))
-    return rows
+    ops = 500 if quick else 2000
+    print("... actor calls vs plain HTTP", flush=True)
+    backend = "sqlite" if profile == "embedded" else "redis"
+    rows = {r.name: r for r in run_backend("in-memory", ops, 8, tmp / f"actors-{profile}")}
+    rows.update({f"{r.name} {backend}": r for r in run_backend(backend, ops, 8, tmp / f"actors-{profile}")})
+    plain = rows["plain HTTP to the app"].p50
+    run.values["actor_ratio"] = rows["actor call, 1,000 ids"].p50 / plain
+    run.values["save_ratio"] = rows[f"actor call + state save, 1,000 ids {backend}"].p50 / plain
+    return run
 
 
 # ------------------------------------------------------------------------------------------ output
-def print_table(cells: list[Cell]) -> None:
-    print(
-        "| machines | batch | readings | readings/s | p50 ms | p99 ms | p50 ms to actor | "
-        "CPU s/10k apps | CPU s/10k sidecars | CPU s/10k total |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for c in cells:
-        apps, sidecars = c.cpu_per_10k(c.cpu_apps), c.cpu_per_10k(c.cpu_sidecars)
-        print(
-            f"| {c.machines:,} | {c.batch:,} | {c.readings:,} | {c.rate:,.0f} | {c.p50:.1f} | "
-            f"{c.pct(0.99):.1f} | {_median_ms(c.to_actor):.1f} | {apps:.2f} | {sidecars:.2f} | "
-            f"{apps + sidecars:.2f} |"
-        )
-    rejected = sum(c.rejected for c in cells)
-    if rejected:
-        print(f"\n{rejected} reading(s) rejected during the run: see the apps' logs")
+def fmt(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if key.endswith("ratio"):
+        return f"{value:.2f}x"
+    if key in ("cpu_10k",):
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
 
 
-def save_plot(cells: list[Cell], path: Path) -> Path | None:
+def print_table(runs: list[ProfileRun], scale: int) -> None:
+    head = " | ".join(r.profile for r in runs)
+    print(f"| scenario | today (issue 13) | target | {head} |")
+    print("|---|---:|---:|" + "---:|" * len(runs))
+    for key, name, today, target in ROWS:
+        cells = " | ".join(fmt(key, r.values.get(key)) for r in runs)
+        print(f"| {name.format(scale=scale)} | {today} | {target} | {cells} |")
+    for r in runs:
+        for note in r.notes:
+            print(f"\n({r.profile}: {note})")
+    print(f"\n| CPU ms per reading, 1,000 x 1 (per hop) | {head} |")
+    print("|---|" + "---:|" * len(runs))
+    for hop in sorted(runs[0].hops, key=lambda h: -runs[0].hops[h]):
+        print(f"| {hop} | " + " | ".join(f"{r.hops.get(hop, float('nan')):.2f}" for r in runs) + " |")
+    print("| total | " + " | ".join(f"{sum(r.hops.values()):.2f}" for r in runs) + " |")
+
+
+def save_plot(runs: list[ProfileRun], path: Path) -> Path | None:
     try:
         import matplotlib
 
@@ -243,36 +352,43 @@ def save_plot(cells: list[Cell], path: Path) -> Path | None:
     except ImportError:
         print("(matplotlib not installed: no plot; `pip install -e '.[dev]'`)")
         return None
-    fig, (ax_rate, ax_lat) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for i, machines in enumerate(sorted({c.machines for c in cells})):
-        mine = [c for c in cells if c.machines == machines]
-        xs = [c.batch for c in mine]
-        color = f"C{i}"  # one colour per fleet size; p99 dashed beside its p50
-        ax_rate.plot(xs, [c.rate for c in mine], marker="o", color=color, label=f"{machines:,} machines")
-        ax_lat.plot(xs, [c.p50 for c in mine], marker="o", color=color, label=f"p50, {machines:,} machines")
-        ax_lat.plot(
-            xs,
-            [c.pct(0.99) for c in mine],
-            marker="x",
-            linestyle="--",
-            color=color,
-            label=f"p99, {machines:,} machines",
-        )
-    for ax in (ax_rate, ax_lat):
-        ax.set_xscale("log")
-        ax.set_xlabel("readings per request (batch)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+    fig, (ax_rate, ax_lat, ax_hop) = plt.subplots(1, 3, figsize=(16, 4.8))
+    names = ["1,000 x 1", "100 x 50"]
+    width = 0.8 / len(runs)
+    for i, r in enumerate(runs):
+        xs = [j + i * width for j in range(len(names))]
+        ax_rate.bar(xs, [r.values.get("rate_1x1", 0), r.values.get("rate_batch", 0)], width, label=r.profile)
+        lat = sorted(r.open_latencies)
+        if lat:
+            ax_lat.plot(lat, [k / len(lat) for k in range(len(lat))], label=r.profile)
+    ax_rate.axhline(2000, color="grey", linestyle=":", label="target 1,000 x 1")
+    ax_rate.axhline(20000, color="black", linestyle=":", label="target 100 x 50")
+    ax_rate.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(names))], names)
     ax_rate.set_yscale("log")
     ax_rate.set_ylabel("readings / s")
-    ax_rate.set_title("throughput, ingestion to actor")
-    ax_lat.set_yscale("log")
-    ax_lat.set_ylabel("ms")
-    ax_lat.set_title("latency, ingestion accept to actor health update")
-    fig.suptitle("Vigil equipment pipeline through localdapr (embedded profile)")
+    ax_rate.set_title("sustained throughput")
+    ax_lat.axvline(500, color="grey", linestyle=":", label="target p99")
+    ax_lat.set_xscale("log")
+    ax_lat.set_xlabel("ms, planned send -> answer with health")
+    ax_lat.set_title("latency CDF at 1,000 readings/s offered")
+    hops = sorted(runs[0].hops, key=lambda h: runs[0].hops[h])
+    for i, r in enumerate(runs):
+        ax_hop.barh(
+            [k + i * width for k in range(len(hops))],
+            [r.hops.get(h, 0) for h in hops],
+            width,
+            label=r.profile,
+        )
+    ax_hop.set_yticks(range(len(hops)), [h.replace(" (stores' executors)", "") for h in hops], fontsize=7)
+    ax_hop.set_xlabel("CPU ms per reading")
+    ax_hop.set_title("where the CPU goes, 1,000 x 1")
+    for ax in (ax_rate, ax_lat, ax_hop):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Vigil equipment pipeline through localdapr")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
@@ -281,43 +397,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--machines", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 100, 1000])
-    parser.add_argument("--quick", action="store_true", help="a quarter of the readings per cell")
-    args = parser.parse_args()
-
-    features = feature_timing()
-    cells: list[Cell] = []
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
-        components = write_components(Path(tmp) / "components", "embedded")
-        print(
-            "... starting the platform (every app + localdapr sidecar) and training a first model", flush=True
-        )
-        env = {"VIGIL_TRAINING_N_ESTIMATORS": "60"}
-        platform = start_platform(components, Path(tmp), env)
-        try:
-            wait_model_ready(platform)
-            for machines in args.machines:
-                cells += run_fleet(platform, machines, args.batches, args.quick)
-        except BaseException:
-            print(platform.logs()[-6000:])
-            raise
-        finally:
-            platform.stop()
-    print(
-        f"\npipeline benchmark ({time.perf_counter() - started:.0f} s): one request at a time into "
-        "ingestion; latency per reading = request sent to ingestion's answer with the actor's updated "
-        "health; embedded profile, "
-        f"{os.cpu_count()} CPU(s)\n"
+    parser.add_argument("--quick", action="store_true", help="fewer readings per scenario (a rough look)")
+    parser.add_argument("--profiles", nargs="+", default=["embedded", "redis"], choices=["embedded", "redis"])
+    parser.add_argument(
+        "--scale-machines",
+        type=int,
+        default=None,
+        help="machines for the memory rows (10,000; --quick 2,000; 0 skips)",
     )
-    print_table(cells)
-    print("\n| actor feature computation | µs per reading (median) |\n|---|---:|")
-    for name, micros in features:
-        print(f"| {name} | {micros:.1f} |")
-    plot = save_plot(cells, RESULTS / "pipeline.png")
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="profile every process during 1,000 x 1 (bench/results/py-spy-*.txt)",
+    )
+    args = parser.parse_args()
+    if args.scale_machines is None:
+        args.scale_machines = 2000 if args.quick else 10_000
+    profiles = [p for p in args.profiles if p != "redis" or redis_up()]
+    started = time.perf_counter()
+    runs: list[ProfileRun] = []
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
+        for profile in profiles:
+            runs.append(run_profile(profile, args, Path(tmp)))
+    print(
+        f"\npipeline benchmark ({time.perf_counter() - started:.0f} s, {os.cpu_count()} CPU(s), "
+        f"{threading.active_count()} threads here){' --quick' if args.quick else ''}\n"
+    )
+    print_table(runs, args.scale_machines)
+    if "redis" in args.profiles and "redis" not in profiles:
+        print(f"\n(Redis unreachable at {REDIS_HOST}: Redis profile skipped)")
+    plot = save_plot(runs, RESULTS / "pipeline.png")
     if plot is not None:
         print(f"\nplot: {plot.relative_to(REPO)}")
+    print(f"median open-loop latency: {[round(statistics.median(r.open_latencies or [0]), 1) for r in runs]}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`make bench`: every benchmark in turn, each in its own interpreter (so one bench's sidecars,
 threads and imports cannot skew the next), stopping at the first that fails.
 
-    python -m bench.run_all [--quick]     --quick: the pipeline bench sends a quarter of the readings
+    python -m bench.run_all [--quick]     --quick: the pipeline bench sends fewer readings
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Streaming a fleet's readings into ingestion's `POST /v1/readings`, paced, with progress.
 
-Shared by `vigil replay`, `vigil simulate`, `vigil demo` and bench/bench_pipeline.py. The plan (which
+Shared by `vigil replay`, `vigil simulate` and `vigil demo`. The plan (which
 readings go in which request, and how many cycles are complete once it is sent) is pure and separate
 from the HTTP client, so it is unit-tested without a server.
 
