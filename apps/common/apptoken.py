@@ -21,8 +21,9 @@ from typing import Final
 from apps.common.httpguard import ASGIApp, Receive, Scope, Send
 
 TOKEN_HEADER: Final = b"dapr-api-token"
+# /metrics: Prometheus scrapes the app directly, not through the sidecar, so it has no app token.
 OPEN_PATHS: Final = frozenset(
-    {"/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
+    {"/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
 )
 OPEN_PREFIXES: Final = ("/static-offline-docs/",)
 # What a sidecar calls: subscriptions and their deliveries, actor calls and configuration.

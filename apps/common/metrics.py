@@ -14,13 +14,21 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apps.common import tracecontext
 
+disable_created_metrics()  # no *_created sample beside every counter: Prometheus does not need them
 HTTP_REQUESTS = Counter(
     "vigil_http_requests",
     "HTTP requests served, by route template and status.",
