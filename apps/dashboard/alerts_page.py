@@ -20,6 +20,7 @@ from apps.dashboard.domain import (
 from apps.dashboard.live import AlertChanged, Event
 from apps.dashboard.ports import ActionRefused, AlertNotFound, BackendUnavailable
 from apps.dashboard.service import DashboardService
+from apps.dashboard.signin import page_operator
 from apps.dashboard.widgets import (
     SEVERITY_CLASSES,
     GridRows,
@@ -106,8 +107,9 @@ async def alerts_page(service: DashboardService) -> None:
         alert_id = page["selected"]
         if alert_id is None:
             return
-        by, note = page["by"].value, page["note"].value or ""
+        note = page["note"].value or ""
         try:
+            by = page_operator(page["by"].value)  # the signed-in key, when sign-in is on
             if action == "acknowledge":
                 record = await service.acknowledge(alert_id, by, note)
             else:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, FastAPI, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from nicegui import ui
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
@@ -31,6 +32,15 @@ from apps.dashboard.pages import register_pages
 from apps.dashboard.ports import ActionRefused, AlertNotFound, BackendUnavailable, DaprDashboardBackend
 from apps.dashboard.service import DashboardService
 from apps.dashboard.settings import get_settings
+from apps.dashboard.signin import (
+    LOGIN_PAGE,
+    READ,
+    SESSION_COOKIE,
+    Session,
+    SessionSigner,
+    SignInGuard,
+    session_of,
+)
 
 log = logging.getLogger("dashboard")
 service = DashboardService(get_settings())
@@ -47,9 +57,28 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await backend.close()
 
 
+async def verify_key(key: str) -> Session | None:
+    """The session a gateway API key opens; None if the gateway refuses it or cannot be asked."""
+    backend = service.backend_
+    if backend is None:
+        return None
+    try:
+        return await backend.whoami(key)
+    except BackendUnavailable as exc:
+        log.warning("sign-in: the gateway could not check a key: %s", exc)
+        return None
+
+
+_settings = get_settings()
+signer = SessionSigner(
+    _settings.session_secret.get_secret_value().encode() or secrets.token_bytes(32),
+    _settings.session_hours * 3600,
+)
 app = FastAPIOffline(title="Vigil dashboard", lifespan=lifespan)
 # NiceGUI's own traffic (socket.io polling posts text/plain) is its business, not a JSON API's.
 app.add_middleware(RequestGuard, exempt=("/_nicegui",))
+if _settings.sign_in:
+    app.add_middleware(SignInGuard, signer=signer, verify=verify_key)  # before any body is read
 app.add_middleware(AppTokenGuard, dapr_routes_only=True)  # people use its other routes
 instrument(app)  # added last: outermost, every answer counted
 dapr_app = DaprApp(app)
@@ -95,6 +124,44 @@ async def alerts() -> dict[str, Any]:
     return await service.alerts_json()
 
 
+class SignInRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: Annotated[StrictStr, Field(min_length=1, max_length=256, examples=["vgl_..."])]
+
+
+@app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+async def login() -> HTMLResponse:
+    return HTMLResponse(LOGIN_PAGE)
+
+
+@app.post("/api/session", responses={401: {"description": "Not a valid key, or without the read scope."}})
+async def sign_in(body: SignInRequest) -> JSONResponse:
+    """Exchange a gateway API key (checked by the gateway) for a signed session cookie."""
+    session = await verify_key(body.key)
+    if session is None or READ not in session.scopes:
+        detail = "the API key is not valid (unknown, revoked or the gateway unreachable) or lacks 'read'"
+        return JSONResponse({"detail": detail, "required_scope": READ}, 401)
+    token, issued = signer.issue(session.key_id, session.name, session.scopes)
+    answer = JSONResponse({"name": issued.name, "scopes": issued.scopes, "expires": issued.expires})
+    max_age = int(signer.lifetime)
+    answer.set_cookie(SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="strict", path="/")
+    return answer
+
+
+@app.delete("/api/session")
+async def sign_out() -> JSONResponse:
+    answer = JSONResponse({"signed_out": True})
+    answer.delete_cookie(SESSION_COOKIE, path="/")
+    return answer
+
+
+def operator(http: Request, typed: str | None) -> str | None:
+    """The signed-in key's name when sign-in is on (the operator is the key), else what was sent."""
+    session = session_of(http.scope)
+    return typed if session is None else session.name
+
+
 class OperatorRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -106,25 +173,26 @@ OperatorBody = Annotated[OperatorRequest | None, Body()]
 
 
 @app.post("/api/alerts/{alert_id}/ack")
-async def acknowledge(alert_id: str, body: OperatorBody = None) -> dict[str, Any]:
+async def acknowledge(http: Request, alert_id: str, body: OperatorBody = None) -> dict[str, Any]:
     """Acknowledge through alerting, as the alerts page does (404 unknown, 409 cleared or resolved)."""
     request = body or OperatorRequest()
-    return alert_row(await service.acknowledge(alert_id, request.by, request.note))
+    return alert_row(await service.acknowledge(alert_id, operator(http, request.by), request.note))
 
 
 @app.post("/api/alerts/{alert_id}/resolve")
-async def resolve(alert_id: str, body: OperatorBody = None) -> dict[str, Any]:
+async def resolve(http: Request, alert_id: str, body: OperatorBody = None) -> dict[str, Any]:
     """Resolve through alerting, as the alerts page does (404 unknown, 409 cleared or resolved, 503 when
     the machine's actor does not answer)."""
     request = body or OperatorRequest()
-    return alert_row(await service.resolve(alert_id, request.by, request.note))
+    return alert_row(await service.resolve(alert_id, operator(http, request.by), request.note))
 
 
 @app.delete("/api/machines/{equipment_id}")
-async def retire(equipment_id: str, body: OperatorBody = None) -> dict[str, Any]:
+async def retire(http: Request, equipment_id: str, body: OperatorBody = None) -> dict[str, Any]:
     """Retire a machine through alerting, as the machine page does: `{resolved_alerts}`."""
     request = body or OperatorRequest()
-    return {"resolved_alerts": await service.retire(equipment_id, request.by, request.note)}
+    by = operator(http, request.by)
+    return {"resolved_alerts": await service.retire(equipment_id, by, request.note)}
 
 
 @app.get("/api/notifications")

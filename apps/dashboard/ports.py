@@ -15,7 +15,13 @@ from pydantic import TypeAdapter
 from apps.common.actor_interface import EquipmentActorInterface
 from apps.common.contracts import HealthSnapshot
 from apps.common.daprhttp import PooledActorProxyFactory, close_pooled, pooled_invocation_client
-from apps.common.names import ALERTING_APP_ID, EQUIPMENT_ACTOR_TYPE, INFERENCE_APP_ID, TRAINING_APP_ID
+from apps.common.names import (
+    ALERTING_APP_ID,
+    EQUIPMENT_ACTOR_TYPE,
+    GATEWAY_APP_ID,
+    INFERENCE_APP_ID,
+    TRAINING_APP_ID,
+)
 from apps.dashboard.domain import (
     AlertInfo,
     HistoryPoint,
@@ -23,6 +29,7 @@ from apps.dashboard.domain import (
     NotificationStatus,
     RegisteredModelInfo,
 )
+from apps.dashboard.signin import Session
 
 
 class BackendUnavailable(Exception):
@@ -83,6 +90,10 @@ class DashboardBackend(Protocol):
 
     async def serving(self) -> dict[str, int]:
         """Model name -> the version inference has loaded and serves."""
+        ...
+
+    async def whoami(self, key: str) -> Session | None:
+        """The gateway's view of an API key (name, scopes), None if it is not valid."""
         ...
 
     async def close(self) -> None: ...
@@ -188,6 +199,21 @@ class DaprDashboardBackend:
             if exc.status_code == 404:
                 raise AlertNotFound(_detail(exc)) from exc
             raise ActionRefused(_detail(exc)) from exc
+
+    async def whoami(self, key: str) -> Session | None:
+        """The session a gateway API key opens (the gateway checks it), None if it is not valid."""
+        try:
+            resp = await self.invoker.invoke_method_async(
+                GATEWAY_APP_ID, "api/v1/whoami", "", metadata=(("x-api-key", key),), http_verb="GET"
+            )
+        except DaprHttpError as exc:
+            if exc.status_code in (401, 403):
+                return None
+            raise BackendUnavailable(f"{GATEWAY_APP_ID} whoami: {_detail(exc)}") from exc
+        except Exception as exc:
+            raise BackendUnavailable(f"{GATEWAY_APP_ID} whoami: {exc or type(exc).__name__}") from exc
+        me = json.loads(resp.data)
+        return Session(key_id=str(me["key_id"]), name=str(me["name"]), scopes=list(me["scopes"]), expires=0)
 
     async def health(self, equipment_id: str) -> HealthSnapshot | None:
         proxy = self.actors.create(EQUIPMENT_ACTOR_TYPE, ActorId(equipment_id), EquipmentActorInterface)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +27,13 @@ class DashboardSettings(BaseSettings):
     page_timeout_seconds: float = Field(30.0, gt=0)
     # The name an acknowledgement is recorded under when the operator leaves "by" empty.
     default_operator: str = Field("operator", min_length=1, max_length=128)
+    # Sign-in with a gateway API key (signin.py): on wherever anyone but the operators can reach the
+    # dashboard. Off by default only for a laptop's demo, where the dashboard listens on loopback.
+    sign_in: bool = False
+    # How long a session lasts, and the secret that signs it (shared by replicas, from a secret store;
+    # empty: a random one per process, so a restart signs everyone out).
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    session_secret: SecretStr = SecretStr("")
 
 
 @lru_cache

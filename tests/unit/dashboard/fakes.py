@@ -19,6 +19,7 @@ from apps.dashboard.domain import (
     RegisteredModelInfo,
 )
 from apps.dashboard.ports import ActionRefused, AlertNotFound, BackendUnavailable
+from apps.dashboard.signin import Session
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -125,11 +126,16 @@ class FakeBackend:
         self.retired: list[str] = []
         self.down = False
         self.calls: list[str] = []
+        self.keys: dict[str, Session] = {}  # API key -> what the gateway's whoami says of it
 
     def _call(self, what: str) -> None:
         self.calls.append(what)
         if self.down:
             raise BackendUnavailable(f"{what}: connection refused")
+
+    async def whoami(self, key: str) -> Session | None:
+        self._call("whoami")
+        return self.keys.get(key)
 
     async def fleet(self) -> list[HealthSnapshot]:
         self._call("fleet")
