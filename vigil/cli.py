@@ -7,6 +7,8 @@ vigil demo [--fresh]                        the whole platform, a model, and eng
 vigil reset [--yes]                         delete the embedded profile's state (.localdapr/): start over
 vigil alerts [--open]                       the alerts, newest first; vigil alerts ack ID [--note TEXT]
 vigil train                                 train a model now and register it
+vigil models list|show NAME                 the model registry: versions, gate decisions, drift
+vigil models promote NAME N | rollback NAME  change the champion (kept in its history)
 vigil replay [--units 1-5] [--speed 10]     stream C-MAPSS FD001 units into ingestion as a live fleet
 vigil simulate --machines N [--seed S]      a larger fleet made from the real trajectories, for load
 vigil import cmapss|csv|ai4i FILE           historical run-to-failure data into the reading archive
@@ -23,6 +25,7 @@ from vigil import alerts as alerts_cli
 from vigil import demo as tools_demo
 from vigil import importing as import_cli
 from vigil import keys as gateway_cli
+from vigil import models as models_cli
 from vigil import replay as tools_cli
 from vigil import reset
 from vigil import train as training_cli
@@ -44,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("alerts", "list alerts (--open: active ones), or acknowledge one: alerts ack ID --note TEXT",
          alerts_cli.add_arguments, alerts_cli.run_alerts),
         ("train", "train a model and register it", training_cli.add_arguments, training_cli.run_train),
+        ("models", "the model registry: list, show, promote, rollback", models_cli.add_arguments,
+         models_cli.run_models),
         ("replay", "stream FD001 units into ingestion", tools_cli.add_replay_arguments, tools_cli.run_replay),
         ("simulate", "stream a simulated fleet into ingestion", tools_cli.add_simulate_arguments,
          tools_cli.run_simulate),

@@ -18,7 +18,18 @@ class TrainingSettings(BaseSettings):
     profile: str = "turbofan"
     # Train a first model at start-up when the registry has no champion, so a fresh demo predicts.
     train_if_no_champion: bool = True
-    n_estimators: int = Field(200, ge=1)
+    n_estimators: int = Field(500, ge=1)  # LightGBM boosting rounds (apps/training/quality.py)
+    # The promotion gate: a candidate's capped RMSE on the held-out runs must be this much (relative)
+    # below the champion's, and its PHM08 score no worse.
+    promotion_margin: float = Field(0.02, ge=0.0, lt=1.0)
+    # A fire of the retrain-schedule binding starts a job once this many labelled runs to failure
+    # arrived that the champion was not trained on.
+    retrain_min_new_runs: int = Field(5, ge=1)
+    # Feature drift is measured over each running machine's last N readings.
+    drift_recent_readings: int = Field(50, ge=1, le=100_000)
+    # A feature PSI at or over this starts a job on a schedule fire as soon as one new labelled run
+    # arrived (0.25 is the usual "significant shift"); unset: drift is shown, never acted on.
+    drift_retrain_psi: float | None = Field(None, gt=0.0)
 
 
 @lru_cache
