@@ -27,6 +27,7 @@ from localdapr.outbox import Outbox
 from localdapr.pubsub.base import PubSubBroker
 from localdapr.pubsub.cloudevents import build_envelope, is_raw
 from localdapr.resiliency import Resiliency
+from localdapr.scoping import SecretScopes, TopicScopes, publish_forbidden
 from localdapr.secrets.local import SecretNotFound, SecretStore
 from localdapr.state import base as state_base
 from localdapr.state.base import GetResult, StateItem, StateStore, TransactionOp
@@ -51,6 +52,8 @@ class LoadedStore:
 class LoadedPubSub:
     spec: ComponentSpec
     broker: PubSubBroker
+    # This app's topics on it (allowedTopics, publishingScopes, ...): unrestricted unless the spec says.
+    scopes: TopicScopes = field(default_factory=lambda: TopicScopes((), (), (), ()))
 
 
 @dataclass
@@ -66,10 +69,12 @@ class DaprRuntime:
     resiliency: Resiliency = field(default_factory=Resiliency)
     telemetry: Telemetry = field(default_factory=lambda: Telemetry(""))  # the sidecar sets its own
     locks: LockBlock = field(init=False)
+    secret_scopes: SecretScopes = field(init=False)  # the Configuration's secrets.scopes
     configurations: ConfigurationBlock = field(init=False)
     outbox: Outbox = field(init=False)
 
     def __post_init__(self) -> None:
+        self.secret_scopes = SecretScopes.from_configuration(self.configuration.raw, self.configuration.name)
         self.locks = LockBlock(self.app_id)
         self.configurations = ConfigurationBlock(self.app_id)
         self.outbox = Outbox(self.app_id, self.states, self.pubsubs)
@@ -89,7 +94,8 @@ class DaprRuntime:
                     self.states[spec.name] = LoadedStore(spec, instance, prefix)
                     self.outbox.add(spec)
                 elif block == "pubsub":
-                    self.pubsubs[spec.name] = LoadedPubSub(spec, instance)
+                    scopes = TopicScopes.of(spec.metadata, self.app_id)
+                    self.pubsubs[spec.name] = LoadedPubSub(spec, instance, scopes)
                 elif block == "secretstores":
                     self.secrets[spec.name] = (spec, instance)
                 elif block == "lock":
@@ -252,6 +258,8 @@ class DaprRuntime:
                 404,
                 grpc.StatusCode.INVALID_ARGUMENT,
             )
+        if not loaded.scopes.may_publish(topic):
+            raise publish_forbidden(topic, self.app_id)
         if is_raw(metadata):
             payload = data
         else:
@@ -307,6 +315,7 @@ class DaprRuntime:
 
     def get_secret(self, store_name: str, key: str) -> dict[str, str]:
         store = self.secret_store(store_name)
+        self.secret_scopes.check(store_name, key)  # after the store lookup, as daprd
         try:
             return store.get(key)
         except SecretNotFound as exc:
@@ -318,7 +327,8 @@ class DaprRuntime:
             ) from exc
 
     def get_bulk_secret(self, store_name: str) -> dict[str, dict[str, str]]:
-        return self.secret_store(store_name).bulk()
+        found = self.secret_store(store_name).bulk()
+        return {k: v for k, v in found.items() if self.secret_scopes.allows(store_name, k)}
 
     # ---------------------------------------------------------------- metadata
     def components_metadata(self) -> list[dict[str, Any]]:

@@ -282,6 +282,14 @@ class Subscriber:
                     spec.pubsub_name,
                 )
                 continue
+            if not self.runtime.pubsubs[spec.pubsub_name].scopes.may_subscribe(spec.topic):
+                log.warning(  # daprd's words for a topic its subscriptionScopes / allowedTopics forbid
+                    "[%s] subscription to topic %s on pubsub %s is not allowed",
+                    self.runtime.app_id,
+                    spec.topic,
+                    spec.pubsub_name,
+                )
+                continue
             await self.add(spec)
 
     async def add(self, spec: SubscriptionSpec) -> None:

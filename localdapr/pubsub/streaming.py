@@ -154,6 +154,12 @@ class StreamingSubscriptions:
         if initial.pubsub_name not in self.runtime.pubsubs:
             # daprd's streaming path builds this error without metadata (and never "not configured").
             raise errors.pubsub_not_found(initial.pubsub_name, "")
+        if not self.runtime.pubsubs[initial.pubsub_name].scopes.may_subscribe(initial.topic):
+            # Refused as the declared and programmatic ones are (subscriptionScopes, allowedTopics).
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"subscription to topic {initial.topic} on pubsub {initial.pubsub_name} is not allowed",
+            )
         if self._closing.is_set():
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the sidecar is shutting down")
         spec = SubscriptionSpec(

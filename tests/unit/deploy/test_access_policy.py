@@ -46,6 +46,7 @@ ALLOWED = [
     (names.DASHBOARD_APP_ID, names.ALERTING_APP_ID, "DELETE", "v1/fleet/fd001-001"),
     (names.DASHBOARD_APP_ID, names.TRAINING_APP_ID, "GET", "v1/models"),
     (names.DASHBOARD_APP_ID, names.INFERENCE_APP_ID, "GET", "v1/models"),
+    (names.DASHBOARD_APP_ID, names.GATEWAY_APP_ID, "GET", "api/v1/whoami"),  # sign-in keys
 ]
 DENIED = [
     # Apps that invoke nobody, whatever they try.
@@ -65,6 +66,7 @@ DENIED = [
     (names.EQUIPMENT_APP_ID, names.TRAINING_APP_ID, "POST", "v1/train"),
     (names.DASHBOARD_APP_ID, names.TRAINING_APP_ID, "POST", "v1/train"),
     (names.DASHBOARD_APP_ID, names.INGESTION_APP_ID, "POST", "v1/readings"),
+    (names.DASHBOARD_APP_ID, names.GATEWAY_APP_ID, "POST", "api/v1/keys"),
     # Nobody reaches an app's Dapr routes by invocation: a forged delivery or actor call.
     (names.GATEWAY_APP_ID, names.ALERTING_APP_ID, "POST", "events/alerts"),
     (names.GATEWAY_APP_ID, names.EQUIPMENT_APP_ID, "DELETE", "actors/EquipmentActor/fd001-001"),
