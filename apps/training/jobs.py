@@ -48,12 +48,11 @@ class TrainRequest(BaseModel):
     def _coherent(self) -> TrainRequest:
         if self.profile is not None and self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(sorted(PROFILES))}")
-        if self.profile is not None and self.kind is not None:
-            own = PROFILES[self.profile].model_kind
-            if self.kind != own:
-                raise ValueError(f"profile {self.profile!r} uses a {own!r} model, not {self.kind!r}")
-        if self.kind not in (None, "rul"):
-            raise ValueError(f"training jobs train 'rul' models so far, not {self.kind!r}")
+        own = None if self.profile is None else PROFILES[self.profile].model_kind
+        if own is not None and self.kind is not None and self.kind != own:
+            raise ValueError(f"profile {self.profile!r} uses a {own!r} model, not {self.kind!r}")
+        if (self.kind or own or "rul") != "rul":
+            raise ValueError(f"training jobs train 'rul' models so far, not {self.kind or own!r}")
         if self.source == "archive" and "dataset" in self.model_fields_set:
             raise ValueError("'dataset' names a file for source 'dataset'; the archive needs none")
         return self
