@@ -23,7 +23,8 @@ class TrainingSettings(BaseSettings):
     # below the champion's, and its PHM08 score no worse.
     promotion_margin: float = Field(0.02, ge=0.0, lt=1.0)
     # A fire of the retrain-schedule binding starts a job once this many labelled runs to failure
-    # arrived that the champion was not trained on.
+    # arrived that the newest version was not trained on (the newest: a candidate the gate refused is
+    # not trained again on the same runs at every fire).
     retrain_min_new_runs: int = Field(5, ge=1)
     # Feature drift is measured over each running machine's last N readings.
     drift_recent_readings: int = Field(50, ge=1, le=100_000)
