@@ -26,6 +26,8 @@ from pydantic import (
     field_validator,
 )
 
+from apps.common.features import FeatureSpec
+
 MAX_BATCH_READINGS: Final = 5000
 MAX_VALUES_PER_READING: Final = 256
 MAX_NAME_LENGTH: Final = 64
@@ -150,6 +152,12 @@ class PredictRequest(_Contract):
         list[Annotated[list[StrictFloat], Field(max_length=MAX_FEATURES)]],
         Field(min_length=1, max_length=MAX_BATCH_READINGS),
     ]
+    model_version: int | None = Field(
+        None,
+        ge=1,
+        description="The version whose feature spec computed the rows: refused with a 409 if another "
+        "version is served (a hot swap happened), so features and model always match.",
+    )
 
     @field_validator("rows")
     @classmethod
@@ -271,15 +279,6 @@ class Alert(_Contract):
         return v
 
 
-class FeatureReference(_Contract):
-    """One feature's training distribution, the reference its drift is measured against: the inner
-    edges of equal-population bins of the training values and the share of training rows in each."""
-
-    name: str
-    edges: list[float]
-    shares: list[float]
-
-
 class ModelCard(_Contract):
     """What the model registry stores next to each ONNX version."""
 
@@ -297,10 +296,10 @@ class ModelCard(_Contract):
     framework_versions: dict[str, str] = Field(default_factory=dict)
     onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     onnx_max_abs_diff: float | None = None
-    feature_reference: list[FeatureReference] | None = Field(
+    features: FeatureSpec | None = Field(
         None,
-        description="Each feature's training distribution (apps/training/drift.py), for feature drift; "
-        "none for models trained before the card held it.",
+        description="How the features are computed (window, operating conditions); none for models "
+        "trained before the card held it (the profile's window, raw sensors).",
     )
 
     @field_validator("created_at")

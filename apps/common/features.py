@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from apps.common.profiles import EquipmentProfile
 
@@ -103,6 +103,59 @@ class OperatingConditions(BaseModel):
         means = np.asarray(self.means, dtype=np.float64)
         stds = np.asarray(self.stds, dtype=np.float64)
         return (np.asarray(sensors, dtype=np.float64) - means[k]) / stds[k]
+
+
+class FeatureSpec(BaseModel):
+    """How a model's features are computed from reading rows: recorded in its model card.
+
+    The actor reads it from the card of the model inference serves, so a model trained with
+    per-condition normalisation is fed features normalised by its own `conditions`, and a hot swap to
+    a model with other conditions changes what the actor computes with it. `window` must be the
+    profile's (the actor keeps that many readings).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window: int = Field(ge=2)
+    conditions: OperatingConditions | None = None
+
+    def check(self, profile: EquipmentProfile) -> None:
+        if self.window != profile.window:
+            raise ValueError(
+                f"the model's features use a {self.window}-reading window, profile {profile.name!r} "
+                f"keeps {profile.window}"
+            )
+
+
+def reading_columns(profile: EquipmentProfile) -> tuple[str, ...]:
+    """The columns of a reading row as the actor keeps it: informative sensors, then settings."""
+    return (*profile.informative_sensors, *profile.operating_settings)
+
+
+def reading_features(
+    rows: np.ndarray,
+    profile: EquipmentProfile,
+    spec: FeatureSpec,
+    ages: np.ndarray | None = None,
+    *,
+    pad: bool = True,
+) -> np.ndarray:
+    """The pipeline on reading rows ([n, len(reading_columns)]): what training, the benchmark, the
+    promotion gate and the actor all call.
+
+    With `pad` (a machine's readings from its first one) every reading ends a window, the first ones
+    padded with copies of the first reading: [n, F]. Without it (the actor's owed positions, whose
+    `window - 1` rows of context are included) only full windows: [n - W + 1, F].
+    """
+    spec.check(profile)
+    x = np.asarray(rows, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(reading_columns(profile)):
+        raise ValueError(
+            f"reading rows must have shape [rows, {len(reading_columns(profile))}] "
+            f"(columns = informative sensors, then operating settings), got {x.shape}"
+        )
+    s = len(profile.informative_sensors)
+    return offline_features(x[:, :s], profile, ages, settings=x[:, s:], conditions=spec.conditions, pad=pad)
 
 
 def pad_start(rows: np.ndarray, window: int) -> np.ndarray:

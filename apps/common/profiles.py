@@ -151,12 +151,14 @@ class EquipmentProfile:
 
     @property
     def required_channels(self) -> tuple[str, ...]:
-        """Channels every reading must carry: the ones the model cannot do without."""
-        return self.informative_sensors
+        """Channels every reading must carry: the ones the features cannot do without (the operating
+        settings tell which operating condition normalises the sensors)."""
+        return (*self.informative_sensors, *self.operating_settings)
 
     def row_from_values(self, values: Mapping[str, float]) -> np.ndarray:
-        """One window row (informative sensors, profile order) from a reading's `values`."""
-        return np.array([values[name] for name in self.informative_sensors], dtype=np.float64)
+        """One window row from a reading's `values`: informative sensors, then operating settings
+        (apps.common.features.reading_columns)."""
+        return np.array([values[name] for name in self.required_channels], dtype=np.float64)
 
 
 # ------------------------------------------------------------------------------- the YAML schema

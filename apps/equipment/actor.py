@@ -23,11 +23,13 @@ from apps.common.profiles import PROFILES, EquipmentProfile, get_profile
 from apps.equipment.alarms import AlertTransition
 from apps.equipment.codec import decode_state, encode_state
 from apps.equipment.domain import EquipmentState
-from apps.equipment.ports import ActorDeps, InferenceUnavailable
+from apps.equipment.ports import ActorDeps, InferenceUnavailable, ModelChanged
 
 log = logging.getLogger("equipment")
 
 STATE_KEY = "equipment"
+# Hot swaps tolerated within one call before the machine is marked stale (each one recomputes).
+MAX_SWAPS_PER_CALL = 3
 _READINGS = TypeAdapter(list[Reading])
 
 
@@ -158,12 +160,27 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         assert self._state is not None
         state = self._state
         transitions: list[AlertTransition] = []
-        while features := state.owed_features(MAX_BATCH_READINGS):
+        name, swaps = state.profile.model_name, 0
+        while state.predictions_owed:
             try:
-                response = await self._deps.inference.predict(state.profile.model_name, features)
+                version, spec = await self._deps.specs.get(state.profile)
+                features = state.owed_features(MAX_BATCH_READINGS, spec)
+                response = await self._deps.inference.predict(name, features, version)
+            except ModelChanged as exc:
+                # A hot swap between learning the spec and predicting: recompute with the new one.
+                self._deps.specs.forget(name, version)
+                swaps += 1
+                if swaps <= MAX_SWAPS_PER_CALL:
+                    continue
+                log.warning("%s: model %s keeps changing, predictions owed: %s", self.id.id, name, exc)
+                state.mark_prediction_stale(now)
+                break
             except InferenceUnavailable as exc:
                 log.warning(
-                    "%s: inference unavailable, %d predictions owed: %s", self.id.id, len(features), exc
+                    "%s: inference unavailable, %d predictions owed: %s",
+                    self.id.id,
+                    state.predictions_owed,
+                    exc,
                 )
                 state.mark_prediction_stale(now)
                 break

@@ -1,14 +1,16 @@
 """Window positions whose prediction is still owed, kept as raw rows so none is ever skipped.
 
-Every applied reading that completes a full window owes one prediction. When inference cannot answer
+Every applied reading owes one prediction. When inference cannot answer
 (down, hung, no model yet), those positions wait here, in order, and are predicted as soon as it
 answers again, so the alert hysteresis sees the same sequence of predictions as in an uninterrupted
-run. Raw sensor rows are kept rather than features (a fraction of the size): the features of the
-owed windows are recomputed, with the same pipeline as training, when they are predicted.
+run. Raw reading rows (sensors and operating settings) are kept rather than features (a fraction of
+the size): the features of the owed windows are computed, with the same pipeline as training and the
+feature spec of the model served at that moment, when they are predicted.
 
-`rows` holds the `window - 1` rows before the first owed position (its context), then one row per
-owed position; `seqs` the seq of each owed position and `times` its reading's timestamp (epoch
-seconds: the alert a prediction decides carries its reading); ages are consecutive from `first_age`.
+`rows` holds the `window - 1` rows before the first owed position (its context; a machine younger
+than that has its first reading repeated, as training pads), then one row per owed position; `seqs`
+the seq of each owed position and `times` its reading's timestamp (epoch seconds: the alert a
+prediction decides carries its reading); ages are consecutive from `first_age`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from typing import Any, Final
 import numpy as np
 
 from apps.common.contracts import FeatureVector
-from apps.common.features import decode_array, encode_array, feature_names, offline_features
+from apps.common.features import (
+    FeatureSpec,
+    decode_array,
+    encode_array,
+    feature_names,
+    pad_start,
+    reading_columns,
+    reading_features,
+)
 from apps.common.profiles import EquipmentProfile
 
 # A machine owes at most this many predictions; beyond it (an outage of hours at 1 Hz) the oldest are
@@ -50,8 +60,9 @@ class PredictionBacklog:
         if not seqs:
             return
         if self.rows is None:
-            w = self.profile.window
-            self.rows = np.array(combined[len(combined) - (w - 1) - len(seqs) :], dtype=np.float64)
+            # `combined` holds the machine's readings from its first one when it is shorter than this.
+            need = self.profile.window - 1 + len(seqs)
+            self.rows = np.array(pad_start(np.asarray(combined), need)[-need:], dtype=np.float64)
             self.first_age = first_age
         else:
             self.rows = np.vstack([self.rows, combined[len(combined) - len(seqs) :]])
@@ -70,15 +81,15 @@ class PredictionBacklog:
         self.seqs.insert(i, seq)
         self.times.insert(i, at)
 
-    def features(self, equipment_id: str, limit: int) -> list[FeatureVector]:
-        """Feature vectors of the first `limit` owed positions, oldest first."""
+    def features(self, equipment_id: str, limit: int, spec: FeatureSpec) -> list[FeatureVector]:
+        """Feature vectors of the first `limit` owed positions, oldest first, as `spec` computes them."""
         if self.rows is None or not self.seqs:
             return []
         n = min(limit, len(self.seqs))
         w = self.profile.window
         rows = self.rows[: w - 1 + n]
         ages = self.first_age - (w - 1) + np.arange(len(rows), dtype=np.float64)
-        feats = offline_features(rows, self.profile, ages=ages)
+        feats = reading_features(rows, self.profile, spec, ages, pad=False)
         names = feature_names(self.profile)
         return [
             FeatureVector(
@@ -134,7 +145,7 @@ class PredictionBacklog:
         seqs = [int(s) for s in data["seqs"]]
         return cls(
             profile,
-            None if rows is None else decode_array(rows, (-1, len(profile.informative_sensors))),
+            None if rows is None else decode_array(rows, (-1, len(reading_columns(profile)))),
             seqs,
             [float(t) for t in data.get("times") or [default_time] * len(seqs)],
             float(data["first_age"]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from apps.common.features import decode_array, encode_array
+from apps.common.features import decode_array, encode_array, reading_columns
 from apps.common.profiles import EquipmentProfile, get_profile
 from apps.equipment.alarms import AlertHysteresis, TimedAlarm
 from apps.equipment.backlog import PredictionBacklog
@@ -57,6 +57,12 @@ def decode_state(
     tracker = SequenceTracker.from_dict(data.get("tracker") or {"last_seq": data["last_seq"]})
     # State from before reading timestamps were kept: its rows are dated by their last receipt.
     undated = float(data.get("last_reading_at") or 0.0)
+    columns = len(reading_columns(profile))
+    stored = data["window"].get("rows", data["window"])
+    if int(stored["columns"]) != columns:
+        # Kept before the operating settings were kept beside the sensors (per-condition features
+        # need them): those rows cannot be featurised, so the window starts again at the next reading.
+        data = {**data, "window": RecentReadings(profile.window, columns).to_dict(), "backlog": None}
     recent = RecentReadings.from_dict(data["window"], profile.window, tracker.last_seq, undated)
     baseline = (
         None

@@ -30,6 +30,7 @@ from apps.common.contracts import (
     SensorDeviation,
     Status,
 )
+from apps.common.features import FeatureSpec, reading_columns
 from apps.common.profiles import EquipmentProfile
 from apps.equipment.alarms import AlertHysteresis, AlertTransition, TimedAlarm
 from apps.equipment.backlog import PredictionBacklog
@@ -169,7 +170,7 @@ class EquipmentState:
 
     @classmethod
     def new(cls, equipment_id: str, profile: EquipmentProfile) -> EquipmentState:
-        return cls(equipment_id, profile, RecentReadings(profile.window, len(profile.informative_sensors)))
+        return cls(equipment_id, profile, RecentReadings(profile.window, len(reading_columns(profile))))
 
     # --- ingest -----------------------------------------------------------------------------------
 
@@ -213,19 +214,17 @@ class EquipmentState:
         prev = self.recent.last(w - 1)
         new_rows = np.stack([self.profile.row_from_values(r.values) for r in fresh])
         combined = np.vstack([prev, new_rows])
-        # Windows complete at combined rows w-1 and later, i.e. at fresh[lead:].
-        lead = max(w - 1 - len(prev), 0)
-        owed = [r.seq for r in fresh[lead:]]
-        times = [to_epoch(r.timestamp) for r in fresh[lead:]]
-        first_age = float(self.readings_applied + 1 + lead)
-        self.backlog.add(combined, owed, times, first_age)
+        # Every reading owes a prediction, the first ones with their window padded (as in training).
+        owed = [r.seq for r in fresh]
+        times = [to_epoch(r.timestamp) for r in fresh]
+        self.backlog.add(combined, owed, times, float(self.readings_applied + 1))
 
         for reading, row in zip(fresh, new_rows, strict=True):
             self.recent.append(reading.seq, row, to_epoch(reading.timestamp))
             self.tracker.mark_applied(reading.seq)
             self.readings_applied += 1
             if self.baseline is None and self.recent.window_full:
-                self.baseline = self.recent.current_window()
+                self.baseline = self._sensors(self.recent.current_window())
         return ApplyResult(len(fresh) + len(placed), split.duplicates, too_late, too_far), transitions
 
     def _place_late(self, reading: Reading) -> bool:
@@ -256,10 +255,9 @@ class EquipmentState:
         self.checkpoints = deque(
             ((s, c) for s, c in self.checkpoints if s < seq), maxlen=self.profile.window + 1
         )
-        # Windows end at each of the last `following` rows; only those with a full window are owed.
+        # Windows end at each of the last `following` rows: all are owed (young ones padded).
         w = self.profile.window
-        tail = list(zip(self.recent.seqs, self.recent.times, strict=True))[-following:]
-        owed = [(s, t) for i, (s, t) in enumerate(tail) if self._age_at(i, following) >= w]
+        owed = list(zip(self.recent.seqs, self.recent.times, strict=True))[-following:]
         skipped = self.backlog.skipped
         self.backlog = PredictionBacklog(self.profile, skipped=skipped)
         if owed:
@@ -268,14 +266,22 @@ class EquipmentState:
             self.backlog.add(combined, seqs, times, float(self.readings_applied - len(owed) + 1))
         return True
 
-    def _age_at(self, index: int, following: int) -> int:
-        """Readings applied up to the `index`-th of the last `following` rows (the age feature there)."""
-        return self.readings_applied - (following - 1 - index)
+    def _sensors(self, rows: np.ndarray) -> np.ndarray:
+        """The informative-sensor columns of reading rows (the operating settings follow them)."""
+        return rows[:, : len(self.profile.informative_sensors)]
 
-    def owed_features(self, limit: int) -> list[FeatureVector]:
-        """Features of the oldest owed window positions (at most `limit`), to send to inference."""
+    @property
+    def predictions_owed(self) -> int:
         assert self.backlog is not None
-        return self.backlog.features(self.equipment_id, limit)
+        return len(self.backlog)
+
+    def owed_features(self, limit: int, spec: FeatureSpec | None = None) -> list[FeatureVector]:
+        """Features of the oldest owed window positions (at most `limit`), computed as `spec` (the
+        served model's) says, to send to inference; no spec: the profile's window, raw sensors."""
+        assert self.backlog is not None
+        return self.backlog.features(
+            self.equipment_id, limit, spec or FeatureSpec(window=self.profile.window)
+        )
 
     # --- predictions and alerts -------------------------------------------------------------------
 
@@ -297,7 +303,7 @@ class EquipmentState:
             t = self.hysteresis.update(float(rul), int(seq), times[j])
             if t is not None:
                 assert rows is not None  # owed positions have their rows: window j is rows[j : j + w]
-                transitions.append(self._decided_by(t, float(rul), rows[j : j + w]))
+                transitions.append(self._decided_by(t, float(rul), self._sensors(rows[j : j + w])))
         self.backlog.settle(len(points))
         if points:
             self.predicted_rul = float(points[-1][1])
@@ -392,7 +398,7 @@ class EquipmentState:
             return self.hysteresis.level
         if self.prediction_stale:
             return "stale"
-        if not self.recent.window_full or self.predicted_rul is None:
+        if self.predicted_rul is None:
             return "warming_up"
         return "ok"
 
@@ -424,7 +430,8 @@ class EquipmentState:
             top = list(transition.top_sensors[:k])
         elif transition.kind == "rul_low" and self.baseline is not None and self.recent.window_full:
             sensors = self.profile.informative_sensors
-            top = top_deviating_sensors(self.baseline, self.recent.current_window(), sensors, k)
+            current = self._sensors(self.recent.current_window())
+            top = top_deviating_sensors(self.baseline, current, sensors, k)
         rul = self.predicted_rul if transition.predicted_rul is None else transition.predicted_rul
         reading = None
         if transition.seq is not None and transition.predicted_rul is not None:

@@ -9,18 +9,18 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from dapr.ext.fastapi import DaprApp
-from fastapi import Body, Depends, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from apps.common.apptoken import AppTokenGuard
-from apps.common.contracts import PredictRequest, PredictResponse
+from apps.common.contracts import ModelCard, PredictRequest, PredictResponse
 from apps.common.httpguard import RequestGuard, error_responses
 from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, TOPIC_MODEL_UPDATES
 from apps.common.registry import DaprModelRegistry, ModelUpdate
 from apps.common.tracecontext import dapr_client
-from apps.inference.model import BadInput, ModelNotReady
+from apps.inference.model import BadInput, ModelChanged, ModelNotReady
 from apps.inference.service import InferenceService
 from apps.inference.settings import get_settings
 
@@ -71,7 +71,12 @@ async def _bad_input(request: Request, exc: BadInput) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
-@app.post("/v1/predict", response_model=PredictResponse, responses=error_responses(422, 503))
+@app.exception_handler(ModelChanged)
+async def _changed(request: Request, exc: ModelChanged) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=409)
+
+
+@app.post("/v1/predict", response_model=PredictResponse, responses=error_responses(409, 422, 503))
 async def predict(body: PredictRequest, service: ServiceDep) -> PredictResponse:
     return await service.predict(body)
 
@@ -79,6 +84,14 @@ async def predict(body: PredictRequest, service: ServiceDep) -> PredictResponse:
 @app.get("/v1/models")
 async def models(service: ServiceDep) -> dict[str, int]:
     return service.loaded()
+
+
+@app.get("/v1/models/{name}", response_model=ModelCard, responses=error_responses(404, 503))
+async def model_card(name: str, service: ServiceDep) -> ModelCard:
+    """The card of the version served: its `features` spec is how callers compute the rows."""
+    if name not in service.settings.model_names:
+        raise HTTPException(404, f"inference does not serve a model named {name!r}")
+    return service.card(name)
 
 
 @app.get("/healthz")

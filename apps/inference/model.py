@@ -16,6 +16,12 @@ class BadInput(Exception):
     """The request does not fit the model (feature names or count): 422."""
 
 
+class ModelChanged(Exception):
+    """The rows were computed for another version than the one served (a hot swap): 409, so the caller
+    recomputes them with the served version's feature spec instead of being answered by a model its
+    features do not fit."""
+
+
 class OnnxModel:
     def __init__(self, card: ModelCard, onnx: bytes, intra_op_threads: int = 1) -> None:
         self.card = card

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from apps.common.contracts import Prediction, PredictRequest, PredictResponse
+from apps.common.contracts import ModelCard, Prediction, PredictRequest, PredictResponse
 from apps.common.metrics import record_predictions, record_serving
 from apps.common.registry import ModelRegistry
 from apps.inference.batcher import MicroBatcher
-from apps.inference.model import BadInput, ModelNotReady, OnnxModel
+from apps.inference.model import BadInput, ModelChanged, ModelNotReady, OnnxModel
 from apps.inference.settings import InferenceSettings
 
 log = logging.getLogger("inference")
@@ -87,16 +87,28 @@ class InferenceService:
             await asyncio.sleep(self.settings.poll_seconds)
             await self.refresh_all()
 
-    async def predict(self, request: PredictRequest) -> PredictResponse:
-        serving = self._serving.get(request.model_name)
+    def card(self, name: str) -> ModelCard:
+        """The card of the version served for `name` (its feature spec is what callers compute)."""
+        return self._serving_of(name).model.card
+
+    def _serving_of(self, name: str) -> Serving:
+        serving = self._serving.get(name)
         if serving is None:
-            if request.model_name not in self.settings.model_names:
+            if name not in self.settings.model_names:
                 raise BadInput(
-                    f"unknown model_name {request.model_name!r}; served models: "
-                    f"{', '.join(self.settings.model_names)}"
+                    f"unknown model_name {name!r}; served models: {', '.join(self.settings.model_names)}"
                 )
             raise ModelNotReady(
-                f"no version of model {request.model_name!r} is registered yet: train one with `vigil train`"
+                f"no version of model {name!r} is registered yet: train one with `vigil train`"
+            )
+        return serving
+
+    async def predict(self, request: PredictRequest) -> PredictResponse:
+        serving = self._serving_of(request.model_name)
+        if request.model_version is not None and request.model_version != serving.model.version:
+            raise ModelChanged(
+                f"rows computed for {request.model_name} v{request.model_version}, but "
+                f"v{serving.model.version} is served: compute them with its feature spec"
             )
         serving.model.check(request.feature_names)
         out = await serving.batcher.predict(np.asarray(request.rows, dtype=np.float32))

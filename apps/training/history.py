@@ -1,4 +1,5 @@
-"""Training data from the fleet's own history: archived readings + events -> lives -> a training set.
+"""Training data from the fleet's own history: archived readings + events -> lives (runs.py turns the
+runs to failure into the trainer's input).
 
 Pure (no Dapr): `apps/common/archivestore.py` fetches the chunks and events through the `archive`
 binding, `apps.common.archive.merge_blocks` merges them by (machine, seq), and this module cuts each
@@ -17,7 +18,6 @@ set's true RUL says): the life still ends there.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -25,9 +25,6 @@ import numpy as np
 
 from apps.common.archive import Block
 from apps.common.contracts import EquipmentEvent, EventKind
-from apps.common.features import feature_names, offline_features
-from apps.common.profiles import EquipmentProfile
-from apps.training.trainer import DEFAULT_RUL_CAP, TrainingSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,51 +81,3 @@ def fleet_lives(histories: Mapping[str, Block], events: Iterable[EquipmentEvent]
     return [
         life for eid in sorted(histories) for life in split_lives(histories[eid], per_machine.get(eid, []))
     ]
-
-
-def _fingerprint(lives: list[Life], profile: EquipmentProfile) -> str:
-    h = hashlib.sha256()
-    for life in lives:
-        h.update(f"{life.equipment_id}:{life.number}:{life.end_seq}".encode())
-        h.update(np.ascontiguousarray(life.readings.seq, dtype="<i8").tobytes())
-        h.update(np.ascontiguousarray(life.readings.matrix(profile.informative_sensors), "<f8").tobytes())
-    return h.hexdigest()
-
-
-def run_to_failure_set(
-    lives: Iterable[Life], profile: EquipmentProfile, rul_cap: float | None = DEFAULT_RUL_CAP
-) -> tuple[TrainingSet, list[Life]]:
-    """The RUL training set of the lives that ended in a failure and fill at least one window: one
-    row per full window (the same `offline_features` the actor serves with), labelled with the RUL at
-    the window's last reading, capped at `rul_cap`. The age feature counts readings since the life
-    began, as the actor counts readings applied. `TrainingSet.units[i]` indexes the returned lives,
-    for splits grouped by run.
-    """
-    w = profile.window
-    used = [
-        life
-        for life in lives
-        if life.failed and len(life.readings) >= w and life.readings.profile == profile.name
-    ]
-    if not used:
-        raise ValueError(f"no {profile.name} run to failure with at least {w} readings in the archive")
-    xs, ys, groups = [], [], []
-    for i, life in enumerate(used):
-        sensors = life.readings.matrix(profile.informative_sensors)
-        if np.isnan(sensors).any():
-            missing = [s for j, s in enumerate(profile.informative_sensors) if np.isnan(sensors[:, j]).any()]
-            raise ValueError(f"{life.equipment_id} life {life.number}: readings without {', '.join(missing)}")
-        ages = np.arange(1, len(life.readings) + 1, dtype=np.float64)
-        feats = offline_features(sensors, profile, ages=ages)
-        rul = life.rul()[w - 1 :]
-        xs.append(feats)
-        ys.append(rul if rul_cap is None else np.minimum(rul, float(rul_cap)))
-        groups.append(np.full(feats.shape[0], i, dtype=np.int64))
-    training_set = TrainingSet(
-        X=np.vstack(xs),
-        y=np.concatenate(ys),
-        units=np.concatenate(groups),
-        feature_names=feature_names(profile),
-        fingerprint=_fingerprint(used, profile),
-    )
-    return training_set, used

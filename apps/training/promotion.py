@@ -1,26 +1,21 @@
 """The promotion gate (pure): a candidate replaces the champion only if it is better where it counts.
 
 Both models are scored on the same held-out training machines, cut at the same random points (never
-on a test set); the candidate is promoted if its capped RMSE is lower by at least the configured
-relative margin and its PHM08 score is no worse, or if an operator forces it. Every decision keeps
-both sets of numbers, so `vigil models show` can say why a version is or is not the champion.
+on a test set), each fed the features of its own card's spec (apps.training.quality.evaluate_onnx);
+the candidate is promoted if its capped RMSE is lower by at least the configured relative margin and
+its PHM08 score is no worse, or if an operator forces it. Every decision keeps both sets of numbers,
+so `vigil models show` can say why a version is or is not the champion.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from apps.common.features import OperatingConditions
-from apps.common.profiles import EquipmentProfile
-from apps.training.quality import last_features, score, truncate_runs
-
 DEFAULT_MARGIN: Final = 0.02  # the candidate's capped RMSE must be at least 2% lower
-GATE_SEED: Final = 2024  # the same cuts for every comparison, so numbers are comparable over time
 
 
 class GateResult(BaseModel):
@@ -35,20 +30,6 @@ class GateResult(BaseModel):
     champion: dict[str, float] | None
     margin: float
     decided_at: datetime
-
-
-def holdout_metrics(
-    predict: Callable[[np.ndarray], np.ndarray],
-    units: Mapping[int, np.ndarray],
-    profile: EquipmentProfile,
-    conditions: OperatingConditions | None,
-    rul_cap: float = 125.0,
-    per_unit: int = 5,
-) -> dict[str, float]:
-    """Metrics of one model on held-out machines' runs truncated at the gate's fixed random points."""
-    cut, truth = truncate_runs(units, per_unit, GATE_SEED)
-    ids, X = last_features(cut, profile, conditions)
-    return score(np.array([truth[i] for i in ids]), predict(X), rul_cap, len(cut))
 
 
 def decide(

@@ -21,8 +21,8 @@ from apps.common.names import TOPIC_MODEL_UPDATES
 from apps.common.profiles import EquipmentProfile
 from apps.common.publisher import Publisher
 from apps.common.registry import DaprModelRegistry, ModelUpdate, RegisteredModel
-from apps.training.promotion import DEFAULT_MARGIN, GateResult, decide, holdout_metrics
-from apps.training.trainer import onnx_predict, run_training
+from apps.training.promotion import DEFAULT_MARGIN, GateResult, decide
+from apps.training.quality import evaluate_onnx, run_training
 
 log = logging.getLogger("training")
 
@@ -81,18 +81,21 @@ class TrainingService:
         return await self.registry.champion_version(self.profile.model_name) is not None
 
     async def _gate(
-        self, version: int, candidate_onnx: bytes, held: dict[int, np.ndarray], force: bool
+        self, card: ModelCard, candidate_onnx: bytes, held: dict[int, np.ndarray], force: bool
     ) -> GateResult:
         """Candidate and champion scored on the same held-out machines; the decision is kept."""
         name = self.profile.model_name
 
-        def metrics(onnx_bytes: bytes) -> dict[str, float]:
-            return holdout_metrics(lambda X: onnx_predict(onnx_bytes, X), held, self.profile, None)
+        version = card.version
 
-        candidate = await asyncio.to_thread(metrics, candidate_onnx)
+        def metrics(version_card: ModelCard, onnx_bytes: bytes) -> dict[str, float]:
+            # each version fed the features of its own card's spec (window, operating conditions)
+            return evaluate_onnx(onnx_bytes, version_card, held, self.profile)
+
+        candidate = await asyncio.to_thread(metrics, card, candidate_onnx)
         champion_version = await self.registry.champion_version(name)
         champion = None if champion_version is None else await self.registry.get(name, champion_version)
-        champion_metrics = None if champion is None else await asyncio.to_thread(metrics, champion.onnx)
+        champion_metrics = None if champion is None else await asyncio.to_thread(metrics, champion.card, champion.onnx)
         gate = decide(
             version,
             candidate,
@@ -126,8 +129,7 @@ class TrainingService:
                     run_training,
                     profile=self.profile,
                     train_units=fit_units,
-                    test_units=cmapss.load_test(),
-                    true_rul=cmapss.load_rul(),
+                    held_out=held,
                     version=version,
                     name=name,
                     params=self.params,
@@ -135,7 +137,7 @@ class TrainingService:
                 )
                 await self.registry.register(outcome.card, outcome.onnx_bytes)
                 report("promotion gate: candidate vs champion on held-out machines", 0.97)
-                job.gate = await self._gate(version, outcome.onnx_bytes, held, force)
+                job.gate = await self._gate(outcome.card, outcome.onnx_bytes, held, force)
                 job.promoted = job.gate.promoted
                 if job.promoted:
                     await self.registry.promote(name, version)

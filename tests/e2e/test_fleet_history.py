@@ -18,8 +18,9 @@ from dapr.aio.clients import DaprClient
 from apps.common import cmapss
 from apps.common.archivestore import ArchiveRead, DaprArchive
 from apps.common.profiles import TURBOFAN
-from apps.training.history import fleet_lives, run_to_failure_set
-from apps.training.trainer import build_training_set
+from apps.training.history import fleet_lives
+from apps.training.quality import build_padded_set, fit_spec
+from apps.training.runs import labelled_runs
 from localdapr.testing import wait_until
 from tests.e2e.platform import Platform, running_platform, write_components
 
@@ -114,8 +115,11 @@ def test_fd002_history_survives_an_archiver_crash_and_becomes_a_training_set(
         block = found.histories[f"{PREFIX}{u:03d}"]
         np.testing.assert_array_equal(block.seq, data[u][:, 1])  # nothing lost, nothing twice
         np.testing.assert_array_equal(block.values["sensor_7"], cmapss.column(data[u], "sensor_7"))
-    training_set, used = run_to_failure_set(fleet_lives(found.histories, found.events), TURBOFAN)
-    expected = build_training_set({u: data[u] for u in UNITS}, TURBOFAN)
-    assert len(used) == len(UNITS)
-    np.testing.assert_array_equal(training_set.X, expected.X)
+    runs = labelled_runs(fleet_lives(found.histories, found.events), TURBOFAN)
+    got = {int(runs.keys[i].split("#")[0][-3:]): t for i, t in {**runs.fit, **runs.held_out}.items()}
+    assert sorted(got) == sorted(UNITS)
+    units = {u: data[u] for u in UNITS}
+    expected = build_padded_set(units, TURBOFAN, fit_spec(units, TURBOFAN), 125.0)
+    training_set = build_padded_set(got, TURBOFAN, fit_spec(got, TURBOFAN), 125.0)
+    np.testing.assert_array_equal(training_set.X, expected.X)  # the shared pipeline's rows
     np.testing.assert_array_equal(training_set.y, expected.y)

@@ -33,8 +33,9 @@ from apps.common.names import (
     TRAINING_APP_ID,
 )
 from apps.common.profiles import TURBOFAN
-from apps.training.history import fleet_lives, run_to_failure_set
-from apps.training.trainer import build_training_set
+from apps.training.history import fleet_lives
+from apps.training.quality import build_padded_set, fit_spec
+from apps.training.runs import labelled_runs
 from localdapr.sidecar import SidecarOptions
 from localdapr.testing import AppProcess, SidecarThread, free_port, wait_until
 from tests.integration.localdapr.components import component, write
@@ -279,10 +280,13 @@ def test_vigil_import_then_read_back_is_the_fd001_history(tmp_path: Path) -> Non
     assert {(e.kind, e.seq) for e in found.events if e.equipment_id == "fd001-001"} == {
         ("failure", int(units[1][-1, 1]))
     }
-    training_set, used = run_to_failure_set(fleet_lives(found.histories, found.events), TURBOFAN)
-    expected = build_training_set(units, TURBOFAN)
-    assert len(used) == 100
-    np.testing.assert_array_equal(training_set.X, expected.X)
+    runs = labelled_runs(fleet_lives(found.histories, found.events), TURBOFAN)
+    got = {int(runs.keys[i][6:9]): t for i, t in {**runs.fit, **runs.held_out}.items()}  # fd001-007#0 -> 7
+    assert sorted(got) == sorted(units)
+    spec = fit_spec(units, TURBOFAN)
+    expected = build_padded_set(units, TURBOFAN, spec, 125.0)
+    training_set = build_padded_set(got, TURBOFAN, fit_spec(got, TURBOFAN), 125.0)
+    np.testing.assert_array_equal(training_set.X, expected.X)  # the shared pipeline's rows
     np.testing.assert_array_equal(training_set.y, expected.y)
 
 

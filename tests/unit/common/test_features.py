@@ -10,15 +10,19 @@ import pytest
 
 from apps.common import cmapss
 from apps.common.features import (
+    FeatureSpec,
     OperatingConditions,
     RollingWindow,
     feature_names,
     n_features,
     offline_features,
     online_features,
+    pad_start,
+    reading_columns,
+    reading_features,
 )
 from apps.common.profiles import TURBOFAN
-from apps.training.quality import fit_conditions, settings_matrix
+from apps.training.quality import fit_conditions, reading_rows, settings_matrix, unit_features
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +47,8 @@ def test_online_equals_offline_on_real_units(train_units: dict[int, np.ndarray],
 
 def test_features_match_a_hand_computation(train_units: dict[int, np.ndarray]) -> None:
     sensors = cmapss.sensor_matrix(train_units[5], TURBOFAN)
-    window = sensors[10:40]
+    w = TURBOFAN.window
+    window = sensors[10 : 10 + w]
     names = feature_names(TURBOFAN)
     got = dict(zip(names, online_features(window, 40.0, TURBOFAN), strict=True))
     col = window[:, TURBOFAN.informative_sensors.index("sensor_11")]
@@ -52,7 +57,7 @@ def test_features_match_a_hand_computation(train_units: dict[int, np.ndarray]) -
     assert got["sensor_11__std"] == pytest.approx(col.std(ddof=0), abs=1e-12)
     assert got["sensor_11__min"] == col.min()
     assert got["sensor_11__max"] == col.max()
-    assert got["sensor_11__slope"] == pytest.approx(np.polyfit(np.arange(30), col, 1)[0], abs=1e-9)
+    assert got["sensor_11__slope"] == pytest.approx(np.polyfit(np.arange(w), col, 1)[0], abs=1e-9)
     assert got["age_cycles"] == 40.0
 
 
@@ -87,8 +92,8 @@ def test_short_trajectory_yields_no_rows() -> None:
 def test_wrong_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="informative_sensors"):
         offline_features(np.ones((40, 24)), TURBOFAN)
-    with pytest.raises(ValueError, match="exactly 30"):
-        online_features(np.ones((29, 14)), 29, TURBOFAN)
+    with pytest.raises(ValueError, match=f"exactly {TURBOFAN.window}"):
+        online_features(np.ones((TURBOFAN.window - 1, 14)), 29, TURBOFAN)
 
 
 def test_rolling_window_keeps_last_rows_oldest_first() -> None:
@@ -182,3 +187,26 @@ def test_normalisation_needs_settings() -> None:
     units, conditions = _conditions_fixture("FD001")
     with pytest.raises(ValueError, match="operating settings"):
         offline_features(cmapss.sensor_matrix(units[1], TURBOFAN), TURBOFAN, conditions=conditions)
+
+
+def test_a_card_spec_refuses_another_window() -> None:
+    spec = FeatureSpec(window=TURBOFAN.window + 1)
+    with pytest.raises(ValueError, match="window"):
+        reading_features(np.ones((5, len(reading_columns(TURBOFAN)))), TURBOFAN, spec)
+    assert FeatureSpec.model_validate_json(spec.model_dump_json()) == spec
+
+
+@pytest.mark.parametrize("unit", [1, 100])
+def test_backlog_windows_equal_the_training_rows_with_conditions(unit: int) -> None:
+    """The actor's path (a batch of owed positions with `window - 1` rows of context, a young machine's
+    context padded) equals training's padded rows bit for bit."""
+    units, conditions = _conditions_fixture("FD002")
+    spec = FeatureSpec(window=TURBOFAN.window, conditions=conditions)
+    traj = units[unit]
+    offline = unit_features(traj, TURBOFAN, spec)
+    rows, w = reading_rows(traj, TURBOFAN), TURBOFAN.window
+    for first, n in ((0, 3), (w - 2, 5), (traj.shape[0] - 7, 7)):
+        context = pad_start(rows[: first + n], w - 1 + first + n)[first:]
+        ages = traj[:, 1][first] - (w - 1) + np.arange(len(context), dtype=np.float64)
+        online = reading_features(context, TURBOFAN, spec, ages, pad=False)
+        assert np.array_equal(online, offline[first : first + n]), first

@@ -119,8 +119,8 @@ def test_one_call_covering_a_whole_episode_reports_each_reading_that_decided_it(
     state = EquipmentState.new("engine-7", TURBOFAN)
     batch = readings(engine)[:60]
     state.apply_readings(batch, now=5000.0)
-    owed = [v.window_end_seq for v in state.owed_features(100)]  # seqs 30..60
-    ruls = {s: (45.0 if s < 40 else 10.0 if s < 50 else 90.0) for s in owed}
+    owed = [v.window_end_seq for v in state.owed_features(100)]  # seqs 1..60: every reading owes one
+    ruls = {s: (90.0 if s < 30 else 45.0 if s < 40 else 10.0 if s < 50 else 90.0) for s in owed}
     transitions = state.record_predictions([(s, ruls[s]) for s in owed], 1, now=5000.0)
     alerts = [state.build_alert(t) for t in transitions]
     assert [(a.event, a.revision, a.reading.seq if a.reading else None) for a in alerts] == [
@@ -143,7 +143,7 @@ def test_times_survive_a_round_trip_and_old_state_reads_with_receipt_times(engin
     data = json.loads(json.dumps(encode_state(state)))
     back = decode_state("engine-7", data)
     assert back.backlog is not None and back.backlog.times == [
-        (T0 + timedelta(minutes=s)).timestamp() for s in range(30, 41)
+        (T0 + timedelta(minutes=s)).timestamp() for s in range(1, 41)
     ]
     del data["window"]["times"], data["backlog"]["times"]  # as written before times were kept
     old = decode_state("engine-7", data)

@@ -12,13 +12,14 @@ import pytest
 
 from apps.common import cmapss
 from apps.common.contracts import FeatureVector, Reading
-from apps.common.features import offline_features
+from apps.common.features import FeatureSpec, RollingWindow
 from apps.common.profiles import TURBOFAN, AlertThresholds
 from apps.equipment.alarms import AlertHysteresis, AlertTransition, TimedAlarm
 from apps.equipment.backlog import MAX_OWED
 from apps.equipment.codec import decode_state, encode_state
 from apps.equipment.domain import EquipmentState, top_deviating_sensors
 from apps.equipment.sequence import APPLIED_HORIZON, SequenceTracker
+from apps.training.quality import fit_spec, unit_features
 
 T = AlertThresholds(warning_rul=50, critical_rul=20, consecutive=3, clear_margin=10)
 
@@ -180,7 +181,7 @@ def make_reading(seq: int, values: dict[str, float] | None = None, eq: str = "en
         equipment_id=eq,
         timestamp=datetime(2024, 1, 1, tzinfo=UTC),
         seq=seq,
-        values=values or dict.fromkeys(TURBOFAN.informative_sensors, 1.0),
+        values=values or dict.fromkeys(TURBOFAN.required_channels, 1.0),
     )
 
 
@@ -194,17 +195,25 @@ def engine_readings(traj: np.ndarray) -> list[Reading]:
 
 
 def predict_owed(
-    state: EquipmentState, now: float, limit: int = 5000, rul: float | None = None
+    state: EquipmentState,
+    now: float,
+    limit: int = 5000,
+    rul: float | None = None,
+    spec: FeatureSpec | None = None,
 ) -> list[FeatureVector]:
     """What the actor does when inference answers: a made-up RUL per owed window (`rul`, or one that
     falls with the machine's age and crosses both thresholds near the end of engine 7's 259 cycles)."""
-    vectors = state.owed_features(limit)
+    vectors = state.owed_features(limit, spec)
     ruls = [rul if rul is not None else 260.0 - v.age_cycles for v in vectors]
     state.record_predictions([(v.window_end_seq, r) for v, r in zip(vectors, ruls, strict=True)], 1, now)
     return vectors
 
 
 def test_state_replay_with_retries_matches_offline_features(engine: np.ndarray) -> None:
+    """Batches with retried tails and a state round trip between them: the actor's features at every
+    reading (the first ones padded), normalised per operating condition, equal training's bit for bit."""
+    train = cmapss.load_train()
+    spec = fit_spec({u: train[u] for u in range(1, 21)}, TURBOFAN)
     readings = engine_readings(engine)
     state = EquipmentState.new("engine-7", TURBOFAN)
     vectors = []
@@ -212,13 +221,13 @@ def test_state_replay_with_retries_matches_offline_features(engine: np.ndarray) 
     for start in range(0, len(readings), 13):
         batch = readings[start : start + 13] + readings[max(0, start - 2) : start]  # retried tail
         result, _ = state.apply_readings(batch, now=1000.0 + start)
-        vectors += predict_owed(state, now=1000.0 + start)
+        vectors += predict_owed(state, now=1000.0 + start, spec=spec)
         total_dup += result.duplicates
         state = decode_state("engine-7", json.loads(json.dumps(encode_state(state))))
-    expected = offline_features(cmapss.sensor_matrix(engine, TURBOFAN), TURBOFAN)
-    assert len(vectors) == expected.shape[0]
-    np.testing.assert_allclose(np.array([v.values for v in vectors]), expected, rtol=0, atol=1e-9)
-    assert [v.window_end_seq for v in vectors] == [int(c) for c in engine[TURBOFAN.window - 1 :, 1]]
+    expected = unit_features(engine, TURBOFAN, spec)
+    assert len(vectors) == expected.shape[0] == len(readings)
+    assert np.array_equal(np.array([v.values for v in vectors]), expected)
+    assert [v.window_end_seq for v in vectors] == [int(c) for c in engine[:, 1]]
     assert state.readings_applied == len(readings)
     assert state.duplicates == total_dup > 0
     assert state.tracker.last_seq == len(readings)
@@ -307,7 +316,7 @@ def test_owed_predictions_are_bounded_and_the_loss_is_counted() -> None:
     state.apply_readings([make_reading(i) for i in range(n)], now=1.0)
     snap = state.snapshot(now=1.0)
     assert snap.predictions_owed == MAX_OWED
-    assert snap.predictions_skipped == n - (TURBOFAN.window - 1) - MAX_OWED
+    assert snap.predictions_skipped == n - MAX_OWED  # every reading owes one, the first ones padded
     assert state.owed_features(1)[0].window_end_seq == n - MAX_OWED
 
 
@@ -359,9 +368,9 @@ def test_a_late_reading_among_owed_predictions_is_owed_in_order(engine: np.ndarr
     result, _ = state.apply_readings(readings[40:45], now=2.0)
     assert result.accepted == 5 and result.too_late == []
     vectors = state.owed_features(5000)
-    assert [v.window_end_seq for v in vectors] == list(range(30, 61))
-    expected = offline_features(cmapss.sensor_matrix(engine, TURBOFAN)[:60], TURBOFAN)
-    np.testing.assert_allclose(np.array([v.values for v in vectors]), expected, rtol=0, atol=1e-9)
+    assert [v.window_end_seq for v in vectors] == list(range(1, 61))
+    expected = unit_features(engine[:60], TURBOFAN, FeatureSpec(window=TURBOFAN.window))
+    assert np.array_equal(np.array([v.values for v in vectors]), expected)
 
 
 def test_alerts_are_remembered_for_reannouncement(engine: np.ndarray) -> None:
@@ -390,21 +399,21 @@ def test_state_resending_a_whole_batch_changes_nothing(engine: np.ndarray) -> No
 def test_state_status_alerts_and_snapshot(engine: np.ndarray) -> None:
     state = EquipmentState.new("engine-7", TURBOFAN)
     assert state.snapshot(now=0.0).status == "warming_up"
-    state.apply_readings(engine_readings(engine)[:40], now=100.0)
-    assert state.status() == "warming_up"  # full window but no prediction yet
-    assert state.owed_features(3)[0].window_end_seq == 30
-    transitions = state.record_predictions([(30, 45.0), (31, 44.0), (32, 43.0)], model_version=3, now=101.0)
+    state.apply_readings(engine_readings(engine)[:70], now=100.0)
+    assert state.status() == "warming_up"  # readings but no prediction yet
+    assert state.owed_features(3)[0].window_end_seq == 1
+    transitions = state.record_predictions([(1, 45.0), (2, 44.0), (3, 43.0)], model_version=3, now=101.0)
     assert [(t.event, t.severity) for t in transitions] == [("open", "warning")]
     alert = state.build_alert(transitions[0])
     assert alert.id == "engine-7:rul_low:1" and alert.state == "open"
     assert len(alert.top_sensors) == 3 and alert.model_version == 3
     snap = state.snapshot(now=101.0)
-    assert (snap.status, snap.predicted_rul, snap.last_seq) == ("warning", 43.0, 40)
+    assert (snap.status, snap.predicted_rul, snap.last_seq) == ("warning", 43.0, 70)
     assert snap.open_alert_severity == "warning"
     assert snap.last_reading_at == datetime.fromtimestamp(100.0, tz=UTC)
-    state.mark_prediction_stale(now=102.0)  # 33-40 still owed
+    state.mark_prediction_stale(now=102.0)  # 4-70 still owed
     assert state.snapshot(now=102.0).prediction_stale
-    assert state.snapshot(now=102.0).predictions_owed == 8
+    assert state.snapshot(now=102.0).predictions_owed == 67
     assert [p.predicted_rul for p in state.get_history(2)] == [44.0, 43.0]
     assert state.get_history(0) == []
 
@@ -429,7 +438,7 @@ def test_state_dict_has_no_strings_the_dapr_serializer_would_rewrite(engine: np.
 
     state = EquipmentState.new("2024-01-01", TURBOFAN)  # an id that looks like a date
     state.apply_readings([make_reading(i, eq="2024-01-01") for i in range(35)], now=1_700_000_000.5)
-    state.record_predictions([(29, 30.0)], model_version=1, now=1_700_000_001.0)
+    state.record_predictions([(0, 30.0)], model_version=1, now=1_700_000_001.0)
     ser = DefaultJSONSerializer()
     d = encode_state(state)
     assert ser.deserialize(ser.serialize(d)) == json.loads(json.dumps(d))
@@ -441,3 +450,20 @@ def test_state_rejects_foreign_readings() -> None:
     state = EquipmentState.new("engine-7", TURBOFAN)
     with pytest.raises(ValueError, match="sent to actor"):
         state.apply_readings([make_reading(1, eq="engine-8")], now=0.0)
+
+
+def test_state_kept_before_settings_were_kept_starts_its_window_again(engine: np.ndarray) -> None:
+    """Rows of informative sensors only (the layout before per-condition features) cannot be
+    featurised: the window starts again, the counters and alerts stay."""
+    state = EquipmentState.new("engine-7", TURBOFAN)
+    state.apply_readings(engine_readings(engine)[:40], now=1.0)
+    predict_owed(state, now=1.0)
+    data = json.loads(json.dumps(encode_state(state)))
+    s = len(TURBOFAN.informative_sensors)
+    old_rows = RollingWindow(2 * TURBOFAN.window - 1, s)
+    old_rows.extend(cmapss.sensor_matrix(engine, TURBOFAN)[:40])
+    data["window"]["rows"] = old_rows.to_dict()
+    back = decode_state("engine-7", data)
+    assert len(back.recent) == 0 and back.readings_applied == 40 and back.history == state.history
+    back.apply_readings(engine_readings(engine)[40:42], now=2.0)
+    assert [v.window_end_seq for v in back.owed_features(10)] == [41, 42]

@@ -1,6 +1,6 @@
-"""The inference service without a sidecar: a tiny scikit-learn model exported to ONNX, served from an
-in-memory registry. Checks ONNX output against scikit-learn, micro-batching, hot swap, and the
-422 / 503 answers of the HTTP adapter.
+"""The inference service without a sidecar: a tiny LightGBM model exported to ONNX as training exports
+it, served from an in-memory registry. Checks ONNX output against LightGBM, micro-batching, hot swap,
+the served card (its feature spec) and the 409 / 422 / 503 answers of the HTTP adapter.
 """
 
 from __future__ import annotations
@@ -9,19 +9,20 @@ import asyncio
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sklearn.ensemble import GradientBoostingRegressor
 
 from apps.common.contracts import ModelCard, PredictRequest
+from apps.common.features import FeatureSpec
 from apps.common.registry import ModelVersion
 from apps.inference import app as inference_app
-from apps.inference.model import BadInput, ModelNotReady
+from apps.inference.model import BadInput, ModelChanged, ModelNotReady
 from apps.inference.service import InferenceService
 from apps.inference.settings import InferenceSettings
-from apps.training.trainer import export_onnx
+from apps.training.quality import export_lightgbm, float32_thresholds, lightgbm
 
 MODEL = "tiny-rul"
 FEATURES = [f"f{i}" for i in range(6)]
@@ -52,12 +53,14 @@ class InMemoryRegistry:
         return found.card if found else None
 
 
-def fit(seed: int) -> tuple[GradientBoostingRegressor, bytes]:
+def fit(seed: int) -> tuple[Any, bytes]:
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(300, len(FEATURES))).astype(np.float32)
+    X = rng.normal(size=(300, len(FEATURES))).astype(np.float32).astype(np.float64)
     y = 100 + 30 * X[:, 0] - 10 * X[:, 1] + rng.normal(scale=2, size=300)
-    model = GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=seed).fit(X, y)
-    return model, export_onnx(model, len(FEATURES))
+    model = lightgbm({"n_estimators": 30, "num_leaves": 7, "min_child_samples": 5, "random_state": seed})
+    model.fit(X, y)
+    float32_thresholds(model)
+    return model, export_lightgbm(model, len(FEATURES))
 
 
 def card(version: int, onnx: bytes) -> ModelCard:
@@ -73,11 +76,12 @@ def card(version: int, onnx: bytes) -> ModelCard:
         n_train_rows=300,
         n_train_units=1,
         onnx_sha256=hashlib.sha256(onnx).hexdigest(),
+        features=FeatureSpec(window=10 + version),
     )
 
 
 @pytest.fixture(scope="module")
-def models() -> dict[int, tuple[GradientBoostingRegressor, bytes]]:
+def models() -> dict[int, tuple[Any, bytes]]:
     return {1: fit(1), 2: fit(2)}
 
 
@@ -90,7 +94,7 @@ def request(rows: np.ndarray, names: list[str] | None = None) -> PredictRequest:
 
 
 async def serving(
-    models: dict[int, tuple[GradientBoostingRegressor, bytes]], *versions: int
+    models: dict[int, tuple[Any, bytes]], *versions: int
 ) -> tuple[InferenceService, InMemoryRegistry]:
     registry = InMemoryRegistry()
     for v in versions:
@@ -219,3 +223,36 @@ async def test_ready_with_one_model_while_another_kind_has_none_yet(models: dict
     with pytest.raises(ModelNotReady, match="'new-kind'"):
         await service.predict(PredictRequest(model_name="new-kind", feature_names=FEATURES, rows=[[0.0] * 6]))
     await service.close()
+
+
+async def test_rows_computed_for_another_version_are_refused_after_a_hot_swap(models: dict) -> None:
+    service, registry = await serving(models, 1, 2)
+    assert (
+        await service.predict(request(ROWS[:2]).model_copy(update={"model_version": 1}))
+    ).model_version == 1
+    await registry.promote(MODEL, 2)
+    assert await service.refresh(MODEL)
+    with pytest.raises(ModelChanged, match="v2 is served"):
+        await service.predict(request(ROWS[:2]).model_copy(update={"model_version": 1}))
+    assert service.card(MODEL).features == FeatureSpec(window=12)  # what the caller recomputes with
+    assert (
+        await service.predict(request(ROWS[:2]).model_copy(update={"model_version": 2}))
+    ).model_version == 2
+    await service.close()
+
+
+def test_http_serves_the_card_and_answers_409_for_another_version(http: tuple, models: dict) -> None:
+    client, registry = http
+    assert client.get(f"/v1/models/{MODEL}").status_code == 503
+    assert client.get("/v1/models/nope").status_code == 404
+    service: InferenceService = inference_app.app.state.service
+    asyncio.run(registry.register(card(1, models[1][1]), models[1][1]))
+    asyncio.run(registry.promote(MODEL, 1))
+    asyncio.run(service.refresh(MODEL))
+    served = client.get(f"/v1/models/{MODEL}")
+    assert served.status_code == 200
+    assert ModelCard.model_validate(served.json()).features == FeatureSpec(window=11)
+    body = {"model_name": MODEL, "feature_names": FEATURES, "rows": ROWS[:2].tolist(), "model_version": 3}
+    stale = client.post("/v1/predict", json=body)
+    assert stale.status_code == 409 and "v1 is served" in stale.json()["detail"]
+    assert client.post("/v1/predict", json={**body, "model_version": 1}).status_code == 200

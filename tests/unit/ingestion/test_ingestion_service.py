@@ -198,7 +198,7 @@ def test_http_lists_the_profiles_as_their_files_say(http: tuple[TestClient, Reco
     by_name = {p["name"]: p for p in answer.json()}
     assert sorted(by_name) == ["milling", "turbofan"]
     turbofan = by_name["turbofan"]
-    assert turbofan["model"] == {"name": "turbofan-rul", "kind": "rul"} and turbofan["window"] == 30
+    assert turbofan["model"] == {"name": "turbofan-rul", "kind": "rul"} and turbofan["window"] == 60
     assert turbofan["channels"]["op_setting_1"]["max"] == 45.0
     assert turbofan["alerts"] == {"warning_rul": 50, "critical_rul": 20, "consecutive": 3, "clear_margin": 10}
     assert by_name["milling"]["alerts"]["warning_probability"] == 0.5

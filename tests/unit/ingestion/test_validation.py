@@ -96,10 +96,18 @@ def test_several_problems_of_one_reading_are_all_reported() -> None:
 
 
 def test_optional_channels_may_be_omitted() -> None:
-    # Only the informative sensors feed the model; a gateway that drops constant ones is fine.
-    values = {k: v for k, v in GOOD_VALUES.items() if k not in ("sensor_1", "op_setting_3")}
+    # Only the informative sensors and the operating settings feed the model; a gateway that drops
+    # constant sensors is fine.
+    values = {k: v for k, v in GOOD_VALUES.items() if k not in ("sensor_1", "sensor_5")}
     ok, rejected = validate_batch([good(values=values)], PROFILES, NOW)
     assert len(ok) == 1 and rejected == []
+
+
+def test_operating_settings_are_required() -> None:
+    # They say which operating condition normalises the sensors: the features cannot do without them.
+    values = {k: v for k, v in GOOD_VALUES.items() if k != "op_setting_3"}
+    ok, rejected = validate_batch([good(values=values)], PROFILES, NOW)
+    assert ok == [] and "op_setting_3" in rejected[0].reason
 
 
 @pytest.mark.parametrize(

@@ -7,17 +7,20 @@ import onnxruntime as ort
 import pytest
 
 from apps.common import cmapss
+from apps.common.features import FeatureSpec
 from apps.common.profiles import TURBOFAN
 from apps.training.anomaly import SCORE_OUTPUT, export_anomaly_onnx, healthy_rows, train_anomaly_model
 from apps.training.quality import unit_features
 from apps.training.trainer import check_onnx_matches, onnx_predict
+
+RAW = FeatureSpec(window=TURBOFAN.window)  # FD001 flies one condition: raw sensors
 
 
 @pytest.fixture(scope="module")
 def features() -> dict[int, np.ndarray]:
     train = cmapss.load_train()
     return {
-        u: unit_features(train[u], TURBOFAN, None).astype(np.float32).astype(np.float64) for u in range(1, 13)
+        u: unit_features(train[u], TURBOFAN, RAW).astype(np.float32).astype(np.float64) for u in range(1, 13)
     }
 
 

@@ -12,8 +12,9 @@ from apps.common import cmapss
 from apps.common.archive import blocks_from_readings, decode_chunk, encode_chunk, merge_blocks, split_by_day
 from apps.common.contracts import EquipmentEvent
 from apps.common.profiles import TURBOFAN
-from apps.training.history import fleet_lives, run_to_failure_set, split_lives
-from apps.training.trainer import build_training_set
+from apps.training.history import fleet_lives, split_lives
+from apps.training.quality import build_padded_set, fit_spec, reading_rows
+from apps.training.runs import labelled_runs
 from tests.unit.common.test_archive import reading
 from vigil.history import cmapss_history
 
@@ -62,18 +63,27 @@ def test_fd001_imported_and_read_back_trains_on_exactly_the_fd001_training_set()
     chunks = [encode_chunk(day, "test") for b in blocks for day in split_by_day(b)]
     chunks += chunks[:30]
     merged = merge_blocks(decode_chunk(c) for c in reversed(chunks))
-    training_set, used = run_to_failure_set(fleet_lives(merged, history.events), TURBOFAN)
+    got = runs_by_unit(fleet_lives(merged, history.events))
     train = cmapss.load_train()
-    expected = build_training_set({u: train[u] for u in units}, TURBOFAN)
-    np.testing.assert_array_equal(training_set.X, expected.X)
-    np.testing.assert_array_equal(training_set.y, expected.y)
-    assert [lf.equipment_id for lf in used] == [f"fd001-{u:03d}" for u in units]
-    np.testing.assert_array_equal(training_set.units + 1, expected.units)  # one group per run
-    again, _ = run_to_failure_set(fleet_lives(merged, history.events), TURBOFAN)
-    assert again.fingerprint == training_set.fingerprint
+    expected = {u: train[u] for u in units}
+    assert sorted(got) == list(units)
+    for u in units:
+        np.testing.assert_array_equal(reading_rows(got[u], TURBOFAN), reading_rows(expected[u], TURBOFAN))
+        np.testing.assert_array_equal(got[u][:, 1], expected[u][:, 1])  # the age the actor counts
+    # so the shared pipeline's training rows are the same too
+    spec = fit_spec(expected, TURBOFAN)
+    assert fit_spec(got, TURBOFAN) == spec
+    ours, theirs = (
+        build_padded_set(got, TURBOFAN, spec, 125.0),
+        build_padded_set(expected, TURBOFAN, spec, 125.0),
+    )
+    np.testing.assert_array_equal(ours.X, theirs.X)
+    np.testing.assert_array_equal(ours.y, theirs.y)
 
 
-def test_no_run_to_failure_says_so() -> None:
-    [block] = blocks_from_readings([reading(s) for s in range(40)])
-    with pytest.raises(ValueError, match="no turbofan run to failure"):
-        run_to_failure_set(split_lives(block, []), TURBOFAN)
+def runs_by_unit(lives: list) -> dict[int, np.ndarray]:
+    """The archive's runs to failure by C-MAPSS unit number (fd001-007#0 -> 7)."""
+    runs = labelled_runs(lives, TURBOFAN)
+    return {
+        int(runs.keys[i].split("#")[0].split("-")[1]): t for i, t in {**runs.fit, **runs.held_out}.items()
+    }

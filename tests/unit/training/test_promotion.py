@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 import numpy as np
 
 from apps.common import cmapss
+from apps.common.features import FeatureSpec
 from apps.common.profiles import TURBOFAN
-from apps.training.promotion import decide, holdout_metrics
+from apps.training.promotion import decide
+from apps.training.quality import holdout_metrics
 
 CHAMPION = {"rmse_capped": 12.0, "phm08_score": 300.0}
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -37,6 +39,10 @@ def test_force_overrides_and_is_recorded() -> None:
 def test_both_models_are_scored_on_the_same_cuts() -> None:
     train = cmapss.load_train()
     held = {u: train[u] for u in (90, 91, 92)}
-    perfect_at_start = holdout_metrics(lambda X: np.full(len(X), 125.0), held, TURBOFAN, None)
-    again = holdout_metrics(lambda X: np.full(len(X), 125.0), held, TURBOFAN, None)
+    perfect_at_start = holdout_metrics(
+        lambda X: np.full(len(X), 125.0), held, TURBOFAN, FeatureSpec(window=TURBOFAN.window)
+    )
+    again = holdout_metrics(
+        lambda X: np.full(len(X), 125.0), held, TURBOFAN, FeatureSpec(window=TURBOFAN.window)
+    )
     assert perfect_at_start == again and perfect_at_start["coverage"] == 1.0

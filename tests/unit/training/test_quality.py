@@ -10,7 +10,7 @@ from apps.common.profiles import TURBOFAN
 from apps.training.quality import (
     build_padded_set,
     export_lightgbm,
-    fit_conditions,
+    fit_spec,
     float32_thresholds,
     grouped_cv,
     last_features,
@@ -30,7 +30,7 @@ def few_units() -> dict[int, np.ndarray]:
 
 
 def test_padded_set_has_a_row_per_reading_labelled_with_capped_rul(few_units: dict[int, np.ndarray]) -> None:
-    ts = build_padded_set(few_units, TURBOFAN, fit_conditions(few_units, TURBOFAN), 125.0)
+    ts = build_padded_set(few_units, TURBOFAN, fit_spec(few_units, TURBOFAN), 125.0)
     assert ts.X.shape[0] == sum(t.shape[0] for t in few_units.values())
     first = few_units[1].shape[0]
     assert ts.y[first - 1] == 0.0 and ts.y[0] == 125.0  # failure cycle, capped start
@@ -40,7 +40,7 @@ def test_padded_set_has_a_row_per_reading_labelled_with_capped_rul(few_units: di
 
 def test_every_unit_is_predicted_even_shorter_than_the_window(few_units: dict[int, np.ndarray]) -> None:
     short = {1: few_units[1][:5], 2: few_units[2][:1], 3: few_units[3]}
-    ids, X = last_features(short, TURBOFAN, fit_conditions(few_units, TURBOFAN))
+    ids, X = last_features(short, TURBOFAN, fit_spec(few_units, TURBOFAN))
     assert ids == [1, 2, 3] and np.isfinite(X).all()
 
 
@@ -61,7 +61,7 @@ def test_score_caps_the_truth_and_counts_coverage() -> None:
 
 
 def test_lightgbm_onnx_matches_within_tolerance(few_units: dict[int, np.ndarray]) -> None:
-    ts = build_padded_set(few_units, TURBOFAN, fit_conditions(few_units, TURBOFAN), 125.0)
+    ts = build_padded_set(few_units, TURBOFAN, fit_spec(few_units, TURBOFAN), 125.0)
     model = lightgbm(TINY)
     model.fit(ts.X, ts.y)
     before = model.predict(ts.X)
