@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar, get_args
 from pydantic import BaseModel, Field, ValidationError
 
 from apps.alerting.errors import MalformedEvent, describe
-from apps.common.contracts import HealthSnapshot, Status
+from apps.common.contracts import HealthSnapshot, Status, snapshot_is_newer
 
 STATUSES: Final[tuple[str, ...]] = get_args(Status)
 M = TypeVar("M", bound=BaseModel)
@@ -38,27 +38,8 @@ def parse_snapshot(data: Any) -> HealthSnapshot:
         raise MalformedEvent(f"not a HealthSnapshot: {describe(exc)}") from exc
 
 
-def is_newer(current: HealthSnapshot | None, new: HealthSnapshot) -> bool:
-    """Keep only the latest snapshot per machine, whatever order they arrive in.
-
-    The actor numbers the changes of its state (`revision`), so its own order decides, not a clock: a
-    snapshot stamped in 2030 is not newer than the next real one. A numbered snapshot beats one without
-    a number (an actor from before revisions, or a forgery); two unnumbered ones are ordered by time.
-    """
-    if current is None:
-        return True
-    if new.revision or current.revision:
-        return (new.revision, new.readings_applied, new.duplicates, new.updated_at) > (
-            current.revision,
-            current.readings_applied,
-            current.duplicates,
-            current.updated_at,
-        )
-    return (new.updated_at, new.readings_applied, new.duplicates) > (
-        current.updated_at,
-        current.readings_applied,
-        current.duplicates,
-    )
+# Keep only the latest snapshot per machine, by the actor's own order (see snapshot_is_newer).
+is_newer = snapshot_is_newer
 
 
 def clamp_future(item: M, now: datetime, max_skew: timedelta) -> tuple[M, list[str]]:

@@ -213,6 +213,28 @@ class HealthSnapshot(_Contract):
         return _check_time(v, "time")
 
 
+def snapshot_is_newer(current: HealthSnapshot | None, new: HealthSnapshot) -> bool:
+    """Whether `new` is a later state of its machine than `current` (None: nothing kept yet), whatever
+    order snapshots arrive in. The actor numbers the changes of its state (`revision`), so its own order
+    decides, not a clock: a snapshot stamped in 2030 is not newer than the next real one. A numbered
+    snapshot beats one without a number (an actor from before revisions, or a forgery); two unnumbered
+    ones are ordered by time."""
+    if current is None:
+        return True
+    if new.revision or current.revision:
+        return (new.revision, new.readings_applied, new.duplicates, new.updated_at) > (
+            current.revision,
+            current.readings_applied,
+            current.duplicates,
+            current.updated_at,
+        )
+    return (new.updated_at, new.readings_applied, new.duplicates) > (
+        current.updated_at,
+        current.readings_applied,
+        current.duplicates,
+    )
+
+
 class SensorDeviation(_Contract):
     """How far a sensor's current mean sits from the machine's own baseline, in baseline stds."""
 

@@ -23,6 +23,7 @@ from apps.common.contracts import (
     Severity,
     Status,
 )
+from apps.common.contracts import snapshot_is_newer as is_newer  # alerting's rule: the actor's order
 from apps.common.profiles import PROFILES, AlertThresholds, EquipmentProfile, ProbabilityThresholds
 from apps.common.registry import DriftReport
 
@@ -250,17 +251,6 @@ def sensor_chart(sensors: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- fleet
-def is_newer(current: HealthSnapshot | None, new: HealthSnapshot) -> bool:
-    """Snapshots arrive unordered: keep the latest per machine (alerting's rule)."""
-    if current is None:
-        return True
-    return (new.updated_at, new.readings_applied, new.duplicates) > (
-        current.updated_at,
-        current.readings_applied,
-        current.duplicates,
-    )
-
-
 def fleet_row(snapshot: HealthSnapshot, open_alerts: int) -> dict[str, Any]:
     return {
         "equipment_id": snapshot.equipment_id,

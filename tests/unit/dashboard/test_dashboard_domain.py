@@ -200,3 +200,12 @@ def test_model_rows_flag_champion_and_serving_newest_first() -> None:
     rows = model_rows(models, {"turbofan-rul": 1})
     assert [(r["version"], r["champion"], r["serving"]) for r in rows] == [(2, False, False), (1, True, True)]
     assert rows[1]["metric_rmse"] == 14.0 and rows[1]["key"] == "turbofan-rul/v1"
+
+
+def test_a_live_snapshot_stamped_2030_does_not_pin_the_row() -> None:
+    """The fleet page orders snapshots as alerting does, by the actor's revision, not by their clock."""
+    fleet = Fleet.of([snapshot("e1", status="ok", rul=300.0, updated=10**9)], [])  # ~2055, no revision
+    assert fleet.apply_health(snapshot("e1", status="critical", rul=9.0, updated=0, revision=4)) is not None
+    assert fleet.snapshots["e1"].status == "critical"
+    stale = snapshot("e1", status="ok", rul=300.0, updated=10**9, revision=3)
+    assert fleet.apply_health(stale) is None, "an older revision, however late its time"
