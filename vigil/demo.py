@@ -89,7 +89,9 @@ async def ensure_model(urls: dict[str, str], stop: asyncio.Event, training_token
             say(f"inference serves {ready.json().get('models')}")
             return
         say("no model in the registry yet: training one on FD001 (takes a minute or so)")
-        job = (await client.post(f"{urls[TRAINING_APP_ID]}/v1/train", timeout=30)).json()
+        # from the shipped file: a fresh platform's archive has no run to failure to learn from yet
+        train = {"source": "dataset", "dataset": "FD001", "note": "vigil demo: a first model"}
+        job = (await client.post(f"{urls[TRAINING_APP_ID]}/v1/train", json=train, timeout=30)).json()
         deadline = time.monotonic() + MODEL_TIMEOUT
         last_said = float("-inf")
         while not stop.is_set():
@@ -98,8 +100,8 @@ async def ensure_model(urls: dict[str, str], stop: asyncio.Event, training_token
             state = await _get(client, f"{urls[TRAINING_APP_ID]}/v1/jobs/{job['id']}")
             if state is not None and state.status_code == 200:
                 job = state.json()
-                if job["status"] == "failed":
-                    raise DemoError(f"training failed: {job.get('error')}")
+                if job["status"] in ("failed", "no_new_data"):
+                    raise DemoError(f"training failed: {job.get('error') or job.get('message')}")
                 if time.monotonic() - last_said >= 5.0:  # one line every few seconds between app logs
                     last_said = time.monotonic()
                     say(f"training: {job['stage'] or job['status']} ({job['progress']:.0%})")

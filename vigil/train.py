@@ -16,6 +16,7 @@ from pathlib import Path
 
 from apps.common.names import TRAINING_APP_ID
 from apps.common.profiles import UnknownProfile, get_profile
+from apps.training.jobs import DATASETS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,9 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="components folder (default: components/embedded; components/ = Redis profile)",
     )
     parser.add_argument("--profile", default="turbofan", help="equipment profile to train for")
-    parser.add_argument("--n-estimators", type=int, default=200, help="boosting rounds")
+    parser.add_argument("--n-estimators", type=int, default=500, help="LightGBM boosting rounds")
     parser.add_argument(
-        "--force", action="store_true", help="promote even if the gate finds the champion better"
+        "--source",
+        choices=("dataset", "archive"),
+        default="dataset",
+        help="dataset: a C-MAPSS training file (default); archive: the fleet's runs to failure",
+    )
+    parser.add_argument("--dataset", choices=DATASETS, default="FD001", help="with --source dataset (FD001)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even if the gate finds the champion better (and train without new labelled runs)",
     )
 
 
@@ -55,8 +65,10 @@ class ProgressBar:
 async def _train(args: argparse.Namespace) -> int:
     from dapr.aio.clients import DaprClient
 
+    from apps.common.archivestore import DaprArchive
     from apps.common.publisher import DaprPublisher
     from apps.common.registry import DaprModelRegistry
+    from apps.training.jobs import TrainingJob, TrainRequest
     from apps.training.service import TrainingService
     from localdapr.errors import ComponentError
     from localdapr.sidecar import SidecarOptions
@@ -86,11 +98,20 @@ async def _train(args: argparse.Namespace) -> int:
     try:
         async with DaprClient() as client:
             service = TrainingService(
-                DaprModelRegistry(client), DaprPublisher(client), profile, {"n_estimators": args.n_estimators}
+                DaprModelRegistry(client),
+                DaprPublisher(client),
+                profile,
+                {"n_estimators": args.n_estimators},
+                archive=DaprArchive(client),
             )
-            job = await service.run(progress=ProgressBar(), force=args.force)
+            fields = {"dataset": args.dataset} if args.source == "dataset" else {}
+            request = TrainRequest(profile=profile.name, source=args.source, force=args.force, **fields)
+            job = await service.run(TrainingJob(trigger="cli", request=request), progress=ProgressBar())
     finally:
         sidecar.stop()
+    if job.status == "no_new_data":
+        sys.stdout.write(f"nothing trained: {job.message}\n")
+        return 0
     if job.status != "succeeded" or job.card is None:
         sys.stderr.write(f"training failed: {job.error}\n")
         return 1

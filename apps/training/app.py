@@ -8,45 +8,73 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, ConfigDict
 
 from apps.common.apptoken import AppTokenGuard
+from apps.common.archivestore import DaprArchive
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
+from apps.common.names import RETRAIN_SCHEDULE_BINDING
 from apps.common.profiles import PROFILES, get_profile
 from apps.common.publisher import DaprPublisher
-from apps.common.registry import DaprModelRegistry, RegisteredModel
+from apps.common.registry import DaprModelRegistry, DriftReport, RegisteredModel
 from apps.common.tracecontext import dapr_client
-from apps.training.service import TrainingJob, TrainingService
+from apps.training.champions import (
+    ChampionChange,
+    ChampionConflict,
+    ChampionRequest,
+    ModelCatalog,
+    ModelView,
+    UnknownModel,
+)
+from apps.training.jobs import TrainingJob, TrainRequest
+from apps.training.promotion import GateResult
+from apps.training.schedule import RetrainSchedule, SchedulePolicy
+from apps.training.service import NoNewData, TrainingService
 from apps.training.settings import get_settings
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 log = logging.getLogger("training")
 
 
+def start_job(app: FastAPI, job: TrainingJob) -> None:
+    """Run `job` in the background; the app keeps its task until it is done."""
+    service: TrainingService = app.state.service
+    service.jobs[job.id] = job  # visible at once, queued behind a running job
+    task = asyncio.create_task(service.run(job))
+    app.state.tasks.add(task)
+    task.add_done_callback(app.state.tasks.discard)
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
-    tasks: set[asyncio.Task[Any]] = set()
-    app.state.tasks = tasks
+    app.state.tasks = set()
     async with dapr_client() as client:
+        registry, publisher = DaprModelRegistry(client), DaprPublisher(client)
+        profile = get_profile(settings.profile)
         service = TrainingService(
-            DaprModelRegistry(client),
-            DaprPublisher(client),
-            get_profile(settings.profile),
+            registry,
+            publisher,
+            profile,
             {"n_estimators": settings.n_estimators},
+            margin=settings.promotion_margin,
+            archive=DaprArchive(client),
         )
-        app.state.service = service
+        catalog = ModelCatalog(registry, publisher, {p.model_name: p for p in PROFILES.values()})
+        policy = SchedulePolicy(
+            settings.retrain_min_new_runs, settings.drift_recent_readings, settings.drift_retrain_psi
+        )
+        app.state.service, app.state.catalog = service, catalog
+        app.state.schedule = RetrainSchedule(service, catalog, profile, policy, lambda j: start_job(app, j))
         if settings.train_if_no_champion and not await service.has_champion():
+            # a fresh platform has no history yet: the first model learns from the shipped FD001 file
             log.info("no champion model yet: training a first one")
-            task = asyncio.create_task(service.run())
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            start_job(app, TrainingJob(trigger="startup", request=TrainRequest(source="dataset")))
         yield
-        for task in tasks:
+        for task in app.state.tasks:
             task.cancel()
 
 
@@ -60,47 +88,43 @@ def get_service(request: Request) -> TrainingService:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
+def get_catalog(request: Request) -> ModelCatalog:
+    return request.app.state.catalog  # type: ignore[no-any-return]
+
+
 ServiceDep = Annotated[TrainingService, Depends(get_service)]
+CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
+ModelName = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 
 def job_json(job: TrainingJob) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "status": job.status,
-        "stage": job.stage,
-        "progress": round(job.progress, 3),
-        "promoted": job.promoted,
-        "gate": None if job.gate is None else job.gate.model_dump(mode="json"),
-        "error": job.error,
-        "card": None if job.card is None else job.card.model_dump(mode="json"),
-    }
+    return job.model_dump(mode="json")
 
 
-class TrainRequest(BaseModel):
-    """No options yet: an empty object (or no body). Anything else is refused, so a request meant for
-    another API or a typo never starts a training run."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-@app.post("/v1/train", status_code=202)
-async def train(
-    request: Request, service: ServiceDep, body: Annotated[TrainRequest | None, Body()] = None
-) -> JSONResponse:
-    """Start a training job: 202 with the job, `Location: /v1/jobs/{id}`; a body other than `{}` is a 422."""
-    job = TrainingJob()
-    task = asyncio.create_task(service.run(job))
-    request.app.state.tasks.add(task)
-    task.add_done_callback(request.app.state.tasks.discard)
+@app.post("/v1/train", status_code=202, responses={422: {"description": "An unknown field or value."}})
+async def train(request: Request, body: Annotated[TrainRequest | None, Body()] = None) -> JSONResponse:
+    """Start a training job: 202 with the job, `Location: /v1/jobs/{id}`. No body or `{}`: the configured
+    profile from the archive. A job that finds no labelled run the champion has not seen stops as
+    `no_new_data` (unless `force`)."""
+    job = TrainingJob(request=body or TrainRequest())
+    start_job(request.app, job)
     return JSONResponse(job_json(job), 202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
-@app.get("/v1/jobs/{job_id}")
-async def get_job(job_id: str, service: ServiceDep) -> dict[str, Any]:
+@app.get("/v1/jobs/{job_id}", response_model=TrainingJob)
+async def get_job(job_id: str, service: ServiceDep) -> TrainingJob:
+    """A job's status (`queued`, `running`, `succeeded`, `failed`, `no_new_data`), stage and progress,
+    the runs it found, and once done its model card and the promotion gate's decision."""
     job = service.jobs.get(job_id)
     if job is None:
         raise HTTPException(404, f"no training job {job_id!r}")
-    return job_json(job)
+    return job
+
+
+@app.get("/v1/jobs", response_model=list[TrainingJob])
+async def list_jobs(service: ServiceDep) -> list[TrainingJob]:
+    """The jobs since the app started, newest first (kept in memory)."""
+    return sorted(service.jobs.values(), key=lambda j: j.created_at, reverse=True)
 
 
 @app.get("/v1/models", response_model=list[RegisteredModel])
@@ -108,6 +132,74 @@ async def models(service: ServiceDep) -> list[RegisteredModel]:
     """Every model of the registry (one per equipment profile): its versions' model cards, oldest
     first, and which version is champion (the one inference serves)."""
     return await service.models(sorted({p.model_name for p in PROFILES.values()}))
+
+
+def _refused(exc: Exception) -> HTTPException:
+    return HTTPException(404 if isinstance(exc, UnknownModel) else 409, str(exc))
+
+
+@app.get("/v1/models/{name}", response_model=ModelView, responses={404: {"description": "Unknown model."}})
+async def model(name: ModelName, catalog: CatalogDep) -> ModelView:
+    """One model: versions, champion, the gate's decisions with their numbers, every change of
+    champion, and the champion's feature drift as last measured."""
+    try:
+        return await catalog.view(name)
+    except UnknownModel as exc:
+        raise _refused(exc) from None
+
+
+@app.get("/v1/models/{name}/decisions", response_model=list[GateResult])
+async def decisions(name: ModelName, catalog: CatalogDep) -> list[GateResult]:
+    """The promotion gate's decision on each version, oldest first, with both models' numbers."""
+    try:
+        return (await catalog.view(name)).decisions
+    except UnknownModel as exc:
+        raise _refused(exc) from None
+
+
+_CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown model or version."},
+    409: {"description": "Already champion, or nothing to roll back to."},
+}
+
+
+@app.post("/v1/models/{name}/promote", response_model=ChampionChange, responses=_CHANGE_ERRORS)
+async def promote(name: ModelName, body: ChampionRequest, catalog: CatalogDep) -> ChampionChange:
+    """Make a version champion whatever the gate said (inference swaps to it on `model-updates`)."""
+    try:
+        return await catalog.promote(name, body)
+    except (UnknownModel, ChampionConflict) as exc:
+        raise _refused(exc) from None
+
+
+@app.post("/v1/models/{name}/rollback", response_model=ChampionChange, responses=_CHANGE_ERRORS)
+async def rollback(
+    name: ModelName, catalog: CatalogDep, body: Annotated[ChampionRequest | None, Body()] = None
+) -> ChampionChange:
+    """Back to the champion before the current one (or to `version`, an earlier champion)."""
+    try:
+        return await catalog.rollback(name, body or ChampionRequest())
+    except (UnknownModel, ChampionConflict) as exc:
+        raise _refused(exc) from None
+
+
+@app.post("/v1/models/{name}/drift", response_model=DriftReport, responses=_CHANGE_ERRORS)
+async def measure_drift(name: ModelName, service: ServiceDep, catalog: CatalogDep) -> DriftReport:
+    """Measure the champion's feature drift now (a schedule fire does it too) and keep it."""
+    try:
+        lives = await service.read_lives()
+        return await catalog.compute_drift(name, lives, get_settings().drift_recent_readings)
+    except (UnknownModel, ChampionConflict, NoNewData) as exc:
+        raise _refused(exc) from None
+
+
+@app.post(f"/{RETRAIN_SCHEDULE_BINDING}")
+async def retrain_schedule(request: Request) -> dict[str, Any]:
+    """A fire of the `retrain-schedule` input binding (bindings.cron): start a job if enough new
+    labelled runs arrived (or drift is high and one did), measure drift."""
+    outcome = await request.app.state.schedule.tick()
+    log.info("retrain schedule: %s", outcome)
+    return outcome  # type: ignore[no-any-return]
 
 
 @app.get("/healthz")

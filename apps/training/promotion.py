@@ -40,8 +40,12 @@ def decide(
     *,
     margin: float = DEFAULT_MARGIN,
     force: bool = False,
+    incomparable: str | None = None,
     now: datetime | None = None,
 ) -> GateResult:
+    """`incomparable`: why the champion could not be scored on the held-out machines (then only
+    `force`, or having no champion, promotes)."""
+
     def result(promoted: bool, reason: str) -> GateResult:
         return GateResult(
             candidate_version=candidate_version,
@@ -57,8 +61,12 @@ def decide(
 
     if force:
         return result(True, "forced by an operator")
-    if champion is None:
+    if champion_version is None:
         return result(True, "no champion yet")
+    if incomparable is not None or champion is None:
+        return result(
+            False, f"not comparable with champion v{champion_version}: {incomparable or 'no numbers'}"
+        )
     needed = champion["rmse_capped"] * (1.0 - margin)
     if candidate["rmse_capped"] > needed:
         return result(

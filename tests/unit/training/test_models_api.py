@@ -90,7 +90,7 @@ def test_empty_registry_lists_the_model_with_no_versions(http: tuple[TestClient,
     client, state = http
     state.data.clear()
     assert client.get("/v1/models").json() == [
-        {"name": name, "champion": None, "versions": []}
+        {"name": name, "champion": None, "versions": [], "drift": None}
         for name in sorted(p.model_name for p in PROFILES.values())
     ]
     assert state.bulk_reads == []

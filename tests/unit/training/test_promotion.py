@@ -46,3 +46,9 @@ def test_both_models_are_scored_on_the_same_cuts() -> None:
         lambda X: np.full(len(X), 125.0), held, TURBOFAN, FeatureSpec(window=TURBOFAN.window)
     )
     assert perfect_at_start == again and perfect_at_start["coverage"] == 1.0
+
+
+def test_a_champion_that_cannot_be_scored_is_kept_unless_forced() -> None:
+    gate = decide(2, CHAMPION, 1, None, incomparable="v1 is not in the registry", now=NOW)
+    assert not gate.promoted and gate.reason == "not comparable with champion v1: v1 is not in the registry"
+    assert decide(2, CHAMPION, 1, None, incomparable="gone", force=True, now=NOW).promoted

@@ -1,4 +1,5 @@
-"""`POST /v1/train` takes an empty object or no body: a junk body is a 422 and starts no job."""
+"""`POST /v1/train`: a strict body (profile, kind, source, dataset, force, note); a junk body or an
+impossible combination is a 422 naming the problem and starts no job."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apps.training import app as training_app
-from apps.training.service import TrainingJob
+from apps.training.jobs import TrainingJob
 
 
 class RecordingService:
@@ -30,7 +31,10 @@ def api() -> Iterator[tuple[TestClient, RecordingService]]:
     del training_app.app.state.service, training_app.app.state.tasks
 
 
-@pytest.mark.parametrize("body", [{"n_estimators": 5}, [1, 2], "train please", 42])
+@pytest.mark.parametrize(
+    "body",
+    [{"n_estimators": 5}, [1, 2], "train please", 42, {"source": "files"}, {"force": "yes please"}],
+)
 def test_a_junk_body_is_a_422_and_starts_no_job(
     api: tuple[TestClient, RecordingService], body: object
 ) -> None:
@@ -53,3 +57,31 @@ def test_no_body_or_an_empty_object_starts_a_job(
     client, service = api
     answer = client.post("/v1/train", json=body) if body is not None else client.post("/v1/train")
     assert answer.status_code == 202 and answer.headers["location"] == f"/v1/jobs/{answer.json()['id']}"
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"profile": "toaster"}, "unknown profile 'toaster'; known: milling, turbofan"),
+        ({"profile": "turbofan", "kind": "failure"}, "profile 'turbofan' uses a 'rul' model, not 'failure'"),
+        ({"kind": "anomaly"}, "training jobs train 'rul' models so far, not 'anomaly'"),
+        ({"profile": "milling"}, "training jobs train 'rul' models so far, not 'failure'"),
+        ({"dataset": "FD002"}, "'dataset' names a file for source 'dataset'; the archive needs none"),
+    ],
+)
+def test_an_impossible_request_is_a_422_that_says_why(
+    api: tuple[TestClient, RecordingService], body: dict[str, str], says: str
+) -> None:
+    client, service = api
+    answer = client.post("/v1/train", json=body)
+    assert answer.status_code == 422 and says in answer.text and service.started == []
+
+
+def test_a_full_request_starts_a_job_that_shows_it(api: tuple[TestClient, RecordingService]) -> None:
+    client, service = api
+    body = {"profile": "turbofan", "kind": "rul", "source": "dataset", "dataset": "FD002", "force": True}
+    answer = client.post("/v1/train", json={**body, "note": "FD002 history"})
+    assert answer.status_code == 202 and service.started == [answer.json()["id"]]
+    job = client.get(answer.headers["location"]).json()
+    assert job["status"] == "queued" and job["request"] == {**body, "note": "FD002 history"}
+    assert client.get("/v1/jobs/nope").status_code == 404

@@ -1,50 +1,22 @@
-"""The training job's promotion gate: held-out training engines decide, the decision is kept."""
+"""The training job's promotion gate: held-out training engines decide, the decision is kept, and every
+change of champion is in the champion history."""
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 import pytest
 
 from apps.common import cmapss
-from apps.common.contracts import ModelCard
 from apps.common.profiles import TURBOFAN
-from apps.common.registry import ModelVersion
-from apps.training.service import HELD_OUT_EVERY, TrainingService, split_held_out
+from apps.training.jobs import TrainingJob, TrainRequest
+from apps.training.runs import HELD_OUT_EVERY
+from apps.training.service import TrainingService, split_held_out
+from tests.unit.training.registry_fakes import MemoryRegistry, Published
 
-TINY = {"n_estimators": 5, "max_depth": 2}
-
-
-class MemoryRegistry:
-    def __init__(self) -> None:
-        self.models: dict[int, ModelVersion] = {}
-        self.champion: int | None = None
-        self.decisions: dict[int, dict[str, Any]] = {}
-
-    async def next_version(self, name: str) -> int:
-        return len(self.models) + 1
-
-    async def register(self, card: ModelCard, onnx: bytes) -> int:
-        self.models[card.version] = ModelVersion(card, onnx)
-        return card.version
-
-    async def champion_version(self, name: str) -> int | None:
-        return self.champion
-
-    async def get(self, name: str, version: int) -> ModelVersion | None:
-        return self.models.get(version)
-
-    async def promote(self, name: str, version: int) -> None:
-        self.champion = version
-
-    async def record_decision(self, name: str, version: int, decision_json: str) -> None:
-        self.decisions[version] = json.loads(decision_json)
+TINY = {"n_estimators": 5, "num_leaves": 4}
 
 
-class NoPublisher:
-    async def publish(self, topic: str, event: Any) -> None:
-        return None
+def dataset_job(force: bool = False) -> TrainingJob:
+    return TrainingJob(trigger="cli", request=TrainRequest(source="dataset", force=force))
 
 
 def test_held_out_engines_are_fixed_by_id() -> None:
@@ -57,23 +29,29 @@ def test_held_out_engines_are_fixed_by_id() -> None:
 async def test_first_promoted_then_a_worse_candidate_refused_unless_forced(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # 20 training engines (4 held out) and 10 test engines keep three jobs within a few seconds.
-    train, test = cmapss.load_train(), cmapss.load_test()
-    monkeypatch.setattr(cmapss, "load_train", lambda: {u: train[u] for u in range(1, 21)})
-    monkeypatch.setattr(cmapss, "load_test", lambda: {u: test[u] for u in range(1, 11)})
+    # 20 training engines (4 held out) keep three jobs within a few seconds.
+    train = cmapss.load_train()
+    monkeypatch.setattr(cmapss, "load_train", lambda subset="FD001": {u: train[u] for u in range(1, 21)})
     registry = MemoryRegistry()
-    good = TrainingService(registry, NoPublisher(), TURBOFAN, params=TINY)  # type: ignore[arg-type]
-    first = await good.run()
+    good = TrainingService(registry, Published(), TURBOFAN, params=TINY)  # type: ignore[arg-type]
+    first = await good.run(dataset_job())
     assert first.status == "succeeded", first.error
-    assert first.promoted and registry.champion == 1 and registry.decisions[1]["reason"] == "no champion yet"
+    assert first.promoted and registry.champion == 1 and registry.decisions_[1]["reason"] == "no champion yet"
+    assert registry.seen[1] == [f"fd001-{u:03d}#0" for u in range(1, 21)]  # the runs it saw, by name
     # One stump: clearly worse on the held-out engines, so the gate keeps the champion.
-    worse = TrainingService(registry, NoPublisher(), TURBOFAN, params={"n_estimators": 1, "max_depth": 1})  # type: ignore[arg-type]
-    second = await worse.run()
+    worse = TrainingService(registry, Published(), TURBOFAN, params={"n_estimators": 1, "num_leaves": 2})  # type: ignore[arg-type]
+    second = await worse.run(dataset_job())
     assert second.status == "succeeded" and second.promoted is False and registry.champion == 1
-    decision = registry.decisions[2]
+    decision = registry.decisions_[2]
     assert (
         decision["champion_version"] == 1
         and decision["candidate"]["rmse_capped"] > decision["champion"]["rmse_capped"]
     )
-    forced = await worse.run(force=True)
-    assert forced.promoted and registry.champion == 3 and registry.decisions[3]["forced"]
+    forced = await worse.run(dataset_job(force=True))
+    assert forced.promoted and registry.champion == 3 and registry.decisions_[3]["forced"]
+    assert [(c["version"], c["previous"], c["action"]) for c in registry.history] == [
+        (1, None, "gate"),
+        (3, 1, "gate"),
+    ]
+    assert forced.card is not None and forced.card.feature_reference  # the drift reference is in the card
+    assert len(forced.card.feature_reference) == len(forced.card.feature_names)

@@ -1,0 +1,131 @@
+"""`vigil models list|show|promote|rollback` against training's real HTTP API (the app served by uvicorn
+on a loopback port, its registry in memory): tables, clear errors and exit code 1 on refusals."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import uvicorn
+
+from apps.common.contracts import ModelCard
+from apps.common.profiles import PROFILES, TURBOFAN
+from apps.training import app as training_app
+from apps.training.champions import ModelCatalog
+from apps.training.promotion import decide
+from apps.training.service import TrainingService
+from localdapr.ports import free_port
+from localdapr.testing import wait_until
+from tests.unit.training.registry_fakes import MemoryRegistry, Published
+from vigil.cli import main
+
+NAME = TURBOFAN.model_name
+
+
+def card(version: int, rmse: float) -> ModelCard:
+    digest = hashlib.sha256(str(version).encode()).hexdigest()
+    return ModelCard(
+        name=NAME,
+        version=version,
+        created_at=datetime(2026, 1, version, tzinfo=UTC),
+        profile="turbofan",
+        feature_names=["mean_sensor_2", "slope_sensor_2"],
+        metrics={"rmse_capped": rmse, "phm08_score": 10 * rmse},
+        training_data_fingerprint=digest,
+        rul_cap=125.0,
+        n_train_units=80,
+        n_train_rows=16000,
+        onnx_sha256=digest,
+    )
+
+
+@pytest.fixture
+def training() -> Iterator[tuple[str, MemoryRegistry]]:
+    """v1 champion by the gate, v2 refused by it, v3 promoted by it."""
+    registry = MemoryRegistry()
+    at = datetime(2026, 1, 3, tzinfo=UTC).isoformat()
+    for version, rmse, champion in ((1, 14.0, None), (2, 15.0, 1), (3, 12.0, 1)):
+        registry.models[version] = type("V", (), {"card": card(version, rmse), "onnx": b""})()  # type: ignore[assignment]
+        numbers = None if champion is None else {"rmse_capped": 14.0, "phm08_score": 140.0}
+        gate = decide(version, {"rmse_capped": rmse, "phm08_score": 10 * rmse}, champion, numbers)
+        registry.decisions_[version] = gate.model_dump(mode="json")
+        if gate.promoted:
+            registry.history.append({"version": version, "previous": registry.champion, "action": "gate",
+                                     "by": "job x", "note": "", "reason": gate.reason, "at": at})  # fmt: skip
+            registry.champion = version
+    published = Published()
+    app = training_app.app
+    app.state.service = TrainingService(registry, published, TURBOFAN)  # type: ignore[arg-type]
+    app.state.catalog = ModelCatalog(registry, published, {p.model_name: p for p in PROFILES.values()})  # type: ignore[arg-type]
+    app.state.tasks = set()
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 20, what="training app listening")
+        yield f"http://127.0.0.1:{port}", registry
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_list(training: tuple[str, MemoryRegistry], capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = training
+    assert main(["models", "--url", url, "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["MODEL", "CHAMPION", "VERSIONS", "LATEST"]
+    row = next(line for line in lines if line.startswith(NAME)).split()
+    assert row[:6] == [NAME, "3", "3", "3", "12", "-"]  # champion v3: rmse_capped 12, no uncapped rmse
+
+
+def test_show(training: tuple[str, MemoryRegistry], capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = training
+    assert main(["models", "--url", url, "show", NAME]) == 0
+    out = capsys.readouterr().out
+    assert f"{NAME} (profile turbofan): champion 3" in out
+    assert "kept champion" in out and "capped RMSE 15.000 is not below 13.720" in out
+    assert "champion history:" in out and "feature drift: not measured yet" in out
+    assert main(["models", "--url", url, "show", NAME, "--version", "2"]) == 0
+    assert "turbofan-rul v2\n" in capsys.readouterr().out
+    assert main(["models", "--url", url, "show", NAME, "--version", "7"]) == 1
+    assert (
+        capsys.readouterr().err == f"vigil models: error: {NAME} has no version 7 (registered: v1, v2, v3)\n"
+    )
+    assert main(["models", "--url", url, "show", "no-such-model"]) == 1
+    assert "vigil models: error: no model 'no-such-model'; known: " in capsys.readouterr().err
+
+
+def test_promote(training: tuple[str, MemoryRegistry], capsys: pytest.CaptureFixture[str]) -> None:
+    url, registry = training
+    assert main(["models", "--url", url, "promote", NAME, "2", "--by", "ann", "--note", "field test"]) == 0
+    assert capsys.readouterr().out == f"{NAME}: champion v2 (was v3), promote by ann\n"
+    assert registry.champion == 2 and registry.history[-1]["note"] == "field test"
+    assert main(["models", "--url", url, "promote", NAME, "9"]) == 1
+    assert (
+        capsys.readouterr().err == f"vigil models: error: {NAME} has no version 9 (registered: v1, v2, v3)\n"
+    )
+    assert main(["models", "--url", url, "promote", NAME, "2"]) == 1
+    assert f"{NAME} v2 is already the champion" in capsys.readouterr().err
+
+
+def test_rollback(training: tuple[str, MemoryRegistry], capsys: pytest.CaptureFixture[str]) -> None:
+    url, registry = training
+    assert main(["models", "--url", url, "rollback", NAME, "--by", "ann"]) == 0
+    assert capsys.readouterr().out == f"{NAME}: champion v1 (was v3), rollback by ann\n"
+    assert main(["models", "--url", url, "rollback", NAME]) == 1
+    assert "no earlier champion to roll back to (v1 was the first)" in capsys.readouterr().err
+    assert main(["models", "--url", url, "rollback", NAME, "--to", "2"]) == 1
+    assert f"{NAME} v2 has never been champion: promote it instead" in capsys.readouterr().err
+    assert main(["models", "--url", url, "rollback", NAME, "--to", "3"]) == 0 and registry.champion == 3
+
+
+def test_nothing_listening_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--url", f"http://127.0.0.1:{free_port()}", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vigil models: error: cannot connect to training at") and err.count("\n") == 1
