@@ -1,5 +1,5 @@
-"""Inference throughput: ONNX Runtime (what the inference service serves) beside scikit-learn's own
-predict, on a GradientBoosting model trained on FD001 features with the training service's code.
+"""Inference throughput: ONNX Runtime (what the inference service serves) beside LightGBM's own predict,
+on a model trained on FD001 features with the training service's code (apps/training/quality.py).
 
     python -m bench.bench_inference [--n-estimators 100] [--seconds 2]
 
@@ -18,13 +18,8 @@ import numpy as np
 
 from apps.common import cmapss
 from apps.common.profiles import TURBOFAN
-from apps.training.trainer import (
-    ONNX_INPUT_NAME,
-    build_training_set,
-    check_onnx_matches,
-    export_onnx,
-    train_model,
-)
+from apps.training.quality import build_padded_set, export_lightgbm, fit_spec, float32_thresholds, lightgbm
+from apps.training.trainer import ONNX_INPUT_NAME, check_onnx_matches
 
 BATCH_SIZES = (1, 256)
 
@@ -52,10 +47,13 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    print(f"... training GradientBoosting ({args.n_estimators} trees) on FD001 features", flush=True)
-    ts = build_training_set(cmapss.load_train(), TURBOFAN)
-    model = train_model(ts.X, ts.y, {"n_estimators": args.n_estimators})
-    onnx_bytes = export_onnx(model, ts.X.shape[1])
+    print(f"... training LightGBM ({args.n_estimators} trees) on FD001 features", flush=True)
+    train = cmapss.load_train()
+    ts = build_padded_set(train, TURBOFAN, fit_spec(train, TURBOFAN), 125.0)
+    model = lightgbm({"n_estimators": args.n_estimators})
+    model.fit(ts.X, ts.y)
+    float32_thresholds(model)
+    onnx_bytes = export_lightgbm(model, ts.X.shape[1])
     diff = check_onnx_matches(model, onnx_bytes, ts.X)
     options = ort.SessionOptions()
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
@@ -75,17 +73,17 @@ def main() -> None:
             start = (i % n) * batch
             return session.run(None, {ONNX_INPUT_NAME: rows_f32[start : start + batch]})
 
-        for backend, call in (("scikit-learn", sk), ("ONNX Runtime", onnx)):
+        for backend, call in (("LightGBM", sk), ("ONNX Runtime", onnx)):
             median, calls = median_call_seconds(call, args.seconds)
             results.append((batch, backend, median, calls))
 
     print(
-        f"\ninference benchmark: GradientBoostingRegressor, {args.n_estimators} trees, "
+        f"\ninference benchmark: LightGBM, {args.n_estimators} trees, "
         f"{ts.X.shape[1]} features, ONNX max abs diff {diff:.1e}; median of >= 50 calls per row\n"
     )
-    print("| batch | backend | median ms/call | rows/s | vs scikit-learn |")
+    print("| batch | backend | median ms/call | rows/s | vs LightGBM |")
     print("|---:|---|---:|---:|---:|")
-    base = {b: m for b, name, m, _ in results if name == "scikit-learn"}
+    base = {b: m for b, name, m, _ in results if name == "LightGBM"}
     for batch, backend, median, _ in results:
         ratio = base[batch] / median
         print(f"| {batch} | {backend} | {median * 1000:.3f} | {batch / median:,.0f} | {ratio:.1f}x |")
