@@ -301,6 +301,15 @@ class Alert(_Contract):
         return v
 
 
+class FeatureReference(_Contract):
+    """One feature's training distribution, the reference its drift is measured against: the inner
+    edges of equal-population bins of the training values and the share of training rows in each."""
+
+    name: str
+    edges: list[float]
+    shares: list[float]
+
+
 class ModelCard(_Contract):
     """What the model registry stores next to each ONNX version."""
 
@@ -318,6 +327,11 @@ class ModelCard(_Contract):
     framework_versions: dict[str, str] = Field(default_factory=dict)
     onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     onnx_max_abs_diff: float | None = None
+    feature_reference: list[FeatureReference] | None = Field(
+        None,
+        description="Each feature's training distribution (apps/training/drift.py), for feature drift; "
+        "none for models trained before the card held it.",
+    )
     features: FeatureSpec | None = Field(
         None,
         description="How the features are computed (window, operating conditions); none for models "
