@@ -13,6 +13,7 @@ vigil replay [--units 1-5] [--speed 10]     stream C-MAPSS FD001 units into inge
 vigil simulate --machines N [--seed S]      a larger fleet made from the real trajectories, for load
 vigil import cmapss|csv|ai4i FILE           historical run-to-failure data into the reading archive
 vigil keys create --name N --scope read     an API key for the gateway, printed once (list, revoke)
+vigil token APP                             the app token of APP in this run of vigil up (dapr-api-token)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from vigil import keys as gateway_cli
 from vigil import models as models_cli
 from vigil import replay as tools_cli
 from vigil import reset
+from vigil import token as token_cli
 from vigil import train as training_cli
 
 
@@ -56,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
          import_cli.run_import),
         ("keys", "the gateway's API keys: create (printed once), list, revoke", gateway_cli.add_arguments,
          gateway_cli.run_keys),
+        ("token", "print the app token vigil up gave an app in this run", token_cli.add_arguments,
+         token_cli.run_token),
     ]  # fmt: skip
     for name, help_text, add_arguments, run in commands:
         command = sub.add_parser(name, help=help_text, description=help_text)

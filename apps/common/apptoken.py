@@ -6,8 +6,9 @@ deliveries, actor calls, bindings); a request without it is answered 401 before 
 local process cannot ack an alert, post a forged delivery to a subscription route or call an actor
 method by going to an app's port directly. Without APP_API_TOKEN nothing is checked, as with daprd.
 
-Open to anyone: the health checks (Kubernetes probes come without the token) and the API's own
-description (`/docs`, `/redoc`, `/openapi.json` and their assets: no data, only what the routes are).
+Open to anyone: the health checks (Kubernetes probes come without the token), Prometheus' `/metrics`
+and the API's own description (`/docs`, `/redoc`, `/openapi.json` and their assets: no data, only
+what the routes are).
 Apps that people use directly (the gateway, the dashboard's pages) guard only the Dapr routes.
 """
 

@@ -40,6 +40,7 @@ def test_health_and_the_api_description_stay_open() -> None:
     client = make("s3cret")
     assert client.get("/healthz").status_code == 200
     assert client.get("/openapi.json").status_code == 200
+    assert client.get("/metrics").status_code == 404  # let through (this app has no such route)
 
 
 def test_people_facing_apps_guard_only_what_a_sidecar_calls() -> None:
