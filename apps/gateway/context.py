@@ -20,6 +20,7 @@ from typing import Final
 from apps.common.httpguard import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER: Final = "x-request-id"
+MAX_LOGGED_PATH: Final = 256
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _TRACEPARENT = re.compile(r"^00-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-(?P<flags>[0-9a-f]{2})$")
 log = logging.getLogger("gateway.access")
@@ -96,7 +97,7 @@ class RequestContextMiddleware:
             log.info(
                 "%s %r %d %.1f ms",
                 scope["method"],
-                scope.get("path", ""),
+                str(scope.get("path", ""))[:MAX_LOGGED_PATH],  # a 10 kB id is not a 10 kB log line
                 status,
                 (time.perf_counter() - started) * 1000,
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -132,3 +133,15 @@ def test_only_ids_that_can_be_machines_are_counted() -> None:
     assert equipment_ids(hostile) == {"ok-1"}
     assert equipment_ids(b"[{") == set() and equipment_ids(b'{"readings": 5}') == set()
     assert equipment_ids(json.dumps([{"equipment_id": "bare-list"}]).encode()) == {"bare-list"}
+
+
+def test_a_10_kb_id_is_refused_and_not_logged_whole(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    access = logging.getLogger("gateway.access")
+    access.addHandler(caplog.handler)
+    try:
+        answer = env.client.get("/api/v1/machines/" + "x" * 10_000, headers={"X-API-Key": env.keys["line-1"]})
+    finally:
+        access.removeHandler(caplog.handler)
+    assert answer.status_code == 422 and env.upstream.calls == [], "refused before any service"
+    lines = {r.getMessage() for r in caplog.records if r.name == "gateway.access"}
+    assert lines and all(len(line) < 400 and " 422 " in line for line in lines)
