@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -19,8 +19,8 @@ BASE = "/v1.0/actors/{actor_type}/{actor_id}"
 
 def _body(raw: bytes) -> Any:
     try:
-        return json.loads(raw) if raw else {}
-    except ValueError as exc:
+        return orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError as exc:
         raise malformed(f"failed deserializing request body: {exc}") from exc
 
 

@@ -6,8 +6,9 @@ so daprd pointed at the same store reads them.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from localdapr.actors.errors import actor_error, instance_missing, runtime_not_found
 from localdapr.actors.routing import Router
@@ -64,7 +65,8 @@ class ActorState:
                     "error saving actor transaction state: ttlInSeconds is not supported without the "
                     '"ActorStateTTL" feature enabled',
                 )
-            value = json.dumps(req.get("value"), separators=(",", ":")).encode() if kind == "upsert" else b""
+            # orjson: the value (a whole actor's state) is re-encoded on every save, the hot path.
+            value = orjson.dumps(req.get("value")) if kind == "upsert" else b""
             item = StateItem(key=self._key(actor_type, actor_id, str(key)), value=value, metadata=metadata)
             ops.append(TransactionOp(operation=kind, item=item))
         try:

@@ -12,6 +12,9 @@ from multidict import CIMultiDict
 from localdapr.appchannel.base import DEFAULT_CONTENT_TYPE, AppResponse, MethodCall, wait_for_port
 from localdapr.errors import DaprError
 
+# Seconds an idle keep-alive connection to the app is kept: below uvicorn's default of 5.
+APP_KEEPALIVE = 3.0
+
 
 class HttpAppChannel:
     protocol: ClassVar[str] = "http"
@@ -40,7 +43,9 @@ class HttpAppChannel:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, force_close=False),
+                # An idle connection is dropped here before the app drops it (uvicorn closes them
+                # after 5 s): reusing one the app has just closed is a "connection reset" and a retry.
+                connector=aiohttp.TCPConnector(limit=256, force_close=False, keepalive_timeout=APP_KEEPALIVE),
                 auto_decompress=False,
             )
         return self._session
