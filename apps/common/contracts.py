@@ -24,9 +24,11 @@ from pydantic import (
     StrictStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from apps.common.features import FeatureSpec
+from apps.common.profiles import PROFILES
 
 MAX_BATCH_READINGS: Final = 5000
 MAX_VALUES_PER_READING: Final = 256
@@ -427,3 +429,44 @@ class IngestResult(_Contract):
     duplicates: int = Field(ge=0)
     rejected: list[ReadingRejection] = Field(default_factory=list)
     health: dict[str, HealthSnapshot] = Field(default_factory=dict)
+
+
+class TrainRequest(BaseModel):
+    """What to train, from what. Every field is optional (`{}` or no body: the configured profile from
+    the archive); an unknown field, profile or a kind the profile does not use is refused with a 422,
+    so a typo never starts a training run."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"examples": [{}, {"source": "dataset", "dataset": "FD001", "force": True}]},
+    )
+
+    profile: str | None = Field(None, max_length=64, description="Equipment profile (default: configured).")
+    kind: Literal["rul", "failure", "anomaly"] | None = Field(
+        None, description="The model kind; must be the profile's (jobs train `rul` models so far)."
+    )
+    source: Literal["archive", "dataset"] = Field(
+        "archive",
+        description="`archive`: the fleet's runs to failure (readings + failure events); `dataset`: a "
+        "C-MAPSS training file shipped in data/cmapss/.",
+    )
+    dataset: Literal["FD001", "FD002"] = Field("FD001", description="With source `dataset` only.")
+    force: bool = Field(
+        False,
+        description="Train even without new labelled runs, and promote whatever the gate finds.",
+    )
+    note: str = Field("", max_length=500, description="Why, kept with the job and its decision.")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> TrainRequest:
+        if self.profile is not None and self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(sorted(PROFILES))}")
+        own = None if self.profile is None else PROFILES[self.profile].model_kind
+        if own is not None and self.kind is not None and self.kind != own:
+            raise ValueError(f"profile {self.profile!r} uses a {own!r} model, not {self.kind!r}")
+        if (self.kind or own or "rul") != "rul":
+            raise ValueError(f"training jobs train 'rul' models so far, not {self.kind or own!r}")
+        if self.source == "archive" and "dataset" in self.model_fields_set:
+            raise ValueError("'dataset' names a file for source 'dataset'; the archive needs none")
+        return self

@@ -28,6 +28,7 @@ from apps.common.contracts import (
     Reading,
     Severity,
     Status,
+    TrainRequest,
 )
 from apps.common.names import (
     ALERTING_APP_ID,
@@ -493,15 +494,18 @@ async def serving(request: Request, _: Annotated[Principal, Depends(needs("read"
         "admin",
         "Start a training job (training)",
         body=True,
-        description="Trains, registers the version and promotes it if it beats the champion.",
+        description="Trains (from the archive's labelled runs, or a shipped dataset), registers the version "
+        "and promotes it if it beats the champion; stops as `no_new_data` when there is nothing new.",
     ),
 )
 async def train(
     request: Request,
     _: Annotated[Principal, Depends(needs("admin"))],
-    body: Annotated[EmptyBody | None, Body()] = None,
+    body: Annotated[TrainRequest | None, Body()] = None,
 ) -> Response:
-    return await _pass(request, TRAINING_APP_ID, "v1/train", verb="POST")
+    # checked here as training checks it (the same contract), passed on with only the fields given
+    sent = b"" if body is None else body.model_dump_json(exclude_unset=True).encode()
+    return await _pass(request, TRAINING_APP_ID, "v1/train", verb="POST", body=sent)
 
 
 @router.get(

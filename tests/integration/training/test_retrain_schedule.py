@@ -8,6 +8,7 @@ job gated against the first. The official SDK asks training, through the sidecar
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,19 +42,28 @@ FD001 = cmapss_history(
 )
 
 
+def put(root: Path, path: str, data: bytes) -> None:
+    """Whole or not at all (written beside, then renamed): a fire never reads half a file."""
+    target = root / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = root.parent / f"{target.name}.part"
+    part.write_bytes(data)
+    os.replace(part, target)
+
+
 def archive_units(root: Path, units: range, failed: bool = True) -> None:
-    """FD001 units written into the archive folder as the archiver and `vigil import` write them."""
-    for unit in units:
-        block = FD001.blocks[unit - 1]
+    """FD001 units written into the archive folder as the archiver and `vigil import` write them: the
+    readings first, then the failure events (which make them labelled runs), so a fire that sees an
+    event sees its run whole; readings already there are left as they are."""
+    blocks = [FD001.blocks[unit - 1] for unit in units]
+    for block in blocks:
         for day in split_by_day(block):
-            target = root / chunk_path(day)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(encode_chunk(day, "test"))
-        if failed:
-            for event in (e for e in FD001.events if e.equipment_id == block.equipment_id):
-                target = root / event_path(event)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(event.model_dump_json())
+            if not (root / chunk_path(day)).exists():
+                put(root, chunk_path(day), encode_chunk(day, "test"))
+    if failed:
+        machines = {b.equipment_id for b in blocks}
+        for event in (e for e in FD001.events if e.equipment_id in machines):
+            put(root, event_path(event), event.model_dump_json().encode())
 
 
 @dataclass

@@ -329,8 +329,19 @@ def test_a_big_body_on_a_small_route_is_a_413(env: Env) -> None:
 
 
 def test_a_junk_body_does_not_start_a_training_job(env: Env) -> None:
-    answer = env.client.post("/api/v1/training-jobs", headers=env.as_("admin"), json={"n_estimators": 10**9})
-    assert answer.status_code == 422 and env.upstream.calls == []
+    for junk in ({"n_estimators": 10**9}, {"profile": "toaster"}, {"source": "archive", "dataset": "FD002"}):
+        answer = env.client.post("/api/v1/training-jobs", headers=env.as_("admin"), json=junk)
+        assert answer.status_code == 422, junk
+    assert env.upstream.calls == []
+
+
+def test_a_training_request_is_passed_on_with_the_fields_given(env: Env) -> None:
+    body = {"source": "dataset", "dataset": "FD002", "force": True}
+    assert env.client.post("/api/v1/training-jobs", headers=env.as_("admin"), json=body).status_code == 200
+    assert env.client.post("/api/v1/training-jobs", headers=env.as_("admin")).status_code == 200
+    first, bare = env.upstream.calls
+    assert (first.app_id, first.path, first.verb) == (TRAINING_APP_ID, "v1/train", "POST")
+    assert json.loads(first.body) == body and bare.body == b""
 
 
 @pytest.mark.parametrize("bad", ["..", ".", "a||b", "a%2Fb", "a%00b", "x" * 10_000])
