@@ -34,6 +34,7 @@ from apps.common.profiles import PROFILES, ProfileSpec
 from apps.common.publisher import DaprPublisher
 from apps.common.tracecontext import dapr_client
 from apps.ingestion.events import BadEvent, EventService, parse_event_request
+from apps.ingestion.linger import LingeringEquipment
 from apps.ingestion.service import IngestionService, only_retryable, parse_json, readings_json
 from apps.ingestion.settings import get_settings
 from apps.ingestion.validation import InvalidBatch
@@ -70,14 +71,21 @@ class ActorEquipmentGateway:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     gateway = ActorEquipmentGateway()
+    lingering = LingeringEquipment(gateway, settings.linger_seconds)
     async with dapr_client() as client:
         app.state.service = IngestionService(
-            gateway, DaprPublisher(client), PROFILES, settings.max_concurrent_actor_calls
+            lingering,
+            DaprPublisher(client),
+            PROFILES,
+            settings.max_concurrent_actor_calls,
+            settings.linger_seconds,
         )
         app.state.events = EventService(gateway, DaprArchive(client))
         try:
             yield
         finally:
+            await app.state.service.close()
+            await lingering.close()
             await gateway.close()
 
 
@@ -88,7 +96,8 @@ instrument(app, edge=True)  # readings and clients arrive here: traces start her
 dapr_app = DaprApp(app)
 
 
-def get_service(request: Request) -> IngestionService:
+async def get_service(request: Request) -> IngestionService:
+    # async: FastAPI runs a plain-def dependency in its thread pool, a thread hop per request.
     return request.app.state.service  # type: ignore[no-any-return]
 
 
@@ -132,7 +141,7 @@ async def post_readings(request: Request, service: ServiceDep) -> JSONResponse:
 
 async def on_sensor_readings(request: Request, event: dict = Body(...)) -> dict[str, str]:
     """Gateways that push: same validation; bad readings are dead-lettered by the service."""
-    service = get_service(request)
+    service: IngestionService = request.app.state.service
     data = event.get("data")
     try:
         result = await service.ingest(data, source="pubsub")
@@ -149,7 +158,7 @@ dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_SENSOR_READINGS, dead_letter_topic
 )
 
 
-def get_events(request: Request) -> EventService:
+async def get_events(request: Request) -> EventService:
     return request.app.state.events  # type: ignore[no-any-return]
 
 

@@ -16,6 +16,7 @@ from apps.common.metrics import record_ingest
 from apps.common.names import TOPIC_READINGS_ACCEPTED, TOPIC_READINGS_DEAD_LETTER
 from apps.common.profiles import EquipmentProfile
 from apps.common.publisher import Publisher
+from apps.ingestion.handoff import GroupedHandOff
 from apps.ingestion.validation import group_by_equipment, validate_batch
 
 log = logging.getLogger("ingestion")
@@ -39,17 +40,25 @@ class IngestionService:
         publisher: Publisher,
         profiles: Mapping[str, EquipmentProfile],
         max_concurrency: int = 32,
+        linger_seconds: float = 0.0,
     ) -> None:
         self.equipment = equipment
         self.publisher = publisher
         self.profiles = profiles
         self._limit = asyncio.Semaphore(max_concurrency)
+        self._handoff = GroupedHandOff(
+            publisher, TOPIC_READINGS_ACCEPTED, linger_seconds, ARCHIVE_MESSAGE_READINGS
+        )
+
+    async def close(self) -> None:
+        await self._handoff.close()
 
     async def ingest(self, raw: Any, source: str, now: datetime | None = None) -> IngestResult:
         """Validate and apply a decoded batch. Raises InvalidBatch when the envelope itself is unusable."""
         now = now or datetime.now(UTC)
         good, rejected = validate_batch(raw, self.profiles, now)
         items = raw.get("readings") if isinstance(raw, Mapping) else raw
+        index_of = _Positions(items)
         for rejection in rejected:
             await self.dead_letter(items[rejection.index], rejection.reason, source, rejection.index)
         groups = group_by_equipment(good)
@@ -75,7 +84,7 @@ class IngestionService:
                             f"too_far: seq {reading.seq} jumps further ahead of the machine's last applied "
                             f"seq {result.health.last_seq} than its actor allows"
                         )
-                    index = _index_of(items, reading)
+                    index = index_of(reading)
                     rejected.append(ReadingRejection(index=index, equipment_id=eid, reason=reason))
                     await self.dead_letter(reading.model_dump(mode="json"), reason, source, index)
                 continue
@@ -84,33 +93,32 @@ class IngestionService:
             # Resending is safe: the actor drops sequence numbers it has already applied.
             reason = f"{NOT_APPLIED_RETRY}: equipment actor call failed: {result}"
             for reading in readings:
-                index = _index_of(items, reading)
+                index = index_of(reading)
                 rejected.append(
                     ReadingRejection(index=index, equipment_id=eid, reason=reason, retryable=True)
                 )
-        rejected += await self._archive(taken, items)
+        rejected += await self._archive(taken, index_of)
         rejected.sort(key=lambda r: r.index)
         record_ingest(accepted, duplicates, (r.reason for r in rejected))
         return IngestResult(accepted=accepted, duplicates=duplicates, rejected=rejected, health=health)
 
-    async def _archive(self, readings: list[Reading], items: Any) -> list[ReadingRejection]:
-        """Hand the readings the actors took to the archiver (topic readings-accepted), duplicates
-        included: a reading resent because its archiving failed is a duplicate to its actor by then,
-        and the archive merges copies by (machine, seq). A hand-off that fails makes those readings
-        retryable, so that nothing applied is missing from the archive once the sender is done."""
+    async def _archive(self, readings: list[Reading], index_of: _Positions) -> list[ReadingRejection]:
+        """Hand the readings the actors took to the archiver (topic readings-accepted, in messages
+        shared with requests finishing at the same time: handoff.py), duplicates included: a reading
+        resent because its archiving failed is a duplicate to its actor by then, and the archive
+        merges copies by (machine, seq). A hand-off that fails makes those readings retryable, so
+        that nothing applied is missing from the archive once the sender is done."""
         rejections: list[ReadingRejection] = []
         for start in range(0, len(readings), ARCHIVE_MESSAGE_READINGS):
             part = readings[start : start + ARCHIVE_MESSAGE_READINGS]
             try:
-                await self.publisher.publish(
-                    TOPIC_READINGS_ACCEPTED, {"readings": _READINGS.dump_python(part, mode="json")}
-                )
+                await self._handoff.send(_READINGS.dump_python(part, mode="json"))
             except Exception as exc:
                 log.warning("archive hand-off of %d readings failed: %s", len(part), exc)
                 reason = f"{NOT_ARCHIVED_RETRY}: publishing to {TOPIC_READINGS_ACCEPTED} failed: {exc}"
                 rejections += [
                     ReadingRejection(
-                        index=_index_of(items, r), equipment_id=r.equipment_id, reason=reason, retryable=True
+                        index=index_of(r), equipment_id=r.equipment_id, reason=reason, retryable=True
                     )
                     for r in part
                 ]
@@ -142,15 +150,21 @@ def only_retryable(result: IngestResult) -> bool:
     return bool(result.rejected) and all(r.retryable for r in result.rejected) and result.accepted == 0
 
 
-def _index_of(items: Any, reading: Reading) -> int:
-    for i, item in enumerate(items or []):
-        if (
-            isinstance(item, Mapping)
-            and item.get("equipment_id") == reading.equipment_id
-            and item.get("seq") == reading.seq
-        ):
-            return i
-    return 0
+class _Positions:
+    """Where each (machine, seq) sits in the request, for naming rejected readings: built once, on
+    the first rejection (a lookup per rejected reading by scanning the request was quadratic)."""
+
+    def __init__(self, items: Any) -> None:
+        self._items = items
+        self._found: dict[tuple[Any, Any], int] | None = None
+
+    def __call__(self, reading: Reading) -> int:
+        if self._found is None:
+            self._found = {}
+            for i, item in enumerate(self._items or []):
+                if isinstance(item, Mapping):
+                    self._found.setdefault((item.get("equipment_id"), item.get("seq")), i)
+        return self._found.get((reading.equipment_id, reading.seq), 0)
 
 
 def readings_json(readings: list[Reading]) -> str:

@@ -18,6 +18,10 @@ class IngestionSettings(BaseSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
     # Actor calls in flight at once for one batch (one call per machine, concurrent across machines).
     max_concurrent_actor_calls: int = Field(32, ge=1)
+    # How long the first readings for a machine wait for more, from other requests, to go in the same
+    # actor call (readings arriving while that machine's call is in flight join the next one anyway).
+    # Each request is answered once its readings are applied; 0 turns the wait off, not the coalescing.
+    linger_seconds: float = Field(0.002, ge=0, le=1)
     # Retry-After of a 503 (no reading of the request could be applied, e.g. the equipment app restarts).
     retry_after_seconds: int = Field(1, ge=0)
 
