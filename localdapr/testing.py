@@ -8,6 +8,7 @@ DAPR_* ports can run in one test without sharing globals.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import socket
 import subprocess
@@ -22,8 +23,17 @@ import httpx
 
 from localdapr.ports import free_port
 from localdapr.threaded import SidecarThread
+from localdapr.trust import TOKENS_FILE
 
-__all__ = ["AppProcess", "ModuleAppProcess", "SidecarProcess", "SidecarThread", "free_port", "wait_until"]
+__all__ = [
+    "AppProcess",
+    "ModuleAppProcess",
+    "SidecarProcess",
+    "SidecarThread",
+    "free_port",
+    "launcher_token",
+    "wait_until",
+]
 
 
 def wait_until(
@@ -38,6 +48,16 @@ def wait_until(
             return last
         time.sleep(interval)
     raise TimeoutError(f"condition not met after {timeout:.1f}s: {what or condition!r} (last value {last!r})")
+
+
+def launcher_token(template_dir: Path, app_id: str) -> dict[str, str]:
+    """The `dapr-api-token` header for `app_id`'s sidecar in a run of `localdapr up` / `vigil up` from a
+    template in `template_dir` (the launcher makes a token per app per run); {} until it has made them."""
+    try:
+        tokens = json.loads((template_dir / ".localdapr" / "registry" / TOKENS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"dapr-api-token": tokens[app_id]["DAPR_API_TOKEN"]}
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -24,7 +24,7 @@ from dapr.actor import ActorId, ActorProxy
 from dapr.clients.exceptions import DaprInternalError
 
 from localdapr.sidecar import SidecarOptions
-from localdapr.testing import AppProcess, SidecarProcess, SidecarThread, free_port, wait_until
+from localdapr.testing import AppProcess, SidecarProcess, SidecarThread, free_port, launcher_token, wait_until
 from tests.integration.localdapr.components import state_component, unique, write
 from tests.integration.localdapr.sidecar_apps.actor_app import CounterActorInterface
 
@@ -483,10 +483,11 @@ def test_replicas_in_the_run_template_share_the_actor_ids(tmp_path: Path) -> Non
 
         wait_until(lambda: len(hosts()) == 2, 60, what="two replicas hosting CounterActor")
         api = f"http://127.0.0.1:{http_port}/v1.0"
+        token = launcher_token(tmp_path, "counter")  # the launcher gives each app's sidecar a token
         for i in range(100):
-            r = httpx.post(f"{api}/actors/{TYPE}/m-{i}/method/Add", json=1, timeout=30)
+            r = httpx.post(f"{api}/actors/{TYPE}/m-{i}/method/Add", json=1, timeout=30, headers=token)
             assert r.status_code == 200, r.text
-        counts = {a["type"]: a["count"] for a in httpx.get(f"{api}/metadata").json()["actors"]}
+        counts = {a["type"]: a["count"] for a in httpx.get(f"{api}/metadata", headers=token).json()["actors"]}
         assert 10 <= counts[TYPE] <= 90, counts  # the first replica's sidecar hosts only its share
     finally:
         proc.send_signal(signal.SIGINT)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from dapr.clients import DaprClient
 
-from localdapr.testing import SidecarProcess, free_port, wait_until
+from localdapr.testing import SidecarProcess, free_port, launcher_token, wait_until
 from tests.integration.localdapr.components import component, write
 
 pytestmark = pytest.mark.sidecar
@@ -88,7 +88,9 @@ def test_launcher_without_resources_loads_the_default(tmp_path: Path) -> None:
     )
     try:
         meta = wait_until(
-            lambda: _metadata(http_port) or proc.poll() is not None, timeout=60, what="launcher's sidecar up"
+            lambda: _metadata(http_port, launcher_token(tmp_path, "plain")) or proc.poll() is not None,
+            timeout=60,
+            what="launcher's sidecar up",
         )
         assert isinstance(meta, dict), "launcher exited early"
         assert [c["name"] for c in meta["components"]] == ["statestore"]
@@ -99,9 +101,9 @@ def test_launcher_without_resources_loads_the_default(tmp_path: Path) -> None:
     assert DEFAULT_NOTE in output and "[plain] no resources path" in output
 
 
-def _metadata(port: int) -> dict | None:
+def _metadata(port: int, headers: dict[str, str]) -> dict | None:
     try:
-        resp = httpx.get(f"http://127.0.0.1:{port}/v1.0/metadata", timeout=1)
+        resp = httpx.get(f"http://127.0.0.1:{port}/v1.0/metadata", timeout=1, headers=headers)
     except httpx.HTTPError:
         return None
     return resp.json() if resp.status_code == 200 else None

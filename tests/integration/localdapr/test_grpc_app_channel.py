@@ -31,7 +31,14 @@ from dapr.proto import appcallback_service_v1, appcallback_v1
 from google.protobuf import wrappers_pb2
 
 from localdapr.sidecar import SidecarOptions
-from localdapr.testing import ModuleAppProcess, SidecarProcess, SidecarThread, free_port, wait_until
+from localdapr.testing import (
+    ModuleAppProcess,
+    SidecarProcess,
+    SidecarThread,
+    free_port,
+    launcher_token,
+    wait_until,
+)
 from tests.integration.localdapr.components import component, unique, write
 
 pytestmark = pytest.mark.sidecar
@@ -208,7 +215,9 @@ def test_success_and_retry_answers(setup: Setup) -> None:
     assert event["extensions"]["pubsubname"] == "pubsub"
     assert event["extensions"]["topic"] == setup.prefix + "orders"
     assert event["metadata"]["pubsubname"] == "pubsub"
-    assert event["metadata"]["traceparent"] == event["extensions"]["traceparent"]
+    # The header is the delivery's span (a child of the event's), as daprd sends it: same trace id.
+    handed, published = event["metadata"]["traceparent"], event["extensions"]["traceparent"]
+    assert handed.split("-")[1] == published.split("-")[1] and handed != published
 
 
 def test_drop_answer_goes_to_the_dead_letter_topic(setup: Setup) -> None:
@@ -388,8 +397,10 @@ def test_run_template_app_protocol_grpc(tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{http_port}/v1.0/invoke/grpc-template/method/echo"
 
         def answer() -> dict[str, Any] | None:
-            try:
-                resp = httpx.post(url, content=b"{}", timeout=2)
+            try:  # with the token the launcher gave the app's sidecar
+                resp = httpx.post(
+                    url, content=b"{}", timeout=2, headers=launcher_token(tmp_path, "grpc-template")
+                )
             except httpx.HTTPError:
                 return None
             return resp.json() if resp.status_code == 200 else None
