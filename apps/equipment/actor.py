@@ -47,6 +47,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         self._state: EquipmentState | None = None
         self._last_health_at = 0.0
         self._last_status: str | None = None
+        self._saved: str | None = None  # the state as last read or written: an unchanged one is not written
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -64,6 +65,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
     async def _on_activate(self) -> None:
         found, raw = await self._state_manager.try_get_state(STATE_KEY)
         if found:
+            self._saved = raw
             self._state = decode_state(self.id.id, json.loads(raw), self._profiles())
             if self._state.retired_at is None:
                 # A process or an in-memory broker may have died with these events undelivered.
@@ -72,8 +74,12 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
     async def _save(self) -> None:
         assert self._state is not None
         # Stored as one JSON string: see actor_interface.py on the SDK serializer's date/duration guessing.
-        await self._state_manager.set_state(STATE_KEY, json.dumps(encode_state(self._state)))
+        encoded = json.dumps(encode_state(self._state))
+        if encoded == self._saved:
+            return  # nothing changed (a silence check with nothing to say, a resend): no write
+        await self._state_manager.set_state(STATE_KEY, encoded)
         await self._state_manager.save_state()
+        self._saved = encoded
 
     # ------------------------------------------------------------------ methods
     async def ingest(self, readings_json: str) -> str:
@@ -124,8 +130,12 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         transitions += self._state.check_alarms(now, self._deps.started_at)
         await self._announce(transitions, now)
         # The actor's state is the truth: publish it again, so alerting converges even when an event was
-        # lost (a dead process, an in-memory broker) and the fleet view ends at the last state.
-        await self._reannounce(now)
+        # lost (a dead process, an in-memory broker) and the fleet view ends at the last state. The health
+        # snapshot only when none went out for a health interval: a machine sending readings has just
+        # published one, and a snapshot per machine per check was most of a large fleet's traffic.
+        await self._reannounce(
+            now, health=now - self._last_health_at >= self._deps.settings.health_publish_seconds
+        )
         await self._save()
 
     async def resolve_alert(self, request_json: str) -> str:
@@ -203,11 +213,12 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         if transitions or status != self._last_status or now - self._last_health_at >= interval:
             await self._publish_health(now)
 
-    async def _reannounce(self, now: float) -> None:
+    async def _reannounce(self, now: float, health: bool = True) -> None:
         assert self._state is not None
         for alert in self._state.alerts_to_reannounce():
             await self._deps.publisher.publish(TOPIC_ALERTS, alert)
-        await self._publish_health(now)
+        if health:
+            await self._publish_health(now)
 
     async def _publish_health(self, now: float) -> None:
         assert self._state is not None
