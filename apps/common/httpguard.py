@@ -27,7 +27,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
 import numpy as np
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 log = logging.getLogger("vigil.httpguard")
 
@@ -59,6 +63,23 @@ class ErrorDetail(BaseModel):
     """What a refusal says: FastAPI's list of field errors, or one sentence naming the problem."""
 
     detail: str | list[dict[str, Any]]
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 for a body that fails its model, able to name a value JSON cannot carry (inf, from a
+    `1e400` in a body too big for RequestGuard to look for one) instead of failing to render (a 500)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(errors))}, 422)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -10,12 +10,13 @@ from typing import Annotated
 
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from apps.common.apptoken import AppTokenGuard
 from apps.common.contracts import ModelCard, PredictRequest, PredictResponse
-from apps.common.httpguard import RequestGuard, error_responses
+from apps.common.httpguard import RequestGuard, error_responses, validation_error
 from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, TOPIC_MODEL_UPDATES
 from apps.common.registry import DaprModelRegistry, ModelUpdate
@@ -44,6 +45,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPIOffline(title="Vigil inference", lifespan=lifespan)
 app.add_middleware(RequestGuard)
+# A batch of rows can be too big for RequestGuard to look for a 1e400 in it: its 422 must still render.
+app.add_exception_handler(RequestValidationError, validation_error)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 instrument(app)  # added last: outermost, every answer counted
 dapr_app = DaprApp(app)

@@ -5,13 +5,14 @@ not be rendered), and a DELETE's body went unchecked (text/plain reached the rou
 # ruff: noqa: F811 (the fuzz test's app fixtures are imported, and named as parameters to be used)
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.unit.test_api_fuzz import WithoutLifespan, alerting, archiver, training  # noqa: F401
+from tests.unit.test_api_fuzz import WithoutLifespan, alerting, archiver, inference, training  # noqa: F401
 
 JSON = {"content-type": "application/json"}
 NON_FINITE = [b"NaN", b"Infinity", b"1e400", b"-1e999"]
@@ -79,3 +80,17 @@ def test_a_deeply_nested_retire_body_is_a_400(alerting: Any) -> None:
         "DELETE", "/v1/fleet/m-1", content=deep, headers=JSON
     )
     assert answer.status_code == 400 and "nested deeper" in answer.json()["detail"]
+
+
+def test_a_1e400_in_a_predict_batch_too_big_to_scan_is_a_422(inference: Any) -> None:
+    """RequestGuard looks for 1e400 only in bodies up to 1 MiB; past that, the 422 naming it must render."""
+    from apps.common.httpguard import MAX_NUMBER_SCAN_BYTES
+    from tests.unit.inference.test_inference_service import FEATURES, MODEL
+
+    cell = "1." + "1" * 60  # long numbers make a batch of 5,000 rows larger than the scanned size
+    rows = ", ".join("[" + ", ".join([cell] * len(FEATURES)) + "]" for _ in range(5000))
+    body = f'{{"model_name": "{MODEL}", "feature_names": {json.dumps(FEATURES)}, "rows": [{rows}]}}'
+    body = body.replace(cell, "1e400", 1).encode()
+    assert len(body) > MAX_NUMBER_SCAN_BYTES
+    answer = TestClient(WithoutLifespan(inference)).post("/v1/predict", content=body, headers=JSON)
+    assert answer.status_code == 422 and "finite" in answer.text
