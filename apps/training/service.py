@@ -136,13 +136,13 @@ class TrainingService:
                 return []
         return new_runs(runs.all_keys, seen)
 
-    async def _gather(self, job: TrainingJob, profile: EquipmentProfile) -> TrainingData:
+    async def _gather(self, job: TrainingJob, profile: EquipmentProfile, report: Progress) -> TrainingData:
         request = job.request
         if request.source == "dataset":
             if profile.name != "turbofan":
                 raise ValueError(f"the C-MAPSS files are turbofan data, not {profile.name!r}")
             return await asyncio.to_thread(dataset_data, request.dataset)
-        job.report("reading the archive", 0.01)
+        report("reading the archive", 0.0)
         runs = labelled_runs(await self.read_lives(), profile)
         fresh = await self.new_runs(profile, runs)
         job.runs, job.new_runs, job.held_out_runs = len(runs.keys), len(fresh), len(runs.held_out)
@@ -239,7 +239,7 @@ class TrainingService:
             try:
                 profile = get_profile(job.request.profile) if job.request.profile else self.profile
                 job.profile, job.model_name = profile.name, profile.model_name
-                data = await self._gather(job, profile)
+                data = await self._gather(job, profile, report)
                 name = profile.model_name
                 version = await self.registry.next_version(name)
                 card, onnx = await asyncio.to_thread(self._fit, profile, data, version, report)
