@@ -45,7 +45,10 @@ _DELIVERY_PREFIX: Final = "/events/"
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 # What a number past a double's range needs: an exponent of 3 digits or 309 digits in a row. Looked for
 # in bodies up to this size only (a readings batch is parsed, and checked, by ingestion itself).
-_MAYBE_HUGE = re.compile(rb"[eE]\+?[0-9]{3}|[0-9]{309}")
+# Digits are mapped to "0" and "E" to "e" first, so a few substring searches find them (faster than a
+# regular expression).
+_DIGITS = bytes.maketrans(b"123456789E", b"000000000e")
+_HUGE_MARKS: Final = (b"e000", b"e+000", b"0" * 309)
 MAX_NUMBER_SCAN_BYTES: Final = 1024 * 1024
 # +1 for an opening bracket, -1 for a closing one, 0 for any other byte.
 _STEP = np.zeros(256, dtype=np.int8)
@@ -119,10 +122,15 @@ def _finite(text: str) -> float:
     return value
 
 
+def _maybe_huge(body: bytes) -> bool:
+    mapped = body.translate(_DIGITS)
+    return any(mark in mapped for mark in _HUGE_MARKS)
+
+
 def non_finite_number(body: bytes) -> str | None:
     """The first number of `body` that is not finite (`NaN`, `Infinity`, `1e400`), or None."""
     suspect = b"NaN" in body or b"Infinity" in body
-    if not suspect and (len(body) > MAX_NUMBER_SCAN_BYTES or not _MAYBE_HUGE.search(body)):
+    if not suspect and (len(body) > MAX_NUMBER_SCAN_BYTES or not _maybe_huge(body)):
         return None
     try:
         json.loads(body, parse_constant=_no_constant, parse_float=_finite)
