@@ -49,7 +49,7 @@ from apps.alerting.notifications import NotifyPolicy, notification_for
 from apps.alerting.ports import Machines
 from apps.alerting.store import INDEX_SHARDS, AlertingRepository, OutboxWrite, Versioned, retrying, shard_of
 from apps.common.contracts import EQUIPMENT_ID_PATTERN, Alert
-from apps.common.metrics import record_alert_change
+from apps.common.metrics import record_alert_change, record_clock_ahead
 
 log = logging.getLogger("alerting")
 
@@ -128,6 +128,7 @@ class AlertingService:
         clamped_item, fields = clamp_future(item, now, self.max_clock_skew)
         if fields:
             self.clock_skew_clamped[topic] += 1
+            record_clock_ahead(topic)
             log.warning(
                 "%s message of %s: %s more than %s ahead of alerting's clock; taken as received at %s",
                 topic,

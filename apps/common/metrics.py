@@ -76,6 +76,18 @@ def rejection_kind(reason: str) -> str:
     return "invalid"
 
 
+CLOCK_AHEAD = Counter(
+    "vigil_sender_clock_ahead",
+    "Messages whose times ran ahead of the receiver's clock by more than the allowed skew (taken as "
+    "received), by topic.",
+    ["topic"],
+)
+
+
+def record_clock_ahead(topic: str) -> None:
+    CLOCK_AHEAD.labels(topic=topic).inc()
+
+
 def record_ingest(accepted: int, duplicates: int, rejection_reasons: Iterable[str]) -> None:
     READINGS_ACCEPTED.inc(accepted)
     READINGS_DUPLICATE.inc(duplicates)

@@ -13,6 +13,7 @@ from apps.alerting.domain import Envelope, clamp_future, is_newer
 from apps.alerting.lifecycle import AlertFilter
 from apps.alerting.service import AlertingService, Outcome
 from apps.common.contracts import Reading
+from apps.common.metrics import CLOCK_AHEAD
 from apps.common.profiles import TURBOFAN
 from apps.equipment.codec import decode_state, encode_state
 from apps.equipment.domain import EquipmentState
@@ -46,12 +47,14 @@ def forged_ok() -> object:
 async def test_a_snapshot_stamped_2030_no_longer_pins_the_machine_and_a_later_real_one_wins(
     service: AlertingService,
 ) -> None:
+    before = CLOCK_AHEAD.labels(topic="equipment-health")._value.get()
     assert await service.on_health(delivered(forged_ok(), "equipment-health"), "equipment-health") == (
         Outcome.SUCCESS
     )
     (kept,) = (await service.fleet.view()).machines
     assert kept.updated_at == NOW, "the future time is taken as received"
     assert service.clock_skew_clamped["equipment-health"] == 1
+    assert CLOCK_AHEAD.labels(topic="equipment-health")._value.get() == before + 1  # on /metrics
     real = snapshot(status="critical", predicted_rul=12.0, updated=3601, revision=7)
     await service.on_health(delivered(real, "equipment-health"), "equipment-health")
     (kept,) = (await service.fleet.view()).machines
