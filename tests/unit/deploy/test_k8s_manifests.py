@@ -253,6 +253,9 @@ def test_every_app_is_deployed_with_its_sidecar(overlay: tuple[str, list[Doc]]) 
         assert annotations["dapr.io/app-protocol"] == "http"
         assert annotations["dapr.io/config"] == config
         assert annotations["dapr.io/enable-metrics"] == "true"
+        # Each app its own pair of tokens (a shared one would let any app pass for another).
+        assert annotations["dapr.io/api-token-secret"] == f"vigil-{app_id}-dapr-api-token"
+        assert annotations["dapr.io/app-token-secret"] == f"vigil-{app_id}-app-api-token"
         for resource in ("cpu", "memory"):
             for bound in ("request", "limit"):
                 assert annotations[f"dapr.io/sidecar-{resource}-{bound}"], (
@@ -261,7 +264,7 @@ def test_every_app_is_deployed_with_its_sidecar(overlay: tuple[str, list[Doc]]) 
         (container,) = pod_containers(deployment)
         assert container["image"] == f"vigil:{version}"
         assert container["command"] == ["python", "-m", f"apps.{app_id}"]
-        env = {e["name"]: e["value"] for e in container["env"]}
+        env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["APP_PORT"] == port and env["VIGIL_HOST"] == "0.0.0.0", where
         (http,) = container["ports"]
         assert http["name"] == "http" and str(http["containerPort"]) == port
