@@ -224,7 +224,7 @@ class FakeBackend:
         pass
 
 
-async def eventually(condition: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
+async def eventually(condition: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
     """Await `condition()` becoming truthy (the event loop runs meanwhile), failing after `timeout`."""
     deadline = time.monotonic() + timeout
     last: Any = None
