@@ -20,6 +20,9 @@ from dapr.clients.grpc._state import Concurrency, StateOptions
 from apps.archiver.service import Conflict, Ring, StagedMessage, Versioned
 from apps.common.names import STATE_STORE
 
+# Staged messages per bulk read (see slots).
+SLOTS_PER_READ = 5
+
 # What a failed state call raises: most RPC errors come as DaprGrpcError (an RpcError), save_state's
 # as DaprInternalError with the message only.
 StateError = (grpc.RpcError, DaprInternalError)
@@ -89,7 +92,9 @@ class DaprStagingStore:
 
     async def slots(self, shard: int, numbers: Sequence[int]) -> list[StagedMessage]:
         keys = [slot_key(shard, n) for n in numbers]
-        chunks = [keys[i : i + 100] for i in range(0, len(keys), 100)]
+        # A staged message holds up to 1,000 readings (~700 KB of JSON): a bulk read of 100 of them went
+        # over the sidecar's 4 MB gRPC message limit and the flush failed until they were read in fives.
+        chunks = [keys[i : i + SLOTS_PER_READ] for i in range(0, len(keys), SLOTS_PER_READ)]
         responses = await asyncio.gather(
             *(self.client.get_bulk_state(self.store, c, parallelism=8) for c in chunks)
         )

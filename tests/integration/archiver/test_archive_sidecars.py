@@ -21,6 +21,7 @@ import pytest
 from dapr.aio.clients import DaprClient
 from dapr.clients import DaprClient as SyncDaprClient
 
+from apps.archiver.service import shard_of
 from apps.common import cmapss
 from apps.common.archivestore import ArchiveRead, DaprArchive
 from apps.common.names import (
@@ -181,6 +182,18 @@ def test_a_killed_archiver_loses_nothing_staged_or_in_flight(archiver: Archiver)
     expected = reading("m2", 33)["values"]["sensor_7"]
     assert m2.values["sensor_7"][33] == expected
     assert m2.timestamp[33] == np.datetime64("2024-01-01T00:33:00", "us")
+
+
+def test_full_messages_staged_in_one_shard_flush(archiver: Archiver) -> None:
+    """Ingestion hands off up to 1,000 readings per message (~700 KB): ten of them staged in one shard
+    are read back and written in one flush (read a hundred at a time they overflowed the sidecar's 4 MB
+    gRPC message limit and every flush failed)."""
+    ids = [i for i in (f"big-{n}" for n in range(200)) if shard_of(i) == 0][:10]
+    for k, event_id in enumerate(ids):
+        archiver.publish([reading(f"big{m}", 100 * k + s) for m in range(10) for s in range(100)], event_id)
+    wait_until(lambda: archiver.backlog()["messages"] == 10, timeout=60, what="10 full messages staged")
+    assert archiver.flush() == 10_000
+    assert archiver.backlog()["messages"] == 0
 
 
 def test_the_flusher_writes_on_its_own_when_the_delay_passes(archiver: Archiver) -> None:
