@@ -146,16 +146,17 @@ def start_py_spy(platform: Platform, profile: str, seconds: int) -> list[subproc
 # --------------------------------------------------------------------------------------------- load
 def drive(spec: dict[str, Any]) -> dict[str, Any]:
     """Run bench/load.py in its own process; its JSON answer."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.load", json.dumps(spec)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"load driver failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout)
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.load", json.dumps({**spec, "out": out.name})],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"load driver failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(Path(out.name).read_text())
     if result["errors"]:
         print(f"    driver errors (first {len(result['errors'])}): {result['errors']}", flush=True)
     return result

@@ -2,9 +2,9 @@
 (bench_pipeline hosts the sidecars as threads and reads its own CPU) and so it does not compete with
 them for this process's GIL.
 
-    python -m bench.load '{"phase": "closed", "url": "http://127.0.0.1:8001", ...}'
+    python -m bench.load '{"phase": "closed", "url": "http://127.0.0.1:8001", "out": "r.json", ...}'
 
-Prints one JSON object: readings sent and accepted, seconds, and per-reading latencies (ms).
+Writes one JSON object to spec["out"]: readings sent and accepted, seconds, per-reading latencies (ms).
 
 Machines are `simulated_fleet` machines (real FD001 trajectories with noise). A machine's k-th
 reading has seq k and the values of trajectory row (k - 1) mod its length, so a run is never short
@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -159,7 +160,9 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    print(json.dumps(asyncio.run(Load(spec).run())))
+    result = json.dumps(asyncio.run(Load(spec).run()))
+    # A file, not stdout: a pipe left non-blocking by the event loop cut long answers short.
+    Path(spec["out"]).write_text(result)
 
 
 if __name__ == "__main__":
