@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
+
+from localdapr.secretsfile import ensure_secrets_file
 
 REDIS_ADDRESS = os.environ.get("VIGIL_TEST_REDIS", "127.0.0.1:6379")
 # PostgreSQL (trust auth), RabbitMQ (guest/guest) and Mosquitto, as this machine runs them.
 POSTGRES_DSN = os.environ.get("VIGIL_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test")
 RABBITMQ_URL = os.environ.get("VIGIL_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/")
 MQTT_URL = os.environ.get("VIGIL_TEST_MQTT", "tcp://127.0.0.1:1883")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """components/secrets.json is not committed: a fresh clone's test run makes it from its template
+    (tests start sidecars on the shipped component folders, which read it). Atomic and never replacing,
+    so the controller and every xdist worker can all call it."""
+    ensure_secrets_file(Path(__file__).resolve().parents[1] / "components" / "secrets.json")
 
 
 def services_required() -> bool:

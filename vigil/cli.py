@@ -14,6 +14,7 @@ vigil simulate --machines N [--seed S]      a larger fleet made from the real tr
 vigil import cmapss|csv|ai4i FILE           historical run-to-failure data into the reading archive
 vigil keys create --name N --scope read     an API key for the gateway, printed once (list, revoke)
 vigil token APP                             the app token of APP in this run of vigil up (dapr-api-token)
+vigil secrets init                          make components/secrets.json (any vigil command does if missing)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from vigil import alerts as alerts_cli
 from vigil import demo as tools_demo
 from vigil import importing as import_cli
 from vigil import keys as gateway_cli
+from vigil import localsecrets as secrets_cli
 from vigil import models as models_cli
 from vigil import replay as tools_cli
 from vigil import reset
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
          gateway_cli.run_keys),
         ("token", "print the app token vigil up gave an app in this run", token_cli.add_arguments,
          token_cli.run_token),
+        ("secrets", "the local secret store's file: init (create it), keypair (for a cluster)",
+         secrets_cli.add_arguments, secrets_cli.run_secrets),
     ]  # fmt: skip
     for name, help_text, add_arguments, run in commands:
         command = sub.add_parser(name, help=help_text, description=help_text)
@@ -70,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "secrets":
+        # A fresh clone has no components/secrets.json (it is not committed): make it before any
+        # command starts a sidecar on the component folders that read it.
+        secrets_cli.ensure_local_secrets()
     return int(args.func(args))
 
 

@@ -44,6 +44,7 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
 def run_up(args: argparse.Namespace) -> int:
     from localdapr.launch.launcher import Launcher, run
     from localdapr.launch.runfile import load_run_template
+    from localdapr.secretsfile import SecretsTemplateError, ensure_secrets_file
 
     _setup_logging(args.log_level)
     try:
@@ -63,6 +64,13 @@ def run_up(args: argparse.Namespace) -> int:
         except ComponentError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    try:
+        # The secret store's file is not committed: a fresh clone makes it from its template here.
+        if ensure_secrets_file(template.file.parent / "components" / "secrets.json"):
+            print(f"created {template.file.parent / 'components' / 'secrets.json'} (new local secrets)")
+    except (SecretsTemplateError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if resources is None:
         embedded = template.file.parent / "components" / "embedded"
         resources = [embedded] if embedded.is_dir() else None
