@@ -19,6 +19,8 @@ Nothing here does I/O, so every rule is unit-tested without a sidecar. One alert
   above the severity acknowledged, or a reopen, decided after what the operator saw (a later revision).
 - `resolved` is the operator's close, and final: the actor ended that episode (alerting asks it
   first), so a condition that persists opens a new alert.
+- The machine resolves its open alerts itself when its life ends (a failure, maintenance or
+  replacement event): a `resolve` event by "equipment", its message (the note) naming the event.
 - A new episode of the same machine and kind means the previous one ended: if its `clear` has not
   arrived (yet), the previous alert is closed as superseded, so it does not linger as open.
 """
@@ -53,7 +55,7 @@ ALERTING: Final = "alerting"  # `by` of a supersession
 HISTORY_LIMIT: Final = 200  # changes kept per alert (the first, then the newest)
 _SEVERITY_RANK: Final = {"warning": 1, "critical": 2}
 # Two events of one revision (events without revisions) and one time: the later kind is the newer.
-_EVENT_RANK: Final = {"open": 0, "escalate": 1, "clear": 2, "reopen": 3}
+_EVENT_RANK: Final = {"open": 0, "escalate": 1, "clear": 2, "reopen": 3, "resolve": 4}
 _KINDS: Final = get_args(AlertKind)
 _ID = re.compile(r"^(?P<eq>.+):(?P<kind>[a-z_]+):(?P<episode>[1-9][0-9]{0,8})$")
 
@@ -74,7 +76,8 @@ class AlertChange(BaseModel):
 
     @property
     def from_machine(self) -> bool:
-        return self.action in _EVENT_RANK
+        # "resolve" is also an operator's action; the machine's (its life ended) is by MACHINE.
+        return self.action in _EVENT_RANK and self.by == MACHINE
 
     def same_as(self, other: AlertChange) -> bool:
         """The same change delivered again (states differ when it arrives at a different point)."""
@@ -198,6 +201,8 @@ def apply_event(record: AlertRecord | None, alert: Alert) -> AlertRecord:
         severity=alert.severity,
         revision=alert.revision,
         reading=alert.reading,
+        # The machine's resolve says why (the failure, maintenance or replacement event) in its message.
+        note=alert.message if alert.event == "resolve" else "",
     )
     if record is None:
         record = AlertRecord(

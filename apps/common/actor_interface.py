@@ -41,3 +41,10 @@ class EquipmentActorInterface(ActorInterface):
     async def retire(self) -> str:
         """Stop watching the machine (its episodes end, its silence reminder goes; a reading brings it
         back): -> `{"known": bool, "retired_at": epoch seconds}`."""
+
+    @abstractmethod
+    @actormethod(name="StartLife")
+    async def start_life(self, event_json: str) -> str:
+        """A failure, maintenance or replacement event (`{"kind", "seq", "note"}`) starts the machine's
+        next life (apps/equipment/domain.py `start_life`): -> `{"known": bool, "applied": bool, "life":
+        int | null}`; `applied` false when that life had already started (the same event again)."""

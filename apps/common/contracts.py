@@ -51,14 +51,16 @@ ProfileName = Annotated[StrictStr, Field(min_length=1, max_length=MAX_NAME_LENGT
 SensorName = Annotated[StrictStr, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
 Seq = Annotated[StrictInt, Field(ge=0, le=MAX_SEQ, description="Per-equipment sequence number, increasing.")]
 # "stale": the latest readings are applied but their predictions are still owed (inference unreachable),
-# so the platform does not know the machine is fine and must not say "ok".
-Status = Literal["ok", "warning", "critical", "silent", "stale", "warming_up"]
+# so the platform does not know the machine is fine and must not say "ok". "down": a failure event ended
+# its life and it has sent no reading since.
+Status = Literal["ok", "warning", "critical", "silent", "stale", "warming_up", "down"]
 Severity = Literal["warning", "critical"]
 AlertKind = Literal["rul_low", "silent", "stale"]
 AlertState = Literal["open", "cleared"]
 # "reopen": an episode that cleared comes back within its profile's cooldown (flapping), so the same
-# alert opens again instead of a new one.
-AlertEvent = Literal["open", "escalate", "clear", "reopen"]
+# alert opens again instead of a new one. "resolve": the machine's life ended (a failure, maintenance or
+# replacement event), so its open episodes end for good; the alert's message says which event.
+AlertEvent = Literal["open", "escalate", "clear", "reopen", "resolve"]
 
 
 class _Contract(BaseModel):
@@ -208,6 +210,15 @@ class HealthSnapshot(_Contract):
         "their clocks (0: from an actor that did not number them).",
     )
     open_alert_severity: Severity | None = None
+    life: int = Field(
+        0,
+        ge=0,
+        description="The machine's life: 0 until its first failure, maintenance or replacement event, "
+        "then one more per event (training's run key <machine>#<life> counts the same way).",
+    )
+    life_readings: int = Field(
+        0, ge=0, description="Readings applied in the current life: the age training counts, in readings."
+    )
 
     @field_validator("last_reading_at", "updated_at")
     @classmethod

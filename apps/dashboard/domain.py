@@ -28,7 +28,7 @@ from apps.common.profiles import PROFILES, AlertThresholds, EquipmentProfile, Pr
 from apps.common.registry import DriftReport
 
 # Worst first: what needs an operator now, then what the platform cannot judge, then what is fine.
-STATUS_ORDER: Final[tuple[str, ...]] = ("critical", "warning", "stale", "silent", "warming_up", "ok")
+STATUS_ORDER: Final[tuple[str, ...]] = ("critical", "warning", "down", "stale", "silent", "warming_up", "ok")
 STATUS_RANK: Final = {s: i for i, s in enumerate(STATUS_ORDER)}
 assert set(STATUS_ORDER) == set(get_args(Status)), "every Status needs a place in STATUS_ORDER"
 
@@ -37,7 +37,7 @@ LIFECYCLE_STATES: Final[tuple[str, ...]] = get_args(LifecycleState)
 _STATE_RANK: Final = {"open": 0, "acknowledged": 1, "cleared": 2, "resolved": 3}
 ACTIVE: Final = ("open", "acknowledged")
 _SEVERITY_RANK: Final = {"warning": 1, "critical": 2}
-_EVENT_RANK: Final = {"open": 0, "escalate": 1, "clear": 2, "reopen": 3}
+_EVENT_RANK: Final = {"open": 0, "escalate": 1, "clear": 2, "reopen": 3, "resolve": 4}
 
 
 def fmt_time(value: datetime | float | None) -> str:
@@ -113,7 +113,9 @@ def merge_alert_event(previous: AlertInfo | None, event: Alert) -> AlertInfo:
     state: LifecycleState = "open"
     if previous is not None and previous.state == "resolved":
         return previous
-    if event.event == "clear" or (
+    if event.event == "resolve":  # the machine's life ended (an equipment event): final, as alerting has it
+        state = "resolved"
+    elif event.event == "clear" or (
         previous is not None and previous.state == "cleared" and event.event != "reopen"
     ):
         state = "cleared"
@@ -140,6 +142,8 @@ def merge_alert_event(previous: AlertInfo | None, event: Alert) -> AlertInfo:
         acknowledged_by=previous.acknowledged_by if previous and state == "acknowledged" else None,
         cleared_at=event.updated_at if state == "cleared" else None,
         cleared_reason=("cleared" if event.event == "clear" else None) if state == "cleared" else None,
+        resolved_at=event.updated_at if state == "resolved" else None,
+        resolved_by="equipment" if state == "resolved" else None,
     )
 
 

@@ -18,7 +18,7 @@ NAV = (("/", "Fleet"), ("/alerts", "Alerts"), ("/models", "Models"))
 STATUS_CLASSES = {
     "text-red-700 font-bold": "x == 'critical'",
     "text-amber-600 font-bold": "x == 'warning'",
-    "text-purple-700": "x == 'stale' || x == 'silent'",
+    "text-purple-700": "x == 'stale' || x == 'silent' || x == 'down'",
     "text-gray-500": "x == 'warming_up'",
     "text-green-700": "x == 'ok'",
 }
@@ -127,7 +127,7 @@ def number_col(field: str, name: str, **extra: Any) -> dict[str, Any]:
 
 def notify_alert(event: AlertChanged) -> None:
     alert = event.event
-    if alert is None or alert.event == "clear":
+    if alert is None or alert.event in ("clear", "resolve"):
         return
     ui.notify(
         f"{alert.severity} alert on {alert.equipment_id}: {alert.message or alert.kind}",

@@ -17,7 +17,14 @@ from dapr.actor import Actor, Remindable
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from apps.common.actor_interface import EquipmentActorInterface
-from apps.common.contracts import MAX_BATCH_READINGS, AlertKind, EquipmentIngestResult, Reading
+from apps.common.contracts import (
+    MAX_BATCH_READINGS,
+    AlertKind,
+    EquipmentIngestResult,
+    EventKind,
+    Reading,
+    Seq,
+)
 from apps.common.names import SILENCE_REMINDER, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH
 from apps.common.profiles import PROFILES, EquipmentProfile, get_profile
 from apps.equipment.alarms import AlertTransition
@@ -36,6 +43,12 @@ _READINGS = TypeAdapter(list[Reading])
 class ResolveRequest(BaseModel):
     kind: AlertKind
     episode: int = Field(ge=1)
+
+
+class LifeEvent(BaseModel):
+    kind: EventKind
+    seq: Seq
+    note: str = ""
 
 
 class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
@@ -163,6 +176,29 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         await self._save()
         log.warning("%s: retired; no longer watched until it sends a reading", self.id.id)
         return json.dumps({"known": True, "retired_at": now})
+
+    async def start_life(self, event_json: str) -> str:
+        try:
+            event = LifeEvent.model_validate_json(event_json)
+        except ValidationError as exc:
+            raise ValueError(f"StartLife expects {{kind, seq, note}}: {exc}") from exc
+        if self._state is None:
+            # No reading yet, so no profile to keep a state with; its first reading starts life 0
+            # (training counts from the archive's events, which have this one).
+            return json.dumps({"known": False, "applied": False, "life": None})
+        now = time.time()
+        transitions = self._state.start_life(event.kind, event.seq, event.note, now)
+        if transitions is None:
+            return json.dumps({"known": True, "applied": False, "life": self._state.life})
+        log.warning(
+            "%s: life %d started by %s after seq %d", self.id.id, self._state.life, event.kind, event.seq
+        )
+        # Readings after the event already applied (an event recorded late) are predicted again.
+        transitions += await self._catch_up(now)
+        await self._announce(transitions, now)
+        await self._publish_health(now)  # life, age and status changed whatever else did
+        await self._save()
+        return json.dumps({"known": True, "applied": True, "life": self._state.life})
 
     # ------------------------------------------------------------------ helpers
     async def _catch_up(self, now: float) -> list[AlertTransition]:

@@ -40,6 +40,7 @@ class AlertTransition:
     seq: int | None = None
     predicted_rul: float | None = None
     top_sensors: tuple[SensorDeviation, ...] | None = None
+    reason: str = ""  # why a `resolve` ended the episode (the event that started a new life)
 
 
 def judge(thresholds: Thresholds, value: float) -> tuple[bool, bool, bool]:
@@ -113,6 +114,23 @@ class AlertHysteresis:
         self.below_warning = self.below_critical = self.above_clear = 0
         self.cleared_at = None
         return True
+
+    def new_life(self, reason: str, at: float) -> AlertTransition | None:
+        """The machine started a new life (maintenance, replacement, failure): the open episode, if
+        any, ends as `resolve` with `reason`, and the counts start over. Episode numbers go on (an
+        alert id names its episode), and a cleared episode is not re-opened across the boundary."""
+        transition = None
+        if self.level != "none":
+            assert self.raised_at is not None
+            self.revision += 1
+            transition = AlertTransition(
+                "rul_low", "resolve", self.level, self.episode, self.revision, self.raised_at, at,
+                reason=reason,
+            )  # fmt: skip
+        self.level = "none"
+        self.below_warning = self.below_critical = self.above_clear = 0
+        self.cleared_at = None
+        return transition
 
     def _transition(self, event: AlertEvent, seq: int, at: float) -> AlertTransition:
         assert self.level != "none" and self.raised_at is not None
@@ -213,6 +231,22 @@ class TimedAlarm:
         self.cleared_at = None
         self.resolved_at = now
         return True
+
+    def new_life(self, reason: str, now: float) -> AlertTransition | None:
+        """The machine started a new life: an open episode ends as `resolve` with `reason`, and the
+        condition counts again from `now` (a machine silent while it was maintained is not news)."""
+        transition = None
+        if self.active:
+            assert self.raised_at is not None
+            self.revision += 1
+            transition = AlertTransition(
+                self.kind, "resolve", "warning", self.episode, self.revision, self.raised_at, now,
+                reason=reason,
+            )  # fmt: skip
+        self.active = False
+        self.cleared_at = None
+        self.resolved_at = now
+        return transition
 
     def _transition(self, event: AlertEvent, now: float) -> AlertTransition:
         assert self.raised_at is not None

@@ -44,6 +44,11 @@ def encode_state(state: EquipmentState) -> dict[str, Any]:
         "updated_at": state.updated_at,
         "revision": state.revision,
         "retired_at": state.retired_at,
+        "life": state.life,
+        "life_start_seq": state.life_start_seq,
+        "life_started_by": state.life_started_by,
+        "life_readings": state.life_readings,
+        "down_since": state.down_since,
     }
 
 
@@ -102,4 +107,10 @@ def decode_state(
         updated_at=opt_float("updated_at"),
         revision=int(data.get("revision") or 0),
         retired_at=opt_float("retired_at"),
+        # State from before lives were kept: every reading so far is the first life's.
+        life=int(data.get("life") or 0),
+        life_start_seq=None if data.get("life_start_seq") is None else int(data["life_start_seq"]),
+        life_started_by=data.get("life_started_by"),
+        life_readings=int(data.get("life_readings", data["readings_applied"])),
+        down_since=opt_float("down_since"),
     )

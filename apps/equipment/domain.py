@@ -24,6 +24,7 @@ from apps.common.contracts import (
     Alert,
     AlertKind,
     AlertReading,
+    EventKind,
     FeatureVector,
     HealthSnapshot,
     Reading,
@@ -98,6 +99,8 @@ def alert_message(
         text = f"{equipment_id}: no readings for {profile.silence_after_seconds:.0f} s"
     if transition.event == "clear":
         return f"{text}; cleared"
+    if transition.event == "resolve":
+        return f"{text}; resolved: {transition.reason}"
     if transition.event == "reopen":
         return f"{text}; back within {profile.reopen_within_seconds:.0f} s of clearing"
     return text
@@ -155,6 +158,15 @@ class EquipmentState:
     revision: int = 0
     # An operator retired the machine (epoch seconds): no alarm is checked until it sends again.
     retired_at: float | None = None
+    # Lives (see `start_life`): the current one's number (0 before any event), the seq of the event
+    # that started it (readings at or below it belong to earlier lives), the event's kind, and how
+    # many readings it has applied (the age the features count, as training counts it from the
+    # life's start). `down_since`: a failure ended the life and no reading came since.
+    life: int = 0
+    life_start_seq: int | None = None
+    life_started_by: EventKind | None = None
+    life_readings: int = 0
+    down_since: float | None = None
 
     def __post_init__(self) -> None:
         reopen = self.profile.reopen_within_seconds
@@ -191,13 +203,20 @@ class EquipmentState:
                 raise ValueError(
                     f"reading profile {r.profile!r} does not match the machine's {self.profile.name!r}"
                 )
+        old_life: list[int] = []
+        if self.life_start_seq is not None:
+            # A reading at or below the event's seq belongs to the life that ended (training cuts the
+            # archive there too): never applied to this one. A resend of an applied one is a duplicate.
+            start = self.life_start_seq
+            old_life = [r.seq for r in readings if r.seq <= start and not self.tracker.was_applied(r.seq)]
+            readings = [r for r in readings if r.seq > start or self.tracker.was_applied(r.seq)]
         split = self.tracker.split(readings, max_seq_jump)
         fresh = split.fresh
         too_far = [r.seq for r in split.too_far]
         self.duplicates += split.duplicates
         self._touch(now)
         placed = [r for r in split.late if self._place_late(r)]
-        too_late = [r.seq for r in split.late if r not in placed]
+        too_late = sorted([*old_life, *(r.seq for r in split.late if r not in placed)])
         transitions: list[AlertTransition] = []
         if not fresh and not placed:
             return ApplyResult(0, split.duplicates, too_late, too_far), transitions
@@ -207,6 +226,7 @@ class EquipmentState:
             transitions.append(back)
         self.last_reading_at = now
         self.retired_at = None
+        self.down_since = None  # a machine that sends readings is running again
         if not fresh:
             return ApplyResult(len(placed), split.duplicates, too_late, too_far), transitions
 
@@ -217,12 +237,13 @@ class EquipmentState:
         # Every reading owes a prediction, the first ones with their window padded (as in training).
         owed = [r.seq for r in fresh]
         times = [to_epoch(r.timestamp) for r in fresh]
-        self.backlog.add(combined, owed, times, float(self.readings_applied + 1))
+        self.backlog.add(combined, owed, times, float(self.life_readings + 1))
 
         for reading, row in zip(fresh, new_rows, strict=True):
             self.recent.append(reading.seq, row, to_epoch(reading.timestamp))
             self.tracker.mark_applied(reading.seq)
             self.readings_applied += 1
+            self.life_readings += 1
             if self.baseline is None and self.recent.window_full:
                 self.baseline = self._sensors(self.recent.current_window())
         return ApplyResult(len(fresh) + len(placed), split.duplicates, too_late, too_far), transitions
@@ -244,6 +265,7 @@ class EquipmentState:
         following = self.recent.insert(seq, row, at)
         self.tracker.mark_late(seq)
         self.readings_applied += 1
+        self.life_readings += 1
         if owed_before:  # everything from before `seq` on is still owed: just owe this window too
             self.backlog.insert(seq, row, at)
             return True
@@ -263,7 +285,7 @@ class EquipmentState:
         if owed:
             combined = self.recent.last(w - 1 + len(owed))
             seqs, times = [s for s, _ in owed], [t for _, t in owed]
-            self.backlog.add(combined, seqs, times, float(self.readings_applied - len(owed) + 1))
+            self.backlog.add(combined, seqs, times, float(self.life_readings - len(owed) + 1))
         return True
 
     def _sensors(self, rows: np.ndarray) -> np.ndarray:
@@ -348,6 +370,8 @@ class EquipmentState:
         heard = self.last_reading_at
         if heard is not None and listening_since is not None:
             heard = max(heard, listening_since)
+        if self.down_since is not None:
+            heard = None  # failed and known to be down: its silence is no news (a reading ends it)
         found = [self.silence.check(heard, now), self.stale.check(self.stale_since, now)]
         transitions = [t for t in found if t is not None]
         if transitions:
@@ -382,6 +406,57 @@ class EquipmentState:
         self.retired_at = now
         self._touch(now)
 
+    def start_life(self, kind: EventKind, seq: int, note: str, now: float) -> list[AlertTransition] | None:
+        """A failure, maintenance or replacement event after reading `seq`: the machine's next life
+        starts. None when this life already started at or after `seq` (the same event again, or an
+        older one recorded late): nothing changes, so applying an event twice is harmless.
+
+        Readings up to `seq` belong to the life that ended, those after it to the new one, as training
+        cuts the archive (apps/training/history.py). The open episodes of every alert kind end as
+        `resolve` with the event as the reason; the hysteresis counts start over. The window, the
+        baseline, the owed predictions and the age start again from the life's first reading, so the
+        features of its windows are those training computes for it (ages 1, 2, ... since the life
+        began, the first windows padded with its first reading). Readings after `seq` already applied
+        (an event recorded late) stay as the new life's first ones and are predicted again; older
+        owed predictions are dropped (that life is over). A failure leaves the machine `down` until
+        a reading comes.
+        """
+        assert self.hysteresis is not None and self.silence is not None and self.stale is not None
+        assert self.backlog is not None
+        if self.life_start_seq is not None and seq <= self.life_start_seq:
+            return None
+        reason = f"{kind} after seq {seq}" + (f": {note}" if note else "")
+        found = [self.hysteresis.new_life(reason, now), self.silence.new_life(reason, now)]
+        found.append(self.stale.new_life(reason, now))
+        transitions = [t for t in found if t is not None]
+        w = self.profile.window
+        rows = self.recent.last(len(self.recent))
+        keep = [i for i, s in enumerate(self.recent.seqs) if s > seq]
+        recent = RecentReadings(w, self.recent.n_columns)
+        for i in keep:
+            recent.append(self.recent.seqs[i], rows[i], self.recent.times[i])
+        self.recent = recent
+        self.life_readings = self.tracker.applied_after(seq)
+        self.baseline = self._sensors(recent.last(len(recent))[:w]) if recent.window_full else None
+        self.checkpoints.clear()
+        self.backlog = PredictionBacklog(self.profile, skipped=self.backlog.skipped)
+        owed = list(zip(recent.seqs, recent.times, strict=True))[-w:]
+        # The predictions about to be made again replace the old life's of the same readings.
+        redo = owed[0][0] if owed else None
+        self.history = deque((p for p in self.history if redo is None or p.seq < redo), maxlen=HISTORY_LIMIT)
+        if owed:
+            combined = recent.last(w - 1 + len(owed))
+            seqs, times = [s for s, _ in owed], [t for _, t in owed]
+            self.backlog.add(combined, seqs, times, float(self.life_readings - len(owed) + 1))
+        self.stale_since = None
+        self.predicted_rul = None
+        self.life += 1
+        self.life_start_seq = seq
+        self.life_started_by = kind
+        self.down_since = now if kind == "failure" and not keep else None
+        self._touch(now)
+        return transitions
+
     def _touch(self, now: float) -> None:
         """The state changed at `now`: a snapshot of it is newer than any before (see `revision`)."""
         self.updated_at = now
@@ -392,6 +467,8 @@ class EquipmentState:
 
     def status(self) -> Status:
         assert self.hysteresis is not None and self.silence is not None
+        if self.down_since is not None:
+            return "down"
         if self.silence.active:
             return "silent"
         if self.hysteresis.level != "none":
@@ -420,6 +497,8 @@ class EquipmentState:
             updated_at=from_epoch(self.updated_at if self.updated_at is not None else now),
             revision=self.revision,
             open_alert_severity=self.hysteresis.open_severity,
+            life=self.life,
+            life_readings=self.life_readings,
         )
 
     def build_alert(self, transition: AlertTransition, k: int = TOP_SENSORS) -> Alert:
@@ -444,7 +523,7 @@ class EquipmentState:
             episode=transition.episode,
             revision=transition.revision,
             severity=transition.severity,
-            state="cleared" if transition.event == "clear" else "open",
+            state="cleared" if transition.event in ("clear", "resolve") else "open",
             event=transition.event,
             reading=reading,
             predicted_rul=rul,

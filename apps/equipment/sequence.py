@@ -89,6 +89,14 @@ class SequenceTracker:
             raise ValueError(f"seq {seq} is not a never-applied seq within the horizon")
         self.applied |= 1 << (self.last_seq - seq)
 
+    def applied_after(self, seq: int) -> int:
+        """How many seqs above `seq` were applied (those beyond the horizon taken as all applied)."""
+        span = self.last_seq - seq
+        if span <= 0:
+            return 0
+        known = min(span, APPLIED_HORIZON)
+        return (self.applied & ((1 << known) - 1)).bit_count() + (span - known)
+
     def to_dict(self) -> dict[str, object]:
         return {"last_seq": self.last_seq, "applied": format(self.applied, "x")}
 

@@ -169,7 +169,8 @@ def test_fleet_keeps_the_newest_snapshot_and_counts_every_status() -> None:
     assert is_newer(None, old) and is_newer(old, new) and not is_newer(new, old) and not is_newer(new, new)
     fleet = summarize_fleet([snapshot("b", status="critical"), snapshot("a"), snapshot("c")])
     assert fleet.total == 3 and [m.equipment_id for m in fleet.machines] == ["a", "b", "c"]
-    assert fleet.counts == {"ok": 2, "warning": 0, "critical": 1, "silent": 0, "stale": 0, "warming_up": 0}
+    expected = {"ok": 2, "warning": 0, "critical": 1, "silent": 0, "stale": 0, "warming_up": 0, "down": 0}
+    assert fleet.counts == expected
     only = summarize_fleet([snapshot("b", status="critical"), snapshot("a")], status="critical")
     assert only.total == 2 and [m.equipment_id for m in only.machines] == ["b"]
 

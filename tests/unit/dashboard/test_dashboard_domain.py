@@ -63,6 +63,7 @@ def test_counts_have_every_status_even_when_zero() -> None:
     assert status_counts(["ok", "ok", "critical"]) == {
         "critical": 1,
         "warning": 0,
+        "down": 0,
         "stale": 0,
         "silent": 0,
         "warming_up": 0,
