@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -66,6 +67,11 @@ class ActorEquipmentGateway:
             raise
         return HealthSnapshot.model_validate_json(answer).last_seq
 
+    async def start_life(self, event: EquipmentEvent) -> None:
+        actor_id = ActorId(event.equipment_id)
+        proxy = self.factory.create(EQUIPMENT_ACTOR_TYPE, actor_id, EquipmentActorInterface)
+        await proxy.StartLife(json.dumps({"kind": event.kind, "seq": event.seq, "note": event.note}))
+
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,8 +95,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await gateway.close()
 
 
+READINGS_PATH = "/v1/readings"
+
 app = FastAPIOffline(title="Vigil ingestion", lifespan=lifespan)
-app.add_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)
+app.add_middleware(
+    RequestGuard, max_body_bytes=get_settings().max_body_bytes, numbers_checked_per_item=(READINGS_PATH,)
+)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 instrument(app, edge=True)  # readings and clients arrive here: traces start here
 dapr_app = DaprApp(app)
@@ -105,7 +115,7 @@ ServiceDep = Annotated[IngestionService, Depends(get_service)]
 
 
 @app.post(
-    "/v1/readings",
+    READINGS_PATH,
     response_model=IngestResult,
     responses={
         422: {
@@ -183,9 +193,11 @@ _EVENT_BODY = {
 )
 async def post_event(equipment_id: str, request: Request, events: EventsDep) -> JSONResponse:
     """Record a failure, maintenance or replacement: it ends the machine's current life (a failure
-    makes it a run to failure, whose RUL labels are then known). Kept in the archive; 201 with the
-    event. 422 names the wrong field, 409 when `seq` is left out and the machine never sent a reading,
-    503 (Retry-After) when the machine's actor or the archive cannot be reached."""
+    makes it a run to failure, whose RUL labels are then known). Kept in the archive, then the machine's
+    actor starts its next life (its open alerts resolved); 201 with the event once both are done (the
+    same event again: 201, nothing changes). 422 names the wrong field, 409 when `seq` is left out and
+    the machine never sent a reading, 503 (Retry-After) when the machine's actor or the archive cannot
+    be reached or the actor could not apply it: send it again."""
     try:
         parsed = parse_event_request(equipment_id, await request.body())
         event = await events.record(equipment_id, parsed, datetime.now(UTC))

@@ -2,7 +2,9 @@
 
 An event is one small file per (machine, seq, kind) written through the `archive` binding at once (it
 is rare and must survive anything once acknowledged), so recording it twice changes nothing. How
-events cut a machine's readings into lives and labels: apps/training/history.py.
+events cut a machine's readings into lives and labels: apps/training/history.py. Then the machine's
+actor starts its new life (window, age, alarms; its old alerts resolved): the request is answered
+only once it has, and a failure of either step is a 503 to retry (both are idempotent).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from apps.common.contracts import (
 class MachineState(Protocol):
     async def last_seq(self, equipment_id: str) -> int | None:
         """The last seq the machine's actor applied; None when it has had no reading."""
+
+    async def start_life(self, event: EquipmentEvent) -> None:
+        """Have the machine's actor start the life that follows `event` (nothing if it already has)."""
 
 
 class EventArchive(Protocol):
@@ -108,6 +113,9 @@ class EventService:
             recorded_at=now,
         )
         await self.archive.write_event(event)
+        # After the archive: training cuts lives from what the archive keeps, and a retry after a
+        # failed actor call finds the event kept and only repeats what is idempotent.
+        await self.machines.start_life(event)
         return event
 
     async def list(self, equipment_id: str) -> list[EquipmentEvent]:

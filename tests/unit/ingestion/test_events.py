@@ -18,11 +18,17 @@ class FakeMachines:
     def __init__(self, last: dict[str, int]) -> None:
         self.last = last
         self.down = False
+        self.lives: list[tuple[str, str, int]] = []  # the StartLife calls: (machine, kind, seq)
 
     async def last_seq(self, equipment_id: str) -> int | None:
         if self.down:
             raise RuntimeError("actor host unreachable")
         return self.last.get(equipment_id)
+
+    async def start_life(self, event: EquipmentEvent) -> None:
+        if self.down:
+            raise RuntimeError("actor host unreachable")
+        self.lives.append((event.equipment_id, event.kind, event.seq))
 
 
 class FakeArchive:
@@ -50,7 +56,7 @@ def api() -> Iterator[tuple[TestClient, FakeMachines, FakeArchive]]:
 
 
 def test_a_failure_is_kept_and_listed(api) -> None:  # noqa: ANN001
-    client, _, archive = api
+    client, machines, archive = api
     answer = client.post("/v1/equipment/eng-1/events", json={"kind": "failure", "seq": 192, "note": "HPC"})
     assert answer.status_code == 201, answer.text
     body = answer.json()
@@ -64,6 +70,8 @@ def test_a_failure_is_kept_and_listed(api) -> None:  # noqa: ANN001
     assert list(archive.files) == ["events/eng-1/000000000192-failure.json"]
     again = client.post("/v1/equipment/eng-1/events", json={"kind": "failure", "seq": 192})
     assert again.status_code == 201 and len(archive.files) == 1  # the same event twice: one file
+    # The actor was told both times (after the archive kept it); it applies an event once.
+    assert machines.lives == [("eng-1", "failure", 192)] * 2
     listed = client.get("/v1/equipment/eng-1/events").json()
     assert [(e["kind"], e["seq"]) for e in listed] == [("failure", 192)]
     assert client.get("/v1/equipment/other/events").json() == []
@@ -123,7 +131,13 @@ def test_an_unreachable_archive_or_actor_is_a_503_to_retry(api) -> None:  # noqa
     assert "binding archive unavailable" in answer.json()["detail"]
     archive.down, machines.down = False, True
     assert client.post("/v1/equipment/eng-1/events", json={"kind": "failure"}).status_code == 503
+    # With a seq it is archived, but the actor has not started the new life: 503 all the same, and the
+    # retry (the same file again, the actor's call again) completes it.
+    assert client.post("/v1/equipment/eng-1/events", json={"kind": "failure", "seq": 5}).status_code == 503
+    assert machines.lives == []
+    machines.down = False
     assert client.post("/v1/equipment/eng-1/events", json={"kind": "failure", "seq": 5}).status_code == 201
+    assert machines.lives == [("eng-1", "failure", 5)] and len(archive.files) == 1
 
 
 def test_an_event_dated_in_the_future_is_refused_and_never_archived(api) -> None:  # noqa: ANN001
