@@ -167,11 +167,15 @@ class RequestGuard:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_json_depth: int = MAX_JSON_DEPTH,
         exempt: tuple[str, ...] = (),
+        numbers_checked_per_item: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
         self.exempt = (ACTOR_ROUTES, *exempt)
+        # Routes that refuse a non-finite number item by item (a batch of readings: one bad value is
+        # one rejected, dead-lettered reading, and the rest of the batch is still applied).
+        self.numbers_checked_per_item = numbers_checked_per_item
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = str(scope.get("path", ""))
@@ -206,7 +210,7 @@ class RequestGuard:
                 detail = f"JSON nested deeper than {self.max_json_depth} levels"
                 await self._refuse(send, 400, detail, delivery)
                 return
-            number = non_finite_number(bytes(body))
+            number = None if path in self.numbers_checked_per_item else non_finite_number(bytes(body))
             if number is not None:
                 detail = f"JSON numbers must be finite, got {number}"
                 await self._refuse(send, 400, detail, delivery)
