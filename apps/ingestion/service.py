@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -139,10 +140,23 @@ class IngestionService:
                 "reason": reason,
                 "index": index,
                 "source": source,
-                "reading": item,
+                "reading": json_safe(item),
                 "rejected_at": datetime.now(UTC).isoformat(),
             },
         )
+
+
+def json_safe(item: Any) -> Any:
+    """`item` as standard JSON can carry it: a non-finite number (the reason a reading was rejected,
+    often) becomes its text, "inf" or "nan", so the dead letter is valid JSON for every subscriber
+    and broker instead of carrying `Infinity`, which receivers refuse."""
+    if isinstance(item, float) and not math.isfinite(item):
+        return repr(item)
+    if isinstance(item, dict):
+        return {key: json_safe(value) for key, value in item.items()}
+    if isinstance(item, list):
+        return [json_safe(value) for value in item]
+    return item
 
 
 def only_retryable(result: IngestResult) -> bool:

@@ -5,6 +5,8 @@ bad readings reported and dead-lettered; the HTTP adapter's 400 / 413 / 422 answ
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +19,7 @@ from apps.common.contracts import EquipmentIngestResult, HealthSnapshot, Reading
 from apps.common.names import TOPIC_READINGS_ACCEPTED, TOPIC_READINGS_DEAD_LETTER
 from apps.common.profiles import PROFILES
 from apps.ingestion import app as ingestion_app
-from apps.ingestion.service import IngestionService
+from apps.ingestion.service import IngestionService, json_safe
 from apps.ingestion.settings import get_settings
 from tests.unit.ingestion.test_validation import NOW, good
 
@@ -202,3 +204,14 @@ def test_http_lists_the_profiles_as_their_files_say(http: tuple[TestClient, Reco
     assert turbofan["channels"]["op_setting_1"]["max"] == 45.0
     assert turbofan["alerts"] == {"warning_rul": 50, "critical_rul": 20, "consecutive": 3, "clear_margin": 10}
     assert by_name["milling"]["alerts"]["warning_probability"] == 0.5
+
+
+def test_a_dead_letter_carries_non_finite_values_as_text_so_it_stays_standard_json() -> None:
+    raw = {"equipment_id": "a", "values": {"s1": math.inf, "s2": -math.inf, "s3": math.nan, "s4": 1.5}}
+    safe = json_safe([raw, 2, "x"])
+    assert safe == [
+        {"equipment_id": "a", "values": {"s1": "inf", "s2": "-inf", "s3": "nan", "s4": 1.5}},
+        2,
+        "x",
+    ]
+    json.dumps(safe, allow_nan=False)  # raises on any non-finite number left
