@@ -75,15 +75,24 @@ def parse_event_request(equipment_id: str, body: bytes) -> EquipmentEventRequest
 # How far ahead of the platform's clock an event's time may be: clocks disagree a little, but a failure
 # dated next year is a typo or a forgery, and a label training would trust.
 MAX_EVENT_FUTURE = timedelta(minutes=5)
+# How far an event's seq may lie past the machine's last applied reading (readings still in flight):
+# further is a typo, and it would make every later reading up to it the old life's (refused by the actor)
+# and cut training's lives there. The same bound as the actor's for a reading's seq jump.
+MAX_EVENT_SEQ_AHEAD = 1_000_000
 
 
 class EventService:
     def __init__(
-        self, machines: MachineState, archive: EventArchive, max_future: timedelta = MAX_EVENT_FUTURE
+        self,
+        machines: MachineState,
+        archive: EventArchive,
+        max_future: timedelta = MAX_EVENT_FUTURE,
+        max_seq_ahead: int = MAX_EVENT_SEQ_AHEAD,
     ) -> None:
         self.machines = machines
         self.archive = archive
         self.max_future = max_future
+        self.max_seq_ahead = max_seq_ahead
 
     async def record(
         self, equipment_id: str, request: EquipmentEventRequest, now: datetime
@@ -95,7 +104,14 @@ class EventService:
                 f"{self.max_future.total_seconds():g} s ahead of the platform's clock, {now.isoformat()})"
             )
         seq = request.seq
-        if seq is None:
+        if seq is not None:
+            last = await self.machines.last_seq(equipment_id)
+            if last is not None and seq > last + self.max_seq_ahead:
+                raise BadEvent(
+                    f"seq: {seq} is more than {self.max_seq_ahead} past the last reading of "
+                    f"{equipment_id!r} ({last}); the event follows a reading the machine sent"
+                )
+        else:
             seq = await self.machines.last_seq(equipment_id)
             if seq is None:
                 raise BadEvent(

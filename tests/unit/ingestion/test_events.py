@@ -157,3 +157,20 @@ def test_an_event_dated_in_the_future_is_refused_and_never_archived(api) -> None
         ).status_code
         == 201
     )
+
+
+def test_an_event_far_past_the_last_reading_is_refused_and_never_archived(api) -> None:  # noqa: ANN001
+    """A typo such as seq 1000000192 would make every later reading the old life's: 422, nothing kept."""
+    client, machines, archive = api
+    ingestion_app.app.state.events = EventService(machines, archive, max_seq_ahead=1000)
+    answer = client.post("/v1/equipment/eng-1/events", json={"kind": "maintenance", "seq": 1192})
+    assert answer.status_code == 422 and "more than 1000 past the last reading" in answer.json()["detail"]
+    assert archive.files == {} and machines.lives == []
+    assert (
+        client.post("/v1/equipment/eng-1/events", json={"kind": "maintenance", "seq": 1191}).status_code
+        == 201
+    )
+    # A machine that never sent a reading: nothing to compare with (the actor keeps no life for it).
+    assert (
+        client.post("/v1/equipment/new-1/events", json={"kind": "replaced", "seq": 10**9}).status_code == 201
+    )
