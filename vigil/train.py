@@ -68,6 +68,7 @@ async def _train(args: argparse.Namespace) -> int:
     from apps.common.archivestore import DaprArchive
     from apps.common.publisher import DaprPublisher
     from apps.common.registry import DaprModelRegistry
+    from apps.common.signing import load_signer
     from apps.training.jobs import TrainingJob, TrainRequest
     from apps.training.service import TrainingService
     from localdapr.errors import ComponentError
@@ -97,8 +98,11 @@ async def _train(args: argparse.Namespace) -> int:
     os.environ["DAPR_GRPC_PORT"] = str(options.grpc_port)
     try:
         async with DaprClient() as client:
+            # Signed as the training app signs (VIGIL_TRAINING_SIGNING_KEY, or the modelsigning store):
+            # inference serves only what verifies.
+            configured = os.environ.get("VIGIL_TRAINING_SIGNING_KEY") or None
             service = TrainingService(
-                DaprModelRegistry(client),
+                DaprModelRegistry(client, signer=await load_signer(client, configured)),
                 DaprPublisher(client),
                 profile,
                 {"n_estimators": args.n_estimators},

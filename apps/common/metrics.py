@@ -48,6 +48,12 @@ ACTOR_LATENCY = Histogram(
 )
 PREDICTIONS = Counter("vigil_predictions", "Rows predicted, by model and version.", ["model", "version"])
 MODEL_SERVING = Gauge("vigil_model_version_serving", "The model version inference serves.", ["model"])
+MODEL_REFUSED = Counter(
+    "vigil_model_records_refused",
+    "Registry records inference refused to serve: a champion pointer or version whose signature does "
+    "not verify (each distinct refusal once).",
+    ["model"],
+)
 ALERTS = Counter(
     "vigil_alert_changes", "Alert changes recorded by alerting, by new state.", ["kind", "state"]
 )
@@ -106,6 +112,10 @@ def record_predictions(model: str, version: int, rows: int) -> None:
 
 def record_serving(model: str, version: int) -> None:
     MODEL_SERVING.labels(model).set(version)
+
+
+def record_model_refused(model: str) -> None:
+    MODEL_REFUSED.labels(model).inc()
 
 
 def record_alert_change(kind: str, state: str) -> None:

@@ -31,6 +31,9 @@ STATE_STORE: Final = "statestore"  # actor state (actorStateStore: "true") and a
 MODEL_STORE: Final = "modelstore"  # model registry, keyPrefix: name, scoped to training + inference
 PUBSUB: Final = "pubsub"
 SECRET_STORE: Final = "secretstore"
+# The model-signing private key's store: the same file (or Secret) as secretstore, but scoped to training
+# alone (component scopes) and, by secret scopes, to that one key (apps/common/signing.py).
+MODEL_SIGNING_STORE: Final = "modelsigning"
 # Output binding (create/get/list) holding the reading archive and the equipment events: a folder
 # (bindings.localstorage) locally, a blob store in the cloud. Layout: apps/common/archive.py.
 ARCHIVE_BINDING: Final = "archive"

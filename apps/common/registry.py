@@ -7,7 +7,8 @@ services, and lives here, once:
     models/<name>/next-version           the last version number handed out (etag-guarded)
     models/<name>/v/<version>/onnx       the ONNX bytes
     models/<name>/v/<version>/card       the ModelCard JSON
-    models/<name>/champion               {"version": N} of the version inference serves
+    models/<name>/v/<version>/signature  training's signature of the version's card and ONNX bytes
+    models/<name>/champion               {"version": N, "serial": S, "signature": ...}: what inference serves
     models/<name>/v/<version>/decision   the promotion gate's decision on the version, with its numbers
     models/<name>/v/<version>/runs       the labelled runs (keys) the version was trained on
     models/<name>/champion-history       every change of champion: gate, promote, rollback (JSON list)
@@ -17,6 +18,7 @@ services, and lives here, once:
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -29,6 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from apps.common.contracts import ModelCard
 from apps.common.names import MODEL_STORE
+from apps.common.signing import (
+    ForgedRecord,
+    RecordSigner,
+    RecordVerifier,
+    champion_payload,
+    version_payload,
+)
 
 
 def _key(name: str, *parts: object) -> str:
@@ -62,11 +71,25 @@ class ModelRegistry(Protocol):
 
 
 class DaprModelRegistry:
-    """ModelRegistry on the Dapr state API (works with any transactional store behind `modelstore`)."""
+    """ModelRegistry on the Dapr state API (works with any transactional store behind `modelstore`).
 
-    def __init__(self, client: DaprClient, store: str = MODEL_STORE) -> None:
+    With a `signer` (training), every version registered and every champion pointer written is signed
+    (apps/common/signing.py). With a `verifier` (inference), `champion_version` and `get` raise
+    ForgedRecord for a record whose signature does not verify, and for a champion pointer whose serial is
+    below one already seen (an old, genuinely signed pointer written back)."""
+
+    def __init__(
+        self,
+        client: DaprClient,
+        store: str = MODEL_STORE,
+        signer: RecordSigner | None = None,
+        verifier: RecordVerifier | None = None,
+    ) -> None:
         self.client = client
         self.store = store
+        self.signer = signer
+        self.verifier = verifier
+        self._serials: dict[str, int] = {}
 
     async def next_version(self, name: str) -> int:
         """Hand out a version number; concurrent trainers never get the same one (etag retry)."""
@@ -93,20 +116,32 @@ class DaprModelRegistry:
         raise RuntimeError(f"could not allocate a version for model {name!r}: too much contention")
 
     async def register(self, card: ModelCard, onnx: bytes) -> int:
-        """Store the ONNX bytes and card of `card.version` in one transaction."""
-        await self.client.execute_state_transaction(
-            self.store,
-            [
-                TransactionalStateOperation(key=_key(card.name, "v", card.version, "onnx"), data=onnx),
+        """Store the ONNX bytes, card (and signature) of `card.version` in one transaction."""
+        card_json = card.model_dump_json()
+        operations = [
+            TransactionalStateOperation(key=_key(card.name, "v", card.version, "onnx"), data=onnx),
+            TransactionalStateOperation(key=_key(card.name, "v", card.version, "card"), data=card_json),
+        ]
+        if self.signer is not None:
+            payload = version_payload(card.name, card.version, card_json.encode(), onnx)
+            operations.append(
                 TransactionalStateOperation(
-                    key=_key(card.name, "v", card.version, "card"), data=card.model_dump_json()
-                ),
-            ],
-        )
+                    key=_key(card.name, "v", card.version, "signature"), data=self.signer.sign(payload)
+                )
+            )
+        await self.client.execute_state_transaction(self.store, operations)
         return card.version
 
+    def _pointer(self, name: str, version: int) -> str:
+        if self.signer is None:
+            return json.dumps({"version": version})
+        # Nanoseconds: a later pointer of any training replica has a larger serial (clocks in step).
+        serial = time.time_ns()
+        signature = self.signer.sign(champion_payload(name, version, serial))
+        return json.dumps({"version": version, "serial": serial, "signature": signature})
+
     async def promote(self, name: str, version: int) -> None:
-        await self.client.save_state(self.store, _key(name, "champion"), json.dumps({"version": version}))
+        await self.client.save_state(self.store, _key(name, "champion"), self._pointer(name, version))
 
     async def record_decision(self, name: str, version: int, decision_json: str) -> None:
         """The promotion gate's decision on a version, with its numbers (kept beside its card)."""
@@ -144,7 +179,7 @@ class DaprModelRegistry:
                             etag=got.etag or None,
                         ),
                         TransactionalStateOperation(
-                            key=_key(name, "champion"), data=json.dumps({"version": version})
+                            key=_key(name, "champion"), data=self._pointer(name, version)
                         ),
                     ],
                 )
@@ -172,7 +207,44 @@ class DaprModelRegistry:
 
     async def champion_version(self, name: str) -> int | None:
         got = await self.client.get_state(self.store, _key(name, "champion"))
-        return int(json.loads(got.data)["version"]) if got.data else None
+        if not got.data:
+            return None
+        try:
+            pointer = json.loads(got.data)
+            version = int(pointer["version"])
+        except (ValueError, TypeError, KeyError) as exc:
+            if self.verifier is not None:
+                raise ForgedRecord(f"the champion pointer of {name} is malformed") from exc
+            raise
+        if self.verifier is None:
+            return version
+        serial = pointer.get("serial")
+        if not isinstance(serial, int):
+            raise ForgedRecord(f"the champion pointer of {name} (v{version}) is not signed")
+        self.verifier.verify(
+            champion_payload(name, version, serial),
+            pointer.get("signature"),
+            f"the champion pointer of {name} (v{version})",
+        )
+        if serial < self._serials.get(name, 0):
+            raise ForgedRecord(
+                f"the champion pointer of {name} (v{version}) is older than one already served: replayed"
+            )
+        self._serials[name] = serial
+        return version
+
+    async def signed_champion(self, name: str) -> int | None:
+        """The champion if its pointer verifies under this registry's own key (training: its signer's
+        public key); None when there is none or it does not verify (a registry from before signing, or
+        a forged pointer), so training makes a signed one."""
+        verifier = self.verifier or (self.signer.verifier() if self.signer is not None else None)
+        if verifier is None:
+            return await self.champion_version(name)
+        checking = DaprModelRegistry(self.client, self.store, verifier=verifier)
+        try:
+            return await checking.champion_version(name)
+        except ForgedRecord:
+            return None
 
     async def card(self, name: str, version: int) -> ModelCard | None:
         got = await self.client.get_state(self.store, _key(name, "v", version, "card"))
@@ -191,13 +263,22 @@ class DaprModelRegistry:
         return sorted(cards, key=lambda c: c.version)
 
     async def get(self, name: str, version: int) -> ModelVersion | None:
-        card = await self.card(name, version)
-        if card is None:
+        """A version's card and ONNX bytes; with a verifier, only if its signature covers both."""
+        keys = [_key(name, "v", version, leaf) for leaf in ("card", "onnx", "signature")]
+        bulk = await self.client.get_bulk_state(self.store, keys)
+        got = {item.key: bytes(item.data) for item in bulk.items}
+        card_json, onnx = got.get(keys[0]), got.get(keys[1])
+        if not card_json or not onnx:
             return None
-        onnx = await self.client.get_state(self.store, _key(name, "v", version, "onnx"))
-        if not onnx.data:
-            return None
-        return ModelVersion(card, bytes(onnx.data))
+        if self.verifier is not None:
+            signature = got.get(keys[2]) or b""
+            self.verifier.verify(
+                version_payload(name, version, card_json, onnx), signature.decode(), f"{name} v{version}"
+            )
+        card = ModelCard.model_validate_json(card_json)
+        if self.verifier is not None and (card.name, card.version) != (name, version):
+            raise ForgedRecord(f"{name} v{version}: its card names {card.name} v{card.version}")
+        return ModelVersion(card, onnx)
 
 
 DriftLevel = Literal["stable", "moderate", "significant"]

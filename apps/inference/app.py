@@ -18,8 +18,9 @@ from apps.common.apptoken import AppTokenGuard
 from apps.common.contracts import ModelCard, PredictRequest, PredictResponse
 from apps.common.httpguard import RequestGuard, error_responses, validation_error
 from apps.common.metrics import instrument
-from apps.common.names import PUBSUB, TOPIC_MODEL_UPDATES
+from apps.common.names import PUBSUB, SECRET_STORE, TOPIC_MODEL_UPDATES
 from apps.common.registry import DaprModelRegistry, ModelUpdate
+from apps.common.signing import PUBLIC_KEY_SECRET, BadKey, RecordVerifier, read_key
 from apps.common.tracecontext import dapr_client
 from apps.inference.model import BadInput, ModelChanged, ModelNotReady
 from apps.inference.service import InferenceService
@@ -32,7 +33,20 @@ log = logging.getLogger("inference")
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     async with dapr_client() as client:
-        service = InferenceService(DaprModelRegistry(client), settings)
+        verifier, unverifiable = None, None
+        key = settings.verify_key or await read_key(client, SECRET_STORE, PUBLIC_KEY_SECRET)
+        try:
+            verifier = RecordVerifier(key) if key else None
+        except BadKey as exc:
+            unverifiable = str(exc)
+        if verifier is None:
+            # Fail closed: without the public key no record can be told from a forged one.
+            unverifiable = unverifiable or (
+                f"no model-signing public key (VIGIL_INFERENCE_VERIFY_KEY or {PUBLIC_KEY_SECRET} in the "
+                f"{SECRET_STORE} secret store): serving no model"
+            )
+            log.error("%s", unverifiable)
+        service = InferenceService(DaprModelRegistry(client, verifier=verifier), settings, unverifiable)
         app.state.service = service
         await service.refresh_all()
         if not service.ready:
@@ -104,7 +118,11 @@ async def healthz() -> dict[str, str]:
 
 @app.get("/readyz")
 async def readyz(service: ServiceDep) -> JSONResponse:
-    body = {"ready": service.ready, "models": service.loaded()}
+    body: dict[str, object] = {"ready": service.ready, "models": service.loaded()}
+    if service.refused:
+        body["refused"] = service.refused  # forged or unsigned registry records, not served
+    if service.unverifiable:
+        body["unverifiable"] = service.unverifiable
     return JSONResponse(body, status_code=200 if service.ready else 503)
 
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from apps.common.contracts import ModelCard, Prediction, PredictRequest, PredictResponse
-from apps.common.metrics import record_predictions, record_serving
+from apps.common.metrics import record_model_refused, record_predictions, record_serving
 from apps.common.registry import ModelRegistry
+from apps.common.signing import ForgedRecord
 from apps.inference.batcher import MicroBatcher
 from apps.inference.model import BadInput, ModelChanged, ModelNotReady, OnnxModel
 from apps.inference.settings import InferenceSettings
@@ -25,9 +26,15 @@ class Serving:
 
 
 class InferenceService:
-    def __init__(self, registry: ModelRegistry, settings: InferenceSettings) -> None:
+    def __init__(
+        self, registry: ModelRegistry, settings: InferenceSettings, unverifiable: str | None = None
+    ) -> None:
+        """`unverifiable`: why no record can be verified (no public key): then nothing is served."""
         self.registry = registry
         self.settings = settings
+        self.unverifiable = unverifiable
+        # What was refused per model (a forged or unsigned champion pointer or version): readyz shows it.
+        self.refused: dict[str, str] = {}
         self._serving: dict[str, Serving] = {}
         self._lock = asyncio.Lock()
         self._retired: set[asyncio.Task[None]] = set()
@@ -44,32 +51,48 @@ class InferenceService:
 
     async def refresh(self, name: str, version: int | None = None) -> bool:
         """Load the champion (or `version`) of `name` if it is not what is served; True if it swapped."""
+        if self.unverifiable is not None:
+            return False
         async with self._lock:
-            target = version if version is not None else await self.registry.champion_version(name)
-            current = self._serving.get(name)
-            if target is None or (current is not None and current.model.version == target):
+            try:
+                return await self._refresh(name, version)
+            except ForgedRecord as exc:
+                # Keep serving what is loaded: a forged record must not take a good model out of service.
+                if self.refused.get(name) != str(exc):
+                    serving = self.loaded().get(name)
+                    log.error("refused to serve %s: %s (still serving v%s)", name, exc, serving)
+                    record_model_refused(name)
+                self.refused[name] = str(exc)
                 return False
-            found = await self.registry.get(name, target)
-            if found is None:
-                log.warning("model %s v%s is not in the registry", name, target)
-                return False
-            model = await asyncio.to_thread(OnnxModel, found.card, found.onnx, self.settings.intra_op_threads)
-            batcher = MicroBatcher(model.run, self.settings.max_batch_rows, self.settings.max_wait_ms / 1000)
-            # One assignment swaps the model: requests already queued on the old batcher finish on the
-            # old session; new requests go to the new one. Nothing is dropped.
-            self._serving[name] = Serving(model, batcher)
-            record_serving(name, target)
-            if current is not None:
-                task = asyncio.create_task(self._retire(current))
-                self._retired.add(task)
-                task.add_done_callback(self._retired.discard)
-            log.info(
-                "serving %s v%d (%s)",
-                name,
-                target,
-                ", ".join(f"{k}={v:.3g}" for k, v in found.card.metrics.items()),
-            )
-            return True
+
+    async def _refresh(self, name: str, version: int | None) -> bool:
+        target = version if version is not None else await self.registry.champion_version(name)
+        current = self._serving.get(name)
+        if target is None or (current is not None and current.model.version == target):
+            self.refused.pop(name, None)
+            return False
+        found = await self.registry.get(name, target)
+        if found is None:
+            log.warning("model %s v%s is not in the registry", name, target)
+            return False
+        model = await asyncio.to_thread(OnnxModel, found.card, found.onnx, self.settings.intra_op_threads)
+        batcher = MicroBatcher(model.run, self.settings.max_batch_rows, self.settings.max_wait_ms / 1000)
+        # One assignment swaps the model: requests already queued on the old batcher finish on the
+        # old session; new requests go to the new one. Nothing is dropped.
+        self._serving[name] = Serving(model, batcher)
+        self.refused.pop(name, None)
+        record_serving(name, target)
+        if current is not None:
+            task = asyncio.create_task(self._retire(current))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+        log.info(
+            "serving %s v%d (%s)",
+            name,
+            target,
+            ", ".join(f"{k}={v:.3g}" for k, v in found.card.metrics.items()),
+        )
+        return True
 
     async def _retire(self, old: Serving) -> None:
         await asyncio.sleep(5)  # let requests queued on the old batcher drain

@@ -20,6 +20,7 @@ from apps.common.names import RETRAIN_SCHEDULE_BINDING
 from apps.common.profiles import PROFILES, get_profile
 from apps.common.publisher import DaprPublisher
 from apps.common.registry import DaprModelRegistry, DriftReport, RegisteredModel
+from apps.common.signing import load_signer
 from apps.common.tracecontext import dapr_client
 from apps.training.champions import (
     ChampionChange,
@@ -48,12 +49,19 @@ def start_job(app: FastAPI, job: TrainingJob) -> None:
     task.add_done_callback(app.state.tasks.discard)
 
 
+def _signing_key() -> str | None:
+    configured = get_settings().signing_key
+    return configured.get_secret_value() if configured else None
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     app.state.tasks = set()
     async with dapr_client() as client:
-        registry, publisher = DaprModelRegistry(client), DaprPublisher(client)
+        # Signed records: inference serves only what training's key signed (apps/common/signing.py).
+        registry = DaprModelRegistry(client, signer=await load_signer(client, _signing_key()))
+        publisher = DaprPublisher(client)
         profile = get_profile(settings.profile)
         service = TrainingService(
             registry,
@@ -71,8 +79,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.schedule = RetrainSchedule(service, catalog, profile, policy, lambda j: start_job(app, j))
         if settings.train_if_no_champion and not await service.has_champion():
             # a fresh platform has no history yet: the first model learns from the shipped FD001 file
-            log.info("no champion model yet: training a first one")
-            start_job(app, TrainingJob(trigger="startup", request=TrainRequest(source="dataset")))
+            unsigned = await registry.champion_version(profile.model_name) is not None
+            if unsigned and registry.signer is not None:
+                # A champion inference refuses (from before signing, or forged): replace it whatever
+                # the gate would say, or nothing is served.
+                log.warning("the champion of %s is not signed with this key: retraining", profile.model_name)
+            else:
+                log.info("no champion model yet: training a first one")
+            request = TrainRequest(source="dataset", force=unsigned and registry.signer is not None)
+            start_job(app, TrainingJob(trigger="startup", request=request))
         yield
         for task in app.state.tasks:
             task.cancel()

@@ -108,7 +108,9 @@ class TrainingService:
         ]
 
     async def has_champion(self) -> bool:
-        return await self.registry.champion_version(self.profile.model_name) is not None
+        """A champion inference will serve: its pointer signed with this training's key (a registry from
+        before signing, or a forged pointer, gets a new signed champion at start-up)."""
+        return await self.registry.signed_champion(self.profile.model_name) is not None
 
     async def read_lives(self) -> list[Life]:
         if self.archive is None:

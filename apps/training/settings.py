@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,10 @@ class TrainingSettings(BaseSettings):
     # A feature PSI at or over this starts a job on a schedule fire as soon as one new labelled run
     # arrived (0.25 is the usual "significant shift"); unset: drift is shown, never acted on.
     drift_retrain_psi: float | None = Field(None, gt=0.0)
+    # The model-signing private key (base64 of 32 bytes) training signs registry records with, so that
+    # inference serves only what training wrote. Unset: read from the modelsigning secret store (the
+    # local profiles); Kubernetes sets it from the vigil-model-signing Secret.
+    signing_key: SecretStr | None = None
 
 
 @lru_cache

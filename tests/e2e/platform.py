@@ -18,6 +18,7 @@ import httpx
 
 from apps.common import cmapss
 from localdapr.launch.runfile import load_run_template
+from localdapr.secretsfile import ed25519_pair
 from localdapr.sidecar import SidecarOptions
 from localdapr.testing import AppProcess, SidecarThread, free_port, wait_until
 
@@ -137,6 +138,13 @@ def start_platform(
     """`config_file`: the sidecars' Configuration (default dapr-config/config.yaml)."""
     template = load_run_template(REPO / "dapr.yaml")
     registry = tmp / f"registry-{uuid.uuid4().hex[:6]}"
+    # The components written here have no secret store: training signs and inference verifies the model
+    # registry with a key pair of this platform, through their settings (as in Kubernetes).
+    pair = ed25519_pair()
+    signing = {
+        "VIGIL_TRAINING_SIGNING_KEY": pair["private-key"],
+        "VIGIL_INFERENCE_VERIFY_KEY": pair["public-key"],
+    }
     platform = Platform()
     config_dir = REPO / "dapr-config"
     try:
@@ -151,7 +159,7 @@ def start_platform(
                     registry_dir=registry,
                 )
             ).start()
-            app_env = {**spec.env, **(env or {}), "APP_PORT": str(port), "PYTHONPATH": str(REPO)}
+            app_env = {**spec.env, **signing, **(env or {}), "APP_PORT": str(port), "PYTHONPATH": str(REPO)}
             module = f"apps.{spec.app_id}.app:app"
             process = AppProcess(
                 module, port, sidecar.options.app_env(), app_env, cwd=REPO, name=spec.app_id

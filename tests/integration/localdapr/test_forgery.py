@@ -223,7 +223,8 @@ def test_secrets_cannot_be_read_by_apps_the_configuration_denies(platform: Platf
         "errorCode": "ERR_PERMISSION_DENIED",
         "message": f'access denied by policy to get "notification:webhook-url" from "{SECRET_STORE}"',
     }
-    assert httpx.get(f"{base}/bulk", headers=headers).json() == {}
+    # a bulk read gets only what every app may read: the model-signing public key (not a secret)
+    assert list(httpx.get(f"{base}/bulk", headers=headers).json()) == ["model-signing:public-key"]
     with platform.client(ALERTING_APP_ID) as client, pytest.raises(grpc.RpcError) as refused:
         client.get_secret(SECRET_STORE, "notification:webhook-url")
     assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED

@@ -32,12 +32,13 @@ COMPONENT_NAMES = {
     names.MODEL_STORE,
     names.PUBSUB,
     names.SECRET_STORE,
+    names.MODEL_SIGNING_STORE,
     names.ARCHIVE_BINDING,
     names.NOTIFICATIONS_BINDING,
     names.RETRAIN_SCHEDULE_BINDING,
 }
-# The profile decides these types; the secret store and the archive are the cluster's on every profile.
-CLUSTER_ONLY = {names.SECRET_STORE, names.ARCHIVE_BINDING}
+# The profile decides these types; the secret stores and the archive are the cluster's on every profile.
+CLUSTER_ONLY = {names.SECRET_STORE, names.MODEL_SIGNING_STORE, names.ARCHIVE_BINDING}
 
 ANY = object()  # a value of any shape (a map of user-chosen names, free-form metadata)
 # Documented fields of the Dapr resources: nested dicts of allowed keys, [schema] for lists,
