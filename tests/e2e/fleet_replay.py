@@ -23,6 +23,7 @@ from apps.common.features import FeatureSpec
 from apps.common.names import EQUIPMENT_ACTOR_TYPE, PUBSUB, TOPIC_MODEL_UPDATES
 from apps.common.profiles import TURBOFAN
 from apps.common.registry import DaprModelRegistry, ModelUpdate, ModelVersion
+from apps.common.signing import RecordSigner
 from apps.training.quality import unit_features
 from apps.training.trainer import onnx_predict
 from localdapr.testing import wait_until
@@ -55,7 +56,9 @@ def serve(platform: Platform, card: ModelCard, onnx: bytes) -> None:
 
     async def publish() -> None:
         async with DaprClient(address=platform.apps["training"].sidecar.grpc_address) as client:
-            registry = DaprModelRegistry(client)
+            # signed with the platform's key, as training signs: inference serves nothing else
+            signer = RecordSigner(platform.apps["training"].env["VIGIL_TRAINING_SIGNING_KEY"])
+            registry = DaprModelRegistry(client, signer=signer)
             await registry.register(card, onnx)
             await registry.promote(card.name, card.version)
             update = ModelUpdate(name=card.name, version=card.version, promoted=True)
