@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final
 
 from apps.common.archive import split_by_day
 from apps.common.names import ARCHIVER_APP_ID
@@ -31,9 +29,8 @@ from vigil.history import (
     cmapss_history,
     csv_history,
 )
+from vigil.sidecar import SidecarStartError, command_sidecar
 from vigil.train import ProgressBar
-
-REPO: Final = Path(__file__).resolve().parents[1]
 
 
 def _start(text: str) -> datetime:
@@ -132,10 +129,6 @@ async def write_history(history: History, source: str, progress: ProgressBar, co
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from localdapr.errors import ComponentError
-    from localdapr.sidecar import SidecarOptions
-    from localdapr.threaded import SidecarThread
-
     try:
         history = load_history(args)
     except (HistoryFileError, UnknownProfile) as exc:
@@ -147,28 +140,16 @@ def run_import(args: argparse.Namespace) -> int:
         f"{args.file}: {machines} machine(s), {history.readings:,} readings, {len(history.events)} event(s) "
         f"({failures} failure(s)) checked against profile {history.blocks[0].profile!r}\n"
     )
-    options = SidecarOptions(
-        app_id=ARCHIVER_APP_ID,
-        resources_paths=[args.resources or REPO / "components" / "embedded", REPO / "dapr-config"],
-        registry_dir=Path(".localdapr") / "registry-import",
-    )
-    sidecar = SidecarThread(options)  # on its own thread: the SDK checks its health with a blocking call
-    try:
-        sidecar.start()
-    except ComponentError as exc:
-        sidecar.stop()
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
-    os.environ["DAPR_HTTP_PORT"] = str(options.http_port)
-    os.environ["DAPR_GRPC_PORT"] = str(options.grpc_port)
     source = f"import {args.format} {args.file.name}"
     try:
-        chunks = asyncio.run(write_history(history, source, ProgressBar()))
+        with command_sidecar(ARCHIVER_APP_ID, args.resources, "import"):
+            chunks = asyncio.run(write_history(history, source, ProgressBar()))
+    except SidecarStartError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
     except Exception as exc:
         sys.stderr.write(f"\nerror: writing to the archive failed: {exc}\n")
         return 1
-    finally:
-        sidecar.stop()
     sys.stdout.write(
         f"imported {machines} machine(s), {history.readings:,} readings in {chunks} chunk(s), "
         f"{len(history.events)} event(s) ({failures} failure(s))\n"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import TypeVar
 
 from apps.common.names import GATEWAY_APP_ID
 from apps.gateway.keys import SCOPE_MEANING, SCOPES, KeyNotFound, KeyService, KeyStoreUnavailable
+from vigil.sidecar import SidecarStartError, command_sidecar
 
-REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
@@ -84,29 +83,12 @@ def run_keys(args: argparse.Namespace) -> int:
 
     if args.sidecar:
         return _guarded(lambda: asyncio.run(_with_store(run)))
-    from localdapr.errors import ComponentError
-    from localdapr.sidecar import SidecarOptions
-    from localdapr.threaded import SidecarThread
-
-    options = SidecarOptions(
-        app_id=GATEWAY_APP_ID,
-        resources_paths=[args.resources or REPO / "components" / "embedded", REPO / "dapr-config"],
-        registry_dir=Path(".localdapr") / "registry-keys",
-    )
-    # On its own thread: the SDK client checks the sidecar's health with a blocking call.
-    sidecar = SidecarThread(options)
     try:
-        sidecar.start()
-    except ComponentError as exc:
-        sidecar.stop()
+        with command_sidecar(GATEWAY_APP_ID, args.resources, "keys"):
+            return _guarded(lambda: asyncio.run(_with_store(run)))
+    except SidecarStartError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    os.environ["DAPR_HTTP_PORT"] = str(options.http_port)
-    os.environ["DAPR_GRPC_PORT"] = str(options.grpc_port)
-    try:
-        return _guarded(lambda: asyncio.run(_with_store(run)))
-    finally:
-        sidecar.stop()
 
 
 def _guarded(call: Callable[[], int]) -> int:

@@ -17,8 +17,7 @@ from pathlib import Path
 from apps.common.names import TRAINING_APP_ID
 from apps.common.profiles import UnknownProfile, get_profile
 from apps.training.jobs import DATASETS
-
-REPO = Path(__file__).resolve().parents[1]
+from vigil.sidecar import SidecarStartError, command_sidecar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,48 +70,31 @@ async def _train(args: argparse.Namespace) -> int:
     from apps.common.signing import load_signer
     from apps.training.jobs import TrainingJob, TrainRequest
     from apps.training.service import TrainingService
-    from localdapr.errors import ComponentError
-    from localdapr.sidecar import SidecarOptions
-    from localdapr.threaded import SidecarThread
 
-    resources = args.resources or REPO / "components" / "embedded"
     try:
         profile = get_profile(args.profile)
     except UnknownProfile as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    options = SidecarOptions(
-        app_id=TRAINING_APP_ID,
-        resources_paths=[resources, REPO / "dapr-config"],
-        registry_dir=Path(".localdapr") / "registry-train",
-    )
-    # On its own thread: the SDK client below checks the sidecar's health with a blocking call.
-    sidecar = SidecarThread(options)
     try:
-        sidecar.start()
-    except ComponentError as exc:
-        sidecar.stop()
+        with command_sidecar(TRAINING_APP_ID, args.resources, "train"):
+            async with DaprClient() as client:
+                # Signed as the training app signs (VIGIL_TRAINING_SIGNING_KEY, or the modelsigning
+                # store): inference serves only what verifies.
+                configured = os.environ.get("VIGIL_TRAINING_SIGNING_KEY") or None
+                service = TrainingService(
+                    DaprModelRegistry(client, signer=await load_signer(client, configured)),
+                    DaprPublisher(client),
+                    profile,
+                    {"n_estimators": args.n_estimators},
+                    archive=DaprArchive(client),
+                )
+                fields = {"dataset": args.dataset} if args.source == "dataset" else {}
+                request = TrainRequest(profile=profile.name, source=args.source, force=args.force, **fields)
+                job = await service.run(TrainingJob(trigger="cli", request=request), progress=ProgressBar())
+    except SidecarStartError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    os.environ["DAPR_HTTP_PORT"] = str(options.http_port)
-    os.environ["DAPR_GRPC_PORT"] = str(options.grpc_port)
-    try:
-        async with DaprClient() as client:
-            # Signed as the training app signs (VIGIL_TRAINING_SIGNING_KEY, or the modelsigning store):
-            # inference serves only what verifies.
-            configured = os.environ.get("VIGIL_TRAINING_SIGNING_KEY") or None
-            service = TrainingService(
-                DaprModelRegistry(client, signer=await load_signer(client, configured)),
-                DaprPublisher(client),
-                profile,
-                {"n_estimators": args.n_estimators},
-                archive=DaprArchive(client),
-            )
-            fields = {"dataset": args.dataset} if args.source == "dataset" else {}
-            request = TrainRequest(profile=profile.name, source=args.source, force=args.force, **fields)
-            job = await service.run(TrainingJob(trigger="cli", request=request), progress=ProgressBar())
-    finally:
-        sidecar.stop()
     if job.status == "no_new_data":
         sys.stdout.write(f"nothing trained: {job.message}\n")
         return 0

@@ -27,6 +27,7 @@ from apps.common.archivestore import ArchiveRead, DaprArchive
 from apps.common.names import (
     ARCHIVE_BINDING,
     ARCHIVER_APP_ID,
+    EQUIPMENT_APP_ID,
     INGESTION_APP_ID,
     PUBSUB,
     STATE_STORE,
@@ -52,7 +53,9 @@ def write_resources(folder: Path, archive_root: Path) -> Path:
     write(
         folder,
         "statestore.yaml",
-        component(STATE_STORE, "state.sqlite", {"connectionString": str(folder / "s.db")}),
+        component(
+            STATE_STORE, "state.sqlite", {"connectionString": str(folder / "s.db"), "actorStateStore": "true"}
+        ),
     )
     write(
         folder,
@@ -210,17 +213,37 @@ def test_the_flusher_writes_on_its_own_when_the_delay_passes(archiver: Archiver)
 
 
 def test_labels_round_trip_through_ingestion_and_the_archive(tmp_path: Path) -> None:
+    """An event is archived, then its machine's actor starts a new life (ingestion answers 201 only
+    once both are done), so the equipment app runs here too."""
     resources = write_resources(tmp_path / "res", tmp_path / "archive")
     registry = tmp_path / "reg"
-    port = free_port()
+    port, equipment_port = free_port(), free_port()
     sidecar = SidecarThread(
         SidecarOptions(
             app_id=INGESTION_APP_ID, resources_paths=[resources], app_port=port, registry_dir=registry
         )
     ).start()
+    equipment_sidecar = SidecarThread(
+        SidecarOptions(
+            app_id=EQUIPMENT_APP_ID,
+            resources_paths=[resources],
+            app_port=equipment_port,
+            registry_dir=registry,
+        )
+    ).start()
     reader = None
     app = None
+    equipment = None
     try:
+        equipment = AppProcess(
+            "apps.equipment.app:app",
+            equipment_port,
+            equipment_sidecar.options.app_env(),
+            {},
+            cwd=REPO,
+            name="equipment",
+        ).start()
+        equipment_sidecar.wait_app_ready()
         app = AppProcess(
             "apps.ingestion.app:app", port, sidecar.options.app_env(), {}, cwd=REPO, name="ingestion"
         ).start()
@@ -250,11 +273,13 @@ def test_labels_round_trip_through_ingestion_and_the_archive(tmp_path: Path) -> 
             ("eng-7", "replaced", 192, "api"),
         ]
     finally:
-        if app is not None:
-            app.stop()
+        for process in (app, equipment):
+            if process is not None:
+                process.stop()
         if reader is not None:
             reader.stop()
         sidecar.stop()
+        equipment_sidecar.stop()
 
 
 def test_vigil_import_then_read_back_is_the_fd001_history(tmp_path: Path) -> None:
