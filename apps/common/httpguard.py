@@ -33,6 +33,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from apps.common.publisher import json_safe
+
 log = logging.getLogger("vigil.httpguard")
 
 MAX_JSON_DEPTH: Final = 32
@@ -72,17 +74,7 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422 for a body that fails its model, able to name a value JSON cannot carry (inf, from a
     `1e400` in a body too big for RequestGuard to look for one) instead of failing to render (a 500)."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
-    return JSONResponse({"detail": _json_safe(jsonable_encoder(errors))}, 422)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    return value
+    return JSONResponse({"detail": json_safe(jsonable_encoder(errors))}, 422)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

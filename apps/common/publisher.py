@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import json
-from typing import Protocol
+import math
+from typing import Any, Protocol
 
 from dapr.aio.clients import DaprClient
 from pydantic import BaseModel
 
 from apps.common.names import PUBSUB
+
+
+def json_safe(item: Any) -> Any:
+    """`item` as standard JSON can carry it: a non-finite number (often the reason a reading was
+    rejected) becomes its text, "inf" or "nan", so an event or an error body is valid JSON for every
+    subscriber, broker and client instead of carrying `Infinity`, which receivers refuse."""
+    if isinstance(item, float) and not math.isfinite(item):
+        return repr(item)
+    if isinstance(item, dict):
+        return {key: json_safe(value) for key, value in item.items()}
+    if isinstance(item, list):
+        return [json_safe(value) for value in item]
+    return item
 
 
 class Publisher(Protocol):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -16,7 +15,7 @@ from apps.common.contracts import EquipmentIngestResult, IngestResult, Reading, 
 from apps.common.metrics import record_ingest
 from apps.common.names import TOPIC_READINGS_ACCEPTED, TOPIC_READINGS_DEAD_LETTER
 from apps.common.profiles import EquipmentProfile
-from apps.common.publisher import Publisher
+from apps.common.publisher import Publisher, json_safe
 from apps.ingestion.handoff import GroupedHandOff
 from apps.ingestion.validation import group_by_equipment, validate_batch
 
@@ -144,19 +143,6 @@ class IngestionService:
                 "rejected_at": datetime.now(UTC).isoformat(),
             },
         )
-
-
-def json_safe(item: Any) -> Any:
-    """`item` as standard JSON can carry it: a non-finite number (the reason a reading was rejected,
-    often) becomes its text, "inf" or "nan", so the dead letter is valid JSON for every subscriber
-    and broker instead of carrying `Infinity`, which receivers refuse."""
-    if isinstance(item, float) and not math.isfinite(item):
-        return repr(item)
-    if isinstance(item, dict):
-        return {key: json_safe(value) for key, value in item.items()}
-    if isinstance(item, list):
-        return [json_safe(value) for value in item]
-    return item
 
 
 def only_retryable(result: IngestResult) -> bool:

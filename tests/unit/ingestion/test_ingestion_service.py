@@ -18,8 +18,9 @@ from pydantic import BaseModel
 from apps.common.contracts import EquipmentIngestResult, HealthSnapshot, Reading
 from apps.common.names import TOPIC_READINGS_ACCEPTED, TOPIC_READINGS_DEAD_LETTER
 from apps.common.profiles import PROFILES
+from apps.common.publisher import json_safe
 from apps.ingestion import app as ingestion_app
-from apps.ingestion.service import IngestionService, json_safe
+from apps.ingestion.service import IngestionService
 from apps.ingestion.settings import get_settings
 from tests.unit.ingestion.test_validation import NOW, good
 
