@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Path, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
@@ -31,6 +31,7 @@ from apps.training.champions import (
     UnknownModel,
 )
 from apps.training.jobs import TrainingJob, TrainRequest
+from apps.training.jobstore import DaprJobStore, JobBook, JobStoreUnavailable
 from apps.training.promotion import GateResult
 from apps.training.schedule import RetrainSchedule, SchedulePolicy
 from apps.training.service import NoNewData, TrainingService
@@ -47,6 +48,7 @@ def start_job(app: FastAPI, job: TrainingJob) -> None:
     task = asyncio.create_task(service.run(job))
     app.state.tasks.add(task)
     task.add_done_callback(app.state.tasks.discard)
+    app.state.book.follow(job, task)  # its record in the state store, kept up to date
 
 
 def _signing_key() -> str | None:
@@ -76,6 +78,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.retrain_min_new_runs, settings.drift_recent_readings, settings.drift_retrain_psi
         )
         app.state.service, app.state.catalog = service, catalog
+        store = DaprJobStore(client, keep=settings.jobs_kept)
+        app.state.book = JobBook(service.jobs, store, settings.jobs_kept, settings.job_save_seconds)
+        for job in await app.state.book.recover():
+            log.warning("training job %s: %s", job.id, job.error)
         app.state.schedule = RetrainSchedule(service, catalog, profile, policy, lambda j: start_job(app, j))
         if settings.train_if_no_champion and not await service.has_champion():
             # a fresh platform has no history yet: the first model learns from the shipped FD001 file
@@ -91,6 +97,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         for task in app.state.tasks:
             task.cancel()
+        await app.state.book.close()
 
 
 app = FastAPIOffline(title="Vigil training", lifespan=lifespan)
@@ -107,7 +114,12 @@ def get_catalog(request: Request) -> ModelCatalog:
     return request.app.state.catalog  # type: ignore[no-any-return]
 
 
+def get_book(request: Request) -> JobBook:
+    return request.app.state.book  # type: ignore[no-any-return]
+
+
 ServiceDep = Annotated[TrainingService, Depends(get_service)]
+BookDep = Annotated[JobBook, Depends(get_book)]
 CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
 ModelName = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
@@ -123,23 +135,41 @@ async def train(request: Request, body: Annotated[TrainRequest | None, Body()] =
     `no_new_data` (unless `force`)."""
     job = TrainingJob(request=body or TrainRequest())
     start_job(request.app, job)
+    await get_book(request).save(job)  # a 202 job is in the store: it survives a restart from now on
     return JSONResponse(job_json(job), 202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
-@app.get("/v1/jobs/{job_id}", response_model=TrainingJob)
-async def get_job(job_id: str, service: ServiceDep) -> TrainingJob:
+_JOB_ERRORS: dict[int | str, dict[str, Any]] = {503: {"description": "The job store is unavailable."}}
+JobId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+@app.get(
+    "/v1/jobs/{job_id}",
+    response_model=TrainingJob,
+    responses={404: {"description": "Unknown job."}} | _JOB_ERRORS,
+)
+async def get_job(job_id: JobId, book: BookDep) -> TrainingJob:
     """A job's status (`queued`, `running`, `succeeded`, `failed`, `no_new_data`), stage and progress,
-    the runs it found, and once done its model card and the promotion gate's decision."""
-    job = service.jobs.get(job_id)
+    the runs it found, and once done its model card and the promotion gate's decision. Jobs are kept in
+    the state store: one from before a restart is here too (failed if the restart interrupted it)."""
+    try:
+        job = await book.get(job_id)
+    except JobStoreUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
     if job is None:
-        raise HTTPException(404, f"no training job {job_id!r}")
+        raise HTTPException(404, f"no training job {job_id!r} (only the newest {book.keep} are kept)")
     return job
 
 
-@app.get("/v1/jobs", response_model=list[TrainingJob])
-async def list_jobs(service: ServiceDep) -> list[TrainingJob]:
-    """The jobs since the app started, newest first (kept in memory)."""
-    return sorted(service.jobs.values(), key=lambda j: j.created_at, reverse=True)
+@app.get("/v1/jobs", response_model=list[TrainingJob], responses=_JOB_ERRORS)
+async def list_jobs(
+    book: BookDep, limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many.")] = 100
+) -> list[TrainingJob]:
+    """The newest jobs first, across restarts (the state store keeps the newest `jobs_kept`)."""
+    try:
+        return await book.newest(min(limit, book.keep))
+    except JobStoreUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
 
 
 @app.get("/v1/models", response_model=list[RegisteredModel])

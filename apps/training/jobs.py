@@ -1,4 +1,6 @@
-"""A training job's request (the strict body of `POST /v1/train`) and its record (`GET /v1/jobs/{id}`)."""
+"""A training job's request (the strict body of `POST /v1/train`) and its record (`GET /v1/jobs/{id}`),
+and the pure rules of the job log the state store keeps (jobstore.py): which records are kept, and what
+becomes of a job the app was running when it stopped."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # TrainRequest is a contract (apps.common.contracts): the gateway passes it on, checked as training would.
 from apps.common.contracts import ModelCard, TrainRequest
@@ -15,11 +17,25 @@ from apps.training.promotion import GateResult
 JobStatus = Literal["queued", "running", "succeeded", "failed", "no_new_data"]
 Trigger = Literal["api", "schedule", "drift", "startup", "cli"]
 DATASETS = ("FD001", "FD002")  # the C-MAPSS files data/cmapss/ ships (train, test, RUL)
-__all__ = ["DATASETS", "JobStatus", "TrainRequest", "TrainingJob", "Trigger"]
+ACTIVE: tuple[JobStatus, ...] = ("queued", "running")
+INTERRUPTED = (
+    "interrupted by a restart of the training app (it was {status} at {stage}): nothing was registered "
+    "after its last saved stage; start it again with POST /v1/train"
+)
+__all__ = [
+    "ACTIVE",
+    "DATASETS",
+    "JobStatus",
+    "TrainRequest",
+    "TrainingJob",
+    "Trigger",
+    "interrupted",
+    "keep_newest",
+]
 
 
 class TrainingJob(BaseModel):
-    """One job, as `GET /v1/jobs/{id}` shows it (jobs live in the app's memory)."""
+    """One job, as `GET /v1/jobs/{id}` shows it (kept in the state store: jobstore.py)."""
 
     model_config = ConfigDict(protected_namespaces=())
 
@@ -43,6 +59,15 @@ class TrainingJob(BaseModel):
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
 
+    @field_validator("request", mode="before")
+    @classmethod
+    def _stored_request(cls, value: Any) -> Any:
+        # A record read back from the store names every field of its request, defaults included; the
+        # strict TrainRequest refuses a `dataset` beside source `archive` when it is given, so it goes.
+        if isinstance(value, dict) and value.get("source", "archive") == "archive":
+            return {k: v for k, v in value.items() if k != "dataset"}
+        return value
+
     def report(self, stage: str, fraction: float) -> None:
         self.stage, self.progress = stage, round(fraction, 3)
 
@@ -52,3 +77,26 @@ class TrainingJob(BaseModel):
         self.status, self.finished_at = status, datetime.now(UTC)
         if status in ("succeeded", "no_new_data"):
             self.progress = 1.0
+
+
+def interrupted(job: TrainingJob, now: datetime) -> TrainingJob | None:
+    """What a job read back at start-up becomes: a queued or running one was the previous process's and
+    nobody runs it any more, so it is failed, saying so (None: a finished job, left as it is). Not
+    resumed: a fit cannot continue from a saved stage, and starting it again unasked could train twice
+    what the operator already started again."""
+    if job.status not in ACTIVE:
+        return None
+    stage = repr(job.stage) if job.stage else "its start"
+    message = INTERRUPTED.format(status=job.status, stage=stage)
+    return job.model_copy(
+        update={"status": "failed", "error": message, "message": message, "finished_at": now}
+    )
+
+
+def keep_newest(index: list[str], job_id: str, keep: int) -> tuple[list[str], list[str]]:
+    """The job log's index (ids, newest first) with `job_id` added in front, and the ids that fall off
+    its end past `keep` (their records are deleted with the index write)."""
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    ids = [job_id, *(i for i in index if i != job_id)]
+    return ids[:keep], ids[keep:]

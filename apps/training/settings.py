@@ -31,6 +31,10 @@ class TrainingSettings(BaseSettings):
     # A feature PSI at or over this starts a job on a schedule fire as soon as one new labelled run
     # arrived (0.25 is the usual "significant shift"); unset: drift is shown, never acted on.
     drift_retrain_psi: float | None = Field(None, gt=0.0)
+    # Jobs kept in the state store (and listed by GET /v1/jobs at most); older ones are deleted.
+    jobs_kept: int = Field(200, ge=1, le=10_000)
+    # A running job's record is written at most this often (its progress changes every boosting round).
+    job_save_seconds: float = Field(1.0, gt=0.0, le=60.0)
     # The model-signing private key (base64 of 32 bytes) training signs registry records with, so that
     # inference serves only what training wrote. Unset: read from the modelsigning secret store (the
     # local profiles); Kubernetes sets it from the vigil-model-signing Secret.

@@ -176,6 +176,7 @@ def training() -> Iterator[Any]:
     from apps.common.profiles import PROFILES
     from apps.training import app as module
     from apps.training.champions import ModelCatalog
+    from apps.training.jobstore import JobBook
     from apps.training.schedule import RetrainSchedule, SchedulePolicy
     from tests.unit.training.registry_fakes import MemoryRegistry, Published
 
@@ -185,10 +186,12 @@ def training() -> Iterator[Any]:
     service = FakeTraining()
     catalog = ModelCatalog(registry, Published(), {p.model_name: p for p in PROFILES.values()})  # type: ignore[arg-type]
     module.app.state.service, module.app.state.catalog, module.app.state.tasks = service, catalog, set()
+    module.app.state.book = JobBook(service.jobs, None, keep=200, save_seconds=1.0)  # memory only
     policy = SchedulePolicy(5, 50, None)
     module.app.state.schedule = RetrainSchedule(service, catalog, TURBOFAN, policy, lambda job: None)  # type: ignore[arg-type]
     yield module.app
     del module.app.state.service, module.app.state.tasks, module.app.state.catalog, module.app.state.schedule
+    del module.app.state.book
 
 
 class FakeArchiver:

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from apps.training import app as training_app
 from apps.training.jobs import TrainingJob
+from apps.training.jobstore import JobBook
 
 
 class RecordingService:
@@ -27,8 +28,9 @@ def api() -> Iterator[tuple[TestClient, RecordingService]]:
     service = RecordingService()
     training_app.app.state.service = service
     training_app.app.state.tasks = set()
+    training_app.app.state.book = JobBook(service.jobs, None, keep=200, save_seconds=1.0)  # memory only
     yield TestClient(training_app.app), service
-    del training_app.app.state.service, training_app.app.state.tasks
+    del training_app.app.state.service, training_app.app.state.tasks, training_app.app.state.book
 
 
 @pytest.mark.parametrize(
