@@ -13,6 +13,8 @@ services, and lives here, once:
     models/<name>/v/<version>/runs       the labelled runs (keys) the version was trained on
     models/<name>/champion-history       every change of champion: gate, promote, rollback (JSON list)
     models/<name>/drift                  the last feature drift report of the champion
+
+(Training also keeps its job records in this store, under `jobs/`: apps/training/jobstore.py.)
 """
 
 from __future__ import annotations
@@ -292,19 +294,55 @@ class FeatureDrift(BaseModel):
     level: DriftLevel
 
 
+DriftSource = Literal["inference", "archive"]
+
+
 class DriftReport(BaseModel):
-    """Feature drift of a model version over the fleet's recent readings (apps/training/drift.py)."""
+    """Feature drift of a model version (apps/training/drift.py): over the rows inference predicted with
+    it (`source` inference: its counts in the reference bins), or, when inference has too few, over the
+    fleet's recent readings in the archive (`source` archive, `fallback` says why)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
     model: str
     version: int
     computed_at: datetime
+    source: DriftSource = Field("archive", description="Whose rows: inference's inputs, or the archive's.")
     rows: int = Field(description="Recent feature rows compared with the training reference.")
-    machines: int
+    machines: int = Field(description="Running machines whose readings were read (archive); 0 for inference.")
+    since: datetime | None = Field(None, description="Inference's rows were counted since then.")
+    fallback: str | None = Field(None, description="Why the archive was read instead of inference's counts.")
     max_psi: float
     level: DriftLevel
     features: list[FeatureDrift] = Field(description="Highest PSI first.")
+
+    def basis(self) -> str:
+        """What the PSI was measured over, in words."""
+        if self.source == "inference":
+            since = f" since {self.since:%Y-%m-%d %H:%M} UTC" if self.since else ""
+            return f"{self.rows} rows inference predicted{since}"
+        return f"{self.rows} archived rows of {self.machines} machines"
+
+
+class FeatureCounts(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    edges: list[float] = Field(description="The card's reference bin edges (inner edges, ascending).")
+    counts: list[int] = Field(description="Rows per bin: (-inf, e0], (e0, e1], ..., (e_last, inf).")
+
+
+class InputCounts(BaseModel):
+    """What inference predicted with a served version, counted in its card's reference bins per feature
+    (inference's `GET /v1/models/{name}/inputs`; training's drift reads it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    model: str
+    version: int
+    since: datetime = Field(description="Counted since then (a window start, or when the version began).")
+    rows: int = Field(ge=0)
+    features: list[FeatureCounts] = Field(description="In the card's feature_reference order.")
 
 
 class RegisteredModel(BaseModel):

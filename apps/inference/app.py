@@ -19,11 +19,11 @@ from apps.common.contracts import ModelCard, PredictRequest, PredictResponse
 from apps.common.httpguard import RequestGuard, error_responses, validation_error
 from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, SECRET_STORE, TOPIC_MODEL_UPDATES
-from apps.common.registry import DaprModelRegistry, ModelUpdate
+from apps.common.registry import DaprModelRegistry, InputCounts, ModelUpdate
 from apps.common.signing import PUBLIC_KEY_SECRET, BadKey, RecordVerifier, read_key
 from apps.common.tracecontext import dapr_client
 from apps.inference.model import BadInput, ModelChanged, ModelNotReady
-from apps.inference.service import InferenceService
+from apps.inference.service import InferenceService, NoReference
 from apps.inference.settings import get_settings
 
 log = logging.getLogger("inference")
@@ -109,6 +109,18 @@ async def model_card(name: str, service: ServiceDep) -> ModelCard:
     if name not in service.settings.model_names:
         raise HTTPException(404, f"inference does not serve a model named {name!r}")
     return service.card(name)
+
+
+@app.get("/v1/models/{name}/inputs", response_model=InputCounts, responses=error_responses(404, 503))
+async def model_inputs(name: str, service: ServiceDep) -> InputCounts:
+    """The rows predicted with the served version, counted per feature in its card's reference bins
+    (no row is kept), over the current and the previous window: what training's drift measures."""
+    if name not in service.settings.model_names:
+        raise HTTPException(404, f"inference does not serve a model named {name!r}")
+    try:
+        return service.inputs(name)
+    except NoReference as exc:
+        raise HTTPException(404, str(exc)) from None
 
 
 @app.get("/healthz")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 
 from apps.common.contracts import ModelCard, Prediction, PredictRequest, PredictResponse
 from apps.common.metrics import record_model_refused, record_predictions, record_serving
-from apps.common.registry import ModelRegistry
+from apps.common.registry import InputCounts, ModelRegistry
 from apps.common.signing import ForgedRecord
 from apps.inference.batcher import MicroBatcher
+from apps.inference.inputs import InputTally
 from apps.inference.model import BadInput, ModelChanged, ModelNotReady, OnnxModel
 from apps.inference.settings import InferenceSettings
 
@@ -23,15 +26,25 @@ log = logging.getLogger("inference")
 class Serving:
     model: OnnxModel
     batcher: MicroBatcher
+    inputs: InputTally | None  # None: the card has no training reference to count inputs against
+
+
+class NoReference(Exception):
+    """The served version's card has no training reference, so its inputs are not counted: 404."""
 
 
 class InferenceService:
     def __init__(
-        self, registry: ModelRegistry, settings: InferenceSettings, unverifiable: str | None = None
+        self,
+        registry: ModelRegistry,
+        settings: InferenceSettings,
+        unverifiable: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """`unverifiable`: why no record can be verified (no public key): then nothing is served."""
         self.registry = registry
         self.settings = settings
+        self.clock = clock
         self.unverifiable = unverifiable
         # What was refused per model (a forged or unsigned champion pointer or version): readyz shows it.
         self.refused: dict[str, str] = {}
@@ -77,9 +90,10 @@ class InferenceService:
             return False
         model = await asyncio.to_thread(OnnxModel, found.card, found.onnx, self.settings.intra_op_threads)
         batcher = MicroBatcher(model.run, self.settings.max_batch_rows, self.settings.max_wait_ms / 1000)
+        inputs = InputTally.of(found.card, self.clock(), self.settings.inputs_window_seconds)
         # One assignment swaps the model: requests already queued on the old batcher finish on the
         # old session; new requests go to the new one. Nothing is dropped.
-        self._serving[name] = Serving(model, batcher)
+        self._serving[name] = Serving(model, batcher, inputs)
         self.refused.pop(name, None)
         record_serving(name, target)
         if current is not None:
@@ -134,7 +148,10 @@ class InferenceService:
                 f"v{serving.model.version} is served: compute them with its feature spec"
             )
         serving.model.check(request.feature_names)
-        out = await serving.batcher.predict(np.asarray(request.rows, dtype=np.float32))
+        rows = np.asarray(request.rows, dtype=np.float32)
+        out = await serving.batcher.predict(rows)
+        if serving.inputs is not None:
+            serving.inputs.add(rows, self.clock())  # what the model was fed, for training's drift
         name, version = serving.model.name, serving.model.version
         record_predictions(name, version, len(out))
         return PredictResponse(
@@ -142,6 +159,16 @@ class InferenceService:
             model_name=name,
             model_version=version,
         )
+
+    def inputs(self, name: str) -> InputCounts:
+        """The served version's inputs counted in its card's reference bins (training's drift)."""
+        serving = self._serving_of(name)
+        if serving.inputs is None:
+            raise NoReference(
+                f"{name} v{serving.model.version} has no training reference (feature_reference) in its "
+                "card: its inputs are not counted"
+            )
+        return serving.inputs.snapshot(self.clock())
 
     async def close(self) -> None:
         for serving in self._serving.values():

@@ -23,6 +23,9 @@ class InferenceSettings(BaseSettings):
     # Fallback to the model-updates topic: look at the champion pointer this often.
     poll_seconds: float = Field(15.0, gt=0)
     intra_op_threads: int = Field(1, ge=1)
+    # The rows predicted are counted per feature in the card's reference bins (training's drift reads
+    # them) in windows this long; an answer covers the current and the previous window.
+    inputs_window_seconds: float = Field(43_200.0, gt=0)
     # The model-signing public key (base64 of 32 bytes) that every served record must verify under. Unset:
     # read from the secret store (the local profiles); Kubernetes sets it from the vigil-model-signing Secret.
     verify_key: str | None = None
