@@ -17,6 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from apps.common.names import TRAINING_APP_ID
+from apps.common.registry import DriftReport
 from vigil.command import vigil_command
 from vigil.replay import app_token_headers, default_app_url, positive_int
 
@@ -151,11 +152,13 @@ def format_model(view: dict[str, Any]) -> str:
         out += ["", "champion history:", table(("AT (UTC)", "ACTION", "TO", "FROM", "BY", "WHY"), changes)]
     drift = view.get("drift")
     if drift:
-        top = ", ".join(f"{f['name']} {f['psi']:.3f}" for f in drift["features"][:5])
+        report = DriftReport.model_validate(drift)
+        top = ", ".join(f"{f.name} {f.psi:.3f}" for f in report.features[:5])
         when = _time(drift["computed_at"])
-        out += ["", f"feature drift of v{drift['version']} ({when} UTC, {drift['rows']} rows of "
-                f"{drift['machines']} machines): max PSI {drift['max_psi']:.3f} ({drift['level']}); "
-                f"highest: {top}"]  # fmt: skip
+        out += ["", f"feature drift of v{report.version} ({when} UTC, {report.basis()}): max PSI "
+                f"{report.max_psi:.3f} ({report.level}); highest: {top}"]  # fmt: skip
+        if report.fallback:
+            out.append(f"  (from the archive: {report.fallback})")
     else:
         out += ["", "feature drift: not measured yet (the retrain schedule measures it)"]
     return "\n".join(out)

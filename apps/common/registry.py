@@ -321,7 +321,7 @@ class DriftReport(BaseModel):
         if self.source == "inference":
             since = f" since {self.since:%Y-%m-%d %H:%M} UTC" if self.since else ""
             return f"{self.rows} rows inference predicted{since}"
-        return f"{self.rows} archived rows of {self.machines} machines"
+        return f"{self.rows} rows of {self.machines} machines in the archive"
 
 
 class FeatureCounts(BaseModel):

@@ -488,8 +488,8 @@ def drift_line(model: RegisteredModelInfo) -> str:
         return f"{model.name}: feature drift not measured yet"
     top = ", ".join(f"{f.name} {f.psi:.3f}" for f in d.features[:3])
     return (
-        f"{model.name} v{d.version}: feature drift {d.level}, max PSI {d.max_psi:.3f} over {d.rows} rows "
-        f"of {d.machines} machines ({fmt_time(d.computed_at)}); highest: {top}"
+        f"{model.name} v{d.version}: feature drift {d.level}, max PSI {d.max_psi:.3f} over {d.basis()} "
+        f"({fmt_time(d.computed_at)}); highest: {top}"
     )
 
 

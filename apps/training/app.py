@@ -30,6 +30,7 @@ from apps.training.champions import (
     ModelView,
     UnknownModel,
 )
+from apps.training.inputs import DaprInferenceInputs
 from apps.training.jobs import TrainingJob, TrainRequest
 from apps.training.jobstore import DaprJobStore, JobBook, JobStoreUnavailable
 from apps.training.promotion import GateResult
@@ -73,7 +74,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             margin=settings.promotion_margin,
             archive=DaprArchive(client),
         )
-        catalog = ModelCatalog(registry, publisher, {p.model_name: p for p in PROFILES.values()})
+        inputs = DaprInferenceInputs()
+        catalog = ModelCatalog(
+            registry,
+            publisher,
+            {p.model_name: p for p in PROFILES.values()},
+            inputs=inputs,
+            min_inference_rows=settings.drift_min_inference_rows,
+        )
         policy = SchedulePolicy(
             settings.retrain_min_new_runs, settings.drift_recent_readings, settings.drift_retrain_psi
         )
@@ -98,6 +106,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in app.state.tasks:
             task.cancel()
         await app.state.book.close()
+        await inputs.close()
 
 
 app = FastAPIOffline(title="Vigil training", lifespan=lifespan)
@@ -230,10 +239,10 @@ async def rollback(
 
 @app.post("/v1/models/{name}/drift", response_model=DriftReport, responses=_CHANGE_ERRORS)
 async def measure_drift(name: ModelName, service: ServiceDep, catalog: CatalogDep) -> DriftReport:
-    """Measure the champion's feature drift now (a schedule fire does it too) and keep it."""
+    """Measure the champion's feature drift now (a schedule fire does it too) and keep it: over what
+    inference fed it, or (`fallback` says why) over the archive's recent readings."""
     try:
-        lives = await service.read_lives()
-        return await catalog.compute_drift(name, lives, get_settings().drift_recent_readings)
+        return await catalog.compute_drift(name, service.read_lives, get_settings().drift_recent_readings)
     except (UnknownModel, ChampionConflict, NoNewData) as exc:
         raise _refused(exc) from None
 

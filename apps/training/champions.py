@@ -4,11 +4,17 @@ Every change of champion (the gate's, an operator's promote or rollback) is appe
 champion history in the registry with who, when and why; the gate's decisions keep their numbers beside
 each version. Rollback goes back to the version that was champion before the current one was made
 champion by the gate or a promote, so rolling back twice walks two steps back, not back and forth.
+
+Drift is measured on what the champion is actually fed: inference's counts of the rows it predicted
+with it (apps/training/inputs.py). Only when inference has fewer than `min_inference_rows` of them (just
+started, just swapped, not serving the champion, away) are the fleet's recent readings read back from the
+archive and turned into the champion's features, and the report says why (`fallback`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -21,8 +27,9 @@ from apps.common.names import TOPIC_MODEL_UPDATES
 from apps.common.profiles import EquipmentProfile
 from apps.common.publisher import Publisher
 from apps.common.registry import DaprModelRegistry, DriftReport, ModelUpdate
-from apps.training.drift import drift_report
+from apps.training.drift import counts_report, drift_report
 from apps.training.history import Life
+from apps.training.inputs import InferenceInputs, InputsUnavailable
 from apps.training.promotion import GateResult
 from apps.training.quality import recent_features
 from apps.training.runs import recent_trajectories
@@ -81,13 +88,23 @@ def rollback_target(history: list[ChampionChange], current: int | None) -> int |
     return None
 
 
+Lives = list[Life] | Callable[[], Awaitable[list[Life]]]  # read from the archive only if needed
+
+
 class ModelCatalog:
     def __init__(
-        self, registry: DaprModelRegistry, publisher: Publisher, profiles: dict[str, EquipmentProfile]
+        self,
+        registry: DaprModelRegistry,
+        publisher: Publisher,
+        profiles: dict[str, EquipmentProfile],
+        inputs: InferenceInputs | None = None,
+        min_inference_rows: int = 100,
     ) -> None:
         self.registry = registry
         self.publisher = publisher
         self.profiles = profiles  # by model name
+        self.inputs = inputs  # None: drift from the archive only
+        self.min_inference_rows = min_inference_rows
 
     def _profile(self, name: str) -> EquipmentProfile:
         if name not in self.profiles:
@@ -157,8 +174,29 @@ class ModelCatalog:
                 raise ChampionConflict(f"{name} v{target} has never been champion: promote it instead")
         return await self._change(name, target, "rollback", request, f"rolled back from v{current}")
 
-    async def compute_drift(self, name: str, lives: list[Life], recent: int) -> DriftReport:
-        """The champion's feature drift over the running lives' last `recent` readings; kept."""
+    async def _from_inference(self, card: ModelCard) -> tuple[DriftReport | None, str | None]:
+        """The drift of inference's counts, or None and why they cannot be used."""
+        if self.inputs is None:
+            return None, None
+        try:
+            counts = await self.inputs.counts(card.name)
+        except InputsUnavailable as exc:
+            return None, str(exc)
+        if counts.version != card.version:
+            return None, f"inference counted v{counts.version}, the champion is v{card.version}"
+        if counts.rows < self.min_inference_rows:
+            return None, (
+                f"inference counted {counts.rows} rows of v{card.version} since "
+                f"{counts.since:%Y-%m-%d %H:%M} UTC, fewer than {self.min_inference_rows}"
+            )
+        try:
+            return counts_report(card.feature_reference, counts, datetime.now(UTC)), None
+        except ValueError as exc:
+            return None, f"inference's counts do not fit the card: {exc}"
+
+    async def compute_drift(self, name: str, lives: Lives, recent: int) -> DriftReport:
+        """The champion's feature drift over what inference fed it; failing that, over the running lives'
+        last `recent` readings in the archive (`lives`, read only then if a reader). Kept."""
         profile = self._profile(name)
         champion = await self.registry.champion_version(name)
         card = None if champion is None else await self.registry.card(name, champion)
@@ -166,6 +204,12 @@ class ModelCatalog:
             raise ChampionConflict(
                 f"{name} has no champion with a training reference to measure drift against"
             )
+        report, fallback = await self._from_inference(card)
+        if report is not None:
+            await self.registry.save_drift(name, report.model_dump_json())
+            return report
+        if callable(lives):
+            lives = await lives()
         # the last `recent` full windows of each running machine: the rows its last predictions used
         tails = recent_trajectories(lives, profile, recent + profile.window - 1)
 
@@ -179,7 +223,9 @@ class ModelCatalog:
         if X.shape[0] == 0:
             raise ChampionConflict(  # (padded windows: any reading of a running machine gives rows)
                 f"no running {profile.name} machine in the archive: every life there ended with an event"
+                + (f" (and {fallback})" if fallback else "")
             )
-        report = drift_report(name, card.version, card.feature_reference, X, len(tails), datetime.now(UTC))
+        refs, now = card.feature_reference, datetime.now(UTC)
+        report = drift_report(name, card.version, refs, X, len(tails), now, fallback=fallback)
         await self.registry.save_drift(name, report.model_dump_json())
         return report

@@ -2,7 +2,8 @@
 
 The reference is taken from the training rows when a model is trained and kept in its model card: per
 feature, the inner edges of ten equal-population bins of the training values and the share of training
-rows in each bin. Recent inputs are counted in the same bins and
+rows in each bin. Recent inputs are counted in the same bins (by inference as it predicts,
+apps/inference/inputs.py: `counts_report`; or from the archive's recent readings: `drift_report`) and
 
     PSI = sum over bins of (recent share - training share) * ln(recent share / training share)
 
@@ -19,7 +20,7 @@ from typing import Final
 import numpy as np
 
 from apps.common.contracts import FeatureReference
-from apps.common.registry import DriftLevel, DriftReport, FeatureDrift
+from apps.common.registry import DriftLevel, DriftReport, FeatureDrift, InputCounts
 
 BINS: Final = 10
 EPSILON: Final = 1e-4
@@ -59,27 +60,61 @@ def level(value: float) -> DriftLevel:
     return next(name for bound, name in DRIFT_LEVELS if value >= bound)  # type: ignore[return-value]
 
 
-def drift_report(
-    model: str, version: int, refs: Sequence[FeatureReference], X: np.ndarray, machines: int, now: datetime
+def _report(
+    model: str, version: int, refs: Sequence[FeatureReference], recent: list[list[float]], **fields: object
 ) -> DriftReport:
-    """PSI of each feature of the recent rows `X` (columns in the reference's order)."""
-    if X.shape[0] == 0:
-        raise ValueError("no recent feature rows")
-    if X.shape[1] != len(refs):
-        raise ValueError(f"{X.shape[1]} recent features, the reference has {len(refs)}")
     features = []
-    for j, ref in enumerate(refs):
-        value = psi(ref.shares, shares(X[:, j], ref.edges))
+    for ref, actual in zip(refs, recent, strict=True):
+        value = psi(ref.shares, actual)
         features.append(FeatureDrift(name=ref.name, psi=value, level=level(value)))
     features.sort(key=lambda f: -f.psi)
     top = features[0].psi if features else 0.0
     return DriftReport(
         model=model,
         version=version,
-        computed_at=now,
-        rows=int(X.shape[0]),
-        machines=machines,
         max_psi=top,
         level=level(top),
         features=features,
+        **fields,  # type: ignore[arg-type]
     )
+
+
+def drift_report(
+    model: str,
+    version: int,
+    refs: Sequence[FeatureReference],
+    X: np.ndarray,
+    machines: int,
+    now: datetime,
+    fallback: str | None = None,
+) -> DriftReport:
+    """PSI of each feature of the recent rows `X` (columns in the reference's order), from the archive."""
+    if X.shape[0] == 0:
+        raise ValueError("no recent feature rows")
+    if X.shape[1] != len(refs):
+        raise ValueError(f"{X.shape[1]} recent features, the reference has {len(refs)}")
+    recent = [shares(X[:, j], ref.edges) for j, ref in enumerate(refs)]
+    return _report(
+        model, version, refs, recent, computed_at=now, source="archive", rows=int(X.shape[0]),
+        machines=machines, fallback=fallback,
+    )  # fmt: skip
+
+
+def counts_report(refs: Sequence[FeatureReference], counts: InputCounts, now: datetime) -> DriftReport:
+    """PSI of each feature from inference's counts of the rows it predicted, in the reference's bins."""
+    if counts.rows == 0:
+        raise ValueError(f"inference counted no rows of {counts.model} v{counts.version}")
+    by_name = {f.name: f for f in counts.features}
+    recent = []
+    for ref in refs:
+        counted = by_name.get(ref.name)
+        if counted is None or counted.edges != ref.edges or len(counted.counts) != len(ref.edges) + 1:
+            raise ValueError(f"inference's counts of {ref.name!r} are not in the reference's bins")
+        total = sum(counted.counts)
+        if total != counts.rows:
+            raise ValueError(f"inference counted {total} values of {ref.name!r} in {counts.rows} rows")
+        recent.append([c / total for c in counted.counts])
+    return _report(
+        counts.model, counts.version, refs, recent, computed_at=now, source="inference", rows=counts.rows,
+        machines=0, since=counts.since,
+    )  # fmt: skip

@@ -67,7 +67,7 @@ class RetrainSchedule:
         out: dict[str, Any] = {"model": name, "runs": len(runs.keys), "new_runs": len(fresh), "job": None}
         try:
             report = await self.catalog.compute_drift(name, lives, self.policy.drift_recent_readings)
-            out["drift"] = {"max_psi": report.max_psi, "level": report.level}
+            out["drift"] = {"max_psi": report.max_psi, "level": report.level, "source": report.source}
         except ChampionConflict as exc:
             out["drift"] = str(exc)
             report = None

@@ -26,7 +26,9 @@ class TrainingSettings(BaseSettings):
     # arrived that the newest version was not trained on (the newest: a candidate the gate refused is
     # not trained again on the same runs at every fire).
     retrain_min_new_runs: int = Field(5, ge=1)
-    # Feature drift is measured over each running machine's last N readings.
+    # Feature drift is measured over the rows inference predicted with the champion (its counts) when it
+    # has at least this many; else over each running machine's last `drift_recent_readings` readings.
+    drift_min_inference_rows: int = Field(100, ge=1)
     drift_recent_readings: int = Field(50, ge=1, le=100_000)
     # A feature PSI at or over this starts a job on a schedule fire as soon as one new labelled run
     # arrived (0.25 is the usual "significant shift"); unset: drift is shown, never acted on.

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[3]
 LOCAL = REPO / "dapr-config" / "config.yaml"
 K8S = REPO / "k8s" / "base" / "dapr" / "configuration.yaml"
 
-# (caller, callee, verb, path): apps/gateway/api.py, apps/dashboard/ports.py, apps/equipment/ports.py.
+# (caller, callee, verb, path): apps/gateway/api.py, apps/dashboard/ports.py, apps/equipment/ports.py,
+# apps/training/inputs.py.
 ALLOWED = [
     (names.GATEWAY_APP_ID, names.INGESTION_APP_ID, "POST", "v1/readings"),
     (names.GATEWAY_APP_ID, names.INGESTION_APP_ID, "POST", "v1/equipment/fd001-001/events"),
@@ -32,6 +33,12 @@ ALLOWED = [
     (names.GATEWAY_APP_ID, names.TRAINING_APP_ID, "GET", "v1/models"),
     (names.GATEWAY_APP_ID, names.TRAINING_APP_ID, "POST", "v1/train"),
     (names.GATEWAY_APP_ID, names.TRAINING_APP_ID, "GET", "v1/jobs/j-1"),
+    (names.GATEWAY_APP_ID, names.TRAINING_APP_ID, "GET", "v1/jobs"),
+    (names.GATEWAY_APP_ID, names.TRAINING_APP_ID, "GET", "v1/models/turbofan-rul"),
+    (names.GATEWAY_APP_ID, names.TRAINING_APP_ID, "POST", "v1/models/turbofan-rul/promote"),
+    (names.GATEWAY_APP_ID, names.TRAINING_APP_ID, "POST", "v1/models/turbofan-rul/rollback"),
+    # training's drift reads what inference predicted with the champion (apps/training/inputs.py)
+    (names.TRAINING_APP_ID, names.INFERENCE_APP_ID, "GET", "v1/models/turbofan-rul/inputs"),
     (names.GATEWAY_APP_ID, names.INFERENCE_APP_ID, "GET", "v1/models"),
     (names.GATEWAY_APP_ID, names.ARCHIVER_APP_ID, "GET", "v1/archive/backlog"),
     (names.GATEWAY_APP_ID, names.ARCHIVER_APP_ID, "POST", "v1/archive/flush"),
@@ -49,7 +56,7 @@ ALLOWED = [
     (names.DASHBOARD_APP_ID, names.GATEWAY_APP_ID, "GET", "api/v1/whoami"),  # sign-in keys
 ]
 DENIED = [
-    # Apps that invoke nobody, whatever they try.
+    # Apps that invoke nobody (training: nothing but inference's counts), whatever else they try.
     *[
         (app, names.ALERTING_APP_ID, "POST", "v1/alerts/a-1/ack")
         for app in (
@@ -61,6 +68,13 @@ DENIED = [
         )
     ],
     (names.TRAINING_APP_ID, names.INFERENCE_APP_ID, "POST", "v1/predict"),
+    (names.TRAINING_APP_ID, names.INFERENCE_APP_ID, "GET", "v1/models/turbofan-rul"),
+    (names.TRAINING_APP_ID, names.INFERENCE_APP_ID, "GET", "v1/models"),
+    (names.TRAINING_APP_ID, names.INFERENCE_APP_ID, "POST", "v1/models/turbofan-rul/inputs"),
+    (names.TRAINING_APP_ID, names.TRAINING_APP_ID, "POST", "v1/models/turbofan-rul/promote"),
+    (names.EQUIPMENT_APP_ID, names.INFERENCE_APP_ID, "GET", "v1/models/turbofan-rul/inputs"),
+    (names.DASHBOARD_APP_ID, names.TRAINING_APP_ID, "POST", "v1/models/turbofan-rul/promote"),
+    (names.DASHBOARD_APP_ID, names.TRAINING_APP_ID, "POST", "v1/models/turbofan-rul/rollback"),
     # Only what each caller needs.
     (names.EQUIPMENT_APP_ID, names.ALERTING_APP_ID, "POST", "v1/alerts/a-1/ack"),
     (names.EQUIPMENT_APP_ID, names.TRAINING_APP_ID, "POST", "v1/train"),
