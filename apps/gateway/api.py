@@ -16,7 +16,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from apps.common.contracts import (
     EQUIPMENT_ID_PATTERN,
@@ -46,6 +46,7 @@ from apps.gateway.service import Gateway, GatewayError, MachineView
 
 ALERT_ID_PATTERN: Final = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}:[a-z_]{1,32}:[1-9][0-9]{0,8}$"
 JOB_ID_PATTERN: Final = r"^[0-9a-f]{12}$"
+MODEL_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # training's own rule for a model name
 
 router = APIRouter(prefix="/api/v1")
 api_key_header = APIKeyHeader(
@@ -227,6 +228,41 @@ class OperatorCall(BaseModel):
 def _operator(principal: Principal, body: NoteBody | None) -> bytes:
     note = body.note if body else ""
     return OperatorCall(by=principal.name, note=note).model_dump_json().encode()
+
+
+Version = Annotated[StrictInt, Field(ge=1, le=2**31, examples=[2])]
+ModelNote = Annotated[StrictStr, Field(max_length=500, examples=["field trial on line 3"])]
+
+
+class PromoteBody(BaseModel):
+    """The version to make champion, and why; who did it is the API key's name."""
+
+    model_config = Strict
+
+    version: Version
+    note: ModelNote = ""
+
+
+class RollbackBody(BaseModel):
+    """Optionally an earlier champion to go back to (default: the one before the current), and why."""
+
+    model_config = Strict
+
+    version: Version | None = None
+    note: ModelNote = ""
+
+
+class ChampionCall(BaseModel):
+    """What training is sent (its ChampionRequest): the operator is the key, never the client's say."""
+
+    version: int | None
+    by: str
+    note: str
+
+
+def _champion_call(principal: Principal, body: PromoteBody | RollbackBody | None) -> bytes:
+    version, note = (body.version, body.note) if body else (None, "")
+    return ChampionCall(version=version, by=principal.name, note=note).model_dump_json().encode()
 
 
 def _reading_batch_schema() -> dict[str, Any]:
@@ -486,6 +522,76 @@ async def serving(request: Request, _: Annotated[Principal, Depends(needs("read"
     return await _pass(request, INFERENCE_APP_ID, "v1/models")
 
 
+ModelNamePath = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, examples=["turbofan-rul"])]
+
+
+@router.get(
+    "/models/{name}",
+    **_route(
+        "read",
+        "One model: versions, champion, gate decisions, champion history, drift (training)",
+        description="Every version's model card, the champion, the promotion gate's decision on each "
+        "version with both models' numbers, every change of champion (gate, promote, rollback: who, when, "
+        "why) and the champion's feature drift as last measured (over what inference predicted, or the "
+        "archive's readings: `source`).",
+        responses={404: _service_answer("Unknown model.")},
+    ),
+)
+async def model(
+    request: Request, name: ModelNamePath, _: Annotated[Principal, Depends(needs("read"))]
+) -> Response:
+    return await _pass(request, TRAINING_APP_ID, f"v1/models/{name}")
+
+
+def _champion_route(summary: str, description: str) -> dict[str, Any]:
+    return _route(
+        "operate",
+        summary,
+        body=True,
+        description=f"{description} Recorded in the champion history under the API key's name, with the "
+        "note; inference swaps to it at once (`model-updates`).",
+        responses={
+            404: _service_answer("Unknown model or version."),
+            409: _service_answer(
+                "Already the champion, nothing to roll back to, or the version was never champion."
+            ),
+        },
+    )
+
+
+@router.post(
+    "/models/{name}/promote",
+    dependencies=[Depends(small_body)],
+    **_champion_route("Make a version champion (training)", "Whatever the promotion gate said."),
+)
+async def promote(
+    request: Request,
+    name: ModelNamePath,
+    body: PromoteBody,
+    principal: Annotated[Principal, Depends(needs("operate"))],
+) -> Response:
+    payload = _champion_call(principal, body)
+    return await _pass(request, TRAINING_APP_ID, f"v1/models/{name}/promote", verb="POST", body=payload)
+
+
+@router.post(
+    "/models/{name}/rollback",
+    dependencies=[Depends(small_body)],
+    **_champion_route(
+        "Go back to an earlier champion (training)",
+        "No body or no `version`: the champion before the current one; a `version` must have been champion.",
+    ),
+)
+async def rollback(
+    request: Request,
+    name: ModelNamePath,
+    principal: Annotated[Principal, Depends(needs("operate"))],
+    body: Annotated[RollbackBody | None, Body()] = None,
+) -> Response:
+    payload = _champion_call(principal, body)
+    return await _pass(request, TRAINING_APP_ID, f"v1/models/{name}/rollback", verb="POST", body=payload)
+
+
 @router.post(
     "/training-jobs",
     status_code=202,
@@ -506,6 +612,23 @@ async def train(
     # checked here as training checks it (the same contract), passed on with only the fields given
     sent = b"" if body is None else body.model_dump_json(exclude_unset=True).encode()
     return await _pass(request, TRAINING_APP_ID, "v1/train", verb="POST", body=sent)
+
+
+@router.get(
+    "/training-jobs",
+    **_route(
+        "read",
+        "Training jobs, newest first, across restarts of training (training)",
+        description="The state store keeps the newest jobs (training's `VIGIL_TRAINING_JOBS_KEPT`); a job "
+        "a restart of training interrupted is `failed` and says so.",
+    ),
+)
+async def jobs(
+    request: Request,
+    _: Annotated[Principal, Depends(needs("read"))],
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> Response:
+    return await _pass(request, TRAINING_APP_ID, "v1/jobs", query=[("limit", limit)])
 
 
 @router.get(

@@ -30,7 +30,8 @@ SCOPES: Final[tuple[str, ...]] = get_args(Scope)
 SCOPE_MEANING: Final = {
     "ingest": "send readings (gateways and devices)",
     "read": "read the fleet, machines, alerts, models, jobs and the archive's backlog",
-    "operate": "acknowledge and resolve alerts, retire machines, record equipment events",
+    "operate": "acknowledge and resolve alerts, retire machines, record equipment events, promote and "
+    "roll back models",
     "admin": "train and manage models, flush the archive, manage API keys",
 }
 KEY_PREFIX: Final = "vgl"

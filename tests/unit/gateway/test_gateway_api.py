@@ -76,11 +76,17 @@ def _routes() -> list[tuple[str, str, str]]:
     ]
 
 
-_EXAMPLE = {"equipment_id": "fd001-001", "alert_id": "fd001-001:rul_low:1", "job_id": "0123456789ab"}
+_EXAMPLE = {
+    "equipment_id": "fd001-001",
+    "alert_id": "fd001-001:rul_low:1",
+    "job_id": "0123456789ab",
+    "name": "turbofan-rul",
+}
 _BODIES: dict[str, Any] = {
     "/api/v1/readings": [],
     "/api/v1/equipment/{equipment_id}/events": {"kind": "failure"},
     "/api/v1/keys": {"name": "new", "scopes": ["read"]},
+    "/api/v1/models/{name}/promote": {"version": 2},
 }
 
 
@@ -342,6 +348,59 @@ def test_a_training_request_is_passed_on_with_the_fields_given(env: Env) -> None
     first, bare = env.upstream.calls
     assert (first.app_id, first.path, first.verb) == (TRAINING_APP_ID, "v1/train", "POST")
     assert json.loads(first.body) == body and bare.body == b""
+
+
+def test_promote_and_rollback_are_made_in_the_key_s_name(env: Env) -> None:
+    promote = "/api/v1/models/turbofan-rul/promote"
+    answer = env.client.post(promote, headers=env.as_("all"), json={"version": 2, "note": "field trial"})
+    assert answer.status_code == 200
+    back = env.client.post("/api/v1/models/turbofan-rul/rollback", headers=env.as_("all"))
+    chosen = env.client.post(
+        "/api/v1/models/turbofan-rul/rollback", headers=env.as_("all"), json={"version": 1, "note": "late"}
+    )
+    assert back.status_code == 200 and chosen.status_code == 200
+    sent = [(c.path, c.verb, json.loads(c.body)) for c in env.upstream.calls]
+    assert sent == [
+        (
+            "v1/models/turbofan-rul/promote",
+            "POST",
+            {"version": 2, "by": "ops@plant-3", "note": "field trial"},
+        ),
+        ("v1/models/turbofan-rul/rollback", "POST", {"version": None, "by": "ops@plant-3", "note": ""}),
+        ("v1/models/turbofan-rul/rollback", "POST", {"version": 1, "by": "ops@plant-3", "note": "late"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"version": 2, "by": "someone else"}, "by"),
+        ({"version": "2"}, "version"),
+        ({"version": 0}, "version"),
+        ({}, "version"),
+        ({"version": 2, "note": "x" * 501}, "note"),
+    ],
+)
+def test_a_bad_promote_body_is_a_422_naming_the_field(env: Env, body: dict[str, Any], says: str) -> None:
+    answer = env.client.post("/api/v1/models/turbofan-rul/promote", headers=env.as_("operate"), json=body)
+    assert answer.status_code == 422 and says in answer.text, answer.text
+    assert env.upstream.calls == []
+
+
+def test_model_routes_go_to_training_and_a_bad_name_never_does(env: Env) -> None:
+    assert env.client.get("/api/v1/models/turbofan-rul", headers=env.as_("read")).status_code == 200
+    assert env.client.get("/api/v1/training-jobs?limit=5&all=1", headers=env.as_("read")).status_code == 200
+    view, jobs = env.upstream.calls
+    assert (view.app_id, view.path, jobs.path, jobs.query) == (
+        TRAINING_APP_ID,
+        "v1/models/turbofan-rul",
+        "v1/jobs",
+        [("limit", "5")],
+    )
+    for bad in ("..", "-x", "a b", "x" * 65):
+        assert env.client.get(f"/api/v1/models/{bad}", headers=env.as_("read")).status_code in (404, 422), bad
+    refused = env.client.post("/api/v1/models/..%2F../rollback", headers=env.as_("operate"))
+    assert refused.status_code in (404, 422) and len(env.upstream.calls) == 2
 
 
 @pytest.mark.parametrize("bad", ["..", ".", "a||b", "a%2Fb", "a%00b", "x" * 10_000])
