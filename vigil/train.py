@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from apps.common.contracts import DATASETS
 from apps.common.names import TRAINING_APP_ID
 from apps.common.profiles import UnknownProfile, get_profile
-from apps.training.jobs import DATASETS
 from vigil.sidecar import SidecarStartError, command_sidecar
 
 
@@ -27,15 +27,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="components folder (default: components/embedded; components/ = Redis profile)",
     )
-    parser.add_argument("--profile", default="turbofan", help="equipment profile to train for")
-    parser.add_argument("--n-estimators", type=int, default=500, help="LightGBM boosting rounds")
+    parser.add_argument(
+        "--profile",
+        default="turbofan",
+        help="equipment profile to train for; its model kind says what is trained: turbofan (rul: "
+        "remaining useful life), milling (failure: calibrated failure probability per reading), "
+        "turbofan-anomaly (anomaly: no labels, healthy early life, threshold at a false-alarm rate)",
+    )
+    parser.add_argument(
+        "--n-estimators",
+        type=int,
+        default=None,
+        help="trees: LightGBM boosting rounds for rul (500), gradient boosting for failure (150), "
+        "isolation forest for anomaly (100)",
+    )
     parser.add_argument(
         "--source",
         choices=("dataset", "archive"),
         default="dataset",
-        help="dataset: a C-MAPSS training file (default); archive: the fleet's runs to failure",
+        help="dataset: a shipped data set (default); archive: the fleet's history (runs to failure "
+        "for rul, lives and their failure events for failure, every life's early readings for anomaly)",
     )
-    parser.add_argument("--dataset", choices=DATASETS, default="FD001", help="with --source dataset (FD001)")
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default=None,
+        help="with --source dataset: FD001 (default for turbofan profiles) or FD002 (C-MAPSS), "
+        "AI4I2020 (default for milling)",
+    )
     parser.add_argument(
         "--force",
         action="store_true",
@@ -82,14 +101,16 @@ async def _train(args: argparse.Namespace) -> int:
                 # Signed as the training app signs (VIGIL_TRAINING_SIGNING_KEY, or the modelsigning
                 # store): inference serves only what verifies.
                 configured = os.environ.get("VIGIL_TRAINING_SIGNING_KEY") or None
+                trees = {} if args.n_estimators is None else {"n_estimators": args.n_estimators}
                 service = TrainingService(
                     DaprModelRegistry(client, signer=await load_signer(client, configured)),
                     DaprPublisher(client),
                     profile,
-                    {"n_estimators": args.n_estimators},
+                    trees if profile.model_kind == "rul" else {},
                     archive=DaprArchive(client),
+                    kind_params={profile.model_kind: trees},
                 )
-                fields = {"dataset": args.dataset} if args.source == "dataset" else {}
+                fields = {"dataset": args.dataset} if args.source == "dataset" and args.dataset else {}
                 request = TrainRequest(profile=profile.name, source=args.source, force=args.force, **fields)
                 job = await service.run(TrainingJob(trigger="cli", request=request), progress=ProgressBar())
     except SidecarStartError as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -27,6 +27,9 @@ from pydantic import (
     model_validator,
 )
 
+from apps.common.ai4i import CHANNELS as AI4I_CHANNELS
+from apps.common.ai4i import QUALITY_CHANNEL as AI4I_QUALITY_CHANNEL
+from apps.common.cmapss import COLUMNS as CMAPSS_COLUMNS
 from apps.common.features import FeatureSpec
 from apps.common.profiles import PROFILES
 
@@ -330,6 +333,9 @@ class ModelCard(_Contract):
     version: int = Field(ge=1)
     created_at: datetime
     profile: str
+    kind: Literal["rul", "failure", "anomaly"] | None = Field(
+        None, description="The model kind (the profile's); none for models trained before cards held it."
+    )
     feature_names: list[str]
     metrics: dict[str, float]
     training_data_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of training data")
@@ -349,6 +355,11 @@ class ModelCard(_Contract):
         None,
         description="How the features are computed (window, operating conditions); none for models "
         "trained before the card held it (the profile's window, raw sensors).",
+    )
+    alert_thresholds: dict[str, float] | None = Field(
+        None,
+        description="An anomaly model's score thresholds, `warning` and `critical`: the scores held-out "
+        "healthy data exceed at the profile's false-alarm rates; the actors alert on them.",
     )
 
     @field_validator("created_at")
@@ -442,6 +453,10 @@ class IngestResult(_Contract):
     health: dict[str, HealthSnapshot] = Field(default_factory=dict)
 
 
+TrainDataset = Literal["FD001", "FD002", "AI4I2020"]  # the data sets data/ ships (C-MAPSS, AI4I 2020)
+DATASETS: Final = get_args(TrainDataset)
+
+
 class TrainRequest(BaseModel):
     """What to train, from what. Every field is optional (`{}` or no body: the configured profile from
     the archive); an unknown field, profile or a kind the profile does not use is refused with a 422,
@@ -455,14 +470,19 @@ class TrainRequest(BaseModel):
 
     profile: str | None = Field(None, max_length=64, description="Equipment profile (default: configured).")
     kind: Literal["rul", "failure", "anomaly"] | None = Field(
-        None, description="The model kind; must be the profile's (jobs train `rul` models so far)."
+        None, description="The model kind; must be the profile's (`rul`, `failure` or `anomaly`)."
     )
     source: Literal["archive", "dataset"] = Field(
         "archive",
-        description="`archive`: the fleet's runs to failure (readings + failure events); `dataset`: a "
-        "C-MAPSS training file shipped in data/cmapss/.",
+        description="`archive`: the fleet's history (readings + failure events; an anomaly model needs "
+        "no events); `dataset`: a data set shipped in data/ (C-MAPSS for turbofan profiles, AI4I 2020 "
+        "for milling).",
     )
-    dataset: Literal["FD001", "FD002"] = Field("FD001", description="With source `dataset` only.")
+    dataset: TrainDataset | None = Field(
+        None,
+        description="With source `dataset` only; default: the profile's (FD001 for a profile with "
+        "C-MAPSS channels, AI4I2020 for one with AI4I's).",
+    )
     force: bool = Field(
         False,
         description="Train even without new labelled runs, and promote whatever the gate finds.",
@@ -473,11 +493,29 @@ class TrainRequest(BaseModel):
     def _coherent(self) -> TrainRequest:
         if self.profile is not None and self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(sorted(PROFILES))}")
+        if self.kind is not None and self.profile is None:
+            which = sorted(n for n, p in PROFILES.items() if p.model_kind == self.kind)
+            raise ValueError(
+                f"'kind' needs the 'profile' whose model it is (a profile has one model; "
+                f"{self.kind!r}: {', '.join(which) or 'none'})"
+            )
         own = None if self.profile is None else PROFILES[self.profile].model_kind
         if own is not None and self.kind is not None and self.kind != own:
             raise ValueError(f"profile {self.profile!r} uses a {own!r} model, not {self.kind!r}")
-        if (self.kind or own or "rul") != "rul":
-            raise ValueError(f"training jobs train 'rul' models so far, not {self.kind or own!r}")
-        if self.source == "archive" and "dataset" in self.model_fields_set:
+        if self.source == "archive" and self.dataset is not None:
             raise ValueError("'dataset' names a file for source 'dataset'; the archive needs none")
+        if self.dataset is not None and self.profile is not None:
+            missing = [
+                c for c in PROFILES[self.profile].required_channels if c not in DATASET_CHANNELS[self.dataset]
+            ]
+            if missing:
+                raise ValueError(f"{self.dataset} has no {', '.join(missing)}: not {self.profile!r} data")
         return self
+
+
+# The channels each shipped data set has (a profile trains on one only if it has all it needs).
+DATASET_CHANNELS: Final[dict[str, frozenset[str]]] = {
+    "FD001": frozenset(CMAPSS_COLUMNS),
+    "FD002": frozenset(CMAPSS_COLUMNS),
+    "AI4I2020": frozenset([AI4I_QUALITY_CHANNEL, *AI4I_CHANNELS]),
+}

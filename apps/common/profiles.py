@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal
@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictStr, Tag, ValidationError
 
 PROFILES_DIR_ENV: Final = "VIGIL_PROFILES_DIR"
-ModelKind = Literal["rul", "failure"]
+ModelKind = Literal["rul", "failure", "anomaly"]
 
 
 class UnknownProfile(KeyError):
@@ -97,6 +97,45 @@ class ProbabilityThresholds:
 
 
 @dataclass(frozen=True, slots=True)
+class AnomalyThresholds:
+    """Hysteresis on an anomaly model's score (higher is less like healthy early life). The profile
+    chooses false-alarm rates; training turns them into score thresholds on held-out healthy data and
+    records them in the model card, and the actor takes them from the card of the version it is
+    served (`learned`). Until it knows them (`warning_score` None) nothing alerts. An alert opens
+    after `consecutive` scores at or above the warning score and clears after `consecutive` below it."""
+
+    false_alarm_rate: float = 0.01
+    critical_false_alarm_rate: float = 0.001
+    consecutive: int = 5
+    warning_score: float | None = None
+    critical_score: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.critical_false_alarm_rate < self.false_alarm_rate < 0.5:
+            raise ValueError("need 0 < critical_false_alarm_rate < false_alarm_rate < 0.5")
+        if self.consecutive < 1:
+            raise ValueError("consecutive must be >= 1")
+        if (self.warning_score is None) != (self.critical_score is None):
+            raise ValueError("warning_score and critical_score are learnt together")
+        if self.warning_score is not None and not self.warning_score <= self.critical_score:  # type: ignore[operator]
+            raise ValueError("critical_score must be at or above warning_score")
+
+    def learned(self, thresholds: Mapping[str, float] | None) -> AnomalyThresholds:
+        """These settings with the score thresholds a model card learnt ({warning, critical})."""
+        if not thresholds:
+            return replace(self, warning_score=None, critical_score=None)
+        return replace(self, warning_score=thresholds["warning"], critical_score=thresholds["critical"])
+
+
+Thresholds = AlertThresholds | ProbabilityThresholds | AnomalyThresholds
+_THRESHOLDS: Final[dict[str, type]] = {
+    "rul": AlertThresholds,
+    "failure": ProbabilityThresholds,
+    "anomaly": AnomalyThresholds,
+}
+
+
+@dataclass(frozen=True, slots=True)
 class EquipmentProfile:
     """Schema and judgement rules for one kind of equipment.
 
@@ -104,7 +143,8 @@ class EquipmentProfile:
     its plausible (min, max) range; a value outside it is a broken sensor or a unit mix-up, not a
     degradation signal, so ingestion rejects it. `informative_sensors` are the channels the feature
     pipeline uses, in the column order of every window and trajectory array. `thresholds` match
-    `model_kind`: AlertThresholds on a predicted RUL, ProbabilityThresholds on a failure probability.
+    `model_kind`: AlertThresholds on a predicted RUL, ProbabilityThresholds on a failure probability,
+    AnomalyThresholds on an anomaly score.
     """
 
     name: str
@@ -113,7 +153,7 @@ class EquipmentProfile:
     operating_settings: tuple[str, ...]
     model_name: str
     window: int = 30
-    thresholds: AlertThresholds | ProbabilityThresholds = field(default_factory=AlertThresholds)
+    thresholds: Thresholds = field(default_factory=AlertThresholds)
     silence_after_seconds: float = 300.0
     # Predictions owed (inference unreachable) for this long raise a `stale` alert of their own.
     stale_after_seconds: float = 120.0
@@ -145,7 +185,7 @@ class EquipmentProfile:
             raise ValueError("stale_after_seconds must be > 0")
         if self.reopen_within_seconds < 0:
             raise ValueError("reopen_within_seconds must be >= 0")
-        expected = AlertThresholds if self.model_kind == "rul" else ProbabilityThresholds
+        expected = _THRESHOLDS[self.model_kind]
         if not isinstance(self.thresholds, expected):
             raise ValueError(f"a {self.model_kind!r} model needs {expected.__name__}")
 
@@ -196,27 +236,41 @@ class ProbabilityAlertsSpec(_Strict):
     clear_margin: Annotated[Number, Field(ge=0)] = 0.2
 
 
+class AnomalyAlertsSpec(_Strict):
+    false_alarm_rate: Number
+    critical_false_alarm_rate: Number = 0.001
+    consecutive: Annotated[int, Field(ge=1)] = 5
+
+
+_SPEC_KINDS: Final = {RulAlertsSpec: "rul", ProbabilityAlertsSpec: "failure", AnomalyAlertsSpec: "anomaly"}
+
+
 def _alerts_kind(value: Any) -> str | None:
     """Which alerts block this is, told by its threshold names (a model's kind must match it)."""
     if isinstance(value, BaseModel):
-        return "rul" if isinstance(value, RulAlertsSpec) else "failure"
+        return _SPEC_KINDS.get(type(value))
     if isinstance(value, dict):
         if "warning_rul" in value or "critical_rul" in value:
             return "rul"
         if "warning_probability" in value or "critical_probability" in value:
             return "failure"
+        if "false_alarm_rate" in value:
+            return "anomaly"
     return None
 
 
 Alerts = Annotated[
-    Annotated[RulAlertsSpec, Tag("rul")] | Annotated[ProbabilityAlertsSpec, Tag("failure")],
+    Annotated[RulAlertsSpec, Tag("rul")]
+    | Annotated[ProbabilityAlertsSpec, Tag("failure")]
+    | Annotated[AnomalyAlertsSpec, Tag("anomaly")],
     Discriminator(
         _alerts_kind,
         custom_error_type="alerts_kind",
-        custom_error_message="needs warning_rul and critical_rul (a 'rul' model) or warning_probability "
-        "and critical_probability (a 'failure' model)",
+        custom_error_message="needs warning_rul and critical_rul (a 'rul' model), warning_probability "
+        "and critical_probability (a 'failure' model) or false_alarm_rate (an 'anomaly' model)",
     ),
 ]
+_WANTED: Final = {"rul": "warning_rul", "failure": "warning_probability", "anomaly": "false_alarm_rate"}
 
 
 class ProfileSpec(_Strict):
@@ -235,13 +289,13 @@ class ProfileSpec(_Strict):
     alerts: Alerts
 
     def to_profile(self) -> EquipmentProfile:
-        if self.model.kind == "rul" and isinstance(self.alerts, RulAlertsSpec):
-            thresholds: AlertThresholds | ProbabilityThresholds = AlertThresholds(**self.alerts.model_dump())
-        elif self.model.kind == "failure" and isinstance(self.alerts, ProbabilityAlertsSpec):
-            thresholds = ProbabilityThresholds(**self.alerts.model_dump())
-        else:
-            wanted = "warning_rul" if self.model.kind == "rul" else "warning_probability"
-            raise ValueError(f"alerts: a {self.model.kind!r} model is judged on {wanted} and the like")
+        if _SPEC_KINDS[type(self.alerts)] != self.model.kind:
+            wanted = _WANTED[self.model.kind]
+            article = "an" if self.model.kind[0] in "aeiou" else "a"
+            raise ValueError(
+                f"alerts: {article} {self.model.kind!r} model is judged on {wanted} and the like"
+            )
+        thresholds: Thresholds = _THRESHOLDS[self.model.kind](**self.alerts.model_dump())
         return EquipmentProfile(
             name=self.name,
             channels={k: (c.min, c.max) for k, c in self.channels.items()},
@@ -261,8 +315,15 @@ class ProfileSpec(_Strict):
     @classmethod
     def of(cls, profile: EquipmentProfile) -> ProfileSpec:
         """The file that would load as `profile` (what GET /v1/profiles shows)."""
-        alerts: RulAlertsSpec | ProbabilityAlertsSpec
-        if isinstance(profile.thresholds, AlertThresholds):
+        alerts: RulAlertsSpec | ProbabilityAlertsSpec | AnomalyAlertsSpec
+        if isinstance(profile.thresholds, AnomalyThresholds):
+            a = profile.thresholds
+            alerts = AnomalyAlertsSpec(
+                false_alarm_rate=a.false_alarm_rate,
+                critical_false_alarm_rate=a.critical_false_alarm_rate,
+                consecutive=a.consecutive,
+            )
+        elif isinstance(profile.thresholds, AlertThresholds):
             t = profile.thresholds
             alerts = RulAlertsSpec(
                 warning_rul=t.warning_rul,

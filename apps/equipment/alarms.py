@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from apps.common.contracts import AlertEvent, AlertKind, SensorDeviation, Severity
-from apps.common.profiles import AlertThresholds, ProbabilityThresholds
+from apps.common.profiles import AnomalyThresholds, ProbabilityThresholds, Thresholds
 
 Level = Literal["none", "warning", "critical"]
 LEVELS: Final = ("none", "warning", "critical")
-Thresholds = AlertThresholds | ProbabilityThresholds
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +44,13 @@ class AlertTransition:
 
 def judge(thresholds: Thresholds, value: float) -> tuple[bool, bool, bool]:
     """(at or past warning, at or past critical, clearly healthy) for one prediction: a RUL is worse
-    when low, a failure probability when high."""
+    when low, a failure probability when high, an anomaly score when above the thresholds its model
+    card learnt (none learnt yet: neither alarming nor healthy, so nothing opens or clears)."""
     t = thresholds
+    if isinstance(t, AnomalyThresholds):
+        if t.warning_score is None or t.critical_score is None:
+            return False, False, False
+        return value > t.warning_score, value > t.critical_score, value <= t.warning_score
     if isinstance(t, ProbabilityThresholds):
         return value >= t.warning_probability, value >= t.critical_probability, value < t.clear_probability
     return value <= t.warning_rul, value <= t.critical_rul, value > t.clear_rul

@@ -13,7 +13,7 @@ as "30s" into `timedelta`, which would corrupt state on the round trip.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -32,7 +32,7 @@ from apps.common.contracts import (
     Status,
 )
 from apps.common.features import FeatureSpec, reading_columns
-from apps.common.profiles import EquipmentProfile
+from apps.common.profiles import AnomalyThresholds, EquipmentProfile
 from apps.equipment.alarms import AlertHysteresis, AlertTransition, TimedAlarm
 from apps.equipment.backlog import PredictionBacklog
 from apps.equipment.recent import RecentReadings
@@ -89,6 +89,8 @@ def alert_message(
             what = "prediction past its threshold"
         elif profile.model_kind == "failure":
             what = f"failure probability {prediction:.2f}"
+        elif profile.model_kind == "anomaly":
+            what = f"anomaly score {prediction:.3f}, unlike its healthy early life"
         else:
             what = f"predicted RUL {prediction:.0f} cycles"
         text = f"{equipment_id}: {what} ({transition.severity})"
@@ -270,8 +272,8 @@ class EquipmentState:
             self.backlog.insert(seq, row, at)
             return True
         if checkpoint is not None:
-            self.hysteresis = AlertHysteresis.from_dict(
-                checkpoint, self.profile.thresholds, self.profile.reopen_within_seconds
+            self.hysteresis = AlertHysteresis.from_dict(  # the thresholds in use (an anomaly's learnt)
+                checkpoint, self.hysteresis.thresholds, self.profile.reopen_within_seconds
             )
         self.history = deque((p for p in self.history if p.seq < seq), maxlen=HISTORY_LIMIT)
         self.checkpoints = deque(
@@ -308,12 +310,19 @@ class EquipmentState:
     # --- predictions and alerts -------------------------------------------------------------------
 
     def record_predictions(
-        self, points: Sequence[tuple[int, float]], model_version: int, now: float
+        self,
+        points: Sequence[tuple[int, float]],
+        model_version: int,
+        now: float,
+        learned: Mapping[str, float] | None = None,
     ) -> list[AlertTransition]:
         """Feed the predictions of the oldest owed positions, in order, through history and hysteresis:
         reading by reading, so each transition carries the seq, timestamp and prediction of its own
-        reading, whatever else the call covered."""
+        reading, whatever else the call covered. `learned`: the alert thresholds of the model card
+        that made them (an anomaly model's score thresholds; other kinds' are the profile's)."""
         assert self.hysteresis is not None and self.backlog is not None and self.stale is not None
+        if isinstance(self.profile.thresholds, AnomalyThresholds):
+            self.hysteresis.thresholds = self.profile.thresholds.learned(learned)
         owed = self.backlog.seqs[: len(points)]
         if [int(seq) for seq, _ in points] != owed:
             raise ValueError(f"predictions for seqs {[s for s, _ in points]} do not match the owed {owed}")

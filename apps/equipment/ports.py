@@ -90,6 +90,8 @@ class ServedSpecs:
     def __init__(self, inference: InferenceClient) -> None:
         self._inference = inference
         self._known: dict[str, tuple[int, FeatureSpec]] = {}
+        # An anomaly model's score thresholds, learnt with the card (its `alert_thresholds`).
+        self._thresholds: dict[str, dict[str, float] | None] = {}
 
     async def get(self, profile: EquipmentProfile) -> tuple[int, FeatureSpec]:
         """(served version, its feature spec) for the profile's model; `InferenceUnavailable` when
@@ -105,7 +107,12 @@ class ServedSpecs:
             except ValueError as exc:
                 raise InferenceUnavailable(f"model {name} v{card.version}: {exc}") from exc
             known = self._known[name] = (card.version, spec)
+            self._thresholds[name] = card.alert_thresholds
         return known
+
+    def alert_thresholds(self, name: str) -> dict[str, float] | None:
+        """The served version's learnt alert thresholds (an anomaly model's), as of the last `get`."""
+        return self._thresholds.get(name)
 
     def forget(self, name: str, version: int) -> None:
         """`version` is no longer served: the next `get` asks inference again."""

@@ -1,21 +1,49 @@
 """The promotion gate (pure): a candidate replaces the champion only if it is better where it counts.
 
-Both models are scored on the same held-out training machines, cut at the same random points (never
-on a test set), each fed the features of its own card's spec (apps.training.quality.evaluate_onnx);
-the candidate is promoted if its capped RMSE is lower by at least the configured relative margin and
-its PHM08 score is no worse, or if an operator forces it. Every decision keeps both sets of numbers,
-so `vigil models show` can say why a version is or is not the champion.
+Both models are scored on the same held-out data (never a test set), each fed the features of its own
+card's spec; what "better" means is the model kind's `GateRule`: a primary metric that must improve by
+at least the configured relative margin and an optional guard metric that must be no worse. `rul`
+(RUL_RULE): capped RMSE lower by the margin, PHM08 score no worse, on held-out runs cut at the same
+random points (apps.training.quality.evaluate_onnx). Other kinds name theirs in their own module
+(apps/training/kind_*.py). An operator may force a promotion. Every decision keeps both sets of
+numbers, so `vigil models show` can say why a version is or is not the champion.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_MARGIN: Final = 0.02  # the candidate's capped RMSE must be at least 2% lower
+DEFAULT_MARGIN: Final = 0.02  # the candidate's primary metric must be at least 2% better
+
+
+@dataclass(frozen=True, slots=True)
+class GateRule:
+    """What a kind's gate compares: `primary` must be better by the margin (relative), `guard` (if any)
+    no worse; `label`s are how the reason names them."""
+
+    primary: str
+    primary_label: str
+    primary_lower_is_better: bool
+    guard: str | None = None
+    guard_label: str = ""
+    guard_lower_is_better: bool = True
+    digits: int = 3  # decimals of the primary metric in the reason
+
+    def better_enough(self, candidate: float, champion: float, margin: float) -> tuple[bool, float]:
+        """(candidate good enough, the value it had to reach)."""
+        if self.primary_lower_is_better:
+            needed = champion * (1.0 - margin)
+            return candidate <= needed, needed
+        needed = champion * (1.0 + margin)
+        return candidate >= needed, needed
+
+
+RUL_RULE: Final = GateRule("rmse_capped", "capped RMSE", True, "phm08_score", "PHM08 score", True)
 
 
 class GateResult(BaseModel):
@@ -42,6 +70,7 @@ def decide(
     force: bool = False,
     incomparable: str | None = None,
     now: datetime | None = None,
+    rule: GateRule = RUL_RULE,
 ) -> GateResult:
     """`incomparable`: why the champion could not be scored on the held-out machines (then only
     `force`, or having no champion, promotes)."""
@@ -67,21 +96,25 @@ def decide(
         return result(
             False, f"not comparable with champion v{champion_version}: {incomparable or 'no numbers'}"
         )
-    needed = champion["rmse_capped"] * (1.0 - margin)
-    if candidate["rmse_capped"] > needed:
+    r = rule
+    cand, champ = candidate[r.primary], champion[r.primary]
+    good, needed = r.better_enough(cand, champ, margin)
+    d = r.digits
+    if not good:
+        where = "below" if r.primary_lower_is_better else "above"
+        less = "less" if r.primary_lower_is_better else "plus"
         return result(
             False,
-            f"capped RMSE {candidate['rmse_capped']:.3f} is not below {needed:.3f} "
-            f"(champion {champion['rmse_capped']:.3f} less {margin:.0%})",
+            f"{r.primary_label} {cand:.{d}f} is not {where} {needed:.{d}f} "
+            f"(champion {champ:.{d}f} {less} {margin:.0%})",
         )
-    if candidate["phm08_score"] > champion["phm08_score"]:
-        return result(
-            False,
-            f"PHM08 score {candidate['phm08_score']:.1f} is worse than the champion's "
-            f"{champion['phm08_score']:.1f}",
-        )
-    return result(
-        True,
-        f"capped RMSE {candidate['rmse_capped']:.3f} vs {champion['rmse_capped']:.3f}, "
-        f"PHM08 {candidate['phm08_score']:.1f} vs {champion['phm08_score']:.1f}",
-    )
+    summary = f"{r.primary_label} {cand:.{d}f} vs {champ:.{d}f}"
+    if r.guard is not None:
+        g_cand, g_champ = candidate[r.guard], champion[r.guard]
+        worse = g_cand > g_champ if r.guard_lower_is_better else g_cand < g_champ
+        if worse:
+            return result(
+                False, f"{r.guard_label} {g_cand:.{d}f} is worse than the champion's {g_champ:.{d}f}"
+            )
+        summary += f", {r.guard_label} {g_cand:.{d}f} vs {g_champ:.{d}f}"
+    return result(True, summary)

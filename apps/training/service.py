@@ -11,63 +11,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-import numpy as np
-
-from apps.common import cmapss
 from apps.common.archivestore import ArchiveRead
 from apps.common.contracts import ModelCard
 from apps.common.names import TOPIC_MODEL_UPDATES
-from apps.common.profiles import EquipmentProfile, get_profile
+from apps.common.profiles import EquipmentProfile, ModelKind, get_profile
 from apps.common.publisher import Publisher
 from apps.common.registry import DaprModelRegistry, DriftReport, ModelUpdate, RegisteredModel
-from apps.training.drift import reference
 from apps.training.history import Life, fleet_lives
 from apps.training.jobs import TrainingJob
+from apps.training.kind_anomaly import AnomalyTrainer
+from apps.training.kind_failure import FailureTrainer
+from apps.training.kind_rul import RulTrainer, split_held_out
+from apps.training.kinds import KindData, ModelKindTrainer, NoNewData
 from apps.training.promotion import DEFAULT_MARGIN, GateResult, decide
-from apps.training.quality import evaluate_onnx, run_training
-from apps.training.runs import HELD_OUT_EVERY, LabelledRuns, labelled_runs, new_runs
+from apps.training.runs import LabelledRuns, new_runs
 from apps.training.trainer import fingerprint_units
+
+__all__ = ["NoNewData", "TrainingService", "split_held_out"]
 
 log = logging.getLogger("training")
 
 Progress = Callable[[str, float], None]
+# One trainer per model kind: fitting, the held-out evaluation and the gate's rule differ, the job not.
+TRAINERS: Mapping[ModelKind, ModelKindTrainer] = {
+    t.kind: t for t in (RulTrainer(), FailureTrainer(), AnomalyTrainer())
+}
 
 
 class Archive(Protocol):
     async def read(self) -> ArchiveRead: ...
-
-
-def split_held_out(units: dict[int, np.ndarray]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """A dataset file's (machines to fit on, machines the gate scores on): by unit number, as runs.py
-    splits the same units once imported (fd001-005 ...), so both sources hold out the same engines."""
-    held = {u: t for u, t in units.items() if u % HELD_OUT_EVERY == 0}
-    return {u: t for u, t in units.items() if u not in held}, held
-
-
-@dataclass(frozen=True, slots=True)
-class TrainingData:
-    fit: dict[int, np.ndarray]
-    held_out: dict[int, np.ndarray]
-    keys: list[str]  # every run the version sees (fitted or scored)
-
-
-def dataset_data(subset: str) -> TrainingData:
-    fit, held = split_held_out(cmapss.load_train(subset))
-    keys = [f"{subset.lower()}-{u:03d}#0" for u in sorted({**fit, **held})]  # as `vigil import` names them
-    return TrainingData(fit, held, keys)
-
-
-def archive_data(runs: LabelledRuns) -> TrainingData:
-    return TrainingData(runs.fit, runs.held_out, sorted(runs.all_keys))
-
-
-class NoNewData(Exception):
-    """The job has nothing to learn from: it says why and stops."""
 
 
 class TrainingService:
@@ -79,11 +55,14 @@ class TrainingService:
         params: dict[str, int | float | str] | None = None,
         margin: float = DEFAULT_MARGIN,
         archive: Archive | None = None,
+        kind_params: Mapping[ModelKind, Mapping[str, Any]] | None = None,
     ) -> None:
+        """`params`: the `rul` kind's (LightGBM); `kind_params`: another kind's estimator settings."""
         self.registry = registry
         self.publisher = publisher
         self.profile = profile  # the default one: a request may name another
         self.params = params or {}
+        self.kind_params = {"rul": self.params, **(kind_params or {})}
         self.margin = margin
         self.archive = archive
         self.jobs: dict[str, TrainingJob] = {}
@@ -124,70 +103,69 @@ class TrainingService:
         """Labelled runs the champion was not trained on (all of them without a champion). With
         `since_latest`: runs the newest version was not trained on, so a candidate the gate refused is
         not trained again, identically, on the same runs at every schedule fire."""
+        return await self.unseen(profile, runs.all_keys, fingerprint_units(runs.fit), since_latest)
+
+    async def unseen(
+        self, profile: EquipmentProfile, keys: set[str], fingerprint: str, since_latest: bool = False
+    ) -> list[str]:
+        """The run or life keys the champion (or, `since_latest`, the newest version) did not see."""
         name = profile.model_name
         version = await self.registry.champion_version(name)
         if since_latest:
             versions = await self.registry.versions(name)
             version = versions[-1].version if versions else version
         if version is None:
-            return sorted(runs.all_keys)
+            return sorted(keys)
         seen = await self.registry.runs(name, version)
         if seen is None:  # trained before versions recorded their runs: same fit data, same fingerprint
             card = await self.registry.card(name, version)
-            if card is not None and card.training_data_fingerprint == fingerprint_units(runs.fit):
+            if card is not None and card.training_data_fingerprint == fingerprint:
                 return []
-        return new_runs(runs.all_keys, seen)
+        return new_runs(keys, seen)
 
-    async def _gather(self, job: TrainingJob, profile: EquipmentProfile, report: Progress) -> TrainingData:
+    async def _gather(
+        self, job: TrainingJob, profile: EquipmentProfile, kind: ModelKindTrainer, report: Progress
+    ) -> KindData:
         request = job.request
         if request.source == "dataset":
-            if profile.name != "turbofan":
-                raise ValueError(f"the C-MAPSS files are turbofan data, not {profile.name!r}")
-            return await asyncio.to_thread(dataset_data, request.dataset)
+            data = await asyncio.to_thread(kind.dataset, request, profile)
+            job.held_out_runs = data.n_held_out
+            data.check_usable()
+            return data
         report("reading the archive", 0.0)
-        runs = labelled_runs(await self.read_lives(), profile)
-        fresh = await self.new_runs(profile, runs)
-        job.runs, job.new_runs, job.held_out_runs = len(runs.keys), len(fresh), len(runs.held_out)
-        job.skipped = runs.skipped
-        if not runs.keys:
-            raise NoNewData(
-                f"no {profile.name} run to failure in the archive: record failures with POST "
-                "/v1/equipment/{id}/events, or import history with `vigil import`"
-            )
+        data = kind.archive(await self.read_lives(), profile)
+        fresh = await self.unseen(profile, set(data.keys), data.fingerprint)
+        job.runs, job.new_runs, job.held_out_runs = len(data.keys), len(fresh), data.n_held_out
+        job.skipped = data.skipped
         if not fresh and not request.force:
             raise NoNewData(
-                f"no new labelled run since the champion was trained ({len(runs.keys)} runs, all seen)"
+                f"no new labelled run since the champion was trained ({len(data.keys)} runs, all seen)"
             )
-        if not runs.fit or not runs.held_out:
-            raise ValueError(
-                f"{len(runs.fit)} runs to fit and {len(runs.held_out)} held out: a job needs both "
-                f"(one run in {HELD_OUT_EVERY} is held out for the promotion gate)"
-            )
-        return archive_data(runs)
+        data.check_usable()
+        return data
 
     async def _gate(
         self,
         profile: EquipmentProfile,
+        kind: ModelKindTrainer,
         card: ModelCard,
         onnx: bytes,
-        held: dict[int, np.ndarray],
+        data: KindData,
         force: bool,
     ) -> GateResult:
-        """Candidate and champion scored on the same held-out runs; the decision is kept."""
+        """Candidate and champion scored on the same held-out data, each fed the features of its own
+        card's spec; the kind's rule decides, and the decision is kept."""
         name = profile.model_name
-
-        def metrics(version_card: ModelCard, onnx_bytes: bytes) -> dict[str, float]:
-            # each version fed the features of its own card's spec (window, operating conditions)
-            return evaluate_onnx(onnx_bytes, version_card, held, profile)
-
-        candidate = await asyncio.to_thread(metrics, card, onnx)
+        candidate = await asyncio.to_thread(kind.evaluate, onnx, card, data, profile)
         champion_version = await self.registry.champion_version(name)
         champion = None if champion_version is None else await self.registry.get(name, champion_version)
         champion_metrics, incomparable = None, None
         if champion is not None and champion.card.feature_names != card.feature_names:
             incomparable = "its features differ from the candidate's"
         elif champion is not None:
-            champion_metrics = await asyncio.to_thread(metrics, champion.card, champion.onnx)
+            champion_metrics = await asyncio.to_thread(
+                kind.evaluate, champion.onnx, champion.card, data, profile
+            )
         elif champion_version is not None:
             incomparable = f"v{champion_version} is not in the registry"
         gate = decide(
@@ -198,26 +176,10 @@ class TrainingService:
             margin=self.margin,
             force=force,
             incomparable=incomparable,
+            rule=kind.rule,
         )
         await self.registry.record_decision(name, card.version, gate.model_dump_json())
         return gate
-
-    def _fit(
-        self, profile: EquipmentProfile, data: TrainingData, version: int, report: Progress
-    ) -> tuple[ModelCard, bytes]:
-        outcome = run_training(
-            profile=profile,
-            train_units=data.fit,
-            held_out=data.held_out,
-            version=version,
-            name=profile.model_name,
-            params=self.params,
-            progress=report,
-        )
-        # The drift reference: the training rows' distribution of each feature, kept in the card.
-        rows = outcome.training_set
-        card = outcome.card.model_copy(update={"feature_reference": reference(rows.X, rows.feature_names)})
-        return card, outcome.onnx_bytes
 
     async def run(
         self,
@@ -241,14 +203,16 @@ class TrainingService:
             try:
                 profile = get_profile(job.request.profile) if job.request.profile else self.profile
                 job.profile, job.model_name = profile.name, profile.model_name
-                data = await self._gather(job, profile, report)
+                kind = TRAINERS[profile.model_kind]
+                data = await self._gather(job, profile, kind, report)
                 name = profile.model_name
                 version = await self.registry.next_version(name)
-                card, onnx = await asyncio.to_thread(self._fit, profile, data, version, report)
+                params = self.kind_params.get(profile.model_kind, {})
+                card, onnx = await asyncio.to_thread(kind.fit, profile, data, version, params, report)
                 await self.registry.register(card, onnx)
                 await self.registry.record_runs(name, version, data.keys)
-                report("promotion gate: candidate vs champion on held-out machines", 0.97)
-                gate = await self._gate(profile, card, onnx, data.held_out, job.request.force)
+                report("promotion gate: candidate vs champion on held-out data", 0.97)
+                gate = await self._gate(profile, kind, card, onnx, data, job.request.force)
                 if gate.promoted:
                     previous = await self.registry.champion_version(name)
                     change = {

@@ -14,6 +14,7 @@ from apps.common.profiles import (
     SHIPPED_PROFILES_DIR,
     TURBOFAN,
     AlertThresholds,
+    AnomalyThresholds,
     ProbabilityThresholds,
     ProfileError,
     ProfileSpec,
@@ -36,7 +37,7 @@ alerts: {warning_rul: 40, critical_rul: 10}
 
 
 def test_shipped_profiles_load_from_the_profiles_folder() -> None:
-    assert set(PROFILES) == {"turbofan", "milling"}
+    assert set(PROFILES) == {"turbofan", "milling", "turbofan-anomaly"}
     assert load_profiles(SHIPPED_PROFILES_DIR) == PROFILES
     assert TURBOFAN.model_kind == "rul" and isinstance(TURBOFAN.thresholds, AlertThresholds)
     milling = PROFILES["milling"]
@@ -44,6 +45,21 @@ def test_shipped_profiles_load_from_the_profiles_folder() -> None:
     assert milling.thresholds == ProbabilityThresholds(0.5, 0.8, 2, 0.2)
     assert milling.thresholds.clear_probability == pytest.approx(0.3)
     assert "degR" in TURBOFAN.channel_descriptions["sensor_2"]
+    anomaly = PROFILES["turbofan-anomaly"]
+    assert anomaly.model_kind == "anomaly" and anomaly.model_name == "turbofan-anomaly"
+    assert anomaly.thresholds == AnomalyThresholds(0.01, 0.002, 5)  # the scores come from a model card
+    # the same channels as turbofan: one fleet's readings fit either profile
+    assert anomaly.channels == TURBOFAN.channels and anomaly.required_channels == TURBOFAN.required_channels
+
+
+def test_an_anomaly_profile_learns_its_score_thresholds_from_the_card() -> None:
+    settings = PROFILES["turbofan-anomaly"].thresholds
+    assert isinstance(settings, AnomalyThresholds)
+    learned = settings.learned({"warning": 0.1, "critical": 0.2})
+    assert (learned.warning_score, learned.critical_score, learned.consecutive) == (0.1, 0.2, 5)
+    assert settings.learned(None).warning_score is None
+    with pytest.raises(ValueError, match="critical_score must be at or above"):
+        settings.learned({"warning": 0.3, "critical": 0.2})
 
 
 def test_a_new_kind_is_a_file(tmp_path: Path) -> None:
@@ -66,13 +82,15 @@ RUL_ALERTS = "{warning_rul: 40, critical_rul: 10}"
     ("old", "new", "message"),
     [
         ("max: 50", "max: fifty", "pump.yaml: channels.vibration.max: Input should be"),
-        ("kind: rul", "kind: magic", "model.kind: Input should be 'rul' or 'failure'"),
+        ("kind: rul", "kind: magic", "model.kind: Input should be 'rul', 'failure' or 'anomaly'"),
         ("model:", "windw: 10\nmodel:", "windw: Extra inputs are not permitted"),
         ("[vibration]", "[vibration, temp]", "undeclared channels: ['temp']"),
         ("critical_rul: 10", "critical_rul: 60", "critical_rul must be below warning_rul"),
         ("min: 0,", "min: 60,", "channel 'vibration': range min must be below max"),
         (RUL_ALERTS, "{warn: 1}", "alerts: needs warning_rul"),
         (RUL_ALERTS, "{warning_probability: 0.5, critical_probability: 0.9}", "judged on warning_rul"),
+        (RUL_ALERTS, "{false_alarm_rate: 0.01}", "judged on warning_rul"),
+        ("kind: rul", "kind: anomaly", "an 'anomaly' model is judged on false_alarm_rate"),
         ("name: pump\n", "name: pump2\n", "name: 'pump2' must match the file name"),
         (MINIMAL, "- just\n- a list\n", "expected a mapping of profile fields, got list"),
         (MINIMAL, "name: [unclosed\n", "not valid YAML"),
@@ -84,6 +102,15 @@ def test_bad_files_name_the_file_and_the_field(tmp_path: Path, old: str, new: st
     with pytest.raises(ProfileError) as exc:
         load_profiles(tmp_path)
     assert str(tmp_path / "pump.yaml") in str(exc.value) and message in str(exc.value)
+
+
+def test_anomaly_rates_must_be_ordered(tmp_path: Path) -> None:
+    bad = MINIMAL.replace("kind: rul", "kind: anomaly").replace(
+        RUL_ALERTS, "{false_alarm_rate: 0.01, critical_false_alarm_rate: 0.1}"
+    )
+    (tmp_path / "pump.yaml").write_text(bad)
+    with pytest.raises(ProfileError, match="need 0 < critical_false_alarm_rate < false_alarm_rate"):
+        load_profiles(tmp_path)
 
 
 def test_missing_or_empty_folder(tmp_path: Path) -> None:

@@ -199,7 +199,7 @@ def test_http_lists_the_profiles_as_their_files_say(http: tuple[TestClient, Reco
     answer = client.get("/v1/profiles")
     assert answer.status_code == 200
     by_name = {p["name"]: p for p in answer.json()}
-    assert sorted(by_name) == ["milling", "turbofan"]
+    assert sorted(by_name) == ["milling", "turbofan", "turbofan-anomaly"]
     turbofan = by_name["turbofan"]
     assert turbofan["model"] == {"name": "turbofan-rul", "kind": "rul"} and turbofan["window"] == 60
     assert turbofan["channels"]["op_setting_1"]["max"] == 45.0

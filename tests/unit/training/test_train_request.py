@@ -64,10 +64,11 @@ def test_no_body_or_an_empty_object_starts_a_job(
 @pytest.mark.parametrize(
     ("body", "says"),
     [
-        ({"profile": "toaster"}, "unknown profile 'toaster'; known: milling, turbofan"),
+        ({"profile": "toaster"}, "unknown profile 'toaster'; known: milling, turbofan, turbofan-anomaly"),
         ({"profile": "turbofan", "kind": "failure"}, "profile 'turbofan' uses a 'rul' model, not 'failure'"),
-        ({"kind": "anomaly"}, "training jobs train 'rul' models so far, not 'anomaly'"),
-        ({"profile": "milling"}, "training jobs train 'rul' models so far, not 'failure'"),
+        ({"kind": "anomaly"}, "'kind' needs the 'profile' whose model it is"),
+        ({"profile": "milling", "source": "dataset", "dataset": "FD001"}, "FD001 has no"),
+        ({"profile": "turbofan", "source": "dataset", "dataset": "AI4I2020"}, "AI4I2020 has no sensor_2"),
         ({"dataset": "FD002"}, "'dataset' names a file for source 'dataset'; the archive needs none"),
     ],
 )
