@@ -233,7 +233,9 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
             points = [
                 (f.window_end_seq, p.value) for f, p in zip(features, response.predictions, strict=True)
             ]
-            transitions += state.record_predictions(points, response.model_version, now)
+            # An anomaly model's alert thresholds are its card's: learnt with the spec from inference.
+            learned = self._deps.specs.alert_thresholds(name, response.model_version)
+            transitions += state.record_predictions(points, response.model_version, now, learned)
         return transitions
 
     async def _announce(self, transitions: list[AlertTransition], now: float) -> None:

@@ -91,7 +91,7 @@ class ServedSpecs:
         self._inference = inference
         self._known: dict[str, tuple[int, FeatureSpec]] = {}
         # An anomaly model's score thresholds, learnt with the card (its `alert_thresholds`).
-        self._thresholds: dict[str, dict[str, float] | None] = {}
+        self._thresholds: dict[tuple[str, int], dict[str, float] | None] = {}
 
     async def get(self, profile: EquipmentProfile) -> tuple[int, FeatureSpec]:
         """(served version, its feature spec) for the profile's model; `InferenceUnavailable` when
@@ -107,12 +107,13 @@ class ServedSpecs:
             except ValueError as exc:
                 raise InferenceUnavailable(f"model {name} v{card.version}: {exc}") from exc
             known = self._known[name] = (card.version, spec)
-            self._thresholds[name] = card.alert_thresholds
+            self._thresholds[(name, card.version)] = card.alert_thresholds
         return known
 
-    def alert_thresholds(self, name: str) -> dict[str, float] | None:
-        """The served version's learnt alert thresholds (an anomaly model's), as of the last `get`."""
-        return self._thresholds.get(name)
+    def alert_thresholds(self, name: str, version: int) -> dict[str, float] | None:
+        """A version's learnt alert thresholds (an anomaly model's), from its card (None: none learnt,
+        or a version this host never fetched)."""
+        return self._thresholds.get((name, version))
 
     def forget(self, name: str, version: int) -> None:
         """`version` is no longer served: the next `get` asks inference again."""

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from apps.common import cmapss
-from apps.common.contracts import Reading
+from apps.common.contracts import ModelCard, Reading
+from apps.common.features import FeatureSpec
 from apps.common.profiles import PROFILES, AnomalyThresholds
 from apps.equipment.alarms import AlertHysteresis, judge
 from apps.equipment.domain import EquipmentState
+from apps.equipment.ports import ServedSpecs
 
 ANOMALY = PROFILES["turbofan-anomaly"]
 LEARNT = {"warning": 0.05, "critical": 0.08}
@@ -63,3 +67,41 @@ def test_without_a_learnt_threshold_the_same_scores_raise_nothing() -> None:
     points = [(v.window_end_seq, 0.5) for v in owed]
     assert state.record_predictions(points, 1, now=1.0, learned=None) == []
     assert state.status() == "ok"
+
+
+class OneCard:
+    """Inference's `GET v1/models/{name}` answering one card."""
+
+    def __init__(self, card: ModelCard) -> None:
+        self.card = card
+
+    async def served_card(self, model_name: str) -> ModelCard:
+        return self.card
+
+    async def predict(self, *args: object) -> None:
+        raise AssertionError("not called")
+
+
+@pytest.mark.asyncio
+async def test_the_actors_learn_a_versions_thresholds_with_its_spec() -> None:
+    card = ModelCard(
+        name=ANOMALY.model_name,
+        version=3,
+        created_at=START,
+        profile=ANOMALY.name,
+        kind="anomaly",
+        feature_names=["x"],
+        metrics={},
+        training_data_fingerprint="0" * 64,
+        rul_cap=None,
+        n_train_rows=1,
+        n_train_units=1,
+        onnx_sha256="0" * 64,
+        features=FeatureSpec(window=ANOMALY.window),
+        alert_thresholds=LEARNT,
+    )
+    specs = ServedSpecs(OneCard(card))  # type: ignore[arg-type]
+    assert specs.alert_thresholds(ANOMALY.model_name, 3) is None  # not fetched yet
+    assert await specs.get(ANOMALY) == (3, card.features)
+    assert specs.alert_thresholds(ANOMALY.model_name, 3) == LEARNT
+    assert specs.alert_thresholds(ANOMALY.model_name, 2) is None  # another version's are not these
