@@ -24,7 +24,13 @@ from apps.common.contracts import (
     Status,
 )
 from apps.common.contracts import snapshot_is_newer as is_newer  # alerting's rule: the actor's order
-from apps.common.profiles import PROFILES, AlertThresholds, EquipmentProfile, ProbabilityThresholds
+from apps.common.profiles import (
+    PROFILES,
+    AlertThresholds,
+    AnomalyThresholds,
+    EquipmentProfile,
+    ProbabilityThresholds,
+)
 from apps.common.registry import DriftReport
 
 # Worst first: what needs an operator now, then what the platform cannot judge, then what is fine.
@@ -372,7 +378,7 @@ def extend_history(points: list[HistoryPoint], snapshot: HealthSnapshot, limit: 
     return True
 
 
-Thresholds = AlertThresholds | ProbabilityThresholds
+Thresholds = AlertThresholds | ProbabilityThresholds | AnomalyThresholds
 
 
 def thresholds_of(
@@ -384,7 +390,16 @@ def thresholds_of(
 
 
 def threshold_levels(thresholds: Thresholds) -> dict[str, float]:
-    """The levels the chart draws: warning, critical, and where an open alert clears."""
+    """The levels the chart draws: warning, critical, and where an open alert clears. An anomaly
+    model's are learnt (its card's), not the profile's: none unless they are filled in."""
+    if isinstance(thresholds, AnomalyThresholds):
+        if thresholds.warning_score is None or thresholds.critical_score is None:
+            return {}
+        return {
+            "warning": thresholds.warning_score,
+            "critical": thresholds.critical_score,
+            "clear": thresholds.warning_score,
+        }
     if isinstance(thresholds, ProbabilityThresholds):
         return {
             "warning": thresholds.warning_probability,
@@ -412,7 +427,13 @@ def rul_chart(points: Iterable[HistoryPoint], thresholds: Thresholds) -> dict[st
     predicted RUL (lower is worse); a failure classifier's is a probability (higher is worse)."""
     levels = threshold_levels(thresholds)
     probability = isinstance(thresholds, ProbabilityThresholds)
-    value_name = "failure probability" if probability else "predicted RUL"
+    anomaly = isinstance(thresholds, AnomalyThresholds)  # higher is worse, and no fixed scale
+    value_name = "anomaly score" if anomaly else "failure probability" if probability else "predicted RUL"
+    styles = {
+        "warning": ("warning", WARNING_COLOR, "dashed"),
+        "critical": ("critical", CRITICAL_COLOR, "solid"),
+        "clear": ("clears below" if probability or anomaly else "clears above", "#9ca3af", "dotted"),
+    }
 
     def line(name: str, value: float, color: str, style: str) -> dict[str, Any]:
         return {
@@ -434,8 +455,8 @@ def rul_chart(points: Iterable[HistoryPoint], thresholds: Thresholds) -> dict[st
             "nameGap": 30,
             "min": "dataMin",
         },
-        "yAxis": {"type": "value", "name": value_name if probability else "RUL (cycles)", "min": 0}
-        | ({"max": 1} if probability else {}),
+        "yAxis": {"type": "value", "name": "RUL (cycles)" if not (probability or anomaly) else value_name}
+        | ({"min": 0, "max": 1} if probability else {} if anomaly else {"min": 0}),
         "series": [
             {
                 "name": value_name,
@@ -446,14 +467,9 @@ def rul_chart(points: Iterable[HistoryPoint], thresholds: Thresholds) -> dict[st
                     "silent": True,
                     "symbol": "none",
                     "data": [
-                        line("warning", levels["warning"], WARNING_COLOR, "dashed"),
-                        line("critical", levels["critical"], CRITICAL_COLOR, "solid"),
-                        line(
-                            "clears below" if probability else "clears above",
-                            levels["clear"],
-                            "#9ca3af",
-                            "dotted",
-                        ),
+                        line(name, levels[level], color, style)
+                        for level, (name, color, style) in styles.items()
+                        if level in levels
                     ],
                 },
             }

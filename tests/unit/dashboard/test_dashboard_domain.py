@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from apps.common.profiles import TURBOFAN, ProbabilityThresholds
+from apps.common.profiles import TURBOFAN, AnomalyThresholds, ProbabilityThresholds
 from apps.dashboard.domain import (
     STATUS_ORDER,
     Fleet,
@@ -210,3 +210,13 @@ def test_a_live_snapshot_stamped_2030_does_not_pin_the_row() -> None:
     assert fleet.snapshots["e1"].status == "critical"
     stale = snapshot("e1", status="ok", rul=300.0, updated=10**9, revision=3)
     assert fleet.apply_health(stale) is None, "an older revision, however late its time"
+
+
+def test_an_anomaly_profiles_chart_draws_learnt_thresholds_only_once_known() -> None:
+    points = [HistoryPoint(seq=1, at=0, predicted_rul=0.02, model_version=1)]
+    unknown = rul_chart(points, thresholds_of("turbofan-anomaly"))  # the profile's: no scores yet
+    assert unknown["series"][0]["name"] == "anomaly score"
+    assert unknown["series"][0]["markLine"]["data"] == [] and "min" not in unknown["yAxis"]
+    learnt = AnomalyThresholds().learned({"warning": 0.05, "critical": 0.08})
+    lines = {m["name"]: m["yAxis"] for m in rul_chart(points, learnt)["series"][0]["markLine"]["data"]}
+    assert lines == {"warning": 0.05, "critical": 0.08, "clears below": 0.05}
