@@ -73,6 +73,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             {"n_estimators": settings.n_estimators},
             margin=settings.promotion_margin,
             archive=DaprArchive(client),
+            kind_params={
+                "failure": {"n_estimators": settings.failure_n_estimators},
+                "anomaly": {"n_estimators": settings.anomaly_n_estimators},
+            },
         )
         inputs = DaprInferenceInputs()
         catalog = ModelCatalog(

@@ -19,6 +19,10 @@ class TrainingSettings(BaseSettings):
     # Train a first model at start-up when the registry has no champion, so a fresh demo predicts.
     train_if_no_champion: bool = True
     n_estimators: int = Field(500, ge=1)  # LightGBM boosting rounds (apps/training/quality.py)
+    # Trees of the other kinds' estimators: the failure classifier's gradient boosting (kind_failure.py,
+    # ~20 s on AI4I at 150) and the anomaly model's isolation forest (kind_anomaly.py).
+    failure_n_estimators: int = Field(150, ge=1)
+    anomaly_n_estimators: int = Field(100, ge=1)
     # The promotion gate: a candidate's capped RMSE on the held-out runs must be this much (relative)
     # below the champion's, and its PHM08 score no worse.
     promotion_margin: float = Field(0.02, ge=0.0, lt=1.0)
