@@ -14,7 +14,7 @@ from apps.common import cmapss
 from apps.common.contracts import Reading
 from apps.common.profiles import PROFILES, TURBOFAN, AlertThresholds, ProbabilityThresholds
 from apps.equipment.alarms import AlertHysteresis, TimedAlarm
-from apps.equipment.codec import decode_state, encode_state
+from apps.equipment.codec import decode_state, encode_state, json_layout
 from apps.equipment.domain import EquipmentState
 
 T = AlertThresholds(warning_rul=50, critical_rul=20, consecutive=3, clear_margin=10)
@@ -140,7 +140,7 @@ def test_one_call_covering_a_whole_episode_reports_each_reading_that_decided_it(
 def test_times_survive_a_round_trip_and_old_state_reads_with_receipt_times(engine: np.ndarray) -> None:
     state = EquipmentState.new("engine-7", TURBOFAN)
     state.apply_readings(readings(engine)[:40], now=5000.0)
-    data = json.loads(json.dumps(encode_state(state)))
+    data = json_layout(json.loads(json.dumps(encode_state(state))))  # layout 1, then older forms of it
     back = decode_state("engine-7", data)
     assert back.backlog is not None and back.backlog.times == [
         (T0 + timedelta(minutes=s)).timestamp() for s in range(1, 41)

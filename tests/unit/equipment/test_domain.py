@@ -16,7 +16,7 @@ from apps.common.features import FeatureSpec, RollingWindow
 from apps.common.profiles import TURBOFAN, AlertThresholds
 from apps.equipment.alarms import AlertHysteresis, AlertTransition, TimedAlarm
 from apps.equipment.backlog import MAX_OWED
-from apps.equipment.codec import decode_state, encode_state
+from apps.equipment.codec import decode_state, encode_state, json_layout
 from apps.equipment.domain import EquipmentState, top_deviating_sensors
 from apps.equipment.sequence import APPLIED_HORIZON, SequenceTracker
 from apps.training.quality import fit_spec, unit_features
@@ -458,7 +458,7 @@ def test_state_kept_before_settings_were_kept_starts_its_window_again(engine: np
     state = EquipmentState.new("engine-7", TURBOFAN)
     state.apply_readings(engine_readings(engine)[:40], now=1.0)
     predict_owed(state, now=1.0)
-    data = json.loads(json.dumps(encode_state(state)))
+    data = json_layout(json.loads(json.dumps(encode_state(state))))  # layout 1, then its older form
     s = len(TURBOFAN.informative_sensors)
     old_rows = RollingWindow(2 * TURBOFAN.window - 1, s)
     old_rows.extend(cmapss.sensor_matrix(engine, TURBOFAN)[:40])

@@ -1,0 +1,177 @@
+"""Lossless compact text for the float arrays of an actor's state (window, baseline, history).
+
+A machine's state was mostly float64 arrays as base64 and lists of JSON numbers: ~46 KB after 190
+readings (window 60 of 17 columns, kept twice over for late readings), read and written whole on every
+actor call. Here a 2-D array is stored column by column as base64 text behind a prefix. A column whose
+every value is exactly `k / 10**d` for integers k and a small d (sensors report at a fixed resolution,
+seqs and reading times in microseconds are integers) is stored as its first k and the differences
+between rows in as few bytes as hold them; a column of float32 values in 4 bytes; any other column as
+its little-endian float64 bytes. Decoding divides k by 10**d again: IEEE division is correctly
+rounded, so it gives back the very same double, and the encoder checks that bit for bit (a -0.0, a
+NaN, a value that is not such a quotient keeps its bytes), so features computed from a decoded window
+equal those computed before it was stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import zlib
+from typing import Final
+
+import numpy as np
+
+PREFIX: Final = "p1:"  # packed columns
+TEXT_PREFIX: Final = "z1:"  # zlib-compressed text
+MAX_DECIMALS: Final = 6
+RAW: Final = -1  # the column's code for "raw float64 bytes"
+F4: Final = -2  # the column's code for "float32 bytes" (every value a float32 exactly)
+_INT_TYPES: Final = {1: "<i1", 2: "<i2", 4: "<i4", 8: "<i8"}
+_EXACT_INT: Final = float(2**52)  # larger k lose integer precision as float64 in the division
+_HEADER = struct.Struct("<II")  # rows, columns
+
+
+_SCALES: Final = 10.0 ** np.arange(MAX_DECIMALS + 1, dtype=np.float64)
+# Per kind of array ("window", "history"...) and column count, the decimals its last search found:
+# tried first, in one pass, since arrays of one kind hold the same sensors (see `_decimals_as`).
+_HINTS: dict[tuple[str, int], np.ndarray] = {}
+
+
+def _decimals(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the smallest d in [0, MAX_DECIMALS] for which every value is exactly k / 10**d
+    with k an integer (bit for bit: a -0.0 is not), else RAW; and the k of those columns (0 for RAW)."""
+    scales = _SCALES[:, None, None]
+    with np.errstate(invalid="ignore", over="ignore"):
+        rounded = np.round(array[None, :, :] * scales)  # [d, rows, columns], all d at once
+        fits = np.abs(rounded) < _EXACT_INT  # also False for NaN and inf
+        k = np.where(fits, rounded, 0.0).astype(np.int64)
+        # Decoding divides the integer k, so the check does too (-0.0 becomes 0 and fails here).
+        exact = (k.astype(np.float64) / scales).view(np.int64) == array.view(np.int64)[None, :, :]
+    ok = np.all(exact & fits, axis=1)  # [d, columns]
+    found = ok.any(axis=0)
+    first = ok.argmax(axis=0)
+    codes = np.where(found, first, RAW).astype(np.int8)
+    columns = np.arange(array.shape[1])
+    ks = np.where(found[None, :], k[first, :, columns].T, 0)
+    return codes, ks
+
+
+def _decimals_as(array: np.ndarray, hint: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_decimals` in one pass when the columns' decimals are those of `hint` (the arrays of one kind
+    hold the same sensors): the codes and k if every hinted column holds, else None. A column the hint
+    has RAW stays RAW (always lossless), the smallest d is not searched again."""
+    scaled = hint >= 0
+    scales = np.where(scaled, _SCALES[np.maximum(hint, 0)], 1.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rounded = np.round(array * scales)
+        fits = np.abs(rounded) < _EXACT_INT
+        k = np.where(fits, rounded, 0.0).astype(np.int64)
+        exact = ((k.astype(np.float64) / scales).view(np.int64) == array.view(np.int64)) & fits
+    if not np.all(exact[:, scaled]):
+        return None
+    k[:, ~scaled] = 0
+    return hint.copy(), k
+
+
+def _narrowest(values: np.ndarray) -> np.ndarray:
+    """Per column of int64 `values`, the byte width (1, 2, 4 or 8) that holds all of them."""
+    if values.size == 0:
+        return np.ones(values.shape[1], dtype=np.uint8)
+    lo, hi = values.min(axis=0), values.max(axis=0)
+    widths = np.full(values.shape[1], 8, dtype=np.uint8)
+    for width in (4, 2, 1):
+        bound = 1 << (8 * width - 1)
+        widths[(lo >= -bound) & (hi < bound)] = width
+    return widths
+
+
+def pack_columns(array: np.ndarray, kind: str = "") -> str:
+    """`array` ([rows, columns] of float64) as compact text; `unpack_columns` gives it back exactly.
+    `kind` names what the array holds, for the decimals hint (any name; "" for none).
+
+    Integer columns (k of k / 10**d) are stored as their first k (int64) and then the differences
+    between consecutive rows in the fewest bytes that hold them (a sensor at 0.01 resolution moving a
+    few units between readings: 2 bytes a value, a seq counting up: 1); a column of float32 values
+    (a model's predictions) in 4 bytes; any other in its 8. No zlib: on a window of noisy rows it
+    cost more CPU than the rest of the state's encoding, on every save, for a few hundred bytes.
+    """
+    a = np.asarray(array, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError("pack_columns takes a 2-D array")
+    rows, columns = a.shape
+    hint = _HINTS.get((kind, columns)) if kind else None
+    found = _decimals_as(a, hint) if hint is not None and rows else None
+    if found is not None:
+        codes, ks = found
+    elif rows:
+        codes, ks = _decimals(a)
+        if kind:
+            _HINTS[(kind, columns)] = codes.copy()
+    else:
+        codes, ks = np.full(columns, RAW, dtype=np.int8), np.zeros((0, columns), dtype=np.int64)
+    raw = codes == RAW
+    if rows and raw.any():
+        with np.errstate(over="ignore", invalid="ignore"):  # a double beyond float32 is simply not one
+            narrowed = a[:, raw].astype(np.float32).astype(np.float64)
+        # Bit for bit, as the decimals: a NaN never compares equal, so its column keeps 8 bytes.
+        exact = np.all(narrowed.view(np.int64) == a[:, raw].view(np.int64), axis=0)
+        codes[np.flatnonzero(raw)[exact]] = F4
+    scaled = codes >= 0
+    firsts = ks[0, scaled] if rows else np.zeros(int(scaled.sum()), dtype=np.int64)
+    deltas = np.diff(ks[:, scaled], axis=0)
+    widths = np.zeros(columns, dtype=np.uint8)
+    widths[scaled] = _narrowest(deltas)
+    parts = [_HEADER.pack(rows, columns), codes.tobytes(), widths.tobytes(), firsts.astype("<i8").tobytes()]
+    for width, dtype in _INT_TYPES.items():
+        chosen = widths[scaled] == width
+        if chosen.any():
+            parts.append(np.ascontiguousarray(deltas[:, chosen].T, dtype=dtype).tobytes())
+    parts.append(np.ascontiguousarray(a[:, codes == F4].T, dtype="<f4").tobytes())
+    parts.append(np.ascontiguousarray(a[:, codes == RAW].T, dtype="<f8").tobytes())
+    return PREFIX + base64.b64encode(b"".join(parts)).decode("ascii")
+
+
+def unpack_columns(text: str) -> np.ndarray:
+    if not isinstance(text, str) or not text.startswith(PREFIX):
+        raise ValueError("not a packed array")
+    raw = base64.b64decode(text[len(PREFIX) :])
+    rows, columns = _HEADER.unpack_from(raw)
+    offset = _HEADER.size
+
+    def take(dtype: str, count: int) -> np.ndarray:
+        nonlocal offset
+        out = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+        offset += out.nbytes
+        return out
+
+    codes = take("i1", columns)
+    widths = take("u1", columns)
+    scaled = codes >= 0
+    n_scaled = int(scaled.sum())
+    firsts = take("<i8", n_scaled)
+    deltas = np.zeros((max(rows - 1, 0), n_scaled), dtype=np.int64)
+    for width, dtype in _INT_TYPES.items():
+        chosen = widths[scaled] == width
+        if chosen.any() and rows > 1:
+            deltas[:, chosen] = take(dtype, (rows - 1) * int(chosen.sum())).reshape(-1, max(rows - 1, 0)).T
+    out = np.empty((rows, columns), dtype=np.float64)
+    if rows:
+        k = np.cumsum(np.vstack((firsts[None, :], deltas)), axis=0)
+        out[:, scaled] = k.astype(np.float64) / (10.0 ** codes[scaled].astype(np.float64))
+    f4, f8 = codes == F4, codes == RAW
+    out[:, f4] = take("<f4", rows * int(f4.sum())).reshape(-1, rows).T if rows else out[:, f4]
+    out[:, f8] = take("<f8", rows * int(f8.sum())).reshape(-1, rows).T if rows else out[:, f8]
+    if offset != len(raw):
+        raise ValueError("packed array: length does not match its header")
+    return out
+
+
+def pack_text(text: str) -> str:
+    """Repetitive text (JSON of many alike dicts) zlib-compressed, as base64 behind TEXT_PREFIX."""
+    return TEXT_PREFIX + base64.b64encode(zlib.compress(text.encode(), 1)).decode("ascii")
+
+
+def unpack_text(packed: str) -> str:
+    if not isinstance(packed, str) or not packed.startswith(TEXT_PREFIX):
+        raise ValueError("not packed text")
+    return zlib.decompress(base64.b64decode(packed[len(TEXT_PREFIX) :])).decode()
