@@ -184,6 +184,17 @@ def channel_spread(trajectories: Mapping[int, np.ndarray]) -> np.ndarray:
     return rows.std(axis=0)
 
 
+def channel_decimals(trajectories: Mapping[int, np.ndarray], max_decimals: int = 6) -> np.ndarray:
+    """Per value column, the fewest decimals that write every value of the data set exactly (its
+    sensor's resolution), at most `max_decimals`."""
+    rows = np.vstack([t[:, 2:] for t in trajectories.values()])
+    out = np.full(rows.shape[1], max_decimals)
+    for d in range(max_decimals, -1, -1):
+        exact = np.all(np.round(rows, d) == rows, axis=0)
+        out[exact] = d
+    return out
+
+
 def simulated_fleet(
     trajectories: Mapping[int, np.ndarray],
     machines: int,
@@ -200,6 +211,9 @@ def simulated_fleet(
     that barely moves gets barely any noise and a constant one gets none; values are clipped to the
     profile's plausible ranges because ingestion rejects anything outside them. Each machine draws
     from its own child of one SeedSequence, so machine i is the same whatever N is, for a given seed.
+    Values are rounded to a resolution as a sensor reports them: the data set's own, or finer where
+    the noise needs it (a step of at most a tenth of the noise's sigma), not the 17 significant
+    digits of a random draw.
     """
     if machines < 1:
         raise FleetError("--machines must be at least 1")
@@ -212,6 +226,13 @@ def simulated_fleet(
         raise FleetError("the data set has no units")
     check_prefix(prefix, f"{machines - 1:05d}")
     sigma = noise * channel_spread(trajectories)
+    with np.errstate(divide="ignore"):
+        finer = np.ceil(-np.log10(np.where(sigma > 0, sigma / 10, 1.0))).astype(int)
+    # A sigma too small for 6 decimals is a constant channel's float round-off: left unrounded.
+    decimals = [
+        None if f > 6 else max(int(d), int(f), 0)
+        for d, f in zip(channel_decimals(trajectories), finer, strict=True)
+    ]
     bounds = [profile.channels.get(c, (-np.inf, np.inf)) for c in VALUE_COLUMNS]
     lo = np.array([b[0] for b in bounds])
     hi = np.array([b[1] for b in bounds])
@@ -221,7 +242,11 @@ def simulated_fleet(
         unit = units[int(rng.integers(len(units)))]
         shift = int(rng.integers(max_shift + 1))
         traj = trajectories[unit].copy()
-        traj[:, 2:] = np.clip(traj[:, 2:] + rng.normal(size=traj[:, 2:].shape) * sigma, lo, hi)
+        noisy = traj[:, 2:] + rng.normal(size=traj[:, 2:].shape) * sigma
+        for column, d in enumerate(decimals):
+            if d is not None:
+                noisy[:, column] = np.round(noisy[:, column], d)
+        traj[:, 2:] = np.clip(noisy, lo, hi)
         out.append(Machine(f"{prefix}{i:05d}", unit, traj, shift))
     return Fleet(tuple(out), profile.name)
 
