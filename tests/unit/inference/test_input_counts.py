@@ -63,6 +63,22 @@ def test_counted_rows_have_the_shares_training_keeps_for_them(onnx: dict[int, by
         )
 
 
+def test_a_reference_in_another_order_with_a_constant_feature_counts_each_in_its_own_bins(
+    onnx: dict[int, bytes],
+) -> None:
+    X = TRAIN.copy()
+    X[:, 2] = 3.0  # constant: one edge, two bins
+    refs = reference(X, FEATURES)[::-1]  # the card's reference need not follow its feature order
+    made = InputTally.of(card(1, onnx[1]).model_copy(update={"feature_reference": refs}), T0, WINDOW)
+    assert made is not None and made.columns == list(range(len(FEATURES)))[::-1]
+    made.add(X[:300].astype(np.float32), T0)
+    made.add(X[300:].astype(np.float32), T0)
+    counts = {f.name: f for f in made.snapshot(T0).features}
+    assert len(counts["f2"].counts) == 2 and counts["f2"].counts == [500, 0]
+    for j, name in enumerate(FEATURES):
+        assert [c / 500 for c in counts[name].counts] == pytest.approx(shares(X[:, j], counts[name].edges))
+
+
 def test_a_value_on_an_edge_falls_in_the_bin_below_as_in_training(onnx: dict[int, bytes]) -> None:
     counting = tally(onnx)
     edge = counting.edges[0][4]
