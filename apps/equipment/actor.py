@@ -139,16 +139,19 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         if name != SILENCE_REMINDER or self._state is None or self._state.retired_at is not None:
             return
         now = time.time()
+        settings = self._deps.settings
+        # Re-published by a check only when no snapshot went out since the previous check (nor for a
+        # health interval): a machine sending readings publishes its own every health interval, and
+        # with readings slower than that interval each check re-published one for every machine, to
+        # alerting and the dashboard, as many messages as the readings' own (bench_pipeline, 1,000 x 1).
+        quiet = max(settings.health_publish_seconds, settings.silence_check_seconds)
         transitions = await self._catch_up(now)
         transitions += self._state.check_alarms(now, self._deps.started_at)
-        await self._announce(transitions, now)
+        await self._announce(transitions, now, interval=quiet)
         # The actor's state is the truth: publish it again, so alerting converges even when an event was
-        # lost (a dead process, an in-memory broker) and the fleet view ends at the last state. The health
-        # snapshot only when none went out for a health interval: a machine sending readings has just
-        # published one, and a snapshot per machine per check was most of a large fleet's traffic.
-        await self._reannounce(
-            now, health=now - self._last_health_at >= self._deps.settings.health_publish_seconds
-        )
+        # lost (a dead process, an in-memory broker) and the fleet view ends at the last state: within
+        # two checks at most, since a check finds at least one without a snapshot.
+        await self._reannounce(now, health=now - self._last_health_at >= quiet)
         await self._save()
 
     async def resolve_alert(self, request_json: str) -> str:
@@ -238,8 +241,11 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
             transitions += state.record_predictions(points, response.model_version, now, learned)
         return transitions
 
-    async def _announce(self, transitions: list[AlertTransition], now: float) -> None:
-        """Publish alert events, and a HealthSnapshot on status change or every health_publish_seconds."""
+    async def _announce(
+        self, transitions: list[AlertTransition], now: float, interval: float | None = None
+    ) -> None:
+        """Publish alert events, and a HealthSnapshot on status change or every `interval` seconds
+        (default health_publish_seconds)."""
         assert self._state is not None
         publisher = self._deps.publisher
         for transition in transitions:
@@ -247,7 +253,8 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
             await publisher.publish(TOPIC_ALERTS, alert)
             self._state.remember_alert(alert)
         status = self._state.status()
-        interval = self._deps.settings.health_publish_seconds
+        if interval is None:
+            interval = self._deps.settings.health_publish_seconds
         if transitions or status != self._last_status or now - self._last_health_at >= interval:
             await self._publish_health(now)
 
