@@ -84,7 +84,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             DaprPublisher(client),
             PROFILES,
             settings.max_concurrent_actor_calls,
-            settings.linger_seconds,
+            settings.handoff_linger_seconds,
         )
         app.state.events = EventService(gateway, DaprArchive(client))
         try:
