@@ -147,8 +147,10 @@ async def train(request: Request, body: Annotated[TrainRequest | None, Body()] =
     profile from the archive. A job that finds no labelled run the champion has not seen stops as
     `no_new_data` (unless `force`)."""
     job = TrainingJob(request=body or TrainRequest())
+    # In the store before it starts (the job's own writes then follow this one, never race it): a job
+    # answered 202 survives a restart from now on.
+    await get_book(request).save(job)
     start_job(request.app, job)
-    await get_book(request).save(job)  # a 202 job is in the store: it survives a restart from now on
     return JSONResponse(job_json(job), 202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
