@@ -13,6 +13,7 @@ import uvicorn
 
 from apps.common.contracts import ModelCard
 from apps.common.profiles import PROFILES, TURBOFAN
+from apps.common.registry import DriftReport, FeatureDrift
 from apps.training import app as training_app
 from apps.training.champions import ModelCatalog
 from apps.training.promotion import decide
@@ -129,3 +130,32 @@ def test_nothing_listening_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[
     assert main(["models", "--url", f"http://127.0.0.1:{free_port()}", "list"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("vigil models: error: cannot connect to training at") and err.count("\n") == 1
+
+
+def test_show_says_what_drift_was_measured_over(
+    training: tuple[str, MemoryRegistry], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, registry = training
+    at = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
+    feature = FeatureDrift(name="mean_sensor_2", psi=0.31, level="significant")
+    fed = DriftReport(model=NAME, version=3, computed_at=at, source="inference", rows=4180, machines=0,
+                      since=datetime(2026, 11, 29, 14, 0, tzinfo=UTC), max_psi=0.31, level="significant",
+                      features=[feature])  # fmt: skip
+    registry.drift_ = fed.model_dump_json()
+    assert main(["models", "--url", url, "show", NAME]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "feature drift of v3 (2026-11-30 02:00 UTC, 4180 rows inference predicted since 2026-11-29 14:00 UTC)"
+        in out
+    )
+    assert (
+        "max PSI 0.310 (significant); highest: mean_sensor_2 0.310" in out and "from the archive" not in out
+    )
+    why = "inference counted 12 rows of v3 since 2026-11-30 01:00 UTC, fewer than 100"
+    archived = fed.model_copy(
+        update={"source": "archive", "rows": 60, "machines": 3, "since": None, "fallback": why}
+    )
+    registry.drift_ = archived.model_dump_json()
+    assert main(["models", "--url", url, "show", NAME]) == 0
+    out = capsys.readouterr().out
+    assert "60 rows of 3 machines in the archive" in out and f"(from the archive: {why})" in out
