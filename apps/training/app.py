@@ -31,7 +31,7 @@ from apps.training.champions import (
     UnknownModel,
 )
 from apps.training.inputs import DaprInferenceInputs
-from apps.training.jobs import TrainingJob, TrainRequest
+from apps.training.jobs import JobSummary, TrainingJob, TrainRequest
 from apps.training.jobstore import DaprJobStore, JobBook, JobStoreUnavailable
 from apps.training.promotion import GateResult
 from apps.training.schedule import RetrainSchedule, SchedulePolicy
@@ -176,13 +176,14 @@ async def get_job(job_id: JobId, book: BookDep) -> TrainingJob:
     return job
 
 
-@app.get("/v1/jobs", response_model=list[TrainingJob], responses=_JOB_ERRORS)
+@app.get("/v1/jobs", response_model=list[JobSummary], responses=_JOB_ERRORS)
 async def list_jobs(
     book: BookDep, limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many.")] = 100
-) -> list[TrainingJob]:
-    """The newest jobs first, across restarts (the state store keeps the newest `jobs_kept`)."""
+) -> list[JobSummary]:
+    """The newest jobs first, across restarts (the state store keeps the newest `jobs_kept`), each
+    without its model card (`version` and `metrics` stand for it; `GET /v1/jobs/{id}` has it)."""
     try:
-        return await book.newest(min(limit, book.keep))
+        return [JobSummary.of(job) for job in await book.newest(min(limit, book.keep))]
     except JobStoreUnavailable as exc:
         raise HTTPException(503, str(exc)) from None
 

@@ -33,6 +33,9 @@ from apps.training.jobs import ACTIVE, TrainingJob, interrupted, keep_newest
 
 log = logging.getLogger("training")
 INDEX_KEY = "jobs/index"
+# Records per bulk read: a job with its model card is about 40 KB, and one answer of the sidecar carries
+# at most 4 MB (gRPC), so a hundred jobs in one read would not come back.
+LOAD_CHUNK = 16
 
 
 def job_key(job_id: str) -> str:
@@ -114,11 +117,14 @@ class DaprJobStore:
     async def load(self, ids: list[str]) -> list[TrainingJob]:
         if not ids:
             return []
-        try:
-            got = await self.client.get_bulk_state(self.store, [job_key(i) for i in ids], parallelism=4)
-        except (DaprGrpcError, DaprInternalError) as exc:
-            raise JobStoreUnavailable(f"the job store {self.store} failed: {exc}") from exc
-        found = {item.key: item.data for item in got.items if item.data}
+        found: dict[str, bytes] = {}
+        for start in range(0, len(ids), LOAD_CHUNK):
+            keys = [job_key(i) for i in ids[start : start + LOAD_CHUNK]]
+            try:
+                got = await self.client.get_bulk_state(self.store, keys, parallelism=4)
+            except (DaprGrpcError, DaprInternalError) as exc:
+                raise JobStoreUnavailable(f"the job store {self.store} failed: {exc}") from exc
+            found |= {item.key: item.data for item in got.items if item.data}
         return [TrainingJob.model_validate_json(found[job_key(i)]) for i in ids if job_key(i) in found]
 
 

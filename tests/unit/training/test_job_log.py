@@ -10,10 +10,28 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apps.training.jobs import TrainingJob, TrainRequest, interrupted, keep_newest
+from apps.common.contracts import ModelCard
+from apps.training.jobs import JobSummary, TrainingJob, TrainRequest, interrupted, keep_newest
 from apps.training.jobstore import JobBook, JobStoreUnavailable
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def referenced_card() -> ModelCard:
+    digest = "0" * 64
+    return ModelCard(
+        name="turbofan-rul",
+        version=3,
+        created_at=NOW,
+        profile="turbofan",
+        feature_names=["a"],
+        metrics={"rmse_capped": 12.5},
+        training_data_fingerprint=digest,
+        rul_cap=125.0,
+        n_train_rows=10,
+        n_train_units=2,
+        onnx_sha256=digest,
+    )
 
 
 class MemoryJobStore:
@@ -78,6 +96,16 @@ def test_a_running_or_queued_job_is_failed_by_a_restart_saying_so() -> None:
 def test_a_stored_record_reads_back_as_it_was(request_: TrainRequest) -> None:
     job = TrainingJob(request=request_, status="succeeded", message="done")
     assert TrainingJob.model_validate_json(job.model_dump_json()) == job
+
+
+def test_a_listed_job_leaves_its_card_and_skipped_runs_out() -> None:
+    card = referenced_card()
+    job = TrainingJob(status="succeeded", card=card, skipped=["fd001-003#0: too short"], promoted=True)
+    summary = JobSummary.of(job)
+    assert (summary.version, summary.metrics, summary.skipped_runs) == (card.version, card.metrics, 1)
+    assert "card" not in summary.model_dump() and summary.id == job.id and summary.promoted is True
+    bare = JobSummary.of(TrainingJob())
+    assert (bare.version, bare.metrics, bare.skipped_runs, bare.status) == (None, None, 0, "queued")
 
 
 def test_the_index_keeps_the_newest_and_names_what_falls_off() -> None:
