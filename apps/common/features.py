@@ -5,9 +5,12 @@ Both entry points, `offline_features` (a whole trajectory, every window at once)
 trained on and the features it is served are identical by construction: no training/serving skew.
 
 Arrays are float64 with columns = `profile.informative_sensors` in profile order. For each informative
-sensor, over the last W readings: last, mean, std (population), min, max and the least-squares slope
-against the reading index; then one final feature, `age_cycles` (how many cycles the machine has run
-at the window's last reading).
+sensor, over the last W readings, the statistics of the model's `FeatureSpec.statistics` in that order:
+by default (and for a card that names none) last, mean, std (population), min, max and the
+least-squares slope against the reading index; a spec may add the recent ones (`EXTRA_STATISTICS`:
+mean of the last 10 readings, exponentially weighted mean, slope over the last 20, last 10 minus first
+10 readings' mean); then one final feature, `age_cycles` (how many cycles the machine has run at the
+window's last reading).
 
 Two optional steps come before the window statistics, both row by row so that a reading is
 transformed the same way whether it arrives alone (online) or inside a whole trajectory (offline):
@@ -24,23 +27,30 @@ from typing import Any, Final
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from apps.common.profiles import EquipmentProfile
 
 STATISTICS: Final[tuple[str, ...]] = ("last", "mean", "std", "min", "max", "slope")
+# What a spec may add (grouped CV on FD001/FD002 training machines chose them, apps/training/quality.py):
+# the window's latest part, less noisy than `last` and fresher than `mean`/`slope` over the whole window.
+EXTRA_STATISTICS: Final[tuple[str, ...]] = ("recent_mean", "ewm", "recent_slope", "trend")
+RECENT_READINGS: Final = 10  # recent_mean; trend = their mean minus the window's first 10 readings'
+RECENT_SLOPE_READINGS: Final = 20  # recent_slope
+EWM_ALPHA: Final = 0.1  # ewm: weights (1 - alpha)^age in readings over the window, normalised
 AGE_FEATURE: Final = "age_cycles"
 
 
-def feature_names(profile: EquipmentProfile) -> list[str]:
-    """Stable, named feature order: sensor-major (`sensor_2__last`, `sensor_2__mean`, ...), age last."""
-    return [f"{sensor}__{stat}" for sensor in profile.informative_sensors for stat in STATISTICS] + [
-        AGE_FEATURE
-    ]
+def feature_names(profile: EquipmentProfile, spec: FeatureSpec | None = None) -> list[str]:
+    """Stable, named feature order: sensor-major (`sensor_2__last`, `sensor_2__mean`, ...) with the
+    spec's statistics (the default six without one), age last."""
+    stats = STATISTICS if spec is None else spec.statistics
+    return [f"{sensor}__{stat}" for sensor in profile.informative_sensors for stat in stats] + [AGE_FEATURE]
 
 
-def n_features(profile: EquipmentProfile) -> int:
-    return len(profile.informative_sensors) * len(STATISTICS) + 1
+def n_features(profile: EquipmentProfile, spec: FeatureSpec | None = None) -> int:
+    stats = STATISTICS if spec is None else spec.statistics
+    return len(profile.informative_sensors) * len(stats) + 1
 
 
 # Settings closer than this (as a fraction of each setting's plausible span in the profile) belong to
@@ -118,6 +128,18 @@ class FeatureSpec(BaseModel):
 
     window: int = Field(ge=2)
     conditions: OperatingConditions | None = None
+    # The window statistics of every sensor, in feature order (a card from before this field: the six).
+    statistics: tuple[str, ...] = STATISTICS
+
+    @field_validator("statistics")
+    @classmethod
+    def _known_statistics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [s for s in value if s not in (*STATISTICS, *EXTRA_STATISTICS)]
+        if unknown or not value or len(set(value)) != len(value):
+            raise ValueError(
+                f"statistics must be distinct names among {(*STATISTICS, *EXTRA_STATISTICS)}, got {value}"
+            )
+        return value
 
     def check(self, profile: EquipmentProfile) -> None:
         if self.window != profile.window:
@@ -155,7 +177,15 @@ def reading_features(
             f"(columns = informative sensors, then operating settings), got {x.shape}"
         )
     s = len(profile.informative_sensors)
-    return offline_features(x[:, :s], profile, ages, settings=x[:, s:], conditions=spec.conditions, pad=pad)
+    return offline_features(
+        x[:, :s],
+        profile,
+        ages,
+        settings=x[:, s:],
+        conditions=spec.conditions,
+        pad=pad,
+        statistics=spec.statistics,
+    )
 
 
 def pad_start(rows: np.ndarray, window: int) -> np.ndarray:
@@ -170,24 +200,60 @@ def pad_start(rows: np.ndarray, window: int) -> np.ndarray:
     return np.concatenate((np.repeat(rows[:1], missing, axis=0), rows))
 
 
-def _window_features(windows: np.ndarray, ages: np.ndarray) -> np.ndarray:
-    """The core: features of a stack of windows, shape [n, W, S] -> [n, S * 6 + 1].
+def _slope(x: np.ndarray) -> np.ndarray:
+    """Least-squares slope against t = 0..W-1 of C-contiguous windows [n, W, S]: sum((t - tbar) *
+    (x - xbar)) / sum((t - tbar)^2)."""
+    w = x.shape[1]
+    centred = x - x.mean(axis=1)[:, None, :]
+    t = np.arange(w, dtype=np.float64) - (w - 1) / 2.0
+    return np.einsum("w,nws->ns", t, centred) / float(np.dot(t, t))
+
+
+def _statistic(x: np.ndarray, name: str) -> np.ndarray:
+    """One statistic of C-contiguous windows [n, W, S] -> [n, S]; a part of the window is copied to
+    its own contiguous array first, so one window and a stack of them reduce alike."""
+    w = x.shape[1]
+    recent = min(RECENT_READINGS, w)
+    if name == "last":
+        return x[:, -1, :]
+    if name == "mean":
+        return x.mean(axis=1)
+    if name == "std":
+        centred = x - x.mean(axis=1)[:, None, :]
+        return np.sqrt((centred * centred).mean(axis=1))
+    if name == "min":
+        return x.min(axis=1)
+    if name == "max":
+        return x.max(axis=1)
+    if name == "slope":
+        return _slope(x)
+    if name == "recent_mean":
+        return np.ascontiguousarray(x[:, w - recent :, :]).mean(axis=1)
+    if name == "ewm":
+        weights = (1.0 - EWM_ALPHA) ** np.arange(w - 1, -1, -1, dtype=np.float64)
+        return np.einsum("w,nws->ns", weights / weights.sum(), x)
+    if name == "recent_slope":
+        return _slope(np.ascontiguousarray(x[:, w - min(RECENT_SLOPE_READINGS, w) :, :]))
+    if name == "trend":
+        last = np.ascontiguousarray(x[:, w - recent :, :]).mean(axis=1)
+        return last - np.ascontiguousarray(x[:, :recent, :]).mean(axis=1)
+    raise ValueError(f"unknown statistic {name!r}")
+
+
+def _window_features(
+    windows: np.ndarray, ages: np.ndarray, statistics: tuple[str, ...] = STATISTICS
+) -> np.ndarray:
+    """The core: features of a stack of windows, shape [n, W, S] -> [n, S * len(statistics) + 1].
 
     Copying to a C-contiguous float64 array first means a single window and a window taken out of
     a strided trajectory view are reduced with the same memory layout, so online and offline
     results agree bit for bit rather than merely to rounding.
     """
     x = np.ascontiguousarray(windows, dtype=np.float64)
-    n, w, s = x.shape
-    mean = x.mean(axis=1)
-    centred = x - mean[:, None, :]
-    std = np.sqrt((centred * centred).mean(axis=1))
-    # Least-squares slope against t = 0..W-1: sum((t - tbar) * (x - xbar)) / sum((t - tbar)^2).
-    t = np.arange(w, dtype=np.float64) - (w - 1) / 2.0
-    slope = np.einsum("w,nws->ns", t, centred) / float(np.dot(t, t))
-    stats = np.stack([x[:, -1, :], mean, std, x.min(axis=1), x.max(axis=1), slope], axis=2)  # [n, S, 6]
-    out = np.empty((n, s * len(STATISTICS) + 1), dtype=np.float64)
-    out[:, :-1] = stats.reshape(n, s * len(STATISTICS))  # sensor-major, matching feature_names
+    n, _, s = x.shape
+    stats = np.stack([_statistic(x, name) for name in statistics], axis=2)  # [n, S, k]
+    out = np.empty((n, s * len(statistics) + 1), dtype=np.float64)
+    out[:, :-1] = stats.reshape(n, s * len(statistics))  # sensor-major, matching feature_names
     out[:, -1] = np.asarray(ages, dtype=np.float64)
     return out
 
@@ -209,6 +275,7 @@ def offline_features(
     settings: np.ndarray | None = None,
     conditions: OperatingConditions | None = None,
     pad: bool = False,
+    statistics: tuple[str, ...] = STATISTICS,
 ) -> np.ndarray:
     """Features of every full window of a trajectory, shape [cycles, S] -> [cycles - W + 1, F].
 
@@ -232,14 +299,14 @@ def offline_features(
         traj = pad_start(traj, traj.shape[0] + w - 1)
     n_windows = traj.shape[0] - w + 1
     if n_windows <= 0:
-        return np.empty((0, n_features(profile)), dtype=np.float64)
+        return np.empty((0, len(profile.informative_sensors) * len(statistics) + 1), dtype=np.float64)
     if ages is None:
         ages = np.arange(1, traj.shape[0] + 1, dtype=np.float64)
     ages = np.asarray(ages, dtype=np.float64)
     if ages.shape != (traj.shape[0],):
         raise ValueError(f"ages must have one entry per reading ({traj.shape[0]}), got {ages.shape}")
     windows = sliding_window_view(traj, w, axis=0)  # [n_windows, S, W], a view, no copy
-    return _window_features(windows.transpose(0, 2, 1), ages[w - 1 :])
+    return _window_features(windows.transpose(0, 2, 1), ages[w - 1 :], statistics)
 
 
 def online_features(
@@ -250,6 +317,7 @@ def online_features(
     settings: np.ndarray | None = None,
     conditions: OperatingConditions | None = None,
     pad: bool = False,
+    statistics: tuple[str, ...] = STATISTICS,
 ) -> np.ndarray:
     """Features of the actor's current window, shape [W, S] -> [F] (fewer rows allowed with `pad`)."""
     win = np.asarray(window, dtype=np.float64)
@@ -262,7 +330,7 @@ def online_features(
         win = pad_start(win, profile.window)
     if win.shape[0] != profile.window:
         raise ValueError(f"window must hold exactly {profile.window} readings, got {win.shape[0]}")
-    return _window_features(win[None, :, :], np.array([age_cycles], dtype=np.float64))[0]
+    return _window_features(win[None, :, :], np.array([age_cycles], dtype=np.float64), statistics)[0]
 
 
 _B64_PREFIX: Final = "f8le:"  # self-describing, and not a date or duration the Dapr serializer rewrites

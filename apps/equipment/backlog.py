@@ -90,7 +90,7 @@ class PredictionBacklog:
         rows = self.rows[: w - 1 + n]
         ages = self.first_age - (w - 1) + np.arange(len(rows), dtype=np.float64)
         feats = reading_features(rows, self.profile, spec, ages, pad=False)
-        names = feature_names(self.profile)
+        names = feature_names(self.profile, spec)
         return [
             FeatureVector(
                 equipment_id=equipment_id,

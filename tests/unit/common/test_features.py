@@ -10,6 +10,8 @@ import pytest
 
 from apps.common import cmapss
 from apps.common.features import (
+    EXTRA_STATISTICS,
+    STATISTICS,
     FeatureSpec,
     OperatingConditions,
     RollingWindow,
@@ -210,3 +212,76 @@ def test_backlog_windows_equal_the_training_rows_with_conditions(unit: int) -> N
         ages = traj[:, 1][first] - (w - 1) + np.arange(len(context), dtype=np.float64)
         online = reading_features(context, TURBOFAN, spec, ages, pad=False)
         assert np.array_equal(online, offline[first : first + n]), first
+
+
+EXTENDED = (*STATISTICS, *EXTRA_STATISTICS)
+
+
+def test_recent_statistics_match_a_hand_computation(train_units: dict[int, np.ndarray]) -> None:
+    sensors = cmapss.sensor_matrix(train_units[5], TURBOFAN)
+    w = TURBOFAN.window
+    window = sensors[10 : 10 + w]
+    spec = FeatureSpec(window=w, statistics=EXTENDED)
+    got = dict(
+        zip(
+            feature_names(TURBOFAN, spec),
+            online_features(window, 40.0, TURBOFAN, statistics=EXTENDED),
+            strict=True,
+        )
+    )
+    assert len(got) == n_features(TURBOFAN, spec) == 14 * 10 + 1
+    col = window[:, TURBOFAN.informative_sensors.index("sensor_11")]
+    weights = 0.9 ** np.arange(w - 1, -1, -1)
+    assert got["sensor_11__last"] == col[-1]  # the six first, as before
+    assert got["sensor_11__recent_mean"] == pytest.approx(col[-10:].mean(), abs=1e-12)
+    assert got["sensor_11__ewm"] == pytest.approx((weights * col).sum() / weights.sum(), abs=1e-9)
+    assert got["sensor_11__recent_slope"] == pytest.approx(
+        np.polyfit(np.arange(20), col[-20:], 1)[0], abs=1e-9
+    )
+    assert got["sensor_11__trend"] == pytest.approx(col[-10:].mean() - col[:10].mean(), abs=1e-12)
+    assert got["age_cycles"] == 40.0
+
+
+def test_a_card_without_statistics_gets_the_six_and_unknown_ones_are_refused() -> None:
+    old = FeatureSpec.model_validate_json(json.dumps({"window": TURBOFAN.window, "conditions": None}))
+    assert old.statistics == STATISTICS and feature_names(TURBOFAN, old) == feature_names(TURBOFAN)
+    extended = FeatureSpec(window=TURBOFAN.window, statistics=EXTENDED)
+    assert FeatureSpec.model_validate_json(extended.model_dump_json()) == extended
+    for bad in (("last", "median"), ("last", "last"), ()):
+        with pytest.raises(ValueError, match="statistics"):
+            FeatureSpec(window=TURBOFAN.window, statistics=bad)
+
+
+@pytest.mark.parametrize("unit", [1, 2, 100])
+def test_online_equals_offline_exactly_with_the_recent_statistics(unit: int) -> None:
+    """Every statistic, conditions and padding: the actor's single window, its backlog's batch and
+    training's rows are equal bit for bit."""
+    units, conditions = _conditions_fixture("FD002")
+    spec = FeatureSpec(window=TURBOFAN.window, conditions=conditions, statistics=EXTENDED)
+    traj = units[unit]
+    sensors, settings, ages = (
+        cmapss.sensor_matrix(traj, TURBOFAN),
+        settings_matrix(traj, TURBOFAN),
+        traj[:, 1],
+    )
+    offline = unit_features(traj, TURBOFAN, spec)
+    assert offline.shape == (traj.shape[0], n_features(TURBOFAN, spec))
+    w = TURBOFAN.window
+    for end in (0, 1, w - 2, w - 1, w, traj.shape[0] // 2, traj.shape[0] - 1):
+        start = max(0, end - w + 1)
+        online = online_features(
+            sensors[start : end + 1],
+            ages[end],
+            TURBOFAN,
+            settings=settings[start : end + 1],
+            conditions=conditions,
+            pad=True,
+            statistics=EXTENDED,
+        )
+        assert np.array_equal(online, offline[end]), end
+    rows = reading_rows(traj, TURBOFAN)
+    for first, n in ((0, 3), (w - 2, 5), (traj.shape[0] - 7, 7)):
+        context = pad_start(rows[: first + n], w - 1 + first + n)[first:]
+        context_ages = traj[:, 1][first] - (w - 1) + np.arange(len(context), dtype=np.float64)
+        batch = reading_features(context, TURBOFAN, spec, context_ages, pad=False)
+        assert np.array_equal(batch, offline[first : first + n]), first
