@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 # TrainRequest is a contract (apps.common.contracts): the gateway passes it on, checked as training would.
 from apps.common.contracts import ModelCard, TrainRequest
@@ -59,15 +59,6 @@ class TrainingJob(BaseModel):
     error: str | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
-
-    @field_validator("request", mode="before")
-    @classmethod
-    def _stored_request(cls, value: Any) -> Any:
-        # A record read back from the store names every field of its request, defaults included; the
-        # strict TrainRequest refuses a `dataset` beside source `archive` when it is given, so it goes.
-        if isinstance(value, dict) and value.get("source", "archive") == "archive":
-            return {k: v for k, v in value.items() if k != "dataset"}
-        return value
 
     def report(self, stage: str, fraction: float) -> None:
         self.stage, self.progress = stage, round(fraction, 3)
