@@ -227,6 +227,7 @@ class TrainingService:
                 await self.publisher.publish(
                     TOPIC_MODEL_UPDATES, ModelUpdate(name=name, version=version, promoted=gate.promoted)
                 )
+                report("done", 1.0)  # ends the CLI's progress line whatever the kind reported last
                 job.finish("succeeded", card=card, gate=gate, promoted=gate.promoted, message=gate.reason)
                 log.info(
                     "%s v%d registered (%s), promoted: %s (%s)",
