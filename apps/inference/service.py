@@ -90,7 +90,11 @@ class InferenceService:
             return False
         model = await asyncio.to_thread(OnnxModel, found.card, found.onnx, self.settings.intra_op_threads)
         batcher = MicroBatcher(model.run, self.settings.max_batch_rows, self.settings.max_wait_ms / 1000)
-        inputs = InputTally.of(found.card, self.clock(), self.settings.inputs_window_seconds)
+        try:
+            inputs = InputTally.of(found.card, self.clock(), self.settings.inputs_window_seconds)
+        except ValueError as exc:  # a card whose reference does not fit: served all the same, not counted
+            log.warning("%s: inputs not counted: %s", name, exc)
+            inputs = None
         # One assignment swaps the model: requests already queued on the old batcher finish on the
         # old session; new requests go to the new one. Nothing is dropped.
         self._serving[name] = Serving(model, batcher, inputs)
@@ -166,7 +170,7 @@ class InferenceService:
         if serving.inputs is None:
             raise NoReference(
                 f"{name} v{serving.model.version} has no training reference (feature_reference) in its "
-                "card: its inputs are not counted"
+                "card that fits its features: its inputs are not counted"
             )
         return serving.inputs.snapshot(self.clock())
 

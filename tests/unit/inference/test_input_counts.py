@@ -150,6 +150,19 @@ async def test_a_version_without_a_reference_says_so(onnx: dict[int, bytes]) -> 
     await service.close()
 
 
+async def test_a_reference_that_does_not_fit_leaves_the_version_served_but_not_counted(
+    onnx: dict[int, bytes],
+) -> None:
+    bad = referenced(1, onnx[1])
+    refs = [bad.feature_reference[0].model_copy(update={"name": "nope"}), *bad.feature_reference[1:]]
+    service = await service_with({1: bad.model_copy(update={"feature_reference": refs})}, onnx, Clock())
+    answer = await service.predict(request(TRAIN[:5].astype(np.float32)))
+    assert answer.model_version == 1 and len(answer.predictions) == 5
+    with pytest.raises(NoReference, match="that fits its features"):
+        service.inputs(MODEL)
+    await service.close()
+
+
 @pytest.fixture
 def http(onnx: dict[int, bytes]) -> Iterator[Any]:
     service = asyncio.run(service_with({1: referenced(1, onnx[1])}, onnx, Clock()))
