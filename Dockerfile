@@ -20,8 +20,10 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && /opt/venv/bin/pip install --requirement requirements.txt
 COPY apps/ /app/apps/
 COPY profiles/ /app/profiles/
-# The C-MAPSS files: training fits its first model on FD001 when the registry has none.
+# The C-MAPSS files: training fits its first model on FD001 when the registry has none. AI4I 2020: a
+# `dataset` job of the milling profile's failure model.
 COPY data/cmapss/ /app/data/cmapss/
+COPY data/ai4i2020/ai4i2020.csv /app/data/ai4i2020/ai4i2020.csv
 # Compiled here because the running container's root filesystem is read-only.
 RUN /opt/venv/bin/python -m compileall -q /app/apps
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from apps.common import ai4i
 from apps.common.cmapss import data_dir
 from apps.common.profiles import SHIPPED_PROFILES_DIR
 
@@ -114,8 +115,8 @@ def test_installs_only_the_runtime_dependencies() -> None:
 
 
 def test_copies_what_the_apps_read_at_run_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The apps find profiles/ and the C-MAPSS files beside apps/ (apps/common), so the image keeps
-    the repository's layout under its WORKDIR, and .dockerignore lets those paths into the context."""
+    """The apps find profiles/ and the data sets (C-MAPSS, AI4I 2020) beside apps/ (apps/common), so the
+    image keeps the repository's layout under its WORKDIR, and .dockerignore lets those paths in."""
     monkeypatch.delenv("VIGIL_DATA_DIR", raising=False)  # the shipped files, not a test's override
     build, runtime = parse()[1][0], parse()[1][-1]
     (workdir,) = runtime.all("WORKDIR")
@@ -124,7 +125,7 @@ def test_copies_what_the_apps_read_at_run_time(monkeypatch: pytest.MonkeyPatch) 
         source, target = args.split()
         if not source.startswith("--"):
             copied[source.rstrip("/")] = target.rstrip("/")
-    for needed in (REPO / "apps", SHIPPED_PROFILES_DIR, data_dir()):
+    for needed in (REPO / "apps", SHIPPED_PROFILES_DIR, data_dir(), ai4i.DEFAULT_FILE):
         relative = needed.relative_to(REPO).as_posix()
         assert copied.get(relative) == f"{workdir}/{relative}", f"{relative} is not at {workdir}/{relative}"
     ignore = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
