@@ -22,6 +22,8 @@ import numpy as np
 from apps.common.cmapss import column, rul_targets
 from apps.common.contracts import ModelCard
 from apps.common.features import (
+    EXTRA_STATISTICS,
+    STATISTICS,
     FeatureSpec,
     OperatingConditions,
     feature_names,
@@ -57,6 +59,12 @@ LGBM_PARAMS: Final[dict[str, Any]] = {
     "n_jobs": 1,
     "verbose": -1,
 }
+# The mean of this many LightGBM models, fitted alike but for their seeds (bagging, feature sampling),
+# served as one model (`SeedAverage`): grouped CV on FD001/FD002 training machines (bench/bench_models.py).
+N_SEEDS: Final = 5
+# The window statistics of every sensor (apps/common/features.py), chosen by the same CV: the six plus the
+# recent ones.
+FEATURE_STATISTICS: Final[tuple[str, ...]] = (*STATISTICS, *EXTRA_STATISTICS)
 # Trees are summed in float32 by ONNX Runtime: summing groups of 50 keeps the rounding under 1e-4.
 _ONNX_TREES_PER_SUM: Final = 50
 _ONNX_OPSET: Final = 15  # the highest onnxmltools' LightGBM converter supports
@@ -86,11 +94,17 @@ def fit_conditions(units: Mapping[int, np.ndarray], profile: EquipmentProfile) -
 
 
 def fit_spec(
-    units: Mapping[int, np.ndarray], profile: EquipmentProfile, normalise: bool = True
+    units: Mapping[int, np.ndarray],
+    profile: EquipmentProfile,
+    normalise: bool = True,
+    statistics: tuple[str, ...] = FEATURE_STATISTICS,
 ) -> FeatureSpec:
-    """The feature spec learnt from training machines: the profile's window, their conditions."""
+    """The feature spec learnt from training machines: the profile's window, their conditions, the
+    window statistics."""
     return FeatureSpec(
-        window=profile.window, conditions=fit_conditions(units, profile) if normalise else None
+        window=profile.window,
+        conditions=fit_conditions(units, profile) if normalise else None,
+        statistics=statistics,
     )
 
 
@@ -120,7 +134,7 @@ def build_padded_set(
         X=np.vstack(xs).astype(np.float32).astype(np.float64),
         y=np.concatenate(ys),
         units=np.concatenate(us),
-        feature_names=feature_names(profile),
+        feature_names=feature_names(profile, spec),
         fingerprint=fingerprint_units(units),
     )
 
@@ -140,7 +154,7 @@ def recent_features(
     """Features at the last `recent` readings of every unit (those its last predictions used), stacked:
     pass at least `recent + window - 1` readings of each for their windows to be the actor's."""
     rows = [unit_features(units[u], profile, spec)[-recent:] for u in sorted(units)]
-    return np.vstack(rows) if rows else np.empty((0, len(feature_names(profile))))
+    return np.vstack(rows) if rows else np.empty((0, len(feature_names(profile, spec))))
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, rul_cap: float, n_units: int) -> dict[str, float]:
@@ -210,6 +224,78 @@ def lightgbm(params: Mapping[str, Any] | None = None) -> Regressor:
 
 _THRESHOLDS = re.compile(r"^threshold=(.*)$", re.MULTILINE)
 _TREE_SIZES = re.compile(r"^tree_sizes=.*\n", re.MULTILINE)
+_LEAF_VALUES = re.compile(r"^leaf_value=(.*)$", re.MULTILINE)
+_TREE_HEADER = re.compile(r"^Tree=\d+$", re.MULTILINE)
+_END_OF_TREES = "end of trees"
+
+
+def average_boosters(texts: list[str]) -> str:
+    """One LightGBM model text whose prediction is the mean of the models' (same objective and
+    features): every tree of each, its leaf values divided by their number (a LightGBM prediction is
+    the sum of its trees' leaves, the average target included in the first tree's)."""
+    n = len(texts)
+    head = _TREE_SIZES.sub("", texts[0][: _TREE_HEADER.search(texts[0]).start()])  # type: ignore[union-attr]
+    tail = texts[0][texts[0].index(_END_OF_TREES) :]
+
+    def scaled(match: re.Match[str]) -> str:
+        return "leaf_value=" + " ".join(repr(float(v) / n) for v in match.group(1).split())
+
+    trees: list[str] = []
+    for text in texts:
+        body = text[_TREE_HEADER.search(text).start() : text.index(_END_OF_TREES)]  # type: ignore[union-attr]
+        trees += [_LEAF_VALUES.sub(scaled, t) for t in _TREE_HEADER.split(body)[1:]]
+    return head + "".join(f"Tree={i}{t}" for i, t in enumerate(trees)) + tail
+
+
+class SeedAverage:
+    """The mean of `n_seeds` LightGBM regressors alike but for `random_state` (their bagging and
+    feature sampling differ), held as one LGBMRegressor (`model_`) whose trees are all of theirs,
+    scaled: exported to ONNX and checked like a single model."""
+
+    def __init__(self, params: Mapping[str, Any] | None = None, n_seeds: int = N_SEEDS) -> None:
+        self.params = {**LGBM_PARAMS, **(params or {})}
+        self.n_seeds = int(self.params.pop("n_seeds", n_seeds))
+        if self.n_seeds < 1:
+            raise ValueError(f"n_seeds must be >= 1, got {self.n_seeds}")
+        self.model_: Any = None
+
+    @property
+    def rounds(self) -> int:
+        """Boosting rounds in all: each model's times their number."""
+        return int(self.params["n_estimators"]) * self.n_seeds
+
+    def fit(self, X: np.ndarray, y: np.ndarray, on_round: Callable[[int], None] | None = None) -> SeedAverage:
+        from lightgbm import Booster, LGBMRegressor
+
+        per_model = int(self.params["n_estimators"])
+        models: list[Any] = []
+        for i in range(self.n_seeds):
+            model = LGBMRegressor(**{**self.params, "random_state": int(self.params["random_state"]) + i})
+            done = i * per_model
+
+            def callback(env: Any, done: int = done) -> None:
+                if on_round is not None:
+                    on_round(done + env.iteration + 1)
+
+            model.fit(X, y, callbacks=[callback])
+            models.append(model)
+        merged = models[0]
+        if self.n_seeds > 1:
+            text = average_boosters([m.booster_.model_to_string() for m in models])
+            merged._Booster = Booster(model_str=text)  # the wrapper has no public setter for its booster
+        self.model_ = merged
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model_.predict(X), dtype=np.float64)
+
+    def get_params(self) -> dict[str, Any]:
+        return {**self.params, "n_seeds": self.n_seeds}
+
+
+def rul_model(params: Mapping[str, Any] | None = None) -> SeedAverage:
+    """The platform's RUL model: `N_SEEDS` LightGBM models averaged (`n_seeds` in `params` overrides)."""
+    return SeedAverage(params)
 
 
 def _down_to_float32(value: float) -> float:
@@ -288,17 +374,16 @@ class TrainingOutcome:
 
 
 def _fit_reporting(
-    model: Any, X: np.ndarray, y: np.ndarray, report: ProgressCallback, lo: float, hi: float
+    model: SeedAverage, X: np.ndarray, y: np.ndarray, report: ProgressCallback, lo: float, hi: float
 ) -> None:
-    total = int(model.n_estimators)
+    total = model.rounds
     step = max(total // 20, 1)
 
-    def callback(env: Any) -> None:
-        done = env.iteration + 1
+    def on_round(done: int) -> None:
         if done % step == 0 or done == total:
             report(f"boosting round {done}/{total}", lo + (hi - lo) * done / total)
 
-    model.fit(X, y, callbacks=[callback])
+    model.fit(X, y, on_round)
 
 
 def run_training(
@@ -312,9 +397,10 @@ def run_training(
     rul_cap: float = DEFAULT_RUL_CAP,
     progress: ProgressCallback | None = None,
 ) -> TrainingOutcome:
-    """The whole job: spec (conditions) and features from `train_units`, LightGBM, ONNX checked within
-    1e-4 (raises `OnnxMismatch` rather than return an export that disagrees), metrics of the ONNX
-    model on the `held_out` machines (never a test set), card with the feature spec and coverage."""
+    """The whole job: spec (conditions) and features from `train_units`, LightGBM (`N_SEEDS` averaged),
+    ONNX checked within 1e-4 (raises `OnnxMismatch` rather than return an export that disagrees),
+    metrics of the ONNX model on the `held_out` machines (never a test set), card with the feature spec
+    and coverage."""
 
     def report(stage: str, fraction: float) -> None:
         if progress is not None:
@@ -323,12 +409,12 @@ def run_training(
     report("operating conditions and features", 0.0)
     spec = fit_spec(train_units, profile)
     ts = build_padded_set(train_units, profile, spec, rul_cap)
-    model = lightgbm(params)
+    model = rul_model(params)
     report("fitting", 0.1)
     _fit_reporting(model, ts.X, ts.y, report, 0.1, 0.85)
-    float32_thresholds(model)
+    float32_thresholds(model.model_)
     report("exporting to ONNX", 0.87)
-    onnx_bytes = export_lightgbm(model, ts.X.shape[1])
+    onnx_bytes = export_lightgbm(model.model_, ts.X.shape[1])
     report("checking ONNX against LightGBM", 0.9)
     diff = check_onnx_matches(model, onnx_bytes, ts.X)
     report("scoring held-out machines", 0.94)

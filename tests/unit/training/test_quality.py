@@ -15,6 +15,7 @@ from apps.training.quality import (
     grouped_cv,
     last_features,
     lightgbm,
+    rul_model,
     score,
     truncate_runs,
 )
@@ -74,3 +75,21 @@ def test_grouped_cv_scores_held_out_machines(few_units: dict[int, np.ndarray]) -
     metrics = grouped_cv(few_units, TURBOFAN, lambda: lightgbm(TINY), normalise=True, folds=2, per_unit=2)
     assert metrics["coverage"] == 1.0
     assert 0 < metrics["rmse_capped"] < 125
+
+
+def test_seed_average_is_the_mean_of_its_models_and_exports_as_one(few_units: dict[int, np.ndarray]) -> None:
+    ts = build_padded_set(few_units, TURBOFAN, fit_spec(few_units, TURBOFAN), 125.0)
+    rounds: list[int] = []
+    model = rul_model({**TINY, "n_seeds": 3}).fit(ts.X, ts.y, rounds.append)
+    assert rounds == list(range(1, 3 * TINY["n_estimators"] + 1)) and model.rounds == rounds[-1]
+    singles = []
+    for seed in (7, 8, 9):  # LGBM_PARAMS' random_state, then the next ones
+        single = lightgbm({**TINY, "random_state": seed})
+        single.fit(ts.X, ts.y)
+        singles.append(single.predict(ts.X))
+    np.testing.assert_allclose(model.predict(ts.X), np.mean(singles, axis=0), rtol=0, atol=1e-9)
+    assert model.model_.n_estimators_ == 3 * TINY["n_estimators"]
+    float32_thresholds(model.model_)
+    onnx = export_lightgbm(model.model_, ts.X.shape[1])
+    assert check_onnx_matches(model, onnx, ts.X) <= 1e-4
+    assert model.get_params()["n_seeds"] == 3

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from apps.common import cmapss
-from apps.common.features import FeatureSpec, feature_names
+from apps.common.features import feature_names
 from apps.common.profiles import TURBOFAN
 from apps.training.quality import (
+    FEATURE_STATISTICS,
     TrainingOutcome,
     build_padded_set,
     evaluate_onnx,
@@ -50,7 +51,8 @@ def test_rows_are_the_shared_pipeline_at_every_reading(fd002: dict[int, np.ndarr
     units = {u: fd002[u] for u in (1, 2, 3)}
     spec = fit_spec(units, TURBOFAN)
     ts = build_padded_set(units, TURBOFAN, spec, 125.0)
-    assert ts.X.shape == (sum(len(t) for t in units.values()), len(feature_names(TURBOFAN)))
+    assert ts.X.shape == (sum(len(t) for t in units.values()), len(feature_names(TURBOFAN, spec)))
+    assert spec.statistics == FEATURE_STATISTICS and len(ts.feature_names) > len(feature_names(TURBOFAN))
     first = unit_features(units[1], TURBOFAN, spec)
     assert np.array_equal(ts.X[: len(first)], first.astype(np.float32).astype(np.float64))
     assert ts.fingerprint == build_padded_set(dict(units), TURBOFAN, spec, 125.0).fingerprint
@@ -89,7 +91,8 @@ def test_evaluation_uses_each_cards_own_spec(
     out, _ = outcome
     held = {u: fd002[u] for u in (15, 20, 25)}
     assert evaluate_onnx(out.onnx_bytes, out.card, held, TURBOFAN) == out.card.metrics
-    raw = out.card.model_copy(update={"features": FeatureSpec(window=TURBOFAN.window)})
+    assert out.card.features is not None
+    raw = out.card.model_copy(update={"features": out.card.features.model_copy(update={"conditions": None})})
     # the same ONNX fed features without its conditions is a different (much worse) model
     assert evaluate_onnx(out.onnx_bytes, raw, held, TURBOFAN)["rmse_capped"] > out.card.metrics["rmse_capped"]
 
