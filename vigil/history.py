@@ -36,6 +36,7 @@ from typing import Final, get_args
 
 import numpy as np
 
+from apps.common import ai4i
 from apps.common.archive import Block, to_utc_micros
 from apps.common.cmapss import COLUMNS
 from apps.common.contracts import EQUIPMENT_ID_PATTERN, EquipmentEvent, EventKind
@@ -351,16 +352,11 @@ def csv_history(
     return History(blocks, events)
 
 
-# AI4I 2020 (data/ai4i2020/): its columns as the milling profile's channels.
-AI4I_CHANNELS: Final = {
-    "air_temperature": "Air temperature [K]",
-    "process_temperature": "Process temperature [K]",
-    "rotational_speed": "Rotational speed [rpm]",
-    "torque": "Torque [Nm]",
-    "tool_wear": "Tool wear [min]",
-}
-AI4I_QUALITY: Final = {"L": 0.0, "M": 1.0, "H": 2.0}
-AI4I_MODES: Final = ("TWF", "HDF", "PWF", "OSF", "RNF")
+# AI4I 2020 (data/ai4i2020/): its columns as the milling profile's channels, defined once with the
+# loader training uses (apps/common/ai4i.py).
+AI4I_CHANNELS: Final = ai4i.CHANNELS
+AI4I_QUALITY: Final = ai4i.QUALITY
+AI4I_MODES: Final = ai4i.FAILURE_TYPES
 
 
 def ai4i_history(
