@@ -22,7 +22,22 @@ from vigil.command import vigil_command
 from vigil.replay import app_token_headers, default_app_url, positive_int
 
 TIMEOUT: Final = 30.0
-SHOWN_METRICS: Final = ("rmse_capped", "rmse", "phm08_score", "coverage")
+# The champion's numbers `list` shows, by model kind (a card without a kind is a `rul` model's).
+SHOWN_METRICS: Final = {
+    "rul": ("rmse_capped", "rmse", "phm08_score", "coverage"),
+    "failure": ("roc_auc", "f1", "log_loss", "threshold"),
+    "anomaly": ("false_alarm_rate", "separation_error", "detection_rate", "threshold"),
+}
+# What the gate compares per kind (apps/training/kind_*.py: primary, then guard), as `show` heads them.
+GATE_METRICS: Final = {
+    "rul": (("rmse_capped", "RMSE"), ("phm08_score", "PHM08")),
+    "failure": (("log_loss", "LOG-LOSS"), ("roc_auc", "ROC-AUC")),
+    "anomaly": (("separation_error", "SEP-ERROR"), ("false_alarm_rate", "FALSE-ALARMS")),
+}
+
+
+def _kind(cards: list[dict[str, Any]]) -> str:
+    return next((c["kind"] for c in reversed(cards) if c.get("kind")), "rul")
 
 
 class ModelsError(RuntimeError):
@@ -105,20 +120,28 @@ def format_list(models: list[dict[str, Any]]) -> str:
         champion = next((v for v in model["versions"] if v["version"] == model["champion"]), None)
         metrics = champion["metrics"] if champion else {}
         latest = model["versions"][-1]["version"] if model["versions"] else None
-        rows.append((model["name"], _num(model["champion"]), len(model["versions"]), _num(latest),
-                     *(_num(metrics.get(m)) for m in SHOWN_METRICS)))  # fmt: skip
-    return table(("MODEL", "CHAMPION", "VERSIONS", "LATEST", *(m.upper() for m in SHOWN_METRICS)), rows)
+        kind = _kind(model["versions"])
+        numbers = ", ".join(f"{m}={_num(metrics.get(m))}" for m in SHOWN_METRICS[kind])
+        rows.append((model["name"], kind, _num(model["champion"]), len(model["versions"]), _num(latest),
+                     numbers if champion else "-"))  # fmt: skip
+    return table(("MODEL", "KIND", "CHAMPION", "VERSIONS", "LATEST", "CHAMPION'S NUMBERS"), rows)
 
 
 def format_card(card: dict[str, Any], champion: int | None) -> str:
     lines = [
         f"{card['name']} v{card['version']}{'  (champion)' if card['version'] == champion else ''}",
-        f"created      {_time(card['created_at'])} UTC, profile {card['profile']}",
+        f"created      {_time(card['created_at'])} UTC, profile {card['profile']}, kind "
+        f"{card.get('kind') or 'rul'}",
         f"trained on   {card['n_train_units']} runs, {card['n_train_rows']} rows, data sha256 "
         f"{card['training_data_fingerprint'][:12]}",
         f"features     {len(card['feature_names'])}: {', '.join(card['feature_names'][:6])}"
         + (", ..." if len(card["feature_names"]) > 6 else ""),
         "metrics      " + ", ".join(f"{k}={_num(v)}" for k, v in sorted(card["metrics"].items())),
+        *(
+            [f"alerts at   {', '.join(f'{k} {_num(v)}' for k, v in card['alert_thresholds'].items())}"]
+            if card.get("alert_thresholds")
+            else []
+        ),
         "versions     "
         + ", ".join(f"{k} {v}" for k, v in sorted(card.get("framework_versions", {}).items())),
     ]
@@ -128,6 +151,7 @@ def format_card(card: dict[str, Any], champion: int | None) -> str:
 def format_model(view: dict[str, Any]) -> str:
     out = [f"{view['name']} (profile {view['profile']}): champion {_num(view['champion'])}", ""]
     decisions = {d["candidate_version"]: d for d in view["decisions"]}
+    (primary, primary_label), (guard, guard_label) = GATE_METRICS[_kind(view["versions"])]
     rows = []
     for card in view["versions"]:
         d = decisions.get(card["version"])
@@ -138,12 +162,12 @@ def format_model(view: dict[str, Any]) -> str:
             else ("promoted" if d["promoted"] else "kept champion") + (" (forced)" if d["forced"] else "")
         )
         rows.append((f"v{card['version']}{' *' if card['version'] == view['champion'] else ''}",
-                     _time(card["created_at"]), _num(cand.get("rmse_capped")), _num(champ.get("rmse_capped")),
-                     _num(cand.get("phm08_score")), _num(champ.get("phm08_score")), gate,
+                     _time(card["created_at"]), _num(cand.get(primary)), _num(champ.get(primary)),
+                     _num(cand.get(guard)), _num(champ.get(guard)), gate,
                      "" if d is None else d["reason"]))  # fmt: skip
-    header = ("VERSION", "CREATED (UTC)", "RMSE", "VS CHAMP", "PHM08", "VS CHAMP", "GATE", "WHY")
+    header = ("VERSION", "CREATED (UTC)", primary_label, "VS CHAMP", guard_label, "VS CHAMP", "GATE", "WHY")
     out += [
-        "versions (numbers on the held-out runs, the champion's at the time beside them):",
+        "versions (numbers on the held-out data, the champion's at the time beside them):",
         table(header, rows),
     ]
     if view["champion_history"]:

@@ -16,12 +16,14 @@ from apps.common.profiles import PROFILES, TURBOFAN
 from apps.common.registry import DriftReport, FeatureDrift
 from apps.training import app as training_app
 from apps.training.champions import ModelCatalog
+from apps.training.kind_failure import FAILURE_RULE
 from apps.training.promotion import decide
 from apps.training.service import TrainingService
 from localdapr.ports import free_port
 from localdapr.testing import wait_until
 from tests.unit.training.registry_fakes import MemoryRegistry, Published
 from vigil.cli import main
+from vigil.models import format_card, format_list, format_model
 
 NAME = TURBOFAN.model_name
 
@@ -80,9 +82,11 @@ def test_list(training: tuple[str, MemoryRegistry], capsys: pytest.CaptureFixtur
     url, _ = training
     assert main(["models", "--url", url, "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:4] == ["MODEL", "CHAMPION", "VERSIONS", "LATEST"]
+    assert lines[0].split()[:5] == ["MODEL", "KIND", "CHAMPION", "VERSIONS", "LATEST"]
     row = next(line for line in lines if line.startswith(NAME)).split()
-    assert row[:6] == [NAME, "3", "3", "3", "12", "-"]  # champion v3: rmse_capped 12, no uncapped rmse
+    assert row[:5] == [NAME, "rul", "3", "3", "3"]
+    # the champion's numbers, the ones a rul model is judged by: capped RMSE 12, no uncapped rmse
+    assert row[5:7] == ["rmse_capped=12,", "rmse=-,"]
 
 
 def test_show(training: tuple[str, MemoryRegistry], capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,3 +163,22 @@ def test_show_says_what_drift_was_measured_over(
     assert main(["models", "--url", url, "show", NAME]) == 0
     out = capsys.readouterr().out
     assert "60 rows of 3 machines in the archive" in out and f"(from the archive: {why})" in out
+
+
+def test_a_failure_models_numbers_are_the_ones_its_gate_judges() -> None:
+    milling = PROFILES["milling"]
+    first = card(1, 0.0).model_copy(
+        update={"name": milling.model_name, "profile": "milling", "kind": "failure",
+                "metrics": {"roc_auc": 0.95, "f1": 0.6, "log_loss": 0.055, "threshold": 0.5}}
+    )  # fmt: skip
+    second = first.model_copy(update={"version": 2, "metrics": {"roc_auc": 0.9, "log_loss": 0.07}})
+    rule = FAILURE_RULE
+    gate = decide(2, second.metrics, 1, first.metrics, rule=rule)
+    cards = [c.model_dump(mode="json") for c in (first, second)]
+    listed = format_list([{"name": milling.model_name, "champion": 1, "versions": cards}])
+    assert "failure" in listed and "roc_auc=0.95, f1=0.6, log_loss=0.055, threshold=0.5" in listed
+    view = {"name": milling.model_name, "profile": "milling", "champion": 1, "versions": cards,
+            "decisions": [gate.model_dump(mode="json")], "champion_history": [], "drift": None}  # fmt: skip
+    shown = format_model(view)
+    assert "LOG-LOSS" in shown and "ROC-AUC" in shown and "log-loss 0.0700 is not below 0.0539" in shown
+    assert "kind failure" in format_card(cards[0], 1)
