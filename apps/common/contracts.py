@@ -465,7 +465,14 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={"examples": [{}, {"source": "dataset", "dataset": "FD001", "force": True}]},
+        json_schema_extra={
+            "examples": [
+                {},
+                {"source": "dataset", "dataset": "FD001", "force": True},
+                {"profile": "milling", "source": "dataset"},
+                {"profile": "turbofan-anomaly", "source": "archive"},
+            ]
+        },
     )
 
     profile: str | None = Field(None, max_length=64, description="Equipment profile (default: configured).")
