@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from apps.common.archivestore import ArchiveRead
 from apps.common.contracts import ModelCard
+from apps.common.features import feature_names
 from apps.common.names import TOPIC_MODEL_UPDATES
 from apps.common.profiles import EquipmentProfile, ModelKind, get_profile
 from apps.common.publisher import Publisher
@@ -160,8 +161,12 @@ class TrainingService:
         champion_version = await self.registry.champion_version(name)
         champion = None if champion_version is None else await self.registry.get(name, champion_version)
         champion_metrics, incomparable = None, None
-        if champion is not None and champion.card.feature_names != card.feature_names:
-            incomparable = "its features differ from the candidate's"
+        # Each version is fed what its own spec computes (its window statistics may not be the
+        # candidate's): only a card whose names are not its spec's cannot be scored.
+        if champion is not None and champion.card.feature_names != feature_names(
+            profile, champion.card.features
+        ):
+            incomparable = "its card's feature names are not what its feature spec computes"
         elif champion is not None:
             champion_metrics = await asyncio.to_thread(
                 kind.evaluate, champion.onnx, champion.card, data, profile
