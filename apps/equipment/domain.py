@@ -329,7 +329,8 @@ class EquipmentState:
         transitions: list[AlertTransition] = []
         rows, times, w = self.backlog.rows, self.backlog.times, self.profile.window
         for j, (seq, rul) in enumerate(points):
-            self.history.append(HistoryPoint(int(seq), now, float(rul), int(model_version)))
+            # to the millisecond: the packed state keeps such a time in a few bytes (packing.py)
+            self.history.append(HistoryPoint(int(seq), round(now, 3), float(rul), int(model_version)))
             self.checkpoints.append((int(seq), self.hysteresis.to_dict()))
             t = self.hysteresis.update(float(rul), int(seq), times[j])
             if t is not None:
