@@ -66,6 +66,8 @@ ROWS: list[tuple[str, str, str, str]] = [
         "<= 1.3x",
     ),
     ("save_ratio", "actor call + state save vs plain HTTP, p50 ratio", "3.6x", "<= 1.8x"),
+    ("rss_1k", "1,100 machines active (after 1,000 x 1): equipment app RSS, MiB", "", ""),
+    ("state_1k", "  actor state bytes per machine then (~35 readings each)", "", ""),
     ("rss", "{scale:,} machines active: equipment app RSS, MiB", "not measured", "<= 1,536"),
     ("state_bytes", "{scale:,} machines active: actor state bytes per machine", "not measured", "<= 16,384"),
 ]
@@ -244,6 +246,11 @@ def run_profile(profile: str, args: argparse.Namespace, tmp: Path) -> ProfileRun
         run.values["cpu_10k"] = sum(after[k] - before[k] for k in after) * 10_000 / done
         if closed["rejected"]:
             run.notes.append(f"1,000 x 1: {closed['rejected']} reading(s) not accepted")
+        equipment = platform.apps["equipment"].process.proc
+        assert equipment is not None
+        run.values["rss_1k"] = rss_mib(equipment.pid)
+        with_state, total_bytes = state_bytes(profile, components, "m1k-")
+        run.values["state_1k"] = total_bytes / max(with_state, 1)
 
         seconds = 5 if quick else 10
         print(f"... 1,000 readings/s offered for {seconds} s", flush=True)
