@@ -6,7 +6,8 @@ of its profile replayed through ingestion, the EquipmentActors predicting with t
 - milling (AI4I 2020, `failure`): a mill whose readings run into AI4I's heat-dissipation failures opens
   a failure-probability alert; a mill's first readings do not.
 - turbofan-anomaly (C-MAPSS FD001, `anomaly`, no labels): a held-out engine run to failure opens an
-  anomaly alert near its end; two engines early in life stay ok.
+  anomaly alert near its end; two engines early in life stay ok. And on day one, with no failure
+  recorded, an anomaly model trains from the archive the fleet's first readings filled.
 
 Every prediction each actor recorded equals the offline one (the registry's ONNX fed the shared pipeline
 with the card's spec) within 1e-6. Small models (30 trees) keep each test within tens of seconds.
@@ -14,6 +15,7 @@ with the card's spec) within 1e-6. Small models (30 trees) keep each test within
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,8 +24,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from dapr.aio.clients import DaprClient
 
 from apps.common import ai4i, cmapss
+from apps.common.archivestore import DaprArchive
 from apps.common.features import reading_columns, reading_features
 from apps.common.profiles import PROFILES, AnomalyThresholds, ProbabilityThresholds
 from apps.training.quality import reading_rows
@@ -228,3 +232,40 @@ def test_an_anomaly_model_needs_no_labels_and_alerts_only_the_degraded_engine(
         assert longest_run(offline[eid] > learnt["warning"]) < settings.consecutive
         assert actor_call(platform, eid, "GetHealth")["status"] == "ok"
         assert alerts_of(platform, eid, "rul_low") == []
+
+
+def test_an_anomaly_model_trains_on_the_fleets_first_readings_alone(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Day one: machines send readings, nobody recorded a failure; the archive they fill is enough for
+    an anomaly model (source `archive`), thresholds included. With no run to failure held out the gate
+    cannot tell it from a champion (separation error 1.0 for both): promoted only if it is the first."""
+    run = uuid.uuid4().hex[:6]
+    test = cmapss.load_test()
+    engines = {f"day1-{run}-{u:03d}": test[u][:80] for u in range(3, 13)}  # units 5 and 10 held out
+    for start in range(0, 80, 40):
+        send(platform, [reading(eid, ANOMALY.name, int(row[1]), cmapss.row_values(row))
+                        for eid, traj in engines.items() for row in traj[start : start + 40]])  # fmt: skip
+    sent = sum(len(t) for t in engines.values())
+    archiver = platform.apps["archiver"]
+    monkeypatch.setenv("DAPR_HTTP_PORT", str(platform.apps["training"].sidecar.http_port))
+
+    def archived() -> bool:
+        httpx.post(f"{archiver.url}/v1/archive/flush", timeout=60)
+
+        async def read() -> int:
+            async with DaprClient(address=platform.apps["training"].sidecar.grpc_address) as client:
+                found = await DaprArchive(client).read(list(engines))
+                return sum(len(h.seq) for h in found.histories.values())
+
+        return asyncio.run(read()) >= sent
+
+    wait_until(archived, timeout=120, interval=1.0, what="the fleet's readings in the archive")
+    before = httpx.get(f"{platform.url('training')}/v1/models/{ANOMALY.model_name}", timeout=10).json()
+    job = train(platform, {"profile": "turbofan-anomaly", "source": "archive"})
+    card = job["card"]
+    assert card["kind"] == "anomaly" and card["alert_thresholds"]["warning"] > 0
+    assert job["runs"] >= len(engines) and job["held_out_runs"] >= 2  # lives, not runs to failure
+    assert card["metrics"]["false_alarm_rate"] <= ANOMALY.thresholds.false_alarm_rate  # type: ignore[union-attr]
+    assert job["gate"]["candidate"]["separation_error"] == 1.0  # no failure anywhere to tell by
+    assert job["promoted"] is (before["champion"] is None)
