@@ -171,6 +171,22 @@ def pct(values: list[float], q: float) -> float:
     return data[min(len(data) - 1, int(q * len(data)))] if data else float("nan")
 
 
+def state_fields(components: Path, machines_prefix: str) -> str:
+    """Where one machine's actor state bytes go (embedded profile): its largest fields."""
+    like = f"{STATE_PREFIX}{machines_prefix}%"
+    with sqlite3.connect(f"file:{components / 'state.db'}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT value FROM state WHERE key LIKE ? LIMIT 1", (like,)).fetchone()
+    if row is None:
+        return "no state"
+    value = row[0].decode() if isinstance(row[0], bytes) else row[0]
+    try:
+        data = json.loads(json.loads(value))  # the actor stores its state as one JSON string
+    except (ValueError, TypeError) as exc:
+        return f"not readable here ({exc})"
+    sizes = sorted(((len(json.dumps(v)), k) for k, v in data.items()), reverse=True)
+    return ", ".join(f"{k} {n:,}" for n, k in sizes[:6])
+
+
 def state_bytes(profile: str, components: Path, machines_prefix: str) -> tuple[int, int]:
     """(machines with state, total bytes of their actor state values) in the store itself."""
     like = f"{STATE_PREFIX}{machines_prefix}"
@@ -251,6 +267,10 @@ def run_profile(profile: str, args: argparse.Namespace, tmp: Path) -> ProfileRun
         run.values["rss_1k"] = rss_mib(equipment.pid)
         with_state, total_bytes = state_bytes(profile, components, "m1k-")
         run.values["state_1k"] = total_bytes / max(with_state, 1)
+        if profile == "embedded":
+            run.notes.append(
+                f"one machine's state after 1,000 x 1, bytes by field: {state_fields(components, 'm1k-')}"
+            )
 
         seconds = 5 if quick else 10
         print(f"... 1,000 readings/s offered for {seconds} s", flush=True)
