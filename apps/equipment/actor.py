@@ -145,6 +145,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         # with readings slower than that interval each check re-published one for every machine, to
         # alerting and the dashboard, as many messages as the readings' own (bench_pipeline, 1,000 x 1).
         quiet = max(settings.health_publish_seconds, settings.silence_check_seconds)
+        revision = self._state.revision
         transitions = await self._catch_up(now)
         transitions += self._state.check_alarms(now, self._deps.started_at)
         await self._announce(transitions, now, interval=quiet)
@@ -152,7 +153,10 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         # lost (a dead process, an in-memory broker) and the fleet view ends at the last state: within
         # two checks at most, since a check finds at least one without a snapshot.
         await self._reannounce(now, health=now - self._last_health_at >= quiet)
-        await self._save()
+        # A check changes the state only with a new revision (a prediction, a transition): otherwise
+        # not even encoded to compare with the last one written (most checks, one per machine per 30 s).
+        if self._state.revision != revision:
+            await self._save()
 
     async def resolve_alert(self, request_json: str) -> str:
         try:

@@ -124,6 +124,7 @@ async def test_a_check_that_finds_the_machine_silent_publishes_at_once(clock: li
         await remind(actor)
         assert actor._state is not None and actor._state.status() == "silent"
         assert published.health() == 2 and any(t != TOPIC_EQUIPMENT_HEALTH for t, _ in published.events)
+        assert len(writes.saved) == 1, "the silent episode is written"
         clock[0] += 1
         await remind(actor)  # silent already: no change, and a snapshot went out 1 s ago
         assert published.health() == 2
