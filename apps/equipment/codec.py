@@ -11,6 +11,7 @@ added since has a default for state written before it.
 from __future__ import annotations
 
 import json
+import weakref
 from collections import deque
 from typing import Any, Final
 
@@ -55,7 +56,7 @@ def encode_state(state: EquipmentState) -> dict[str, Any]:
         "backlog": backlog,
         "stale_since": state.stale_since,
         "last_alerts": state.last_alerts,
-        "baseline": None if state.baseline is None else pack_columns(state.baseline, "baseline"),
+        "baseline": None if state.baseline is None else _packed_baseline(state.baseline),
         "history": pack_columns(history, "history"),  # seq, at, predicted_rul, model_version
         # The hysteresis before each of the last predictions: dicts alike but for a count or two.
         "checkpoints": pack_text(
@@ -138,6 +139,20 @@ def decode_state(
         life_readings=int(data.get("life_readings", data["readings_applied"])),
         down_since=opt_float("down_since"),
     )
+
+
+# A machine's baseline is set once per life and never changed in place: its packed text is kept
+# with it (by the array's identity, dropped with the array) instead of packed again on every save.
+_BASELINES: dict[int, str] = {}
+
+
+def _packed_baseline(baseline: np.ndarray) -> str:
+    key = id(baseline)
+    text = _BASELINES.get(key)
+    if text is None:
+        text = _BASELINES[key] = pack_columns(baseline, "baseline")
+        weakref.finalize(baseline, _BASELINES.pop, key, None)
+    return text
 
 
 def json_layout(data: dict[str, Any]) -> dict[str, Any]:
