@@ -57,6 +57,7 @@ AI4I_MACHINE: Final = "ai4i-mill"  # as `vigil import ai4i` names the file's mac
 FAILURE_RULE: Final = GateRule("log_loss", "log-loss", True, "roc_auc", "ROC-AUC", False, digits=4)
 # Calibration takes 3 stratified folds: each needs failures, and the held-out side needs one to score.
 MIN_FIT_FAILURES: Final = 3
+NEEDS: Final = f"readings count only with at least {MIN_FIT_FAILURES} failures to fit and 1 held out"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,7 @@ class FailureTrainer:
         )
         # The file's lives as `vigil import ai4i` archives them: a failure ends each.
         keys = [run_key(AI4I_MACHINE, life) for life in range(int(data.failed.sum()) + 1)]
-        rule = f"the last {HELD_OUT_FRACTION:.0%} of the readings are held out"
+        rule = f"the last {HELD_OUT_FRACTION:.0%} of the readings are held out; {NEEDS}"
         return self._data([segment], keys, rule, [])
 
     def archive(self, lives: Sequence[Life], profile: EquipmentProfile) -> KindData:
@@ -168,7 +169,7 @@ class FailureTrainer:
                 f"no failure of a {profile.name} machine in the archive: record failures with POST "
                 "/v1/equipment/{id}/events, or import history with `vigil import ai4i`"
             )
-        rule = f"one life in {HELD_OUT_EVERY} is held out; each side needs failures"
+        rule = f"one life in {HELD_OUT_EVERY} is held out; {NEEDS}"
         return self._data(segments, [s.key for s in segments], rule, skipped)
 
     @staticmethod

@@ -107,3 +107,13 @@ async def test_an_anomaly_job_learns_thresholds_at_the_false_alarm_rate_on_held_
     older = X.copy()
     older[:, card.feature_names.index("age_cycles")] += 500.0
     assert np.array_equal(onnx_predict(model.onnx, X), onnx_predict(model.onnx, older))
+
+
+@pytest.mark.asyncio
+async def test_too_few_failures_to_calibrate_is_a_failed_job_that_says_why() -> None:
+    history = ai4i_history(ai4i.DEFAULT_FILE, MILLING, datetime(2026, 1, 1, tzinfo=UTC))
+    archive = MemoryArchive()
+    archive.histories = {b.equipment_id: b for b in history.blocks}
+    archive.events = list(history.events)[:2]  # two failures: one life held out or not, never 3 to fit
+    done = await service(MemoryRegistry(), 5, archive).run(job("milling", source="archive"))
+    assert done.status == "failed" and "at least 3 failures to fit and 1 held out" in (done.error or "")
