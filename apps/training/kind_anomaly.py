@@ -58,7 +58,7 @@ BASE_PARAMS: Final[dict[str, Any]] = {"n_estimators": 100, "random_state": 7}
 
 
 @dataclass(frozen=True, slots=True)
-class Life_:
+class LifeRows:
     """One machine's life as reading rows (informative sensors, then operating settings)."""
 
     key: str
@@ -79,7 +79,7 @@ def thresholds(profile: EquipmentProfile) -> AnomalyThresholds:
     return t
 
 
-def fit_spec(lives: Sequence[Life_], profile: EquipmentProfile) -> FeatureSpec:
+def fit_spec(lives: Sequence[LifeRows], profile: EquipmentProfile) -> FeatureSpec:
     """The profile's window; with operating settings, per-condition normalisation fitted on the healthy
     readings of the fitted lives (what 'normal' is in each condition)."""
     if not profile.operating_settings:
@@ -92,13 +92,13 @@ def fit_spec(lives: Sequence[Life_], profile: EquipmentProfile) -> FeatureSpec:
     )
 
 
-def life_features(life: Life_, profile: EquipmentProfile, spec: FeatureSpec) -> np.ndarray:
+def life_features(life: LifeRows, profile: EquipmentProfile, spec: FeatureSpec) -> np.ndarray:
     """Features at every reading, ages from the life's start, as the actor computes them (float32)."""
     return reading_features(life.rows, profile, spec, pad=True).astype(np.float32).astype(np.float64)
 
 
 def split_rows(
-    lives: Sequence[Life_], profile: EquipmentProfile, spec: FeatureSpec, held: bool
+    lives: Sequence[LifeRows], profile: EquipmentProfile, spec: FeatureSpec, held: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """(healthy early windows, late windows of runs to failure) of the held-out or fitted lives."""
     healthy, late = [], []
@@ -110,8 +110,11 @@ def split_rows(
         healthy.append(X[: healthy_count(len(X), profile.window)])
         if life.failed:
             late.append(X[len(X) - max(1, math.ceil(len(X) * LATE_FRACTION)) :])
-    stack = lambda parts: np.vstack(parts) if parts else np.empty((0, width))  # noqa: E731
-    return stack(healthy), stack(late)
+    return _stack(healthy, width), _stack(late, width)
+
+
+def _stack(parts: list[np.ndarray], width: int) -> np.ndarray:
+    return np.vstack(parts) if parts else np.empty((0, width))
 
 
 def score_metrics(healthy: np.ndarray, late: np.ndarray, warning: float) -> dict[str, float]:
@@ -134,14 +137,14 @@ class AnomalyTrainer:
     def dataset(self, request: TrainRequest, profile: EquipmentProfile) -> KindData:
         subset, units = cmapss_units(request, profile)
         lives = [
-            Life_(f"{subset.lower()}-{u:03d}#0", reading_rows(t, profile), u % HELD_OUT_EVERY == 0, True)
+            LifeRows(f"{subset.lower()}-{u:03d}#0", reading_rows(t, profile), u % HELD_OUT_EVERY == 0, True)
             for u, t in sorted(units.items())
         ]
         return self._data(lives, [])
 
     def archive(self, lives: Sequence[Life], profile: EquipmentProfile) -> KindData:
         columns = list(reading_columns(profile))
-        found: list[Life_] = []
+        found: list[LifeRows] = []
         skipped: list[str] = []
         for life in lives:
             if life.readings.profile != profile.name:
@@ -151,13 +154,13 @@ class AnomalyTrainer:
             if np.isnan(rows).any():
                 skipped.append(f"{key}: readings without some of {', '.join(columns)}")
                 continue
-            found.append(Life_(key, rows, is_held_out(life.equipment_id, life.number), life.failed))
+            found.append(LifeRows(key, rows, is_held_out(life.equipment_id, life.number), life.failed))
         if not found:
             raise NoNewData(f"no readings of a {profile.name} machine in the archive yet")
         return self._data(found, skipped)
 
     @staticmethod
-    def _data(lives: list[Life_], skipped: list[str]) -> KindData:
+    def _data(lives: list[LifeRows], skipped: list[str]) -> KindData:
         fingerprint = fingerprint_units({i: life.rows for i, life in enumerate(lives)})
         n_fit, n_held = sum(not life.held for life in lives), sum(life.held for life in lives)
         rule = f"one machine in {HELD_OUT_EVERY} is held out: its healthy windows set the threshold"
@@ -173,7 +176,7 @@ class AnomalyTrainer:
         report: Progress,
     ) -> tuple[ModelCard, bytes]:
         settings = thresholds(profile)
-        lives: list[Life_] = data.fit
+        lives: list[LifeRows] = data.fit
         report("operating conditions and healthy early-life windows", 0.02)
         spec = fit_spec([life for life in lives if not life.held], profile)
         X, _ = split_rows(lives, profile, spec, held=False)

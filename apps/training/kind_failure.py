@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -124,8 +125,8 @@ class FailureTrainer:
     kind: Final = "failure"
     rule: Final = FAILURE_RULE
 
-    def __init__(self, ai4i_file: Any = None) -> None:
-        self.ai4i_file = ai4i_file or ai4i.DEFAULT_FILE
+    def __init__(self, ai4i_file: Path = ai4i.DEFAULT_FILE) -> None:
+        self.ai4i_file = ai4i_file
 
     def dataset(self, request: TrainRequest, profile: EquipmentProfile) -> KindData:
         name = request.dataset or AI4I_DATASET
