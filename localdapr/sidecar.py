@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from localdapr import __version__
+from localdapr import __version__, inprocess
 from localdapr.acl import DEFAULT_NAMESPACE, DEFAULT_TRUST_DOMAIN, AccessControl, spiffe_id
 from localdapr.actors import ActorSubsystem
 from localdapr.api import grpc as grpc_api
@@ -32,6 +32,7 @@ from localdapr.bindings.delivery import AppSink, GrpcAppSink, HttpAppSink, Input
 from localdapr.components.spec import load_configuration, load_resources
 from localdapr.context import SidecarContext
 from localdapr.errors import ComponentError
+from localdapr.invocation.internal import Callee
 from localdapr.invocation.invoke import Invoker
 from localdapr.invocation.nameresolution import AppInstance, NameRegistry
 from localdapr.ports import free_port
@@ -228,6 +229,17 @@ class Sidecar:
             await self.stop()
             raise
         self.components_ready = True
+        # Other sidecars of this process hand actor calls and invocations over in memory (inprocess.py).
+        inprocess.register(
+            self.instance.instance_id,
+            inprocess.InProcessSidecar(
+                asyncio.get_running_loop(),
+                self.runtime.telemetry,
+                self.trust,
+                router=self.actors.router,
+                callee=Callee(self.app_id, self.access_control, self.channel),
+            ),
+        )
         self.registry.announce(self.instance)
         log.info(
             "[%s] sidecar up: HTTP %d, gRPC %d, metrics %s, components: %s",
@@ -295,6 +307,7 @@ class Sidecar:
 
     async def stop(self) -> None:
         self.stopped.set()
+        inprocess.unregister(self.instance.instance_id)
         self.registry.withdraw(self.instance)
         if self._init_task is not None:
             self._init_task.cancel()

@@ -3,7 +3,7 @@
 A call for an actor goes to the sidecar whose instance owns the id on the type's hash ring
 (placement.py). That sidecar runs it within the actor's turn (activation.py); any other sidecar
 forwards it to the owner's HTTP port, so sidecars in other processes work the same as sidecars in
-this one.
+this one, or, when the owner is a sidecar of this process, hands it over in memory (inprocess.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import aiohttp
 from multidict import CIMultiDict
 
+from localdapr import inprocess
 from localdapr.actors.activation import FORWARDED_HEADER, HOP_HEADERS, Activations
 from localdapr.actors.errors import ActorReply, instance_missing, invoke_error
 from localdapr.actors.placement import Placement
@@ -22,6 +23,13 @@ from localdapr.invocation.nameresolution import AppInstance
 # How long a call waits for a host of its actor type to appear before failing (daprd waits ~5 s
 # for placement; tests want unknown types to fail fast).
 LOOKUP_WAIT = 1.0
+
+
+def _forwarded_headers(headers: CIMultiDict[str] | dict[str, str]) -> CIMultiDict[str]:
+    """The call's headers as the owner gets them: this hop's dropped, marked forwarded."""
+    out = CIMultiDict((k, v) for k, v in CIMultiDict(headers).items() if k.lower() not in HOP_HEADERS)
+    out[FORWARDED_HEADER] = "1"
+    return out
 
 
 class Router:
@@ -90,7 +98,12 @@ class Router:
             host = await self._owner(actor_type, actor_id)
             if host.instance_id == self.ctx.instance.instance_id:
                 return await self.activations.call_method(actor_type, actor_id, method, body, headers)
+            in_process = inprocess.find(host.instance_id)
             try:
+                if in_process is not None and in_process.trusts(self.ctx.trust):
+                    # The owner is a sidecar of this process: handed over in memory (inprocess.py).
+                    forwarded = _forwarded_headers(headers)
+                    return await in_process.call_actor(actor_type, actor_id, method, body, forwarded)
                 return await self._forward(
                     host, f"method/{method}", "POST", actor_type, actor_id, body, headers
                 )
@@ -142,8 +155,7 @@ class Router:
         body: bytes,
         headers: CIMultiDict[str] | dict[str, str],
     ) -> ActorReply:
-        out = CIMultiDict((k, v) for k, v in CIMultiDict(headers).items() if k.lower() not in HOP_HEADERS)
-        out[FORWARDED_HEADER] = "1"
+        out = _forwarded_headers(headers)
         out.update(self.ctx.trust.headers)  # the host's sidecar may have an API token of its own
         url = f"{host.sidecar_base_url}/v1.0/actors/{actor_type}/{actor_id}/{tail}"
         async with self.session().request(

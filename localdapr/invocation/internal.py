@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -84,6 +85,52 @@ async def forward(
         return AppResponse(resp.status, out, body)
 
 
+class Callee:
+    """The callee's side of a service invocation: who calls (proven), its access control, its app.
+
+    Serves the internal route other sidecars forward to, and the calls another sidecar of this
+    process hands over in memory (localdapr/inprocess.py).
+    """
+
+    def __init__(self, app_id: str, access_control: AccessControl | None, channel: AppChannel | None) -> None:
+        self.app_id = app_id
+        self.access_control = access_control
+        self.channel = channel
+
+    def denial(self, caller: str, method: str, verb: str) -> str | None:
+        if self.access_control is None:
+            return None
+        channel = self.channel
+        return self.access_control.denial(
+            caller, method, verb, http_app=channel is None or channel.protocol == "http"
+        )
+
+    @staticmethod
+    def app_headers(headers: Mapping[str, str], caller: str) -> CIMultiDict[str]:
+        """The caller's headers as the app gets them: this hop's and localdapr's own dropped, the
+        caller's app id as proven, not as the caller says."""
+        out = CIMultiDict(
+            (k, v)
+            for k, v in headers.items()
+            if k.lower() not in _INTERNAL and not k.lower().startswith("localdapr-")
+        )
+        for hop in ("host", "content-length", "transfer-encoding", "connection"):
+            out.popall(hop, None)
+        parsed = parse_spiffe_id(caller)
+        out["dapr-caller-app-id"] = parsed[2] if parsed else caller
+        return out
+
+    async def invoke(self, call: MethodCall) -> AppResponse:
+        """Call the app (the caller's timeout bounds the call); AppUnreachable when it has no app port
+        or did not answer, DaprError as its channel raised it."""
+        if self.channel is None:
+            raise AppUnreachable(f"app {self.app_id} has no app port")
+        try:
+            return await self.channel.invoke(call, None)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise AppUnreachable(str(exc) or type(exc).__name__) from exc
+
+
 def add_routes(
     app: web.Application,
     app_id: str,
@@ -92,6 +139,7 @@ def add_routes(
     channel: AppChannel | None,
 ) -> None:
     """Callee side: the route other sidecars forward invocations to."""
+    callee = Callee(app_id, access_control, channel)
 
     async def local(request: web.Request) -> web.Response:
         caller = trust.caller(request.headers)
@@ -99,43 +147,25 @@ def add_routes(
             return web.Response(status=401, text="invalid api token\n")
         verb = request.headers.get(_VERB, "")
         method = request.match_info["method"]
-        if access_control is not None:
-            message = access_control.denial(
-                caller, method, verb, http_app=channel is None or channel.protocol == "http"
-            )
-            if message is not None:
-                return web.Response(status=403, text=message, headers={_OUTCOME: "denied"})
-        if channel is None:
-            return web.Response(
-                status=502, text=f"app {app_id} has no app port", headers={_OUTCOME: "app-error"}
-            )
-        headers = CIMultiDict(
-            (k, v)
-            for k, v in request.headers.items()
-            if k.lower() not in _INTERNAL and not k.lower().startswith("localdapr-")
-        )
-        for hop in ("host", "content-length", "transfer-encoding", "connection"):
-            headers.popall(hop, None)
-        parsed = parse_spiffe_id(caller)
-        headers["dapr-caller-app-id"] = parsed[2] if parsed else caller  # proven, not as the caller says
+        message = callee.denial(caller, method, verb)
+        if message is not None:
+            return web.Response(status=403, text=message, headers={_OUTCOME: "denied"})
         call = MethodCall(
             method=method,
             verb=verb,
             query=request.headers.get(_QUERY, ""),
-            headers=headers,
+            headers=callee.app_headers(request.headers, caller),
             data=await request.read(),
             content_type=request.headers.get(_CONTENT_TYPE, ""),
             type_url=request.headers.get(_TYPE_URL, ""),
         )
         try:
-            result = await channel.invoke(call, None)  # the caller's timeout bounds the call
+            result = await callee.invoke(call)
         except DaprError as err:  # raised again on the caller's side, as daprd passes it on
             body = {**err.to_json(), "grpcStatus": err.grpc_status.name}
             return web.json_response(body, status=err.http_status, headers={_OUTCOME: "error"})
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return web.Response(
-                status=502, text=str(exc) or type(exc).__name__, headers={_OUTCOME: "app-error"}
-            )
+        except AppUnreachable as exc:
+            return web.Response(status=502, text=str(exc), headers={_OUTCOME: "app-error"})
         if result.grpc is not None:
             return web.json_response(_envelope(result), headers={_OUTCOME: "grpc"})
         headers_out = CIMultiDict(

@@ -19,6 +19,7 @@ import grpc
 from dapr.proto import common_v1
 from multidict import CIMultiDict
 
+from localdapr import inprocess
 from localdapr.appchannel import AppResponse, MethodCall
 from localdapr.errors import DaprError
 from localdapr.invocation import internal
@@ -127,9 +128,14 @@ class Invoker:
                 error = APP_UNHEALTHY
             else:
                 try:
-                    result = await internal.forward(
-                        self.session(), target, call, self.trust, policy.timeout or 60
-                    )
+                    in_process = inprocess.find(target.instance_id)
+                    if in_process is not None and in_process.trusts(self.trust):
+                        # The callee's sidecar is in this process: handed over in memory.
+                        result = await in_process.invoke(call, self.trust, policy.timeout or 60)
+                    else:
+                        result = await internal.forward(
+                            self.session(), target, call, self.trust, policy.timeout or 60
+                        )
                     if result.status < 500 or policy.retry is None:
                         if policy.breaker is not None:
                             policy.breaker.record(result.status < 500)

@@ -117,3 +117,9 @@ def current() -> Telemetry:
 
 def bind(telemetry: Telemetry) -> Any:
     return _CURRENT.set(telemetry)
+
+
+def unbind(token: Any) -> None:
+    """Undo a `bind` (its token): a call handed to another sidecar of the same loop gives the caller's
+    telemetry back when it returns."""
+    _CURRENT.reset(token)
