@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from apps.common.contracts import ModelCard
-from apps.common.features import FeatureSpec
+from apps.common.features import FeatureSpec, reading_features
 from apps.common.names import TOPIC_MODEL_UPDATES
 from apps.common.profiles import EquipmentProfile
 from apps.common.publisher import Publisher
@@ -31,8 +31,7 @@ from apps.training.drift import counts_report, drift_report
 from apps.training.history import Life
 from apps.training.inputs import InferenceInputs, InputsUnavailable
 from apps.training.promotion import GateResult
-from apps.training.quality import recent_features
-from apps.training.runs import recent_trajectories
+from apps.training.runs import recent_readings
 
 
 class UnknownModel(LookupError):
@@ -211,13 +210,14 @@ class ModelCatalog:
         if callable(lives):
             lives = await lives()
         # the last `recent` full windows of each running machine: the rows its last predictions used
-        tails = recent_trajectories(lives, profile, recent + profile.window - 1)
+        tails = recent_readings(lives, profile, recent + profile.window - 1)
 
         spec = card.features or FeatureSpec(window=profile.window)
 
         def rows() -> np.ndarray:
             # the champion's own feature spec: drift of what it is fed, not of raw sensors
-            return recent_features(tails, profile, spec, recent)
+            parts = [reading_features(r, profile, spec, ages, pad=True)[-recent:] for r, ages in tails]
+            return np.vstack(parts) if parts else np.empty((0, len(card.feature_names)))
 
         X = await asyncio.to_thread(rows)
         if X.shape[0] == 0:

@@ -23,6 +23,7 @@ from typing import Final
 import numpy as np
 
 from apps.common.cmapss import COLUMNS
+from apps.common.features import reading_columns
 from apps.common.profiles import EquipmentProfile
 from apps.training.history import Life
 
@@ -107,3 +108,19 @@ def recent_trajectories(lives: Iterable[Life], profile: EquipmentProfile, last: 
     from the life's start): what the actors made their recent predictions from."""
     running = [life for life in lives if life.ended_by is None and life.readings.profile == profile.name]
     return {unit: trajectory(life, profile, unit)[-last:] for unit, life in enumerate(running, start=1)}
+
+
+def recent_readings(
+    lives: Iterable[Life], profile: EquipmentProfile, last: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(reading rows, ages) of the last `last` readings of each running life of the profile: rows in
+    the actor's columns (apps.common.features.reading_columns), ages counted from the life's start.
+    Any profile's channels, where `recent_trajectories` holds only the C-MAPSS layout's."""
+    columns = list(reading_columns(profile))
+    out = []
+    for life in lives:
+        if life.ended_by is None and life.readings.profile == profile.name:
+            n = len(life.readings)
+            ages = np.arange(1, n + 1, dtype=np.float64)
+            out.append((life.readings.matrix(columns)[-last:], ages[-last:]))
+    return out

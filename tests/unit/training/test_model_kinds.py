@@ -10,6 +10,7 @@ import pytest
 
 from apps.common import ai4i
 from apps.common.profiles import PROFILES, TURBOFAN
+from apps.training.champions import ModelCatalog
 from apps.training.history import fleet_lives
 from apps.training.jobs import TrainingJob, TrainRequest
 from apps.training.kind_failure import FailureTrainer
@@ -117,3 +118,15 @@ async def test_too_few_failures_to_calibrate_is_a_failed_job_that_says_why() -> 
     archive.events = list(history.events)[:2]  # two failures: one life held out or not, never 3 to fit
     done = await service(MemoryRegistry(), 5, archive).run(job("milling", source="archive"))
     assert done.status == "failed" and "at least 3 failures to fit and 1 held out" in (done.error or "")
+
+
+@pytest.mark.asyncio
+async def test_a_failure_champions_drift_is_measured_on_the_archives_running_mill() -> None:
+    """The archive fallback of drift reads any profile's channels (not only C-MAPSS's)."""
+    registry = MemoryRegistry()
+    await service(registry, 5).run(job("milling"))
+    history = ai4i_history(ai4i.DEFAULT_FILE, MILLING, datetime(2026, 1, 1, tzinfo=UTC))
+    lives = fleet_lives({b.equipment_id: b for b in history.blocks}, history.events)
+    catalog = ModelCatalog(registry, Published(), {MILLING.model_name: MILLING})  # type: ignore[arg-type]
+    report = await catalog.compute_drift(MILLING.model_name, lives, 50)
+    assert report.machines == 1 and {f.name for f in report.features} >= {"torque__mean", "tool_wear__last"}

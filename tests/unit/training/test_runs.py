@@ -10,9 +10,16 @@ import numpy as np
 from apps.common import cmapss
 from apps.common.archive import blocks_from_readings
 from apps.common.contracts import EquipmentEvent
-from apps.common.profiles import TURBOFAN
+from apps.common.profiles import PROFILES, TURBOFAN
 from apps.training.history import fleet_lives, split_lives
-from apps.training.runs import is_held_out, labelled_runs, new_runs, recent_trajectories
+from apps.training.quality import reading_rows
+from apps.training.runs import (
+    is_held_out,
+    labelled_runs,
+    new_runs,
+    recent_readings,
+    recent_trajectories,
+)
 from tests.unit.common.test_archive import reading as bare_reading
 from vigil.history import cmapss_history
 
@@ -66,6 +73,15 @@ def test_recent_trajectories_are_the_running_lives_tails_with_ages_from_the_life
     lives = split_lives(block, [event("maintenance", 20)])
     [tail] = recent_trajectories(lives, TURBOFAN, last=15).values()
     assert tail.shape[0] == 15 and tail[0, 1] == 26 and tail[-1, 1] == 40  # life 1: seq 21..60
+
+
+def test_recent_readings_are_the_same_tails_in_the_actors_columns_for_any_profile() -> None:
+    [block] = blocks_from_readings([reading(s) for s in range(1, 61)])
+    lives = split_lives(block, [event("maintenance", 20)])
+    [(rows, ages)] = recent_readings(lives, TURBOFAN, last=15)
+    [tail] = recent_trajectories(lives, TURBOFAN, last=15).values()
+    assert ages.tolist() == tail[:, 1].tolist() and np.array_equal(rows, reading_rows(tail, TURBOFAN))
+    assert recent_readings(lives, PROFILES["milling"], last=15) == []  # no milling machine here
 
 
 def test_a_run_missing_a_feature_channel_is_skipped_with_the_reason() -> None:
