@@ -67,7 +67,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ),
     ("save_ratio", "actor call + state save vs plain HTTP, p50 ratio", "3.6x", "<= 1.8x"),
     ("rss_1k", "1,100 machines active (after 1,000 x 1): equipment app RSS, MiB", "", ""),
-    ("state_1k", "  actor state bytes per machine then (~35 readings each)", "", ""),
+    ("state_1k", "  actor state bytes per machine then (~63 readings each)", "", ""),
     ("rss", "{scale:,} machines active: equipment app RSS, MiB", "not measured", "<= 1,536"),
     ("state_bytes", "{scale:,} machines active: actor state bytes per machine", "not measured", "<= 16,384"),
 ]
