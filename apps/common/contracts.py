@@ -361,6 +361,12 @@ class ModelCard(_Contract):
         description="An anomaly model's score thresholds, `warning` and `critical`: the scores held-out "
         "healthy data exceed at the profile's false-alarm rates; the actors alert on them.",
     )
+    unused_features: list[str] | None = Field(
+        None,
+        description="Features the model was fitted with held constant, so it never splits on them "
+        "(`failure` and `anomaly`: the age); drift leaves them out. None: not stated (cards from before "
+        "it; a `failure` or `anomaly` card then ignores the age).",
+    )
 
     @field_validator("created_at")
     @classmethod

@@ -315,6 +315,10 @@ class DriftReport(BaseModel):
     max_psi: float
     level: DriftLevel
     features: list[FeatureDrift] = Field(description="Highest PSI first.")
+    ignored: list[str] = Field(
+        default_factory=list,
+        description="Features the model does not use (its card's unused features): not measured.",
+    )
 
     def basis(self) -> str:
         """What the PSI was measured over, in words."""

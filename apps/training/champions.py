@@ -27,7 +27,7 @@ from apps.common.names import TOPIC_MODEL_UPDATES
 from apps.common.profiles import EquipmentProfile
 from apps.common.publisher import Publisher
 from apps.common.registry import DaprModelRegistry, DriftReport, ModelUpdate
-from apps.training.drift import counts_report, drift_report
+from apps.training.drift import counts_report, drift_report, unused_features
 from apps.training.history import Life
 from apps.training.inputs import InferenceInputs, InputsUnavailable
 from apps.training.promotion import GateResult
@@ -189,7 +189,8 @@ class ModelCatalog:
                 f"{counts.since:%Y-%m-%d %H:%M} UTC, fewer than {self.min_inference_rows}"
             )
         try:
-            return counts_report(card.feature_reference, counts, datetime.now(UTC)), None
+            refs, now = card.feature_reference, datetime.now(UTC)
+            return counts_report(refs, counts, now, ignored=unused_features(card)), None
         except ValueError as exc:
             return None, f"inference's counts do not fit the card: {exc}"
 
@@ -226,6 +227,8 @@ class ModelCatalog:
                 + (f" (and {fallback})" if fallback else "")
             )
         refs, now = card.feature_reference, datetime.now(UTC)
-        report = drift_report(name, card.version, refs, X, len(tails), now, fallback=fallback)
+        report = drift_report(
+            name, card.version, refs, X, len(tails), now, fallback=fallback, ignored=unused_features(card)
+        )
         await self.registry.save_drift(name, report.model_dump_json())
         return report

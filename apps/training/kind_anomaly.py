@@ -221,6 +221,7 @@ class AnomalyTrainer:
                 "feature_reference": reference(X, names),
                 "alert_thresholds": learned,
                 "kind": self.kind,
+                "unused_features": [AGE_FEATURE],  # held constant above: drift leaves it out
                 "n_train_units": data.n_fit,
             }
         )

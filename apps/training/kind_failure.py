@@ -225,7 +225,13 @@ class FailureTrainer:
             onnx_max_abs_diff=diff,
             features=spec,
         )
-        card = card.model_copy(update={"feature_reference": reference(X, names), "kind": self.kind})
+        # the age is named unused: drift leaves it out (machines age, and the model never looks)
+        update = {
+            "feature_reference": reference(X, names),
+            "kind": self.kind,
+            "unused_features": [AGE_FEATURE],
+        }
+        card = card.model_copy(update=update)
         return card, onnx_bytes
 
     def evaluate(

@@ -40,6 +40,7 @@ async def test_a_failure_job_on_ai4i_registers_a_checked_classifier_and_the_gate
     assert first.status == "succeeded", first.error
     card = first.card
     assert card is not None and card.kind == "failure" and card.profile == "milling"
+    assert card.unused_features == ["age_cycles"]  # held constant while fitting: drift leaves it out
     assert card.features is not None and card.features.window == MILLING.window
     assert card.onnx_max_abs_diff is not None and card.onnx_max_abs_diff <= ONNX_TOLERANCE
     m = card.metrics
@@ -130,3 +131,5 @@ async def test_a_failure_champions_drift_is_measured_on_the_archives_running_mil
     catalog = ModelCatalog(registry, Published(), {MILLING.model_name: MILLING})  # type: ignore[arg-type]
     report = await catalog.compute_drift(MILLING.model_name, lives, 50)
     assert report.machines == 1 and {f.name for f in report.features} >= {"torque__mean", "tool_wear__last"}
+    # the classifier never splits on the age: its PSI (machines age) is left out, named as ignored
+    assert report.ignored == ["age_cycles"] and "age_cycles" not in {f.name for f in report.features}
