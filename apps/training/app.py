@@ -87,14 +87,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             min_inference_rows=settings.drift_min_inference_rows,
         )
         policy = SchedulePolicy(
-            settings.retrain_min_new_runs, settings.drift_recent_readings, settings.drift_retrain_psi
+            settings.retrain_min_new_runs,
+            settings.drift_recent_readings,
+            settings.drift_retrain_psi,
+            min_new_failures=settings.retrain_min_new_failures,
+            min_new_lives=settings.retrain_min_new_lives,
         )
+        # every profile's model, the configured one's first (its job queues first)
+        considered = [profile, *(p for _, p in sorted(PROFILES.items()) if p.name != profile.name)]
         app.state.service, app.state.catalog = service, catalog
         store = DaprJobStore(client, keep=settings.jobs_kept)
         app.state.book = JobBook(service.jobs, store, settings.jobs_kept, settings.job_save_seconds)
         for job in await app.state.book.recover():
             log.warning("training job %s: %s", job.id, job.error)
-        app.state.schedule = RetrainSchedule(service, catalog, profile, policy, lambda j: start_job(app, j))
+        app.state.schedule = RetrainSchedule(
+            service, catalog, considered, policy, lambda j: start_job(app, j)
+        )
         if settings.train_if_no_champion and not await service.has_champion():
             # a fresh platform has no history yet: the first model learns from the shipped FD001 file
             unsigned = await registry.champion_version(profile.model_name) is not None
@@ -256,8 +264,8 @@ async def measure_drift(name: ModelName, service: ServiceDep, catalog: CatalogDe
 
 @app.post(f"/{RETRAIN_SCHEDULE_BINDING}")
 async def retrain_schedule(request: Request) -> dict[str, Any]:
-    """A fire of the `retrain-schedule` input binding (bindings.cron): start a job if enough new
-    labelled runs arrived (or drift is high and one did), measure drift."""
+    """A fire of the `retrain-schedule` input binding (bindings.cron): for each profile's model, start
+    a job if enough new data of its kind arrived (or drift is high and some did), measure drift."""
     outcome = await request.app.state.schedule.tick()
     log.info("retrain schedule: %s", outcome)
     return outcome  # type: ignore[no-any-return]

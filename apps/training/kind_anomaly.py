@@ -72,6 +72,12 @@ def healthy_count(n: int, window: int) -> int:
     return min(n, max(math.ceil(n * HEALTHY_FRACTION), 2 * window))
 
 
+def ready_lives(lives: Sequence[LifeRows], window: int) -> list[str]:
+    """The lives with a healthy early life to learn from: at least the two windows `healthy_count`
+    takes as healthy (a machine that just started has not shown its normal yet)."""
+    return [life.key for life in lives if len(life.rows) >= 2 * window]
+
+
 def thresholds(profile: EquipmentProfile) -> AnomalyThresholds:
     t = profile.thresholds
     if not isinstance(t, AnomalyThresholds):
@@ -140,7 +146,7 @@ class AnomalyTrainer:
             LifeRows(f"{subset.lower()}-{u:03d}#0", reading_rows(t, profile), u % HELD_OUT_EVERY == 0, True)
             for u, t in sorted(units.items())
         ]
-        return self._data(lives, [])
+        return self._data(lives, [], profile.window)
 
     def archive(self, lives: Sequence[Life], profile: EquipmentProfile) -> KindData:
         columns = list(reading_columns(profile))
@@ -157,15 +163,17 @@ class AnomalyTrainer:
             found.append(LifeRows(key, rows, is_held_out(life.equipment_id, life.number), life.failed))
         if not found:
             raise NoNewData(f"no readings of a {profile.name} machine in the archive yet")
-        return self._data(found, skipped)
+        return self._data(found, skipped, profile.window)
 
     @staticmethod
-    def _data(lives: list[LifeRows], skipped: list[str]) -> KindData:
+    def _data(lives: list[LifeRows], skipped: list[str], window: int) -> KindData:
         fingerprint = fingerprint_units({i: life.rows for i, life in enumerate(lives)})
         n_fit, n_held = sum(not life.held for life in lives), sum(life.held for life in lives)
         rule = f"one machine in {HELD_OUT_EVERY} is held out: its healthy windows set the threshold"
         keys = [life.key for life in lives]
-        return KindData(lives, lives, keys, fingerprint, n_fit, n_held, rule, skipped)
+        return KindData(
+            lives, lives, keys, fingerprint, n_fit, n_held, rule, skipped, ready_lives(lives, window)
+        )
 
     def fit(
         self,

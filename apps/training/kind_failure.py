@@ -59,6 +59,13 @@ FAILURE_RULE: Final = GateRule("log_loss", "log-loss", True, "roc_auc", "ROC-AUC
 # Calibration takes 3 stratified folds: each needs failures, and the held-out side needs one to score.
 MIN_FIT_FAILURES: Final = 3
 NEEDS: Final = f"readings count only with at least {MIN_FIT_FAILURES} failures to fit and 1 held out"
+# A life no failure ended (running, or ended by maintenance) is recorded under its key with this
+# suffix, so when the running one later fails its key is one the version has not seen: a new failure.
+NO_FAILURE: Final = " (no failure)"
+
+
+def life_key(equipment_id: str, life: int, failed: bool) -> str:
+    return run_key(equipment_id, life) + ("" if failed else NO_FAILURE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +151,8 @@ class FailureTrainer:
             AI4I_DATASET, data.rows(columns), data.failed.astype(np.float64), held, tuple(data.types)
         )
         # The file's lives as `vigil import ai4i` archives them: a failure ends each.
-        keys = [run_key(AI4I_MACHINE, life) for life in range(int(data.failed.sum()) + 1)]
+        failures = int(data.failed.sum())
+        keys = [life_key(AI4I_MACHINE, life, life < failures) for life in range(failures + 1)]
         rule = f"the last {HELD_OUT_FRACTION:.0%} of the readings are held out; {NEEDS}"
         return self._data([segment], keys, rule, [])
 
@@ -155,13 +163,14 @@ class FailureTrainer:
         for life in lives:
             if life.readings.profile != profile.name:
                 continue
-            key = run_key(life.equipment_id, life.number)
             rows = life.readings.matrix(list(columns))
+            failed = life.failed and life.end_seq == int(life.readings.seq[-1])
+            key = life_key(life.equipment_id, life.number, failed)
             if np.isnan(rows).any():
                 skipped.append(f"{key}: readings without some of {', '.join(columns)}")
                 continue
             labels = np.zeros(len(rows))
-            if life.failed and life.end_seq == int(life.readings.seq[-1]):
+            if failed:
                 labels[-1] = 1.0
             held = np.full(len(rows), is_held_out(life.equipment_id, life.number))
             segments.append(Segment(key, rows, labels, held))
@@ -183,7 +192,8 @@ class FailureTrainer:
         fingerprint = fingerprint_units(
             {i: np.column_stack([s.rows, s.labels]) for i, s in enumerate(segments)}
         )
-        return KindData(segments, segments, keys, fingerprint, n_fit, n_held, rule, skipped)
+        failures = [k for k in keys if not k.endswith(NO_FAILURE)]  # what a retrain needs more of
+        return KindData(segments, segments, keys, fingerprint, n_fit, n_held, rule, skipped, failures)
 
     def fit(
         self,

@@ -39,6 +39,14 @@ class KindData:
     n_held_out: int  # ... and held out for the gate (the job shows it)
     split_rule: str  # what is held out, for the message when one side is empty
     skipped: list[str] = field(default_factory=list)  # what could not be used, with the reason
+    # The keys whose arrival makes a retrain worth it when the newest version has not seen them (the
+    # retrain schedule counts them): None, every key (`rul`: each run to failure); `failure`: the lives
+    # a failure ended; `anomaly`: the lives with a healthy early life to learn from.
+    evidence: list[str] | None = None
+
+    @property
+    def evidence_keys(self) -> list[str]:
+        return self.keys if self.evidence is None else self.evidence
 
     def check_usable(self) -> None:
         if not self.n_fit or not self.n_held_out:

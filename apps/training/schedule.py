@@ -1,33 +1,68 @@
-"""What the `retrain-schedule` input binding's fires do: retrain when enough new labelled runs arrived,
-measure the champion's feature drift, and (if configured) retrain on high drift as soon as one new
-labelled run arrived.
+"""What the `retrain-schedule` input binding's fires do, for every profile's model: retrain when enough
+new data arrived (by the model kind's rule), measure the champion's feature drift, and (if configured)
+retrain on high drift as soon as one new piece of data arrived.
+
+A fire reads the archive once and considers each profile that has a model in the registry or readings
+in the archive. What counts as new data is the kind's (`KindData.evidence_keys`, not seen by the newest
+version): `rul` runs to failure, `failure` failures (lives a failure event ended), `anomaly` lives with
+a healthy early life (two windows of readings); each kind has its own threshold (`SchedulePolicy`).
+The jobs one fire starts queue behind each other (one job runs at a time, service.py), the configured
+profile's first; a profile with a job queued or running gets no second one.
 
 The binding (bindings.cron, e.g. nightly) only says "now"; the decision is here, so a fire that finds
 nothing to do costs one read of the archive. Fires are not serialised by Dapr: one still being handled
-makes the next one a no-op, and a job already queued or running is never doubled.
+makes the next one a no-op.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from apps.common.profiles import EquipmentProfile
+from apps.common.profiles import EquipmentProfile, ModelKind
 from apps.training.champions import ChampionConflict, ModelCatalog
+from apps.training.history import Life
 from apps.training.jobs import TrainingJob, TrainRequest, Trigger
-from apps.training.runs import labelled_runs
-from apps.training.service import NoNewData, TrainingService
+from apps.training.service import TRAINERS, NoNewData, TrainingService
 
 log = logging.getLogger("training")
+
+# What each kind counts as new data, in the fire's answer and the log.
+EVIDENCE: Final[dict[ModelKind, str]] = {
+    "rul": "runs to failure",
+    "failure": "failures",
+    "anomaly": "lives with a healthy early life",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class SchedulePolicy:
-    min_new_runs: int  # labelled runs the champion has not seen before a job is worth starting
+    min_new_runs: int  # `rul`: runs to failure the newest version has not seen before a job is worth it
     drift_recent_readings: int  # per running machine, the readings drift is measured over
     drift_retrain_psi: float | None  # a feature's PSI at or over this starts a job; None: never
+    min_new_failures: int = 5  # `failure`: failures (lives a failure ended) not seen
+    min_new_lives: int = 5  # `anomaly`: lives with a healthy early life not seen
+
+    def needs(self, kind: ModelKind) -> int:
+        return {"rul": self.min_new_runs, "failure": self.min_new_failures, "anomaly": self.min_new_lives}[
+            kind
+        ]
+
+
+def retrain_trigger(
+    new: int, needed: int, max_psi: float | None, drift_psi: float | None
+) -> tuple[Trigger | None, str | None]:
+    """(the job's trigger or None, why not when drift alone asked). Enough new data: `schedule`. High
+    drift lowers the bar to one new piece of data (retraining on what the champion already learnt from
+    cannot follow a drift): `drift`."""
+    if new >= needed:
+        return "schedule", None
+    if max_psi is not None and drift_psi is not None and max_psi >= drift_psi:
+        return ("drift", None) if new else (None, "high drift, but no new data to learn from")
+    return None, None
 
 
 class RetrainSchedule:
@@ -35,19 +70,21 @@ class RetrainSchedule:
         self,
         service: TrainingService,
         catalog: ModelCatalog,
-        profile: EquipmentProfile,
+        profiles: Sequence[EquipmentProfile],
         policy: SchedulePolicy,
         start: Callable[[TrainingJob], None],
     ) -> None:
+        """`profiles`: every profile a fire considers, the configured one first (its job queues first)."""
         self.service = service
         self.catalog = catalog
-        self.profile = profile
+        self.profiles = list(profiles)
         self.policy = policy
         self.start = start  # runs a job in the background (the app keeps its task)
         self._checking = False
 
     async def tick(self) -> dict[str, Any]:
-        """One fire: what was found and what was started (the binding ignores the answer; logs keep it)."""
+        """One fire: per model, what was found and what was started (the binding ignores the answer;
+        logs keep it)."""
         if self._checking:
             return {"skipped": "the previous fire is still being handled"}
         self._checking = True
@@ -57,36 +94,44 @@ class RetrainSchedule:
             self._checking = False
 
     async def _tick(self) -> dict[str, Any]:
-        name = self.profile.model_name
         try:
             lives = await self.service.read_lives()
         except NoNewData as exc:
             return {"skipped": str(exc)}
-        runs = labelled_runs(lives, self.profile)
-        fresh = await self.service.new_runs(self.profile, runs, since_latest=True)
-        out: dict[str, Any] = {"model": name, "runs": len(runs.keys), "new_runs": len(fresh), "job": None}
+        models: dict[str, Any] = {}
+        for profile in self.profiles:
+            has_model = bool(await self.catalog.registry.versions(profile.model_name))
+            if has_model or any(life.readings.profile == profile.name for life in lives):
+                models[profile.model_name] = await self._consider(profile, lives)
+        return {"models": models}
+
+    async def _consider(self, profile: EquipmentProfile, lives: list[Life]) -> dict[str, Any]:
+        name, kind = profile.model_name, profile.model_kind
+        out: dict[str, Any] = {"profile": profile.name, "kind": kind, "new_data": EVIDENCE[kind]}
+        out |= {"found": 0, "new": 0, "needs": self.policy.needs(kind), "job": None}
+        try:
+            data = await asyncio.to_thread(TRAINERS[kind].archive, lives, profile)
+        except (NoNewData, ValueError) as exc:  # nothing of the kind to learn from: drift may still be
+            data, out["data"] = None, str(exc)
+        if data is not None:
+            evidence = data.evidence_keys
+            fresh = await self.service.unseen(profile, set(evidence), data.fingerprint, since_latest=True)
+            out["found"], out["new"] = len(evidence), len(fresh)
         try:
             report = await self.catalog.compute_drift(name, lives, self.policy.drift_recent_readings)
             out["drift"] = {"max_psi": report.max_psi, "level": report.level, "source": report.source}
         except ChampionConflict as exc:
-            out["drift"] = str(exc)
-            report = None
-        trigger: Trigger | None = None
-        if len(fresh) >= self.policy.min_new_runs:
-            trigger = "schedule"
-        elif report is not None and self.policy.drift_retrain_psi is not None:
-            # retraining on the data the champion already learnt from cannot follow a drift: high drift
-            # lowers the bar to one new labelled run instead
-            if report.max_psi >= self.policy.drift_retrain_psi:
-                if fresh:
-                    trigger = "drift"
-                else:
-                    out["job"] = "high drift, but no new labelled run to learn from"
-        if trigger is not None and self.service.busy:
-            out["job"] = "a job is already queued or running"
+            out["drift"], report = str(exc), None
+        max_psi = None if report is None else report.max_psi
+        trigger, why_not = retrain_trigger(out["new"], out["needs"], max_psi, self.policy.drift_retrain_psi)
+        if why_not:
+            out["job"] = why_not
+        elif trigger is not None and self.service.active(profile.name):
+            out["job"] = f"a {profile.name} job is already queued or running"
         elif trigger is not None:
-            job = TrainingJob(trigger=trigger, request=TrainRequest(profile=self.profile.name))
+            job = TrainingJob(trigger=trigger, request=TrainRequest(profile=profile.name))
             self.start(job)
             out["job"] = job.id
-            log.info("retrain schedule: %s job %s (%d new labelled runs)", trigger, job.id, len(fresh))
+            log.info("retrain schedule: %s job %s for %s (%d new %s)", trigger, job.id, name, out["new"],
+                     EVIDENCE[kind])  # fmt: skip
         return out

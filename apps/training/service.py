@@ -73,6 +73,13 @@ class TrainingService:
     def busy(self) -> bool:
         return any(job.status in ("queued", "running") for job in self.jobs.values())
 
+    def active(self, profile: str) -> bool:
+        """A job for `profile` is queued or running (a request without one is the default profile's)."""
+        return any(
+            job.status in ("queued", "running") and (job.request.profile or self.profile.name) == profile
+            for job in self.jobs.values()
+        )
+
     async def models(self, names: list[str]) -> list[RegisteredModel]:
         """The registry's versions (with their model cards) and champion of each model in `names`."""
         return [

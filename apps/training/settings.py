@@ -30,6 +30,14 @@ class TrainingSettings(BaseSettings):
     # arrived that the newest version was not trained on (the newest: a candidate the gate refused is
     # not trained again on the same runs at every fire).
     retrain_min_new_runs: int = Field(5, ge=1)
+    # The same for a `failure` model: failures (lives a failure event ended) the newest version was
+    # not trained on; each adds one positive, the only rare rows such a classifier has.
+    retrain_min_new_failures: int = Field(5, ge=1)
+    # ... and for an `anomaly` model, which needs no labels: lives the newest version was not trained
+    # on (new machines, or machines started again after a failure, maintenance or a replacement) with
+    # a healthy early life to learn from, at least two windows of readings. A rebuilt or newly added
+    # machine's normal is what such a model must learn; more readings of lives it knows add little.
+    retrain_min_new_lives: int = Field(5, ge=1)
     # Feature drift is measured over the rows inference predicted with the champion (its counts) when it
     # has at least this many; else over each running machine's last `drift_recent_readings` readings.
     drift_min_inference_rows: int = Field(100, ge=1)

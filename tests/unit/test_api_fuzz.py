@@ -188,7 +188,7 @@ def training() -> Iterator[Any]:
     module.app.state.service, module.app.state.catalog, module.app.state.tasks = service, catalog, set()
     module.app.state.book = JobBook(service.jobs, None, keep=200, save_seconds=1.0)  # memory only
     policy = SchedulePolicy(5, 50, None)
-    module.app.state.schedule = RetrainSchedule(service, catalog, TURBOFAN, policy, lambda job: None)  # type: ignore[arg-type]
+    module.app.state.schedule = RetrainSchedule(service, catalog, [TURBOFAN], policy, lambda job: None)  # type: ignore[arg-type]
     yield module.app
     del module.app.state.service, module.app.state.tasks, module.app.state.catalog, module.app.state.schedule
     del module.app.state.book

@@ -83,3 +83,23 @@ class Published:
 
     async def publish(self, topic: str, event: Any) -> None:
         self.events.append((topic, event))
+
+
+class ModelRegistries:
+    """DaprModelRegistry's calls for several models: one MemoryRegistry per model name."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, MemoryRegistry] = {}
+
+    def of(self, name: str) -> MemoryRegistry:
+        return self.by_name.setdefault(name, MemoryRegistry())
+
+    async def register(self, card: ModelCard, onnx: bytes) -> int:
+        return await self.of(card.name).register(card, onnx)
+
+    def __getattr__(self, attr: str) -> Any:
+        # every other call names the model first
+        async def call(name: str, *args: Any) -> Any:
+            return await getattr(self.of(name), attr)(name, *args)
+
+        return call

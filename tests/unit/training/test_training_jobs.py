@@ -73,18 +73,19 @@ async def test_archive_jobs_train_on_new_runs_and_stop_without_them(platform) ->
 async def test_the_schedule_starts_a_job_only_past_the_threshold(platform) -> None:  # type: ignore[no-untyped-def]
     service, registry, archive, catalog = platform
     started: list[TrainingJob] = []
-    schedule = RetrainSchedule(service, catalog, TURBOFAN, SchedulePolicy(3, 20, None), started.append)
+    schedule = RetrainSchedule(service, catalog, [TURBOFAN], SchedulePolicy(3, 20, None), started.append)
     add_units(archive, range(1, 3))
-    quiet = await schedule.tick()
-    assert quiet["new_runs"] == 2 and quiet["job"] is None and started == []
+    quiet = (await schedule.tick())["models"][NAME]
+    assert quiet["new"] == 2 and quiet["job"] is None and started == []
     add_units(archive, range(3, 11))
-    fired = await schedule.tick()
-    assert fired["new_runs"] == 10 and fired["job"] == started[0].id and started[0].trigger == "schedule"
+    fired = (await schedule.tick())["models"][NAME]
+    assert fired["new"] == 10 and fired["job"] == started[0].id and started[0].trigger == "schedule"
+    assert fired["new_data"] == "runs to failure" and fired["needs"] == 3
     assert "no champion" in fired["drift"]  # nothing to measure drift of yet
     await service.run(started[0])
     add_units(archive, range(11, 16), failed=False)
-    after = await schedule.tick()
-    assert after["new_runs"] == 0 and after["job"] is None and len(started) == 1
+    after = (await schedule.tick())["models"][NAME]
+    assert after["new"] == 0 and after["job"] is None and len(started) == 1
     assert after["drift"]["level"] in ("stable", "moderate", "significant")
     view = await catalog.view(NAME)
     assert view.drift is not None and view.drift.machines == 5 and view.drift.rows == 5 * 20
@@ -122,13 +123,13 @@ async def test_a_refused_candidate_is_not_retrained_on_the_same_runs_at_every_fi
     service = TrainingService(registry, published, TURBOFAN, params=TINY, margin=0.99, archive=archive)  # type: ignore[arg-type]
     catalog = ModelCatalog(registry, published, {NAME: TURBOFAN})  # type: ignore[arg-type]
     started: list[TrainingJob] = []
-    schedule = RetrainSchedule(service, catalog, TURBOFAN, SchedulePolicy(2, 20, None), started.append)
+    schedule = RetrainSchedule(service, catalog, [TURBOFAN], SchedulePolicy(2, 20, None), started.append)
     add_units(archive, range(1, 11))
-    await service.run(started.pop() if (await schedule.tick())["job"] else archive_job())
+    await service.run(started.pop() if (await schedule.tick())["models"][NAME]["job"] else archive_job())
     add_units(archive, range(11, 14))
-    fired = await schedule.tick()
-    assert fired["new_runs"] == 3 and fired["job"] == started[0].id
+    fired = (await schedule.tick())["models"][NAME]
+    assert fired["new"] == 3 and fired["job"] == started[0].id
     refused = await service.run(started[0])
     assert refused.status == "succeeded" and refused.promoted is False and registry.champion == 1
-    quiet = await schedule.tick()  # v2 saw those runs: nothing new for the schedule, though v1 is champion
-    assert quiet["new_runs"] == 0 and quiet["job"] is None and len(started) == 1
+    quiet = (await schedule.tick())["models"][NAME]  # v2 saw those runs: nothing new, though v1 is champion
+    assert quiet["new"] == 0 and quiet["job"] is None and len(started) == 1
