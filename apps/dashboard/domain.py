@@ -382,11 +382,28 @@ Thresholds = AlertThresholds | ProbabilityThresholds | AnomalyThresholds
 
 
 def thresholds_of(
-    profile_name: str | None, profiles: Mapping[str, EquipmentProfile] = PROFILES
+    profile_name: str | None,
+    profiles: Mapping[str, EquipmentProfile] = PROFILES,
+    served: ModelCard | None = None,
 ) -> Thresholds:
-    """The alert thresholds of a machine's profile (RUL ones when the profile is unknown)."""
+    """The alert thresholds of a machine's profile (RUL ones when the profile is unknown). An anomaly
+    profile's scores are learnt: those of `served`, the card of the version inference serves (what
+    the actor alerts on), none without it."""
     profile = profiles.get(profile_name or "")
-    return profile.thresholds if profile is not None else AlertThresholds()
+    if profile is None:
+        return AlertThresholds()
+    if isinstance(profile.thresholds, AnomalyThresholds):
+        learnt = served.alert_thresholds if served is not None and served.name == profile.model_name else None
+        return profile.thresholds.learned(learnt)
+    return profile.thresholds
+
+
+def learns_thresholds(
+    profile_name: str | None, profiles: Mapping[str, EquipmentProfile] = PROFILES
+) -> str | None:
+    """The model whose served card holds the profile's thresholds (anomaly profiles), else None."""
+    profile = profiles.get(profile_name or "")
+    return profile.model_name if profile and isinstance(profile.thresholds, AnomalyThresholds) else None
 
 
 def threshold_levels(thresholds: Thresholds) -> dict[str, float]:

@@ -13,7 +13,7 @@ from dapr.clients.exceptions import DaprHttpError
 from pydantic import TypeAdapter
 
 from apps.common.actor_interface import EquipmentActorInterface
-from apps.common.contracts import HealthSnapshot
+from apps.common.contracts import HealthSnapshot, ModelCard
 from apps.common.daprhttp import PooledActorProxyFactory, close_pooled, pooled_invocation_client
 from apps.common.names import (
     ALERTING_APP_ID,
@@ -90,6 +90,10 @@ class DashboardBackend(Protocol):
 
     async def serving(self) -> dict[str, int]:
         """Model name -> the version inference has loaded and serves."""
+        ...
+
+    async def served_card(self, name: str) -> ModelCard | None:
+        """The model card of the version inference serves for `name`; None when it serves none."""
         ...
 
     async def whoami(self, key: str) -> Session | None:
@@ -241,3 +245,12 @@ class DaprDashboardBackend:
     async def serving(self) -> dict[str, int]:
         loaded = json.loads(await self._call(INFERENCE_APP_ID, "v1/models"))
         return {str(k): int(v) for k, v in loaded.items()}
+
+    async def served_card(self, name: str) -> ModelCard | None:
+        try:
+            raw = await self._call(INFERENCE_APP_ID, f"v1/models/{name}")
+        except DaprHttpError as exc:  # 404: inference serves no model of that name
+            if exc.status_code == 404:
+                return None
+            raise BackendUnavailable(f"{INFERENCE_APP_ID} v1/models/{name}: {_detail(exc)}") from exc
+        return ModelCard.model_validate_json(raw)

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.common.contracts import HealthSnapshot
+from apps.common.contracts import HealthSnapshot, ModelCard
 from apps.dashboard.domain import (
     AlertInfo,
     Fleet,
@@ -24,6 +24,7 @@ from apps.dashboard.domain import (
     alert_counts,
     alert_rows,
     change_rows,
+    learns_thresholds,
     machine_summary,
     metric_names,
     model_rows,
@@ -139,13 +140,26 @@ class DashboardService:
             self.backend.history(equipment_id, self.settings.history_points),
             self.backend.alerts(equipment_id=equipment_id, limit=self.settings.alert_limit),
         )
+        profile = health.profile if health else None
+        served = await self._served_card(learns_thresholds(profile))
         return MachineView(
             equipment_id=equipment_id,
             health=health,
             history=history,
             alerts={a.id: a for a in alerts},
-            thresholds=thresholds_of(health.profile if health else None),
+            thresholds=thresholds_of(profile, served=served),
         )
+
+    async def _served_card(self, name: str | None) -> ModelCard | None:
+        """The card inference serves for `name` (an anomaly model's learnt thresholds are in it); None
+        when there is no such model or inference is away: the chart then draws no threshold."""
+        if name is None:
+            return None
+        try:
+            return await self.backend.served_card(name)
+        except BackendUnavailable as exc:
+            log.info("no thresholds for the chart: %s", exc)
+            return None
 
     async def models(self) -> ModelsView:
         registered = await self.backend.registered_models()

@@ -220,6 +220,13 @@ class FakeBackend:
         self._call("serving")
         return dict(self.loaded)
 
+    async def served_card(self, name: str) -> ModelCard | None:
+        """The card of the loaded version, as inference answers it (None when it serves none)."""
+        self._call("served_card")
+        version = self.loaded.get(name)
+        cards = [c for m in self.models if m.name == name for c in m.versions if c.version == version]
+        return cards[0] if cards else None
+
     async def close(self) -> None:
         pass
 

@@ -14,6 +14,7 @@ from apps.dashboard.domain import (
     alert_rows,
     extend_history,
     fleet_row,
+    learns_thresholds,
     merge_alert_event,
     model_rows,
     rul_chart,
@@ -220,3 +221,30 @@ def test_an_anomaly_profiles_chart_draws_learnt_thresholds_only_once_known() -> 
     learnt = AnomalyThresholds().learned({"warning": 0.05, "critical": 0.08})
     lines = {m["name"]: m["yAxis"] for m in rul_chart(points, learnt)["series"][0]["markLine"]["data"]}
     assert lines == {"warning": 0.05, "critical": 0.08, "clears below": 0.05}
+
+
+def test_an_anomaly_machines_thresholds_are_its_served_cards() -> None:
+    served = card(3, 0.0, name="turbofan-anomaly").model_copy(
+        update={"alert_thresholds": {"warning": 0.61, "critical": 0.7}}
+    )
+    learnt = thresholds_of("turbofan-anomaly", served=served)
+    assert isinstance(learnt, AnomalyThresholds) and (learnt.warning_score, learnt.critical_score) == (
+        0.61,
+        0.7,
+    )
+    assert learnt.false_alarm_rate == thresholds_of("turbofan-anomaly").false_alarm_rate  # the profile's rest
+    other = card(3, 0.0, name="turbofan-rul")  # another model's card says nothing of this profile's scores
+    assert (
+        thresholds_of(
+            "turbofan-anomaly",
+            served=other.model_copy(update=served.model_dump(include={"alert_thresholds"})),
+        ).warning_score
+        is None
+    )
+    assert thresholds_of("turbofan", served=served) == TURBOFAN.thresholds  # a RUL profile's are its own
+    assert (
+        learns_thresholds("turbofan-anomaly") == "turbofan-anomaly" and learns_thresholds("turbofan") is None
+    )
+    points = [HistoryPoint(seq=1, at=0, predicted_rul=0.5, model_version=3)]
+    lines = {m["name"]: m["yAxis"] for m in rul_chart(points, learnt)["series"][0]["markLine"]["data"]}
+    assert lines == {"warning": 0.61, "critical": 0.7, "clears below": 0.61}

@@ -246,3 +246,31 @@ async def test_ten_thousand_machines_load_and_a_burst_of_updates_is_one_transact
     )
     assert len(sent) == 1 and sent[0][0] == "applyTransaction"
     assert len(sent[0][1]["update"]) == 1000 and sent[0][1]["add"] == []
+
+
+async def test_an_anomaly_machines_chart_draws_the_thresholds_its_served_card_learnt(
+    dashboard: Dashboard,
+) -> None:
+    d = dashboard
+    d.backend.snapshots = {
+        "tfa-1": snapshot("tfa-1", status="ok", rul=0.4, seq=59, profile="turbofan-anomaly")
+    }
+    d.backend.histories = {
+        "tfa-1": [HistoryPoint(seq=s, at=float(s), predicted_rul=0.4, model_version=2) for s in range(40, 60)]
+    }
+    learnt = {"warning": 0.58, "critical": 0.66}
+    versions = [
+        card(1, 0.0, name="turbofan-anomaly").model_copy(
+            update={"alert_thresholds": {"warning": 0.5, "critical": 0.6}}
+        ),
+        card(2, 0.0, name="turbofan-anomaly").model_copy(update={"alert_thresholds": learnt}),
+    ]
+    d.backend.models = [RegisteredModelInfo(name="turbofan-anomaly", champion=1, versions=versions)]
+    d.backend.loaded = {"turbofan-anomaly": 2}  # inference serves v2 (not the champion): its thresholds
+    await d.user.open("/machine/tfa-1")
+    (chart,) = d.user.find(marker="rul-chart").elements
+    marks = {m["name"]: m["yAxis"] for m in chart.options["series"][0]["markLine"]["data"]}
+    assert marks == {"warning": 0.58, "critical": 0.66, "clears below": 0.58}
+    assert (await d.service.machine("tfa-1")).to_json()["thresholds"] == {**learnt, "clear": 0.58}
+    d.backend.loaded = {}  # inference serves no anomaly model: nothing learnt to draw
+    assert (await d.service.machine("tfa-1")).to_json()["thresholds"] == {}
