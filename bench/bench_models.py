@@ -98,7 +98,7 @@ def run_subset(subset: str, folds: int, labels: list[str]) -> Row:
         cv[label] = grouped_cv(
             train,
             TURBOFAN,
-            lambda p=params: rul_model(p),  # type: ignore[misc]
+            lambda p=params: rul_model(p),
             normalise=True,
             folds=folds,
             statistics=statistics,

@@ -231,6 +231,7 @@ _THRESHOLDS = re.compile(r"^threshold=(.*)$", re.MULTILINE)
 _TREE_SIZES = re.compile(r"^tree_sizes=.*\n", re.MULTILINE)
 _LEAF_VALUES = re.compile(r"^leaf_value=(.*)$", re.MULTILINE)
 _TREE_HEADER = re.compile(r"^Tree=\d+$", re.MULTILINE)
+_FIRST_TREE = "\nTree=0\n"
 _END_OF_TREES = "end of trees"
 
 
@@ -239,7 +240,7 @@ def average_boosters(texts: list[str]) -> str:
     features): every tree of each, its leaf values divided by their number (a LightGBM prediction is
     the sum of its trees' leaves, the average target included in the first tree's)."""
     n = len(texts)
-    head = _TREE_SIZES.sub("", texts[0][: _TREE_HEADER.search(texts[0]).start()])  # type: ignore[union-attr]
+    head = _TREE_SIZES.sub("", texts[0][: texts[0].index(_FIRST_TREE) + 1])
     tail = texts[0][texts[0].index(_END_OF_TREES) :]
 
     def scaled(match: re.Match[str]) -> str:
@@ -247,7 +248,7 @@ def average_boosters(texts: list[str]) -> str:
 
     trees: list[str] = []
     for text in texts:
-        body = text[_TREE_HEADER.search(text).start() : text.index(_END_OF_TREES)]  # type: ignore[union-attr]
+        body = text[text.index(_FIRST_TREE) + 1 : text.index(_END_OF_TREES)]
         trees += [_LEAF_VALUES.sub(scaled, t) for t in _TREE_HEADER.split(body)[1:]]
     return head + "".join(f"Tree={i}{t}" for i, t in enumerate(trees)) + tail
 
