@@ -183,6 +183,8 @@ def format_model(view: dict[str, Any]) -> str:
                 f"{report.max_psi:.3f} ({report.level}); highest: {top}"]  # fmt: skip
         if report.fallback:
             out.append(f"  (from the archive: {report.fallback})")
+        if report.ignored:
+            out.append(f"  (not measured, the model does not use them: {', '.join(report.ignored)})")
     else:
         out += ["", "feature drift: not measured yet (the retrain schedule measures it)"]
     return "\n".join(out)

@@ -163,6 +163,10 @@ def test_show_says_what_drift_was_measured_over(
     assert main(["models", "--url", url, "show", NAME]) == 0
     out = capsys.readouterr().out
     assert "60 rows of 3 machines in the archive" in out and f"(from the archive: {why})" in out
+    assert "not measured" not in out
+    registry.drift_ = archived.model_copy(update={"ignored": ["age_cycles"]}).model_dump_json()
+    assert main(["models", "--url", url, "show", NAME]) == 0
+    assert "(not measured, the model does not use them: age_cycles)" in capsys.readouterr().out
 
 
 def test_a_failure_models_numbers_are_the_ones_its_gate_judges() -> None:
