@@ -17,7 +17,7 @@ one within 1e-6: the printed RMSE is what operators get.
 AI4I 2020 (milling, the `failure` kind): the calibrated classifier is fitted on the first 80% of the
 readings and scored on the last 20% (ROC-AUC, F1 at the profile's warning probability).
 
-    .venv/bin/python -m bench.bench_models                      # ~10 minutes on 2 idle cores
+    .venv/bin/python -m bench.bench_models                      # ~25 minutes on 2 shared cores
     .venv/bin/python -m bench.bench_models --subsets FD001 AI4I --folds 2 --live 0
 """
 
