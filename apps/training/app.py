@@ -70,7 +70,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             registry,
             publisher,
             profile,
-            {"n_estimators": settings.n_estimators},
+            {"n_estimators": settings.n_estimators, "n_seeds": settings.n_seeds},
             margin=settings.promotion_margin,
             archive=DaprArchive(client),
             kind_params={

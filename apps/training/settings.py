@@ -19,6 +19,9 @@ class TrainingSettings(BaseSettings):
     # Train a first model at start-up when the registry has no champion, so a fresh demo predicts.
     train_if_no_champion: bool = True
     n_estimators: int = Field(500, ge=1)  # LightGBM boosting rounds (apps/training/quality.py)
+    # LightGBM models averaged into the RUL model, alike but for their seeds (quality.N_SEEDS): each one
+    # costs a full fit, so tests and small machines may fit one.
+    n_seeds: int = Field(3, ge=1, le=10)
     # Trees of the other kinds' estimators: the failure classifier's gradient boosting (kind_failure.py,
     # ~20 s on AI4I at 150) and the anomaly model's isolation forest (kind_anomaly.py).
     failure_n_estimators: int = Field(150, ge=1)

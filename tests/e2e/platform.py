@@ -145,6 +145,9 @@ def start_platform(
         "VIGIL_TRAINING_SIGNING_KEY": pair["private-key"],
         "VIGIL_INFERENCE_VERIFY_KEY": pair["public-key"],
     }
+    # One LightGBM model instead of the three the RUL model averages: each test trains small models, and
+    # three seeds would triple every platform's start-up (a test may still set its own).
+    small = {"VIGIL_TRAINING_N_SEEDS": "1"}
     platform = Platform()
     config_dir = REPO / "dapr-config"
     try:
@@ -159,7 +162,14 @@ def start_platform(
                     registry_dir=registry,
                 )
             ).start()
-            app_env = {**spec.env, **signing, **(env or {}), "APP_PORT": str(port), "PYTHONPATH": str(REPO)}
+            app_env = {
+                **spec.env,
+                **signing,
+                **small,
+                **(env or {}),
+                "APP_PORT": str(port),
+                "PYTHONPATH": str(REPO),
+            }
             module = f"apps.{spec.app_id}.app:app"
             process = AppProcess(
                 module, port, sidecar.options.app_env(), app_env, cwd=REPO, name=spec.app_id

@@ -144,6 +144,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         TRAINING_APP_ID: {
             "VIGIL_TRAINING_SIGNING_KEY": private,
             "VIGIL_TRAINING_N_ESTIMATORS": "10",
+            "VIGIL_TRAINING_N_SEEDS": "1",
             "VIGIL_TRAINING_JOB_SAVE_SECONDS": "0.2",
         },
         INFERENCE_APP_ID: {

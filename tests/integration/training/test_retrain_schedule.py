@@ -109,6 +109,7 @@ def training(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Training]:
         "VIGIL_TRAINING_TRAIN_IF_NO_CHAMPION": "false",
         "VIGIL_TRAINING_RETRAIN_MIN_NEW_RUNS": "5",
         "VIGIL_TRAINING_N_ESTIMATORS": "10",
+        "VIGIL_TRAINING_N_SEEDS": "1",
         "VIGIL_TRAINING_DRIFT_RECENT_READINGS": "20",
     }
     app: AppProcess | None = None
