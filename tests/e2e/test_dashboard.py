@@ -27,7 +27,8 @@ UNIT = 1  # FD001 unit 1 runs 192 cycles to failure: warning, then critical, nea
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     tmp = tmp_path_factory.mktemp("e2e-dashboard")
     components = write_components(tmp / "components", "embedded")
-    env = {"VIGIL_TRAINING_N_ESTIMATORS": "60", "VIGIL_EQUIPMENT_HEALTH_PUBLISH_SECONDS": "0"}
+    # 120 rounds: with fewer the small model (learning rate 0.03) never predicts an engine critical.
+    env = {"VIGIL_TRAINING_N_ESTIMATORS": "120", "VIGIL_EQUIPMENT_HEALTH_PUBLISH_SECONDS": "0"}
     with running_platform(components, tmp, env) as p:
         yield p
 
