@@ -129,8 +129,16 @@ def wait_for(driver: WebDriver, what: str, condition: Callable[[WebDriver], Any]
 
 def cell(driver: WebDriver, row_id: str, column: str) -> str | None:
     """The text of an AG Grid cell, or None while its row is not rendered."""
-    found = driver.find_elements(By.CSS_SELECTOR, f'.ag-row[row-id="{row_id}"] .ag-cell[col-id="{column}"]')
-    return found[0].text if found else None
+    # The grid re-renders a row when its data changes: an element found a moment ago may be gone when its
+    # text is read, so a read that lost that race is done again.
+    selector = f'.ag-row[row-id="{row_id}"] .ag-cell[col-id="{column}"]'
+    for _ in range(10):
+        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        try:
+            return found[0].text if found else None
+        except StaleElementReferenceException:
+            continue
+    raise StaleElementReferenceException(f"row {row_id} column {column} re-rendered on every read")
 
 
 def notified(driver: WebDriver, text: str) -> bool:
@@ -168,7 +176,7 @@ def test_an_alert_arrives_live_is_acknowledged_and_its_machine_charted(
         browser, "the critical alert's notification", lambda d: notified(d, f"critical alert on {machine}")
     )
     wait_for(browser, f"{machine} critical in its row", lambda d: cell(d, machine, "status") == "critical")
-    assert int(cell(browser, machine, "open_alerts") or 0) >= 1
+    wait_for(browser, "its open alert counted", lambda d: int(cell(d, machine, "open_alerts") or 0) >= 1)
     browser.save_screenshot(str(screenshots / "fleet.png"))
 
     (alert,) = httpx.get(
