@@ -30,6 +30,7 @@ from apps.common.profiles import PROFILES, EquipmentProfile, get_profile
 from apps.equipment.alarms import AlertTransition
 from apps.equipment.codec import decode_state, encode_state
 from apps.equipment.domain import EquipmentState
+from apps.equipment.phase import first_check_delay
 from apps.equipment.ports import ActorDeps, InferenceUnavailable, ModelChanged
 
 log = logging.getLogger("equipment")
@@ -276,5 +277,8 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         self._last_status = self._state.status()
 
     async def _register_silence_reminder(self) -> None:
-        every = timedelta(seconds=self._deps.settings.silence_check_seconds)
-        await self.register_reminder(SILENCE_REMINDER, b"", every, every)
+        seconds = self._deps.settings.silence_check_seconds
+        every = timedelta(seconds=seconds)
+        # Phased by the id, so machines that start together do not all check in the same second.
+        first = timedelta(seconds=first_check_delay(self.id.id, seconds))
+        await self.register_reminder(SILENCE_REMINDER, b"", first, every)
