@@ -87,6 +87,53 @@ class RouteRule:
     path: str
 
 
+# daprd's defaults for a bulk subscription that names no limits (pkg/runtime/pubsub default bulk subscriber).
+BULK_DEFAULT_MAX_MESSAGES = 100
+BULK_DEFAULT_MAX_AWAIT_MS = 1000
+
+
+@dataclass(slots=True, frozen=True)
+class BulkSubscribe:
+    """A subscription's `bulkSubscribe`: deliver up to `max_messages` events in one call to the app, or
+    what arrived within `max_await_ms` of the first one."""
+
+    max_messages: int = BULK_DEFAULT_MAX_MESSAGES
+    max_await_ms: int = BULK_DEFAULT_MAX_AWAIT_MS
+
+
+def parse_bulk_subscribe(raw: Any, where: str) -> BulkSubscribe | None:
+    """`bulkSubscribe: {enabled, maxMessagesCount, maxAwaitDurationMs}`; None when absent or disabled.
+
+    Raises ValueError naming `where` for a value daprd could not read either (not a mapping, a count
+    or duration that is not a positive integer)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: bulkSubscribe must be a mapping, got {type(raw).__name__}")
+    enabled = raw.get("enabled", False)
+    if isinstance(enabled, str):
+        enabled = enabled.strip().lower() == "true"
+    if not enabled:
+        return None
+
+    def positive(key: str, default: int) -> int:
+        value = raw.get(key)
+        if value in (None, "", 0, "0"):
+            return default  # daprd uses its default for an unset (zero) limit
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: bulkSubscribe.{key} must be an integer, got {value!r}") from None
+        if number < 1:
+            raise ValueError(f"{where}: bulkSubscribe.{key} must be positive, got {number}")
+        return number
+
+    return BulkSubscribe(
+        max_messages=positive("maxMessagesCount", BULK_DEFAULT_MAX_MESSAGES),
+        max_await_ms=positive("maxAwaitDurationMs", BULK_DEFAULT_MAX_AWAIT_MS),
+    )
+
+
 @dataclass(slots=True)
 class SubscriptionSpec:
     pubsub_name: str
@@ -97,6 +144,7 @@ class SubscriptionSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     scopes: list[str] = field(default_factory=list)
     source: str = "programmatic"  # or the declarative file's path
+    bulk: BulkSubscribe | None = None  # bulkSubscribe enabled: deliver in batches
 
     def applies_to(self, app_id: str) -> bool:
         return not self.scopes or app_id in self.scopes
@@ -182,6 +230,10 @@ def _parse_subscription(doc: dict[str, Any], file: Path) -> SubscriptionSpec:
     default = routes.get("default") or spec.get("route")
     if not default and not rules:
         raise ComponentError(f"{file}: subscription {name!r}: needs spec.routes (or spec.route for v1alpha1)")
+    try:
+        bulk = parse_bulk_subscribe(spec.get("bulkSubscribe"), f"{file}: subscription {name!r}")
+    except ValueError as exc:
+        raise ComponentError(str(exc)) from exc
     return SubscriptionSpec(
         pubsub_name=str(spec["pubsubname"]),
         topic=str(spec["topic"]),
@@ -191,6 +243,7 @@ def _parse_subscription(doc: dict[str, Any], file: Path) -> SubscriptionSpec:
         metadata={str(k): _str_value(v) for k, v in (spec.get("metadata") or {}).items()},
         scopes=[str(s) for s in doc.get("scopes") or []],
         source=str(file),
+        bulk=bulk,
     )
 
 

@@ -24,6 +24,20 @@ class BrokerMessage:
 
 MessageHandler = Callable[[BrokerMessage], Awaitable[None]]
 
+# Subscription metadata the Subscriber adds for a bulkSubscribe subscription (never sent to the app):
+# its maxMessagesCount. Its handler returns only once the batch it joined was delivered, so a broker
+# that bounds the messages in flight per subscription (in-memory `concurrency`, Redis `concurrency`)
+# allows at least this many there, or no batch could fill.
+BULK_IN_FLIGHT = "localdapr.bulkInFlight"
+
+
+def bulk_in_flight(metadata: Mapping[str, str] | None) -> int:
+    """The BULK_IN_FLIGHT a subscription asks for; 0 when it is not a bulk one."""
+    try:
+        return max(0, int((metadata or {}).get(BULK_IN_FLIGHT, 0)))
+    except ValueError:
+        return 0
+
 
 class NotProcessed(Exception):
     """Raised by a handler: the message was not processed and must be redelivered by the broker."""

@@ -23,6 +23,9 @@ import base64
 import binascii
 import json
 import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,9 +37,9 @@ from google.protobuf import empty_pb2
 from localdapr.appchannel import AppChannel, GrpcAppChannel
 from localdapr.appchannel.grpc import rpc_error_text
 from localdapr.bindings.gocompat import marshal_json
-from localdapr.components.spec import RouteRule, SubscriptionSpec
+from localdapr.components.spec import RouteRule, SubscriptionSpec, parse_bulk_subscribe
 from localdapr.errors import ComponentError
-from localdapr.pubsub.base import BrokerMessage, NotProcessed
+from localdapr.pubsub.base import BULK_IN_FLIGHT, BrokerMessage, NotProcessed
 from localdapr.pubsub.cloudevents import CLOUDEVENT_CONTENT_TYPE, expired, is_raw, wrap_raw
 from localdapr.pubsub.routing import Rule, RuleError
 from localdapr.resiliency import Resiliency
@@ -66,6 +69,53 @@ def outcome_of(status: int, body: bytes) -> str:
     if answer == DROP:
         return DROP
     return RETRY  # RETRY, and any unknown status string, is a retriable failure
+
+
+BULK_EVENT_TYPE = "com.dapr.event.sent.bulk"
+
+
+def bulk_outcomes(status: int, body: bytes, entry_ids: list[str]) -> dict[str, str]:
+    """The HTTP app's answer to a bulk delivery, per entry, as daprd reads it (postman/http DeliverBulk).
+
+    2xx: `{"statuses": [{"entryId", "status"}]}`; SUCCESS and DROP as named, anything else (RETRY, "",
+    an unknown string) and every entry the answer does not mention is retried, and so is every entry
+    when the body is not such JSON (unlike a single delivery, where an unreadable body is a success).
+    404: every entry dropped. Any other status: every entry retried."""
+    if status == 404:
+        return dict.fromkeys(entry_ids, DROP)
+    outcomes = dict.fromkeys(entry_ids, RETRY)
+    if not 200 <= status < 300:
+        return outcomes
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return outcomes
+    statuses = parsed.get("statuses") if isinstance(parsed, dict) else None
+    for answer in statuses if isinstance(statuses, list) else []:
+        if not isinstance(answer, dict):
+            continue
+        entry_id = answer.get("entryId")
+        if entry_id not in outcomes:
+            continue  # daprd logs and ignores an entry id it did not send
+        if answer.get("status") == SUCCESS:
+            outcomes[entry_id] = SUCCESS
+        elif answer.get("status") == DROP:
+            outcomes[entry_id] = DROP
+        else:
+            outcomes[entry_id] = RETRY
+    return outcomes
+
+
+def bulk_envelope(spec: SubscriptionSpec, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """daprd's BulkSubscribeEnvelope: one POST body carrying several entries."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": BULK_EVENT_TYPE,
+        "topic": spec.topic,
+        "pubsubname": spec.pubsub_name,
+        "metadata": {"pubsubName": spec.pubsub_name},
+        "entries": entries,
+    }
 
 
 class TopicSink(Protocol):
@@ -119,9 +169,36 @@ class HttpTopicSink:
                     rules=[RouteRule(str(r["match"]), str(r["path"])) for r in rules],
                     dead_letter_topic=entry.get("deadLetterTopic") or None,
                     metadata={str(k): str(v) for k, v in (entry.get("metadata") or {}).items()},
+                    bulk=self._bulk_of(entry),
                 )
             )
         return specs
+
+    def _bulk_of(self, entry: dict[str, Any]) -> Any:
+        try:
+            return parse_bulk_subscribe(entry.get("bulkSubscribe"), f"subscription to {entry.get('topic')!r}")
+        except ValueError as exc:
+            log.warning("[%s] %s; delivering one event at a time", self.app_id, exc)
+            return None
+
+    async def deliver_bulk(
+        self, spec: SubscriptionSpec, route: str, entries: list[dict[str, Any]], timeout: float | None
+    ) -> tuple[dict[str, str], str]:
+        """Hand several events to the app in one POST (daprd's bulk envelope): each entry's answer
+        (SUCCESS, RETRY or DROP) by entry id, and a detail for the log. Never raises for the app's failure."""
+        ids = [str(e["entryId"]) for e in entries]
+        headers = {"content-type": "application/json", "pubsubName": spec.pubsub_name}
+        try:
+            resp = await self.channel.request(
+                "POST",
+                route,
+                body=json.dumps(bulk_envelope(spec, entries)).encode(),
+                headers=headers,
+                timeout=timeout or 60,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return dict.fromkeys(ids, RETRY), f"app unreachable: {exc}"
+        return bulk_outcomes(resp.status, resp.body, ids), f"status {resp.status}"
 
     async def deliver(
         self, spec: SubscriptionSpec, route: str, event: dict[str, Any], timeout: float | None
@@ -252,6 +329,77 @@ class GrpcTopicSink:
         )
 
 
+class BulkBatcher:
+    """Gathers a bulk subscription's messages into batches, as daprd's default bulk subscriber does.
+
+    The broker hands each message to `submit` (concurrently: see BULK_IN_FLIGHT); a batch is flushed
+    when it has `max_messages` messages or `max_await` seconds after its first one arrived, and every
+    `submit` returns (ack) or raises NotProcessed (the broker redelivers) with its own entry's result.
+    """
+
+    def __init__(
+        self,
+        max_messages: int,
+        max_await: float,
+        flush: Callable[[list[BrokerMessage]], Awaitable[list[BaseException | None]]],
+    ) -> None:
+        self.max_messages = max_messages
+        self.max_await = max_await
+        self._flush = flush
+        self._pending: list[tuple[BrokerMessage, asyncio.Future[None]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, msg: BrokerMessage) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append((msg, future))
+        if len(self._pending) >= self.max_messages:
+            self._flush_now()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.max_await, self._flush_now)
+        await future
+
+    def _flush_now(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        # A message whose handler was cancelled meanwhile (the sidecar stopping) is the broker's again.
+        batch = [(msg, fut) for msg, fut in self._pending if not fut.done()]
+        self._pending = []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._run(batch), name="bulk delivery")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[BrokerMessage, asyncio.Future[None]]]) -> None:
+        try:
+            results = await self._flush([msg for msg, _ in batch])
+        except Exception as exc:  # a bug or the broker failing a dead-letter publish: redeliver all
+            log.exception("bulk delivery failed")
+            results = [NotProcessed(f"bulk delivery failed: {exc}")] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if result is None:
+                future.set_result(None)
+            else:
+                future.set_exception(result)
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for _, future in self._pending:
+            if not future.done():
+                future.set_exception(NotProcessed("sidecar stopping"))
+        self._pending = []
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @dataclass
 class ActiveSubscription:
     spec: SubscriptionSpec
@@ -261,6 +409,7 @@ class ActiveSubscription:
     delivered: int = 0
     dead_lettered: int = 0
     dropped: int = 0
+    batcher: BulkBatcher | None = None
 
 
 @dataclass
@@ -302,11 +451,33 @@ class Subscriber:
         loaded = self.runtime.pubsubs[spec.pubsub_name]
         active.consumer_group = loaded.spec.get("consumerID") or self.runtime.app_id
 
-        async def handler(msg: BrokerMessage, _active: ActiveSubscription = active) -> None:
-            await self._handle(_active, msg)
+        metadata = spec.metadata
+        if spec.bulk is not None and hasattr(self.sink, "deliver_bulk"):
+
+            async def flush(
+                msgs: list[BrokerMessage], _active: ActiveSubscription = active
+            ) -> list[BaseException | None]:
+                return await self._handle_bulk(_active, msgs)
+
+            batcher = active.batcher = BulkBatcher(
+                spec.bulk.max_messages, spec.bulk.max_await_ms / 1000, flush
+            )
+            handler: Callable[[BrokerMessage], Awaitable[None]] = batcher.submit
+            # Brokers that bound the messages in flight per subscription must let a batch fill.
+            metadata = {**spec.metadata, BULK_IN_FLIGHT: str(spec.bulk.max_messages)}
+        else:
+            if spec.bulk is not None:
+                log.info(  # gRPC apps and streaming subscriptions: one event per call
+                    "[%s] bulkSubscribe on %s: this app channel delivers one event at a time",
+                    self.runtime.app_id,
+                    spec.topic,
+                )
+
+            async def handler(msg: BrokerMessage, _active: ActiveSubscription = active) -> None:
+                await self._handle(_active, msg)
 
         active.handler = handler
-        await loaded.broker.subscribe(spec.topic, active.consumer_group, handler, spec.metadata)
+        await loaded.broker.subscribe(spec.topic, active.consumer_group, handler, metadata)
         self.active.append(active)
         log.info("[%s] subscribed to %s/%s", self.runtime.app_id, spec.pubsub_name, spec.topic)
 
@@ -318,6 +489,8 @@ class Subscriber:
                     await loaded.broker.unsubscribe(active.spec.topic, active.consumer_group, active.handler)
                 except Exception:
                     log.exception("unsubscribe failed")
+            if active.batcher is not None:
+                await active.batcher.close()
         self.active.clear()
 
     # ------------------------------------------------------------------ one message
@@ -394,6 +567,108 @@ class Subscriber:
         raise NotProcessed(
             f"delivery of {event.get('id')} to {route} failed ({detail}); broker will redeliver"
         )
+
+    # ------------------------------------------------------------------ a batch (bulkSubscribe)
+    async def _handle_bulk(
+        self, active: ActiveSubscription, msgs: list[BrokerMessage]
+    ) -> list[BaseException | None]:
+        """Deliver a batch in one call per route; each message's result: None (ack) or NotProcessed.
+
+        Per entry as `_handle` does for one: expired or unrouted -> dead letter (or ack); SUCCESS -> ack;
+        DROP -> dropped (dead letter); RETRY -> the entries still failing are sent again under the
+        inbound policy, then dead-lettered if a topic is set, else handed back to the broker."""
+        spec = active.spec
+        results: list[BaseException | None] = [None] * len(msgs)
+        events: dict[str, tuple[int, dict[str, Any]]] = {}
+        by_route: dict[str, list[dict[str, Any]]] = {}
+        raw = is_raw(spec.metadata)
+        for i, msg in enumerate(msgs):
+            event = self._event_of(active, msg)
+            if expired(event):
+                log.warning(
+                    "[%s] event %s on %s expired; dropped", self.runtime.app_id, event.get("id"), spec.topic
+                )
+                await self._dead_letter(active, event)
+                continue
+            route = self._route(active, event)
+            if route is None:
+                await self._dead_letter(active, event)
+                continue
+            entry_id = str(uuid.uuid4())
+            events[entry_id] = (i, event)
+            entry: dict[str, Any] = {"entryId": entry_id, "metadata": dict(msg.metadata)}
+            if raw:  # daprd sends a raw payload's bytes as base64 text
+                entry["event"] = event["data_base64"]
+                entry["contentType"] = "application/octet-stream"
+            else:
+                entry["event"] = event
+                entry["contentType"] = CLOUDEVENT_CONTENT_TYPE
+            by_route.setdefault(route, []).append(entry)
+        for route, entries in by_route.items():
+            failed, detail = await self._deliver_bulk_route(active, route, entries, events)
+            for entry_id in failed:
+                i, event = events[entry_id]
+                if spec.dead_letter_topic:
+                    await self._dead_letter(active, event)
+                else:
+                    results[i] = NotProcessed(
+                        f"bulk delivery of {event.get('id')} to {route} failed ({detail}); redelivering"
+                    )
+        return results
+
+    async def _deliver_bulk_route(
+        self,
+        active: ActiveSubscription,
+        route: str,
+        entries: list[dict[str, Any]],
+        events: dict[str, tuple[int, dict[str, Any]]],
+    ) -> tuple[list[str], str]:
+        """POST the entries (then those the app asked to retry) until none fail or the policy gives up:
+        the entry ids still failing, and the last detail."""
+        spec = active.spec
+        policy = self.resiliency.for_pubsub_inbound(spec.pubsub_name)
+        delays = policy.retry.delays() if policy.retry else iter(())
+        breaker = policy.breaker
+        telemetry = self.runtime.telemetry
+        pending = entries
+        detail = ""
+        while True:
+            started = time.perf_counter()
+            if breaker is not None and not breaker.allow():
+                outcomes, detail = (
+                    dict.fromkeys((e["entryId"] for e in pending), RETRY),
+                    "circuit breaker is open",
+                )
+            else:
+                outcomes, detail = await self.sink.deliver_bulk(spec, route, pending, policy.timeout)  # type: ignore[attr-defined]
+                if breaker is not None:
+                    breaker.record(any(o != RETRY for o in outcomes.values()))
+            retry: list[dict[str, Any]] = []
+            for entry in pending:
+                outcome = outcomes[entry["entryId"]]
+                telemetry.delivered(spec.pubsub_name, spec.topic, outcome, started)
+                if outcome == SUCCESS:
+                    active.delivered += 1
+                elif outcome == DROP:
+                    event = events[entry["entryId"]][1]
+                    log.warning(
+                        "[%s] app dropped event %s on %s (%s)",
+                        self.runtime.app_id,
+                        event.get("id"),
+                        spec.topic,
+                        detail,
+                    )
+                    active.dropped += 1
+                    await self._dead_letter(active, event)
+                else:
+                    retry.append(entry)
+            if not retry:
+                return [], detail
+            delay = next(delays, None)
+            if delay is None:
+                return [e["entryId"] for e in retry], detail
+            pending = retry
+            await asyncio.sleep(delay)
 
     async def _dead_letter(self, active: ActiveSubscription, event: dict[str, Any]) -> None:
         topic = active.spec.dead_letter_topic

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from localdapr.components.spec import ComponentSpec
-from localdapr.pubsub.base import BrokerMessage, MessageHandler, PubSubBroker
+from localdapr.pubsub.base import BrokerMessage, MessageHandler, PubSubBroker, bulk_in_flight
 
 log = logging.getLogger("localdapr.pubsub.memory")
 
@@ -120,6 +120,7 @@ class InMemoryBroker(PubSubBroker):
         group = groups.get(consumer_group)
         if group is None:
             group = groups[consumer_group] = _Group(topic, consumer_group, self.concurrency)
+        group.concurrency = max(group.concurrency, bulk_in_flight(metadata))
         group.handlers.append(handler)
         if group.dispatcher is None or group.dispatcher.done():
             group.dispatcher = asyncio.create_task(

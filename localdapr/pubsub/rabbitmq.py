@@ -52,7 +52,7 @@ from yarl import URL
 from localdapr.components.spec import ComponentSpec
 from localdapr.durations import parse_go_duration
 from localdapr.perloop import PerLoop
-from localdapr.pubsub.base import BrokerMessage, MessageHandler, PubSubBroker
+from localdapr.pubsub.base import BrokerMessage, MessageHandler, PubSubBroker, bulk_in_flight
 
 log = logging.getLogger("localdapr.pubsub.rabbitmq")
 
@@ -300,7 +300,8 @@ class RabbitMQBroker(PubSubBroker):
         sub = _Subscription(topic, consumer_group, handler)
         sub.channel = channel = await link.connection.channel(publisher_confirms=False)
         if s.prefetch_count:
-            await channel.set_qos(prefetch_count=s.prefetch_count)
+            prefetch = min(max(s.prefetch_count, bulk_in_flight(meta)), 255)
+            await channel.set_qos(prefetch_count=prefetch)
         exchange = await self._exchange(channel, topic, {})
         arguments: dict[str, Any] = {}
         if s.enable_dead_letter:

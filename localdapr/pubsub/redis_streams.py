@@ -42,7 +42,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from localdapr.components.spec import ComponentSpec
 from localdapr.durations import parse_go_duration
-from localdapr.pubsub.base import BrokerMessage, MessageHandler, PubSubBroker
+from localdapr.pubsub.base import BrokerMessage, MessageHandler, PubSubBroker, bulk_in_flight
 from localdapr.redisconn import RedisConnections
 
 log = logging.getLogger("localdapr.pubsub.redis")
@@ -197,7 +197,7 @@ class RedisStreamsBroker(PubSubBroker):
         sub.tasks.append(asyncio.create_task(self._read_loop(sub), name=f"redis read {label}"))
         if self.settings.redelivery_enabled:
             sub.tasks.append(asyncio.create_task(self._reclaim_loop(sub), name=f"redis reclaim {label}"))
-        for i in range(self.settings.concurrency):
+        for i in range(max(self.settings.concurrency, bulk_in_flight(metadata))):
             sub.tasks.append(asyncio.create_task(self._worker(sub), name=f"redis worker {i} {label}"))
         self._subs.append(sub)
 
