@@ -154,8 +154,12 @@ class Schedule:
         return when
 
     def skip_missed(self, now: float) -> None:
-        """After downtime, do not replay every missed period: keep one fire due now, as daprd does."""
-        if self.period is None or self.fired == 0:
+        """After downtime, do not replay every missed period: keep one fire due now, as daprd does.
+
+        Also for an unbounded reminder with a count of 0 long after its first fire: its count is not
+        persisted per fire (reminding.py), so a reloaded one may come back with its first fire long past.
+        """
+        if self.period is None or (self.fired == 0 and self.repetitions is not None):
             return
         missed = int((now - (self.first + self.fired * self.period)) // self.period)
         if missed > 0:
