@@ -20,6 +20,7 @@ from apps.common.metrics import instrument
 from apps.common.publisher import DaprPublisher
 from apps.common.tracecontext import dapr_client
 from apps.equipment.actor import EquipmentActor
+from apps.equipment.coalesce import CoalescingInference
 from apps.equipment.ports import ActorDeps, DaprInferenceClient
 from apps.equipment.settings import get_settings
 
@@ -33,14 +34,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     actor_client = PooledDaprActorHttpClient()
     async with dapr_client() as client:
         pool_invocation(client)
-        EquipmentActor.deps = ActorDeps(
-            DaprInferenceClient(client), DaprPublisher(client), settings, started_at=time.time()
+        # Concurrent actors' rows share inference requests (coalesce.py).
+        inference = CoalescingInference(
+            DaprInferenceClient(client), settings.inference_max_rows, settings.inference_in_flight
         )
+        EquipmentActor.deps = ActorDeps(inference, DaprPublisher(client), settings, started_at=time.time())
         await actor.register_actor(EquipmentActor, actor_client=actor_client)
         try:
             yield
         finally:
             EquipmentActor.deps = None
+            await inference.close()
             await close_invocation(client)
             await actor_client.close()
 

@@ -7,6 +7,7 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from apps.common.contracts import MAX_BATCH_READINGS
 from apps.equipment.sequence import DEFAULT_MAX_SEQ_JUMP
 
 
@@ -26,6 +27,10 @@ class EquipmentSettings(BaseSettings):
     actor_idle_timeout_seconds: float = Field(3600.0, gt=0)
     # How far a reading's seq may jump ahead of the machine's last one; further is refused `too_far`.
     max_seq_jump: int = Field(DEFAULT_MAX_SEQ_JUMP, ge=1)
+    # Prediction requests to inference outstanding at once; the rows of actors calling meanwhile are
+    # sent together, up to inference_max_rows a request (coalesce.py).
+    inference_in_flight: int = Field(2, ge=1)
+    inference_max_rows: int = Field(512, ge=1, le=MAX_BATCH_READINGS)
 
 
 @lru_cache
