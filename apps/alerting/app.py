@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -12,13 +13,19 @@ from typing import Annotated
 
 import grpc
 from dapr.clients.exceptions import DaprInternalError
-from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from apps.alerting.domain import DeadLetter, Envelope, FleetPublic, RetiredMachine, decode_envelope
+from apps.alerting.domain import (
+    DeadLetter,
+    Envelope,
+    FleetPublic,
+    RetiredMachine,
+    decode_envelope,
+    envelope_of,
+)
 from apps.alerting.errors import AlertClosed, AlertNotFound, EquipmentUnavailable, MalformedEvent
 from apps.alerting.lifecycle import AlertFilter, AlertRecord, LifecycleState
 from apps.alerting.notifications import NotificationsPublic
@@ -29,6 +36,7 @@ from apps.alerting.service import AlertingService, Outcome
 from apps.alerting.settings import AlertingSettings, get_settings
 from apps.alerting.store import DaprAlertingRepository
 from apps.common.apptoken import AppTokenGuard
+from apps.common.bulksub import BulkDaprApp, BulkEntry, bulk_answer, bulk_entries
 from apps.common.contracts import EQUIPMENT_ID_PATTERN, AlertKind, Severity, Status
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
@@ -80,7 +88,7 @@ app = FastAPIOffline(title="Vigil alerting", lifespan=lifespan)
 app.add_middleware(RequestGuard)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 instrument(app)  # added last: outermost, every answer counted
-dapr_app = DaprApp(app)
+dapr_app = BulkDaprApp(app)
 
 
 def get_service(request: Request) -> AlertingService:
@@ -126,8 +134,13 @@ Handler = Callable[[AlertingService, Envelope, str], Awaitable[Outcome]]
 async def _deliver(
     request: Request, service: AlertingService, topic: str, handler: Handler
 ) -> dict[str, str]:
+    return await _deliver_body(await request.body(), service, topic, handler)
+
+
+async def _deliver_body(
+    body: bytes, service: AlertingService, topic: str, handler: Handler
+) -> dict[str, str]:
     """Decode the CloudEvent ourselves (not via a Body model), so a malformed one is DROPped, not 422'd."""
-    body = await request.body()
     try:
         try:
             envelope = decode_envelope(body)
@@ -146,17 +159,56 @@ async def on_alerts(request: Request, service: ServiceDep) -> dict[str, str]:
     return await _deliver(request, service, TOPIC_ALERTS, AlertingService.on_alert)
 
 
-async def on_equipment_health(request: Request, service: ServiceDep) -> dict[str, str]:
-    return await _deliver(request, service, TOPIC_EQUIPMENT_HEALTH, AlertingService.on_health)
+async def on_equipment_health(request: Request, service: ServiceDep) -> dict[str, object]:
+    body = await request.body()
+    entries = bulk_entries(body, request.headers.get("content-type", ""))
+    if entries is None:  # one CloudEvent: a sidecar without bulkSubscribe, or a redelivery path
+        return await _deliver_body(body, service, TOPIC_EQUIPMENT_HEALTH, AlertingService.on_health)
+    return bulk_answer(await _deliver_health_batch(service, entries))
+
+
+async def _deliver_health_batch(service: AlertingService, entries: list[BulkEntry]) -> list[tuple[str, str]]:
+    """Per-entry statuses of a bulk delivery: a malformed entry DROPped (kept as a dead letter, as the
+    single handler does), the snapshots recorded together; store trouble -> RETRY for those not dropped."""
+    topic = TOPIC_EQUIPMENT_HEALTH
+    statuses: dict[str, str] = {}
+    decoded: list[tuple[str, Envelope]] = []
+    for entry in entries:
+        try:
+            decoded.append((entry.entry_id, envelope_of(entry.event)))
+        except MalformedEvent as exc:
+            try:
+                raw = json.dumps(entry.event).encode()
+                statuses[entry.entry_id] = (await service.on_undecodable(raw, topic, str(exc))).value
+            except Exception:
+                log.exception("keeping a malformed %s entry failed; asking Dapr to redeliver it", topic)
+                statuses[entry.entry_id] = Outcome.RETRY.value
+    try:
+        outcomes = await service.on_health_many([envelope for _, envelope in decoded], topic)
+    except Exception:
+        log.exception("handling %d %s messages failed; asking Dapr to redeliver them", len(decoded), topic)
+        outcomes = [Outcome.RETRY] * len(decoded)
+    for (entry_id, _), outcome in zip(decoded, outcomes, strict=True):
+        statuses[entry_id] = outcome.value
+    return [(entry.entry_id, statuses[entry.entry_id]) for entry in entries]
 
 
 async def on_readings_dead_letter(request: Request, service: ServiceDep) -> dict[str, str]:
     return await _deliver(request, service, TOPIC_READINGS_DEAD_LETTER, AlertingService.on_dead_letter)
 
 
+def _health_bulk_limits() -> tuple[int, int]:
+    settings = get_settings()
+    return settings.health_bulk_max_messages, settings.health_bulk_max_await_ms
+
+
 # DaprApp.subscribe returns None for the decorated name, so the handlers stay named functions.
 dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_ALERTS)(on_alerts)
-dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_EQUIPMENT_HEALTH)(on_equipment_health)
+# Snapshots come in bulk (one POST per batch, see apps/common/bulksub.py); the route takes single
+# CloudEvents as well.
+dapr_app.bulk_subscribe(pubsub=PUBSUB, topic=TOPIC_EQUIPMENT_HEALTH, limits=_health_bulk_limits)(
+    on_equipment_health
+)
 dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_READINGS_DEAD_LETTER)(on_readings_dead_letter)
 
 

@@ -206,6 +206,11 @@ def decode_envelope(body: bytes) -> Envelope:
         event = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedEvent(f"body is not JSON: {exc}") from exc
+    return envelope_of(event)
+
+
+def envelope_of(event: Any) -> Envelope:
+    """`decode_envelope` of a CloudEvent already parsed (an entry of a bulk delivery)."""
     if not isinstance(event, dict):
         raise MalformedEvent(f"body is a JSON {type(event).__name__}, not a CloudEvent object")
     if "data_base64" in event and "data" not in event:

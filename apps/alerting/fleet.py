@@ -8,6 +8,7 @@ back.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from apps.alerting.domain import FleetPublic, RetiredMachine, is_newer, revives, summarize_fleet
 from apps.alerting.store import INDEX_SHARDS, AlertingRepository, retrying, shard_of
@@ -41,6 +42,35 @@ class FleetBook:
 
         async with self._locks[shard_of(snapshot.equipment_id)]:
             return await retrying(f"health of {snapshot.equipment_id}", attempt, self.max_conflict_retries)
+
+    async def record_many(self, snapshots: Sequence[HealthSnapshot]) -> None:
+        """`record` each of `snapshots` (a bulk delivery): the known machines' newest ones with one bulk
+        read and one transaction (etag-guarded per machine, read again and retried on a conflict); a
+        machine new to the fleet goes through `record`, which creates it in its index shard."""
+        newest: dict[str, HealthSnapshot] = {}
+        for snapshot in snapshots:
+            kept = newest.get(snapshot.equipment_id)
+            if kept is None or is_newer(kept, snapshot):
+                newest[snapshot.equipment_id] = snapshot
+        if not newest:
+            return
+
+        async def attempt() -> list[HealthSnapshot]:
+            stored = await self.repo.get_snapshots(list(newest))
+            writes = [
+                (read, snapshot)
+                for equipment_id, snapshot in newest.items()
+                if (read := stored.get(equipment_id)) is not None
+                and snapshot != read.value
+                and is_newer(read.value, snapshot)
+            ]
+            if writes:
+                await self.repo.save_snapshots(writes)
+            return [snapshot for equipment_id, snapshot in newest.items() if equipment_id not in stored]
+
+        new = await retrying(f"health of {len(newest)} machines", attempt, self.max_conflict_retries)
+        for snapshot in new:
+            await self.record(snapshot)
 
     async def known(self, equipment_id: str) -> bool:
         return (await self.repo.get_snapshot(equipment_id)).value is not None

@@ -13,7 +13,7 @@ import logging
 import re
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -48,7 +48,7 @@ from apps.alerting.lifecycle import (
 from apps.alerting.notifications import NotifyPolicy, notification_for
 from apps.alerting.ports import Machines
 from apps.alerting.store import INDEX_SHARDS, AlertingRepository, OutboxWrite, Versioned, retrying, shard_of
-from apps.common.contracts import EQUIPMENT_ID_PATTERN, Alert
+from apps.common.contracts import EQUIPMENT_ID_PATTERN, Alert, HealthSnapshot
 from apps.common.metrics import record_alert_change, record_clock_ahead
 
 log = logging.getLogger("alerting")
@@ -120,6 +120,23 @@ class AlertingService:
             return await self._drop(envelope, topic, str(exc))
         await self.fleet.record(self._not_ahead(snapshot, topic))
         return Outcome.SUCCESS
+
+    async def on_health_many(self, envelopes: Sequence[Envelope], topic: str) -> list[Outcome]:
+        """`on_health` for each event of a bulk delivery, the snapshots recorded together
+        (FleetBook.record_many); one that is not a snapshot is DROPped and kept as a dead letter.
+        Raises when the store fails: then none of them may be taken as recorded."""
+        outcomes: list[Outcome] = []
+        snapshots: list[HealthSnapshot] = []
+        for envelope in envelopes:
+            try:
+                snapshot = parse_snapshot(envelope.data)
+            except MalformedEvent as exc:
+                outcomes.append(await self._drop(envelope, topic, str(exc)))
+                continue
+            snapshots.append(self._not_ahead(snapshot, topic))
+            outcomes.append(Outcome.SUCCESS)
+        await self.fleet.record_many(snapshots)
+        return outcomes
 
     def _not_ahead(self, item: M, topic: str) -> M:
         """`item` with its times clamped to now when a sender's clock runs ahead (logged and counted):

@@ -33,6 +33,11 @@ class AlertingSettings(BaseSettings):
     max_clock_skew_seconds: float = Field(300.0, ge=0)
     # Keys per bulk read of the state store.
     bulk_read_chunk: int = Field(500, ge=1)
+    # equipment-health is subscribed in bulk (bulkSubscribe): the sidecar delivers up to this many
+    # snapshots in one call, or what arrived within this many ms of the first; a batch is recorded
+    # with one bulk read and one transaction. Read when the sidecar asks GET /dapr/subscribe.
+    health_bulk_max_messages: int = Field(100, ge=1, le=1000)
+    health_bulk_max_await_ms: int = Field(50, ge=1, le=10_000)
     # Alert changes sent through the `notifications` binding, per severity of the alert: any of open,
     # escalate, clear, reopen, acknowledge, resolve (comma-separated; empty = none).
     notify_warning: str = DEFAULT_WARNING

@@ -198,6 +198,15 @@ class AlertingRepository(Protocol):
     async def save_snapshot(
         self, read: Versioned[HealthSnapshot | None], snapshot: HealthSnapshot
     ) -> None: ...
+    async def get_snapshots(self, equipment_ids: Sequence[str]) -> dict[str, Versioned[HealthSnapshot]]:
+        """The snapshots of those of `equipment_ids` the fleet has, with their etags (one bulk read)."""
+
+    async def save_snapshots(
+        self, writes: Sequence[tuple[Versioned[HealthSnapshot], HealthSnapshot]]
+    ) -> None:
+        """Replace known machines' snapshots in one transaction, each guarded by the etag it was read
+        with (Conflict, nothing written, if any moved on)."""
+
     async def snapshots(self) -> list[HealthSnapshot]: ...
     async def retired(self, equipment_id: str) -> RetiredMachine | None: ...
     async def retire_machine(self, retired: RetiredMachine) -> None:
@@ -403,6 +412,27 @@ class DaprAlertingRepository(DaprState):
                 TransactionalStateOperation(
                     key=retired_key(snapshot.equipment_id), operation_type=TransactionOperationType.delete
                 ),
+            ]
+        )
+
+    async def get_snapshots(self, equipment_ids: Sequence[str]) -> dict[str, Versioned[HealthSnapshot]]:
+        found = await self._bulk_versioned([machine_key(i) for i in equipment_ids])
+        out: dict[str, Versioned[HealthSnapshot]] = {}
+        for equipment_id in equipment_ids:
+            item = found.get(machine_key(equipment_id))
+            if item is not None:
+                out[equipment_id] = Versioned(HealthSnapshot.model_validate_json(item[0]), item[1])
+        return out
+
+    async def save_snapshots(
+        self, writes: Sequence[tuple[Versioned[HealthSnapshot], HealthSnapshot]]
+    ) -> None:
+        await self._transact(
+            [
+                TransactionalStateOperation(
+                    key=machine_key(snapshot.equipment_id), data=snapshot.model_dump_json(), etag=read.etag
+                )
+                for read, snapshot in writes
             ]
         )
 

@@ -14,7 +14,6 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from dapr.ext.fastapi import DaprApp
 from fastapi import Body, FastAPI, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
@@ -22,12 +21,13 @@ from nicegui import ui
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from apps.common.apptoken import AppTokenGuard
+from apps.common.bulksub import BulkDaprApp, bulk_answer, bulk_entries
 from apps.common.contracts import EQUIPMENT_ID_PATTERN
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH, TOPIC_MODEL_UPDATES
 from apps.dashboard.domain import alert_row
-from apps.dashboard.live import deliver
+from apps.dashboard.live import deliver, deliver_bulk
 from apps.dashboard.pages import register_pages
 from apps.dashboard.ports import ActionRefused, AlertNotFound, BackendUnavailable, DaprDashboardBackend
 from apps.dashboard.service import DashboardService
@@ -81,7 +81,7 @@ if _settings.sign_in:
     app.add_middleware(SignInGuard, signer=signer, verify=verify_key)  # before any body is read
 app.add_middleware(AppTokenGuard, dapr_routes_only=True)  # people use its other routes
 instrument(app)  # added last: outermost, every answer counted
-dapr_app = DaprApp(app)
+dapr_app = BulkDaprApp(app)
 
 
 @app.exception_handler(BackendUnavailable)
@@ -212,8 +212,17 @@ async def on_alerts(request: Request) -> dict[str, str]:
     return {"status": deliver(service.hub, TOPIC_ALERTS, await request.body())}
 
 
-async def on_equipment_health(request: Request) -> dict[str, str]:
-    return {"status": deliver(service.hub, TOPIC_EQUIPMENT_HEALTH, await request.body())}
+async def on_equipment_health(request: Request) -> dict[str, object]:
+    body = await request.body()
+    entries = bulk_entries(body, request.headers.get("content-type", ""))
+    if entries is None:  # one CloudEvent (a sidecar without bulkSubscribe)
+        return {"status": deliver(service.hub, TOPIC_EQUIPMENT_HEALTH, body)}
+    return bulk_answer(deliver_bulk(service.hub, TOPIC_EQUIPMENT_HEALTH, entries))
+
+
+def _health_bulk_limits() -> tuple[int, int]:
+    settings = get_settings()
+    return settings.health_bulk_max_messages, settings.health_bulk_max_await_ms
 
 
 async def on_model_updates(request: Request) -> dict[str, str]:
@@ -221,7 +230,10 @@ async def on_model_updates(request: Request) -> dict[str, str]:
 
 
 dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_ALERTS)(on_alerts)
-dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_EQUIPMENT_HEALTH)(on_equipment_health)
+# Snapshots come in bulk (apps/common/bulksub.py); the route takes single CloudEvents as well.
+dapr_app.bulk_subscribe(pubsub=PUBSUB, topic=TOPIC_EQUIPMENT_HEALTH, limits=_health_bulk_limits)(
+    on_equipment_health
+)
 dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_MODEL_UPDATES)(on_model_updates)
 
 register_pages(service)

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from apps.common.bulksub import BulkEntry
 from apps.common.contracts import Alert, HealthSnapshot
 from apps.common.names import TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH, TOPIC_MODEL_UPDATES
 from apps.common.registry import ModelUpdate
@@ -115,6 +116,10 @@ def _event_data(body: bytes) -> Any:
         event = json.loads(body)
     except ValueError as exc:
         raise MalformedDelivery(f"body is not JSON: {exc}") from exc
+    return _cloudevent_data(event)
+
+
+def _cloudevent_data(event: Any) -> Any:
     if not isinstance(event, dict):
         raise MalformedDelivery("body is not a CloudEvent object")
     data = event.get("data")
@@ -128,7 +133,10 @@ def _event_data(body: bytes) -> Any:
 
 def decode(topic: str, body: bytes) -> Event:
     """The event a delivery of `topic` carries; MalformedDelivery if it is not one."""
-    data = _event_data(body)
+    return _decode_data(topic, _event_data(body))
+
+
+def _decode_data(topic: str, data: Any) -> Event:
     try:
         if topic == TOPIC_EQUIPMENT_HEALTH:
             return HealthChanged(HealthSnapshot.model_validate(data))
@@ -156,6 +164,23 @@ def deliver(hub: LiveHub, topic: str, body: bytes) -> str:
         return "DROP"
     hub.publish(event)
     return "SUCCESS"
+
+
+def deliver_bulk(hub: LiveHub, topic: str, entries: list[BulkEntry]) -> list[tuple[str, str]]:
+    """Handle a bulk delivery (bulkSubscribe): each entry's status, as `deliver` answers one."""
+    if not hub.listening:
+        return [(entry.entry_id, "SUCCESS") for entry in entries]
+    statuses: list[tuple[str, str]] = []
+    for entry in entries:
+        try:
+            event = _decode_data(topic, _cloudevent_data(entry.event))
+        except MalformedDelivery as exc:
+            log.warning("dropping a %s delivery: %s", topic, exc)
+            statuses.append((entry.entry_id, "DROP"))
+            continue
+        hub.publish(event)
+        statuses.append((entry.entry_id, "SUCCESS"))
+    return statuses
 
 
 class Coalescer:

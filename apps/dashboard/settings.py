@@ -21,6 +21,10 @@ class DashboardSettings(BaseSettings):
     alert_limit: int = Field(5000, ge=1, le=100_000)
     # Live updates reaching an open page are coalesced and pushed at most this often (per page).
     push_interval_seconds: float = Field(0.5, gt=0, le=10)
+    # equipment-health is subscribed in bulk (bulkSubscribe): up to this many snapshots per delivery,
+    # or what arrived within this many ms of the first (read when the sidecar asks GET /dapr/subscribe).
+    health_bulk_max_messages: int = Field(100, ge=1, le=1000)
+    health_bulk_max_await_ms: int = Field(50, ge=1, le=10_000)
     # Timeout of one service-invocation or actor call through the sidecar.
     call_timeout_seconds: int = Field(30, ge=1)
     # How long a page may take to load its data before the browser gets an error.

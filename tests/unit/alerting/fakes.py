@@ -111,6 +111,18 @@ class InMemoryAlertingRepository:
             self.data.pop(f"retired/{snapshot.equipment_id}", None)
         self._put(key, snapshot)
 
+    async def get_snapshots(self, equipment_ids: Sequence[str]) -> dict[str, Versioned[HealthSnapshot]]:
+        await asyncio.sleep(0)
+        return {i: Versioned(*self._get(f"m/{i}")) for i in equipment_ids if f"m/{i}" in self.data}
+
+    async def save_snapshots(
+        self, writes: Sequence[tuple[Versioned[HealthSnapshot], HealthSnapshot]]
+    ) -> None:
+        for read, snapshot in writes:  # all checked first: a transaction writes all or nothing
+            self._check(f"m/{snapshot.equipment_id}", read.etag)
+        for _, snapshot in writes:
+            self._put(f"m/{snapshot.equipment_id}", snapshot)
+
     async def snapshots(self) -> list[HealthSnapshot]:
         await asyncio.sleep(0)
         return [

@@ -383,12 +383,13 @@ for app_id in sys.argv[1:]:
     client = TestClient(importlib.import_module(f"apps.{app_id}.app").app)  # no lifespan: no sidecar
     answer = client.get("/dapr/subscribe")
     for s in answer.json() if answer.status_code != 404 else []:
-        found.append([app_id, s["pubsubname"], s["topic"], s["route"], s.get("deadLetterTopic")])
+        bulk = json.dumps(s.get("bulkSubscribe"), sort_keys=True)
+        found.append([app_id, s["pubsubname"], s["topic"], s["route"], s.get("deadLetterTopic"), bulk])
 print(json.dumps(found))
 """
 
 
-def declared_subscriptions() -> set[tuple[str, str, str, str, str | None]]:
+def declared_subscriptions() -> set[tuple[str, str, str, str, str | None, str]]:
     """What each app answers on GET /dapr/subscribe (its programmatic subscriptions)."""
     done = subprocess.run(
         [sys.executable, "-c", _DECLARED, *names.ALL_APP_IDS],
@@ -414,8 +415,9 @@ def test_subscriptions_are_the_ones_the_apps_declare() -> None:
                 spec["topic"],
                 spec["routes"]["default"],
                 spec.get("deadLetterTopic"),
+                json.dumps(spec.get("bulkSubscribe"), sort_keys=True),  # the same batching both ways
             )
         )
     assert declared == declared_subscriptions()
-    topics = {t for _, _, t, _, _ in declared}
+    topics = {t for _, _, t, _, _, _ in declared}
     assert topics <= {v for k, v in vars(names).items() if k.startswith("TOPIC_")}

@@ -58,6 +58,6 @@ def test_every_declared_subscription_is_allowed() -> None:
     meta = scoping(FILES[0])
     declared = declared_subscriptions()
     assert declared
-    for app_id, pubsub, topic, _route, _dead_letter in declared:
+    for app_id, pubsub, topic, _route, _dead_letter, _bulk in declared:
         assert pubsub == names.PUBSUB
         assert TopicScopes.of(meta, app_id).may_subscribe(topic), (app_id, topic)
