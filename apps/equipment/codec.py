@@ -16,6 +16,7 @@ from collections import deque
 from typing import Any, Final
 
 import numpy as np
+import orjson
 
 from apps.common.features import decode_array, encode_array, reading_columns
 from apps.common.profiles import EquipmentProfile, get_profile
@@ -59,8 +60,10 @@ def encode_state(state: EquipmentState) -> dict[str, Any]:
         "baseline": None if state.baseline is None else _packed_baseline(state.baseline),
         "history": pack_columns(history, "history"),  # seq, at, predicted_rul, model_version
         # The hysteresis before each of the last predictions: dicts alike but for a count or two.
+        # orjson: ten times json's speed on these, and they hold only ints, strings and finite times
+        # (time.time()), which it writes as json does but for spacing.
         "checkpoints": pack_text(
-            json.dumps([[seq, checkpoint] for seq, checkpoint in state.checkpoints], separators=(",", ":"))
+            orjson.dumps([[seq, checkpoint] for seq, checkpoint in state.checkpoints]).decode()
         ),
         "readings_applied": state.readings_applied,
         "duplicates": state.duplicates,
