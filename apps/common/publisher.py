@@ -25,6 +25,11 @@ def json_safe(item: Any) -> Any:
     return item
 
 
+def event_json(event: BaseModel | dict) -> str:
+    """The JSON text an event is published as."""
+    return event.model_dump_json() if isinstance(event, BaseModel) else json.dumps(event)
+
+
 class Publisher(Protocol):
     async def publish(self, topic: str, event: BaseModel | dict) -> None: ...
 
@@ -35,7 +40,6 @@ class DaprPublisher:
         self.pubsub = pubsub
 
     async def publish(self, topic: str, event: BaseModel | dict) -> None:
-
-        data = event.model_dump_json() if isinstance(event, BaseModel) else json.dumps(event)
+        data = event_json(event)
         # data_content_type makes subscribers receive a JSON object, not a string (contract Q8).
         await self.client.publish_event(self.pubsub, topic, data, data_content_type="application/json")

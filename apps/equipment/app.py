@@ -17,10 +17,12 @@ from apps.common.apptoken import AppTokenGuard
 from apps.common.daprhttp import PooledDaprActorHttpClient, close_invocation, pool_invocation
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
-from apps.common.publisher import DaprPublisher
+from apps.common.names import TOPIC_EQUIPMENT_HEALTH
+from apps.common.publisher import DaprPublisher, Publisher
 from apps.common.tracecontext import dapr_client
 from apps.equipment.actor import EquipmentActor
 from apps.equipment.coalesce import CoalescingInference
+from apps.equipment.healthpub import CoalescingPublisher
 from apps.equipment.ports import ActorDeps, DaprInferenceClient
 from apps.equipment.settings import get_settings
 
@@ -38,12 +40,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         inference = CoalescingInference(
             DaprInferenceClient(client), settings.inference_max_rows, settings.inference_in_flight
         )
-        EquipmentActor.deps = ActorDeps(inference, DaprPublisher(client), settings, started_at=time.time())
+        publisher: Publisher = DaprPublisher(client)
+        if settings.health_publish_linger_ms > 0:
+            # Concurrent actors' health snapshots share bulk publishes (healthpub.py).
+            publisher = CoalescingPublisher(
+                client,
+                publisher,
+                [TOPIC_EQUIPMENT_HEALTH],
+                settings.health_publish_linger_ms / 1000,
+                settings.health_publish_max_batch,
+            )
+        EquipmentActor.deps = ActorDeps(inference, publisher, settings, started_at=time.time())
         await actor.register_actor(EquipmentActor, actor_client=actor_client)
         try:
             yield
         finally:
             EquipmentActor.deps = None
+            if isinstance(publisher, CoalescingPublisher):
+                await publisher.close()
             await inference.close()
             await close_invocation(client)
             await actor_client.close()

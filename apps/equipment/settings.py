@@ -20,6 +20,11 @@ class EquipmentSettings(BaseSettings):
     host: str = Field("127.0.0.1", validation_alias="VIGIL_HOST")
     # A HealthSnapshot is published on every status change, and otherwise at most this often.
     health_publish_seconds: float = Field(5.0, ge=0)
+    # Health snapshots of concurrent actors are sent together (healthpub.py, one bulk publish): a
+    # snapshot waits at most this long for others, and a bulk publish carries at most this many.
+    # 0 ms: each snapshot is published on its own.
+    health_publish_linger_ms: float = Field(15.0, ge=0, le=1000)
+    health_publish_max_batch: int = Field(100, ge=1, le=1000)
     # How often the silence reminder looks at a machine.
     silence_check_seconds: float = Field(30.0, gt=0)
     # Override the profile's silence threshold (seconds without readings); None = the profile's.
