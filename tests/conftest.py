@@ -28,6 +28,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     ensure_secrets_file(Path(__file__).resolve().parents[1] / "components" / "secrets.json")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for models fitted once and read by every e2e platform of this run that fits the same one
+    (tests/e2e/cached_training.py): under the run's base temp, which xdist workers share as the parent
+    of their own, so a later run never reads it."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "model-cache"
+    os.environ["VIGIL_TEST_MODEL_CACHE"] = str(folder)
+    return folder
+
+
 def services_required() -> bool:
     return os.environ.get("VIGIL_REQUIRE_SERVICES", "").strip().lower() in ("1", "true", "yes")
 

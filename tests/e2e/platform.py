@@ -132,6 +132,14 @@ class Platform:
         return "\n".join(f"==== {a.app_id}\n{a.process.log()[-4000:]}" for a in self.apps.values())
 
 
+def app_module(app_id: str) -> str:
+    """The ASGI app of `app_id`; under pytest (which sets VIGIL_TEST_MODEL_CACHE, tests/conftest.py) the
+    training app with its start-up fit shared by the run's platforms (tests/e2e/cached_training.py)."""
+    if app_id == "training" and os.environ.get("VIGIL_TEST_MODEL_CACHE"):
+        return "tests.e2e.cached_training:app"
+    return f"apps.{app_id}.app:app"
+
+
 def start_platform(
     components: Path, tmp: Path, env: dict[str, str] | None = None, config_file: Path | None = None
 ) -> Platform:
@@ -170,7 +178,7 @@ def start_platform(
                 "APP_PORT": str(port),
                 "PYTHONPATH": str(REPO),
             }
-            module = f"apps.{spec.app_id}.app:app"
+            module = app_module(spec.app_id)
             process = AppProcess(
                 module, port, sidecar.options.app_env(), app_env, cwd=REPO, name=spec.app_id
             ).start(timeout=60)
@@ -187,7 +195,7 @@ def wait_model_ready(platform: Platform, timeout: float = 180) -> None:
     wait_until(
         lambda: httpx.get(f"{platform.url('inference')}/readyz", timeout=5).status_code == 200,
         timeout=timeout,
-        interval=1.0,
+        interval=0.2,
         what="inference serving a model (training on start-up)",
     )
 
