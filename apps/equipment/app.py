@@ -13,6 +13,7 @@ from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from apps.common.actorcalls import ActorCallShortcut
 from apps.common.apptoken import AppTokenGuard
 from apps.common.daprhttp import PooledDaprActorHttpClient, close_invocation, pool_invocation
 from apps.common.httpguard import RequestGuard
@@ -64,6 +65,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPIOffline(title="Vigil equipment", lifespan=lifespan)
+# Innermost: actor calls skip FastAPI's routing (actorcalls.py), after the token check and counting.
+app.add_middleware(ActorCallShortcut)
 app.add_middleware(RequestGuard)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 instrument(app)  # added last: outermost, every answer counted
