@@ -1,0 +1,180 @@
+"""Grouped CV of RUL model variants on C-MAPSS training machines, scored at every cut (not timed).
+
+Issue 11's rule: choose on training machines only. Folds are whole machines (the platform's: 3, seed
+11, `quality.grouped_cv`'s order); the conditions and everything else are refitted on each fold's
+training machines. Instead of a few random cuts per held-out run, every cut is scored: the features
+are causal (a window ends at each reading), so the prediction after reading t of a full run is the one
+a run truncated at t gets. Each held-out run weighs the same (its cuts 1/len each): the expectation
+of `truncate_runs`' uniform cuts, without their sampling noise, and every variant is scored on the
+same folds and cuts (paired differences).
+
+A fit variant (training-target cap, monotone age) is fitted once per fold with `--rounds` rounds per
+seed; fewer rounds are read from the same models (the first n trees of a LightGBM fit are the fit of n
+rounds). Post-processing variants (smoothing a unit's prediction over its own recent predictions,
+`shifted_mean`) cost nothing more: they run on the stored per-cycle predictions.
+
+    nice -n 10 .venv/bin/python -m bench.cv_rul --subsets FD001 --fits base cap120 monotone
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from apps.common import cmapss
+from apps.common.features import AGE_FEATURE
+from apps.common.profiles import TURBOFAN
+from apps.training.quality import (
+    LGBM_PARAMS,
+    N_SEEDS,
+    build_padded_set,
+    fit_spec,
+    last_features,
+    unit_features,
+)
+from apps.training.trainer import DEFAULT_RUL_CAP
+
+RESULTS: Final = Path(__file__).parent / "results"
+FOLDS: Final = 3
+SEED: Final = 11  # quality.grouped_cv's default: the same folds as bench_models
+
+# label -> (training-target cap, extra LightGBM parameters); the age feature's index is filled in.
+FITS: Final[dict[str, tuple[float, dict[str, Any]]]] = {
+    "base": (DEFAULT_RUL_CAP, {}),
+    "cap120": (120.0, {}),
+    "cap115": (115.0, {}),
+    "cap130": (130.0, {}),
+    "monotone": (DEFAULT_RUL_CAP, {"monotone_age": True}),
+}
+
+
+def fold_predictions(subset: str, label: str, rounds: int, read_rounds: list[int]) -> dict[str, Any]:
+    """Per held-out cycle: unit, true RUL, and the prediction after `n` rounds for each `read_rounds`."""
+    from lightgbm import LGBMRegressor
+
+    cache = RESULTS / f"cv_rul_{subset}_{label}_{rounds}.npz"
+    if cache.exists():
+        return dict(np.load(cache))
+    cap, extra = FITS[label]
+    units = cmapss.load_train(subset)
+    order = np.random.default_rng(SEED).permutation(sorted(units))
+    out_unit, out_truth, out_pred = [], [], {n: [] for n in read_rounds}
+    for k in range(FOLDS):
+        held = sorted(int(u) for u in order[k::FOLDS])
+        train = {u: t for u, t in units.items() if u not in held}
+        spec = fit_spec(train, TURBOFAN)
+        ts = build_padded_set(train, TURBOFAN, spec, cap)
+        params = {**LGBM_PARAMS, "n_estimators": rounds}
+        if extra.get("monotone_age"):
+            params["monotone_constraints"] = [-1 if name == AGE_FEATURE else 0 for name in ts.feature_names]
+        models = []
+        for i in range(N_SEEDS):
+            model = LGBMRegressor(**{**params, "random_state": int(LGBM_PARAMS["random_state"]) + i})
+            model.fit(ts.X, ts.y)
+            models.append(model)
+        for unit in held:
+            traj = units[unit]
+            X = unit_features(traj, TURBOFAN, spec).astype(np.float32)
+            if unit == held[0] and k == 0:  # the causality this scoring relies on, checked once
+                cut = {0: traj[: min(len(traj), 77)]}
+                _, last = last_features(cut, TURBOFAN, spec)
+                assert np.allclose(last[0].astype(np.float32), X[len(cut[0]) - 1])
+            n = len(traj)
+            out_unit.append(np.full(n, unit))
+            out_truth.append(np.arange(n - 1, -1, -1, dtype=np.float64))
+            for r in read_rounds:
+                out_pred[r].append(np.mean([m.predict(X, num_iteration=r) for m in models], axis=0))
+        print(f"    {subset} {label} fold {k + 1}/{FOLDS} done", flush=True)
+    result = {"unit": np.concatenate(out_unit), "truth": np.concatenate(out_truth)}
+    for r in read_rounds:
+        result[f"pred_{r}"] = np.concatenate(out_pred[r])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **result)
+    return result
+
+
+def unit_weighted_rmse(unit: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> float:
+    """RMSE against the truth capped at 125, each held-out run weighing the same."""
+    err2 = (pred - np.minimum(truth, DEFAULT_RUL_CAP)) ** 2
+    _, inverse, counts = np.unique(unit, return_inverse=True, return_counts=True)
+    return math.sqrt(float(np.sum(err2 / counts[inverse]) / len(counts)))
+
+
+def per_unit(unit: np.ndarray, pred: np.ndarray, smooth: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    out = np.empty_like(pred)
+    for u in np.unique(unit):
+        idx = np.flatnonzero(unit == u)  # a unit's cycles are contiguous and in order
+        out[idx] = smooth(pred[idx])
+    return out
+
+
+def shifted_mean(pred: np.ndarray, k: int, shift: float = 1.0, plateau: float | None = None) -> np.ndarray:
+    """For each reading t: the mean of the unit's last `k` predictions (fewer at its start), each moved
+    on by `shift` times the readings since it was made (p[t - j] - shift * j; shift 0: a plain moving
+    average). With `plateau`, a prediction at or above it is not moved: a healthy machine's capped RUL
+    does not fall with its age. A pure function of the unit's own predictions, as an actor could apply
+    it online from its prediction history."""
+    p = np.asarray(pred, dtype=np.float64)
+    n = p.shape[0]
+    total = np.zeros(n)
+    count = np.zeros(n)
+    for j in range(min(k, n)):
+        past = p[: n - j]
+        moved = np.full(n - j, shift * j) if plateau is None else np.where(past < plateau, shift * j, 0.0)
+        total[j:] += past - moved
+        count[j:] += 1.0
+    return total / count
+
+
+def smoothers() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    out: dict[str, Callable[[np.ndarray], np.ndarray]] = {"raw": lambda p: p}
+    for k in (3, 5, 10, 20):
+        out[f"shift-mean {k}"] = lambda p, k=k: shifted_mean(p, k)
+    for k in (3, 10):
+        out[f"mean {k}"] = lambda p, k=k: shifted_mean(p, k, shift=0.0)
+        out[f"half-shift-mean {k}"] = lambda p, k=k: shifted_mean(p, k, shift=0.5)
+    for k in (10, 20):
+        out[f"shift-mean {k}, below 115"] = lambda p, k=k: shifted_mean(p, k, plateau=115.0)
+        out[f"shift-mean {k}, below 105"] = lambda p, k=k: shifted_mean(p, k, plateau=105.0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--subsets", nargs="+", default=["FD001", "FD002"])
+    parser.add_argument("--fits", nargs="+", default=["base"], choices=list(FITS))
+    parser.add_argument("--rounds", type=int, default=800)
+    parser.add_argument("--read-rounds", type=int, nargs="+", default=[300, 500, 800])
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    smooth = smoothers()
+    print("| data | fit | rounds | " + " | ".join(smooth) + " |")
+    print("|---|---|---:|" + "---:|" * len(smooth))
+    for subset in args.subsets:
+        for label in args.fits:
+            started = time.perf_counter()
+            res = fold_predictions(subset, label, args.rounds, args.read_rounds)
+            for r in args.read_rounds:
+                pred = res[f"pred_{r}"]
+                scores = [
+                    unit_weighted_rmse(res["unit"], res["truth"], per_unit(res["unit"], pred, f))
+                    for f in smooth.values()
+                ]
+                print(
+                    f"| {subset} | {label} | {r} | " + " | ".join(f"{s:.3f}" for s in scores) + " |",
+                    flush=True,
+                )
+            print(f"    ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
