@@ -2,6 +2,7 @@
 (README, "Benchmarks"), on the embedded profile and, when Redis answers, the Redis profile beside it.
 
     python -m bench.bench_pipeline [--quick] [--profiles embedded redis] [--scale-machines 10000] [--py-spy]
+    python -m bench.bench_pipeline --scale-only [--scale-machines 10000] [--idle-timeout 180]
 
 The platform is started the way the end-to-end tests start it (tests/e2e/platform.py): every app of
 dapr.yaml as its own process, each with a localdapr sidecar as a thread of this process. Load comes
@@ -13,7 +14,9 @@ window first, so every measured reading is featurised, predicted and saved: the 
   machine's updated health;
 - 100 x 50: requests of 5,000 readings (100 machines x 50 consecutive ones), one at a time;
 - actor call vs plain HTTP to the same app (bench.bench_actors' app), without and with a state save;
-- 10,000 machines warmed up: the equipment app's RSS and the actor state's bytes per machine;
+- 10,000 machines warmed up, on a platform of their own: the equipment app's RSS and the actor
+  state's bytes per machine; then idle deactivation (actors active, RSS) and the latency of a
+  deactivated machine's next reading (its actor activated again from the store);
 - per hop: CPU ms per reading of each app and each sidecar thread during the 1,000 x 1 run.
 """
 
@@ -70,7 +73,38 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("state_1k", "  actor state bytes per machine then (~63 readings each)", "", ""),
     ("rss", "{scale:,} machines active: equipment app RSS, MiB", "not measured", "<= 1,536"),
     ("state_bytes", "{scale:,} machines active: actor state bytes per machine", "not measured", "<= 16,384"),
+    (
+        "rss_per_machine",
+        "  equipment RSS growth per machine (over the app before the fleet), KiB",
+        "",
+        "",
+    ),
+    ("active_peak", "  actors active in the equipment sidecar then", "", ""),
+    (
+        "idle_seconds",
+        "  idle deactivation: s after the last reading until 95% were deactivated",
+        "",
+        "",
+    ),
+    ("active_idle", "  actors still active then", "", ""),
+    ("rss_idle", "  equipment app RSS after idle deactivation, MiB", "", ""),
+    ("react_p50", "  next reading of a deactivated machine (reactivation), p50 ms", "", ""),
+    ("react_p99", "  same, p99 ms", "", ""),
+    ("active_p50", "  the reading after it (actor active), p50 ms", "", ""),
 ]
+# Rows of the scale scenario: "not run" when it was skipped (--scale-machines 0), not a "0 machines" row.
+SCALE_ROWS = {
+    "rss",
+    "state_bytes",
+    "rss_per_machine",
+    "active_peak",
+    "idle_seconds",
+    "active_idle",
+    "rss_idle",
+    "react_p50",
+    "react_p99",
+    "active_p50",
+}
 
 
 @dataclass
@@ -309,34 +343,6 @@ def run_profile(profile: str, args: argparse.Namespace, tmp: Path) -> ProfileRun
         )
         run.values["rate_batch"] = batched["accepted"] / batched["seconds"]
 
-        if args.scale_machines:
-            n = args.scale_machines
-            limit = 300 if quick else 900
-            print(f"... {n:,} machines: each past its window (at most {limit} s)", flush=True)
-            scale = {
-                **base,
-                "machines": n,
-                "prefix": "s-",
-                "seed": n,
-                "phase": "warm",
-                "group": WARM_GROUP,
-                "cycles": WARMUP + 1,
-                "first_seq": 1,
-                "concurrency": 4,
-                "max_seconds": limit,
-            }
-            warmed = drive(scale)
-            run.values["scale_rate"] = warmed["accepted"] / warmed["seconds"]
-            equipment = platform.apps["equipment"].process.proc
-            assert equipment is not None
-            run.values["rss"] = rss_mib(equipment.pid)
-            with_state, total_bytes = state_bytes(profile, components, "s-")
-            run.values["state_bytes"] = total_bytes / max(with_state, 1)
-            run.notes.append(
-                f"{n:,} machines: {warmed['accepted']:,} of {n * (WARMUP + 1):,} readings applied in "
-                f"{warmed['seconds']:.0f} s ({run.values['scale_rate']:,.0f}/s), {with_state:,} machines "
-                f"with actor state; RSS with all machines of the run active ({n + 1100:,})"
-            )
     except BaseException:
         print(platform.logs()[-6000:])
         raise
@@ -354,10 +360,128 @@ def run_profile(profile: str, args: argparse.Namespace, tmp: Path) -> ProfileRun
     return run
 
 
+def active_actors(platform: Platform) -> int:
+    """Actors active in the equipment sidecar (a thread of this process), read on its own loop."""
+    sidecar = platform.apps["equipment"].sidecar
+
+    async def count() -> int:
+        assert sidecar.sidecar is not None
+        return sum(sidecar.sidecar.actors.active_counts().values())
+
+    return int(sidecar.call(count()))
+
+
+def run_scale(run: ProfileRun, args: argparse.Namespace, tmp: Path) -> None:
+    """`--scale-machines` machines, each past its window, on a platform of their own: the equipment
+    app's RSS and the actor state per machine with all of them active; then idle deactivation (the
+    actor idle timeout `--idle-timeout`) and the next reading of a deactivated machine.
+
+    The silence check runs once a day here: at its default 30 s period it keeps every watched
+    machine's actor active (a reminder fire is a call, as in daprd), so no actor would ever be idle
+    for a timeout above 30 s."""
+    profile, n = run.profile, args.scale_machines
+    redis = None
+    if profile == "redis":
+        import redis as redis_client
+
+        host, port = REDIS_HOST.split(":")
+        redis_client.Redis(host=host, port=int(port), db=BENCH_REDIS_DB).flushdb()
+        redis = REDIS_HOST
+    components = write_components(tmp / f"{profile}-scale" / "components", profile, redis, BENCH_REDIS_DB)
+    env = {
+        "VIGIL_TRAINING_N_ESTIMATORS": "60",
+        "VIGIL_EQUIPMENT_ACTOR_IDLE_TIMEOUT_SECONDS": str(args.idle_timeout),
+        "VIGIL_EQUIPMENT_SILENCE_CHECK_SECONDS": "86400",
+    }
+    print(f"... {profile}: {n:,} machines: starting a platform of their own", flush=True)
+    platform = start_platform(components, tmp / f"{profile}-scale", env)
+    try:
+        wait_model_ready(platform)
+        equipment = platform.apps["equipment"].process.proc
+        assert equipment is not None
+        rss_base = rss_mib(equipment.pid)
+        limit = args.scale_seconds
+        print(f"... {n:,} machines: each past its window (at most {limit} s)", flush=True)
+        fleet = {"url": platform.url("ingestion"), "machines": n, "prefix": "s-", "seed": n}
+        warmed = drive(
+            {
+                **fleet,
+                "phase": "warm",
+                "group": WARM_GROUP,
+                "cycles": WARMUP + 1,
+                "first_seq": 1,
+                "concurrency": 4,
+                "max_seconds": limit,
+            }
+        )
+        # The warm-up outlasts the idle timeout, so its first machines are deactivated by its end: one
+        # more reading each (500 machines a request) activates the whole fleet again, together.
+        print(f"... {n:,} machines: one more reading each, all active together", flush=True)
+        touched = drive(
+            {
+                **fleet,
+                "phase": "closed",
+                "group": 500,
+                "per": 1,
+                "readings": n,
+                "first_seq": WARMUP + 2,
+                "concurrency": 4,
+            }
+        )
+        fleet_done = time.monotonic()
+        run.values["active_peak"] = peak = active_actors(platform)
+        run.values["rss"] = rss = rss_mib(equipment.pid)
+        with_state, total_bytes = state_bytes(profile, components, "s-")
+        run.values["rss_per_machine"] = (rss - rss_base) * 1024 / max(with_state, 1)
+        run.values["state_bytes"] = total_bytes / max(with_state, 1)
+        rate = warmed["accepted"] / warmed["seconds"]
+        run.notes.append(
+            f"{n:,} machines: {warmed['accepted']:,} of {n * (WARMUP + 1):,} warm-up readings applied in "
+            f"{warmed['seconds']:.0f} s ({rate:,.0f}/s); then one reading each, {touched['accepted']:,} "
+            f"applied in {touched['seconds']:.0f} s ({touched['accepted'] / touched['seconds']:,.0f}/s, "
+            f"most actors activated again); {with_state:,} machines with actor state, {peak:,} actors "
+            f"active; equipment RSS {rss_base:,.0f} MiB before the fleet"
+        )
+
+        print(f"... idle deactivation (idle timeout {args.idle_timeout:g} s, scan 30 s)", flush=True)
+        deadline = fleet_done + args.idle_timeout + 30 + 180
+        seen: list[tuple[float, int]] = []
+        while time.monotonic() < deadline:
+            count = active_actors(platform)
+            seen.append((time.monotonic() - fleet_done, count))
+            if count <= 0.05 * peak:
+                break
+            time.sleep(1.0)
+        run.values["idle_seconds"] = seen[-1][0]
+        run.values["active_idle"] = seen[-1][1]
+        run.values["rss_idle"] = rss_mib(equipment.pid)
+        first_drop = next((t for t, c in seen if c < peak), float("nan"))
+        run.notes.append(
+            f"idle: first deactivations seen {first_drop:.0f} s after the fleet's last reading, "
+            f"{seen[-1][1]:,} of {peak:,} still active {seen[-1][0]:.0f} s after it"
+        )
+
+        sample = min(200, n)
+        print(f"... the next reading of {sample} deactivated machines, one at a time", flush=True)
+        one = {**fleet, "machines": sample, "phase": "closed", "group": 1, "per": 1, "concurrency": 1}
+        back = drive({**one, "readings": sample, "first_seq": WARMUP + 3})
+        run.values["react_p50"] = pct(back["latencies_ms"], 0.5)
+        run.values["react_p99"] = pct(back["latencies_ms"], 0.99)
+        warm = drive({**one, "readings": sample, "first_seq": WARMUP + 4})
+        run.values["active_p50"] = pct(warm["latencies_ms"], 0.5)
+        if back["rejected"] or warm["rejected"]:
+            run.notes.append(f"reactivation: {back['rejected'] + warm['rejected']} reading(s) not accepted")
+    except BaseException:
+        print(platform.logs()[-6000:])
+        raise
+    finally:
+        platform.stop()
+
+
 # ------------------------------------------------------------------------------------------ output
-def fmt(key: str, value: float | None) -> str:
+def fmt(key: str, value: float | None, scale: int = 0) -> str:
     if value is None:
-        return "-"
+        return "not run" if key in SCALE_ROWS and not scale else "-"
     if key.endswith("ratio"):
         return f"{value:.2f}x"
     if key in ("cpu_10k",):
@@ -370,11 +494,14 @@ def print_table(runs: list[ProfileRun], scale: int) -> None:
     print(f"| scenario | today (issue 13) | target | {head} |")
     print("|---|---:|---:|" + "---:|" * len(runs))
     for key, name, today, target in ROWS:
-        cells = " | ".join(fmt(key, r.values.get(key)) for r in runs)
-        print(f"| {name.format(scale=scale)} | {today} | {target} | {cells} |")
+        cells = " | ".join(fmt(key, r.values.get(key), scale) for r in runs)
+        # A skipped scale run names the issue's fleet, not "0 machines active".
+        print(f"| {name.format(scale=scale or 10_000)} | {today} | {target} | {cells} |")
     for r in runs:
         for note in r.notes:
             print(f"\n({r.profile}: {note})")
+    if not any(r.hops for r in runs):
+        return  # --scale-only: no 1,000 x 1 run
     print(f"\n| CPU ms per reading, 1,000 x 1 (per hop) | {head} |")
     print("|---|" + "---:|" * len(runs))
     for hop in sorted(runs[0].hops, key=lambda h: -runs[0].hops[h]):
@@ -445,6 +572,23 @@ def main() -> None:
         help="machines for the memory rows (10,000; --quick 2,000; 0 skips)",
     )
     parser.add_argument(
+        "--scale-only",
+        action="store_true",
+        help="only the --scale-machines scenario (its warm-up alone takes most of a run)",
+    )
+    parser.add_argument(
+        "--scale-seconds",
+        type=float,
+        default=None,
+        help="at most this long for the scale warm-up (1,800 s; --quick 300 s)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=180.0,
+        help="the equipment actors' idle timeout in the scale scenario, seconds (180)",
+    )
+    parser.add_argument(
         "--py-spy",
         action="store_true",
         help="profile every process during 1,000 x 1 (bench/results/py-spy-*.txt)",
@@ -452,12 +596,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.scale_machines is None:
         args.scale_machines = 2000 if args.quick else 10_000
+    if args.scale_seconds is None:
+        args.scale_seconds = 300.0 if args.quick else 1800.0
+    if args.scale_only and not args.scale_machines:
+        parser.error("--scale-only needs --scale-machines above 0")
     profiles = [p for p in args.profiles if p != "redis" or redis_up()]
     started = time.perf_counter()
     runs: list[ProfileRun] = []
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         for profile in profiles:
-            runs.append(run_profile(profile, args, Path(tmp)))
+            run = ProfileRun(profile) if args.scale_only else run_profile(profile, args, Path(tmp))
+            if args.scale_machines:
+                run_scale(run, args, Path(tmp))
+            runs.append(run)
     print(
         f"\npipeline benchmark ({time.perf_counter() - started:.0f} s, {os.cpu_count()} CPU(s), "
         f"{threading.active_count()} threads here){' --quick' if args.quick else ''}\n"
@@ -465,7 +616,7 @@ def main() -> None:
     print_table(runs, args.scale_machines)
     if "redis" in args.profiles and "redis" not in profiles:
         print(f"\n(Redis unreachable at {REDIS_HOST}: Redis profile skipped)")
-    plot = save_plot(runs, RESULTS / "pipeline.png")
+    plot = None if args.scale_only else save_plot(runs, RESULTS / "pipeline.png")
     if plot is not None:
         print(f"\nplot: {plot.relative_to(REPO)}")
     print(f"median open-loop latency: {[round(statistics.median(r.open_latencies or [0]), 1) for r in runs]}")
