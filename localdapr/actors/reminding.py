@@ -16,7 +16,7 @@ from localdapr.actors.activation import Activations
 from localdapr.actors.errors import actor_error, callback_failed
 from localdapr.actors.reminders import Registration, ReminderStore, Scheduled
 from localdapr.actors.routing import Router
-from localdapr.actors.schedule import ScheduleError
+from localdapr.actors.schedule import OVERDUE_AFTER, ScheduleError, overdue_delay
 from localdapr.actors.state import actor_store
 from localdapr.errors import DaprError, malformed
 from localdapr.state.base import StateStoreError
@@ -71,12 +71,12 @@ class Reminders:
             raise actor_error("ERR_ACTOR_REMINDER_GET", f"error getting actor reminder: {exc}") from exc
         return reg.public() if reg is not None else None
 
-    def _start(self, reg: Registration) -> None:
+    def _start(self, reg: Registration, reloaded: bool = False) -> None:
         key = (reg.actor_type, reg.actor_id, reg.name)
         old = self._tasks.pop(key, None)
         if old is not None:
             old.stop()
-        self._tasks[key] = Scheduled(asyncio.create_task(self._run(reg)), reg)
+        self._tasks[key] = Scheduled(asyncio.create_task(self._run(reg, reloaded)), reg)
 
     async def load(self, actor_type: str) -> None:
         """Track the persisted reminders of `actor_type` whose ids this instance owns; drop the rest."""
@@ -99,17 +99,31 @@ class Reminders:
                 del self._tasks[key]
         for key, reg in mine.items():
             if key not in self._tasks:
-                self._start(reg)
+                self._start(reg, reloaded=True)
 
-    async def _run(self, reg: Registration) -> None:
+    async def _run(self, reg: Registration, reloaded: bool = False) -> None:
         assert reg.schedule is not None
         key = (reg.actor_type, reg.actor_id, reg.name)
         store = self.store()
         body = json.dumps(reg.reminder_body()).encode()
         headers = {"Content-Type": "application/json"}
         try:
-            reg.schedule.skip_missed(time.time())
-            while (when := reg.schedule.next_fire()) is not None and not reg.cancelled:
+            now = time.time()
+            reg.schedule.skip_missed(now)
+            when = reg.schedule.next_fire()
+            # Reloaded overdue (after a restart): an unbounded periodic reminder's catch-up fire is
+            # spread over its period, so a fleet's reminders do not all fire in the same instant.
+            spread = (
+                reloaded
+                and when is not None
+                and when < now - OVERDUE_AFTER
+                and reg.schedule.period is not None
+                and reg.schedule.repetitions is None
+            )
+            if spread:
+                assert reg.schedule.period is not None
+                when = now + overdue_delay(reg.key, reg.schedule.period)
+            while when is not None and not reg.cancelled:
                 await asyncio.sleep(max(0.0, when - time.time()))
                 reg.firing = True
                 try:
@@ -117,6 +131,13 @@ class Reminders:
                 finally:
                     reg.firing = False
                 reg.schedule.fired += 1
+                if spread:
+                    # The late catch-up fire stands for the periods that passed while it waited.
+                    spread = False
+                    reg.schedule.skip_missed(time.time())
+                    late = reg.schedule.next_fire()
+                    if late is not None and late <= time.time():
+                        reg.schedule.fired += 1
                 if cancel or reg.cancelled:
                     break
                 if reg.schedule.repetitions is not None and reg.schedule.next_fire() is not None:
@@ -125,6 +146,7 @@ class Reminders:
                     # first fire and the period (skip_missed), and 10,000 actors with a 30 s reminder
                     # would otherwise cost the store 333 writes/s for nothing.
                     await store.save(reg)
+                when = reg.schedule.next_fire()
             running = self._tasks.get(key)
             if running is not None and running.task is asyncio.current_task():
                 # Over (one-shot, repetitions, ttl, or cancelled by the app): forget it for good.

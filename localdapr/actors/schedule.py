@@ -13,6 +13,7 @@ All times here are epoch seconds (float) so a schedule survives a restart of the
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,24 @@ _ISO_UNITS = {
     "minutes": 60.0,
     "seconds": 1.0,
 }
+
+
+# A periodic reminder found overdue by more than this when its task starts (a sidecar reloading
+# reminders after a restart) fires within its period instead of at once; see `overdue_delay`.
+OVERDUE_AFTER = 1.0
+OVERDUE_SPREAD_MAX = 60.0
+
+
+def overdue_delay(key: str, period: float) -> float:
+    """Seconds to put off an overdue fire of a periodic reminder: in [0, min(period, 60 s)), by its key.
+
+    A restarted host finds every reminder of a fleet overdue (10,000 machines with a 30 s check, down
+    for more than 30 s): fired at once, each an actor activation reading its state, they would all
+    hit the app and the store together. Spread by the key, the catch-up fires keep the fleet's
+    steady rate, and each reminder still fires within one period of the restart.
+    """
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return min(period, OVERDUE_SPREAD_MAX) * int.from_bytes(digest, "big") / float(2**64)
 
 
 class ScheduleError(ValueError):

@@ -1,8 +1,11 @@
-"""Reloaded reminders: a periodic one whose fire count was never persisted does not replay its past."""
+"""Reloaded reminders: a periodic one whose fire count was never persisted does not replay its past,
+and a fleet's overdue fires are spread over the period rather than fired at once."""
 
 from __future__ import annotations
 
-from localdapr.actors.schedule import Schedule
+from collections import Counter
+
+from localdapr.actors.schedule import Schedule, overdue_delay
 
 NOW = 1_700_000_000.0
 
@@ -27,3 +30,17 @@ def test_a_bounded_reminder_that_never_fired_keeps_its_fires() -> None:
     s = Schedule.parse("0s", "R3/PT1S", "", NOW)
     s.skip_missed(NOW + 50)
     assert s.next_fire() == NOW
+
+
+def test_overdue_fires_of_a_fleet_are_spread_over_the_period() -> None:
+    keys = [f"actors||EquipmentActor||sim-{i:05d}||reminder||silence-check" for i in range(10_000)]
+    delays = [overdue_delay(k, 30.0) for k in keys]
+    assert all(0.0 <= d < 30.0 for d in delays)
+    assert overdue_delay(keys[7], 30.0) == delays[7]  # the same reminder, the same place
+    per_second = Counter(int(d) for d in delays)
+    assert len(per_second) == 30
+    assert max(per_second.values()) < 1.3 * 10_000 / 30
+
+
+def test_overdue_spread_is_capped_for_long_periods() -> None:
+    assert all(overdue_delay(f"k{i}", 86_400.0) < 60.0 for i in range(1000))
