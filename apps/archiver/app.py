@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -18,6 +18,7 @@ from apps.archiver.settings import get_settings
 from apps.archiver.store import DaprStagingStore
 from apps.common.apptoken import AppTokenGuard
 from apps.common.archivestore import DaprArchive
+from apps.common.bulksub import BulkDaprApp, bulk_answer, bulk_entries
 from apps.common.contracts import ReadingBatch
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
@@ -46,7 +47,7 @@ app = FastAPIOffline(title="Vigil archiver", lifespan=lifespan)
 app.add_middleware(RequestGuard)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 instrument(app)  # added last: outermost, every answer counted
-dapr_app = DaprApp(app)
+dapr_app = BulkDaprApp(app)
 
 
 def get_service(request: Request) -> ArchiverService:
@@ -56,22 +57,48 @@ def get_service(request: Request) -> ArchiverService:
 ServiceDep = Annotated[ArchiverService, Depends(get_service)]
 
 
-async def on_readings_accepted(request: Request, event: dict = Body(...)) -> dict[str, str]:
-    """Acked (SUCCESS) only once staged: a failure asks the broker to deliver it again (RETRY)."""
+async def on_readings_accepted(request: Request) -> dict[str, object]:
+    """Each message acked (SUCCESS) only once staged: a failure asks the broker to deliver it again
+    (RETRY). Messages come in bulk (bulkSubscribe: one POST per batch, each entry answered); a single
+    CloudEvent (a sidecar without bulk subscribe) is answered as one."""
+    body = await request.body()
+    service = get_service(request)
+    entries = bulk_entries(body, request.headers.get("content-type", ""))
+    if entries is None:
+        try:
+            event = json.loads(body)
+        except ValueError:
+            event = None
+        return {"status": await _stage(service, event)}
+    statuses = await asyncio.gather(*(_stage(service, entry.event) for entry in entries))
+    return bulk_answer([(entry.entry_id, status) for entry, status in zip(entries, statuses, strict=True)])
+
+
+async def _stage(service: ArchiverService, event: Any) -> str:
+    event_id = event.get("id") if isinstance(event, dict) else None
     try:
+        if not isinstance(event, dict):
+            raise ValueError("not a CloudEvent object")
         batch = ReadingBatch.model_validate(event.get("data"))
-    except ValidationError as exc:
-        log.warning("malformed readings-accepted message %s dropped: %s", event.get("id"), exc)
-        return {"status": "DROP"}  # it can never pass; ingestion only publishes validated readings
+    except (ValidationError, ValueError) as exc:
+        log.warning("malformed readings-accepted message %s dropped: %s", event_id, exc)
+        return "DROP"  # it can never pass; ingestion only publishes validated readings
     try:
-        await get_service(request).stage(str(event.get("id")), batch.readings)
+        await service.stage(str(event_id), batch.readings)
     except Exception as exc:
-        log.warning("could not stage message %s, the broker will redeliver it: %s", event.get("id"), exc)
-        return {"status": "RETRY"}
-    return {"status": "SUCCESS"}
+        log.warning("could not stage message %s, the broker will redeliver it: %s", event_id, exc)
+        return "RETRY"
+    return "SUCCESS"
 
 
-dapr_app.subscribe(pubsub=PUBSUB, topic=TOPIC_READINGS_ACCEPTED)(on_readings_accepted)
+def _bulk_limits() -> tuple[int, int]:
+    settings = get_settings()
+    return settings.bulk_max_messages, settings.bulk_max_await_ms
+
+
+dapr_app.bulk_subscribe(pubsub=PUBSUB, topic=TOPIC_READINGS_ACCEPTED, limits=_bulk_limits)(
+    on_readings_accepted
+)
 
 
 @app.get("/v1/archive/backlog")

@@ -24,6 +24,10 @@ class ArchiverSettings(BaseSettings):
     flush_readings: int = Field(50_000, ge=1)
     # Staged messages read and written in one round: bounds the archiver's memory after a long outage.
     max_messages_per_flush: int = Field(500, ge=1)
+    # readings-accepted is subscribed in bulk (bulkSubscribe): up to this many messages per delivery,
+    # or what arrived within this many ms of the first; each is staged as before, concurrently.
+    bulk_max_messages: int = Field(100, ge=1, le=1000)
+    bulk_max_await_ms: int = Field(50, ge=1, le=10_000)
     # Chunk writes through the binding in flight at once.
     write_concurrency: int = Field(8, ge=1)
 
