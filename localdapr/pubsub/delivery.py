@@ -44,6 +44,7 @@ from localdapr.pubsub.cloudevents import CLOUDEVENT_CONTENT_TYPE, expired, is_ra
 from localdapr.pubsub.routing import Rule, RuleError
 from localdapr.resiliency import Resiliency
 from localdapr.runtime import DaprRuntime
+from localdapr.telemetry import bind
 from localdapr.telemetry.api import deliver_observed, delivery_trace_headers
 
 log = logging.getLogger("localdapr.pubsub")
@@ -630,6 +631,7 @@ class Subscriber:
         delays = policy.retry.delays() if policy.retry else iter(())
         breaker = policy.breaker
         telemetry = self.runtime.telemetry
+        bind(telemetry)  # as deliver_observed does: this task's calls are counted as this sidecar's
         pending = entries
         detail = ""
         while True:
