@@ -184,6 +184,21 @@ def calibrated(subset: str, res: dict[str, Any], pred: np.ndarray) -> dict[str, 
     return out
 
 
+def diagnostics(res: dict[str, Any], pred: np.ndarray) -> str:
+    """Why smoothing can or cannot pay: how alike a unit's consecutive errors are (lag-1
+    correlation), and the mean error by band of the true RUL."""
+    unit, truth = res["unit"], res["truth"]
+    err = pred - np.minimum(truth, DEFAULT_RUL_CAP)
+    same = unit[1:] == unit[:-1]
+    corr = float(np.corrcoef(err[1:][same], err[:-1][same])[0, 1])
+    bands = [(0, 25), (25, 50), (50, 75), (75, 100), (100, 125), (125, 10_000)]
+    bias = ", ".join(
+        f"{lo}-{hi if hi < 10_000 else ''}: {float(np.mean(err[(truth >= lo) & (truth < hi)])):+.1f}"
+        for lo, hi in bands
+    )
+    return f"error lag-1 correlation {corr:.3f}; mean error by true RUL {bias}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -216,6 +231,7 @@ def main() -> None:
                 f"    calibrated, {args.read_rounds[0]} rounds: "
                 + ", ".join(f"{k} {v:.3f}" for k, v in cal.items())
             )
+            print(f"    {diagnostics(res, res[f'pred_{args.read_rounds[0]}'])}")
             print(f"    ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
