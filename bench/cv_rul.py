@@ -143,6 +143,8 @@ def shifted_mean(pred: np.ndarray, k: int, shift: float = 1.0, plateau: float | 
 
 def smoothers() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     out: dict[str, Callable[[np.ndarray], np.ndarray]] = {"raw": lambda p: p}
+    # a model fitted to a higher cap, its prediction clipped to the scored one (not a smoothing)
+    out["clip 125"] = lambda p: np.minimum(p, DEFAULT_RUL_CAP)
     for k in (3, 5, 10, 20):
         out[f"shift-mean {k}"] = lambda p, k=k: shifted_mean(p, k)
     for k in (3, 10):
