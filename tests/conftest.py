@@ -28,6 +28,31 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     ensure_secrets_file(Path(__file__).resolve().parents[1] / "components" / "secrets.json")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the collection order below when pytest-xdist hands out files (its default sorts them by
+    their number of tests, which puts the end-to-end modules, the longest ones, last)."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+# Longest first: with `--dist loadfile` the workers take files in collection order, so the whole
+# platforms (minutes each) start at once and the short unit files fill the gaps at the end, rather than
+# one worker starting a long e2e module when the others are nearly done.
+TIERS = {"e2e": 0, "integration": 1}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
+
+    def tier(item: pytest.Item) -> int:
+        try:
+            return TIERS.get(item.path.relative_to(tests).parts[0], len(TIERS))
+        except ValueError:
+            return len(TIERS)
+
+    items.sort(key=tier)  # stable: the order within a tier is pytest's
+
+
 @pytest.fixture(scope="session", autouse=True)
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder for models fitted once and read by every e2e platform of this run that fits the same one
