@@ -12,7 +12,7 @@ from typing import Annotated
 from dapr.actor import ActorId
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, Depends, FastAPI, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from apps.common.actor_interface import EquipmentActorInterface
@@ -35,6 +35,7 @@ from apps.common.profiles import PROFILES, ProfileSpec
 from apps.common.publisher import DaprPublisher
 from apps.common.tracecontext import dapr_client
 from apps.ingestion.events import BadEvent, EventService, parse_event_request
+from apps.ingestion.fastroute import PostShortcut
 from apps.ingestion.linger import LingeringEquipment
 from apps.ingestion.service import IngestionService, only_retryable, parse_json, readings_json
 from apps.ingestion.settings import get_settings
@@ -98,6 +99,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 READINGS_PATH = "/v1/readings"
 
 app = FastAPIOffline(title="Vigil ingestion", lifespan=lifespan)
+# Innermost: readings skip FastAPI's routing (fastroute.py), after every check below; the lambda
+# because answer_readings is defined further down.
+app.add_middleware(PostShortcut, path=READINGS_PATH, answer=lambda app_, body: answer_readings(app_, body))
 app.add_middleware(
     RequestGuard, max_body_bytes=get_settings().max_body_bytes, numbers_checked_per_item=(READINGS_PATH,)
 )
@@ -114,6 +118,36 @@ async def get_service(request: Request) -> IngestionService:
 ServiceDep = Annotated[IngestionService, Depends(get_service)]
 
 
+async def answer_readings(app_: FastAPI, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+    """POST /v1/readings: (status, JSON body, headers), for the route and for PostShortcut."""
+    service: IngestionService = app_.state.service
+    # Size, content type and nesting were checked by RequestGuard before this runs.
+    try:
+        raw = parse_json(body)
+        result = await service.ingest(raw, source="http")
+    except ValueError as exc:  # malformed JSON
+        return 400, _detail(str(exc)), {}
+    except InvalidBatch as exc:
+        return 422, _detail(str(exc)), {}
+    # Serialised by pydantic straight to JSON text (not to dicts, then json.dumps): the same document.
+    content = result.__pydantic_serializer__.to_json(result)
+    if only_retryable(result):
+        # Nothing got in, through no fault of the readings: the standard "come back later" answer.
+        return 503, content, {"Retry-After": str(get_settings().retry_after_seconds)}
+    # Every reading rejected: the request as a whole was bad input. Partly good: 200 with the list
+    # (a rejection marked `retryable` is to be sent again; the others were dead-lettered).
+    bad = [r for r in result.rejected if not r.retryable]
+    status = (
+        422 if bad and len(bad) == len(result.rejected) and result.accepted == result.duplicates == 0 else 200
+    )
+    return status, content, {}
+
+
+def _detail(message: str) -> bytes:
+    # As JSONResponse renders {"detail": ...}.
+    return json.dumps({"detail": message}, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 @app.post(
     READINGS_PATH,
     response_model=IngestResult,
@@ -126,27 +160,10 @@ ServiceDep = Annotated[IngestionService, Depends(get_service)]
     }
     | error_responses(400),
 )
-async def post_readings(request: Request, service: ServiceDep) -> JSONResponse:
-    # Size, content type and nesting were checked by RequestGuard before this runs.
-    try:
-        raw = parse_json(await request.body())
-        result = await service.ingest(raw, source="http")
-    except ValueError as exc:  # malformed JSON
-        return JSONResponse({"detail": str(exc)}, 400)
-    except InvalidBatch as exc:
-        return JSONResponse({"detail": str(exc)}, 422)
-    body = result.model_dump(mode="json")
-    if only_retryable(result):
-        # Nothing got in, through no fault of the readings: the standard "come back later" answer.
-        retry_after = str(get_settings().retry_after_seconds)
-        return JSONResponse(body, 503, headers={"Retry-After": retry_after})
-    # Every reading rejected: the request as a whole was bad input. Partly good: 200 with the list
-    # (a rejection marked `retryable` is to be sent again; the others were dead-lettered).
-    bad = [r for r in result.rejected if not r.retryable]
-    status = (
-        422 if bad and len(bad) == len(result.rejected) and result.accepted == result.duplicates == 0 else 200
-    )
-    return JSONResponse(body, status)
+async def post_readings(request: Request) -> Response:
+    # Declared here for /docs and OpenAPI; requests are answered by PostShortcut (fastroute.py) first.
+    status, content, headers = await answer_readings(request.app, await request.body())
+    return Response(content, status, headers=headers, media_type="application/json")
 
 
 async def on_sensor_readings(request: Request, event: dict = Body(...)) -> dict[str, str]:
