@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
+import orjson
 from pydantic import TypeAdapter
 
 from apps.common.contracts import EquipmentIngestResult, IngestResult, Reading, ReadingRejection
@@ -25,6 +27,7 @@ NOT_ARCHIVED_RETRY = "applied but not archived, retry"
 # Readings per readings-accepted message: ~700 KB of JSON, well under the sidecars' 4 MB request limit.
 ARCHIVE_MESSAGE_READINGS: Final = 1000
 _READINGS = TypeAdapter(list[Reading])
+_LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")  # orjson turns integers of 19+ digits into floats
 
 
 class EquipmentGateway(Protocol):
@@ -172,7 +175,19 @@ def readings_json(readings: list[Reading]) -> str:
 
 
 def parse_json(body: bytes) -> Any:
-    """Decode a request body; ValueError with the position of the problem when it is not JSON."""
+    """Decode a request body; ValueError with the position of the problem when it is not JSON.
+
+    orjson first (a quarter of json's CPU on a reading). What it refuses goes to json, which decides
+    as it always did: NaN and Infinity literals (json reads them, and the reading carrying one is then
+    rejected on its own), integers past 64 bits, UTF-16/32 bodies, a byte-order mark, lone surrogate
+    escapes, and the text that is not JSON at all, named with json's message and position. A body
+    with a run of 19 digits goes to json without asking orjson, which would read an integer outside
+    64 bits as a float (a huge `seq` must be refused as the integer it is)."""
+    if _LONG_DIGITS.search(body) is None:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(body)
     except json.JSONDecodeError as exc:
