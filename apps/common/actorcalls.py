@@ -16,18 +16,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 from dapr.actor import ActorRuntime
 from dapr.clients.exceptions import ERROR_CODE_UNKNOWN, DaprInternalError
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from apps.common.asgi import ASGIApp, MatchedRoute, Receive, Scope, Send, read_body, send_answer
 
 # Path segments never hold "/" (Starlette's `{param}` does not match one either).
 _CALLBACK: Final = re.compile(
@@ -41,16 +35,7 @@ TEMPLATES: Final = {
 }
 _METHOD_CONTENT_TYPE: Final = b"application/json; utf-8"  # DaprActor's, for a method's result
 _REENTRANCY_HEADER: Final = b"dapr-reentrancy-id"
-
-
-@dataclass(frozen=True)
-class _Route:
-    """What the metrics middleware reads of a matched route (apps/common/metrics.py `_route_of`)."""
-
-    path: str
-
-
-_ROUTES: Final = {kind: _Route(path) for kind, path in TEMPLATES.items()}
+_ROUTES: Final = {kind: MatchedRoute(path) for kind, path in TEMPLATES.items()}
 
 
 class ActorCallShortcut:
@@ -67,14 +52,9 @@ class ActorCallShortcut:
             await self.app(scope, receive, send)
             return
         scope["route"] = _ROUTES[found["kind"]]
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         actor_type, actor_id, kind, name = found["type"], found["id"], found["kind"], found["name"]
         try:
             if kind is None:
@@ -83,16 +63,16 @@ class ActorCallShortcut:
                     actor_type,
                     actor_id,
                     name,
-                    bytes(body),
+                    body,
                     None if reentrancy is None else reentrancy.decode("latin-1"),
                 )
-                await _answer(send, 200, result, _METHOD_CONTENT_TYPE)
+                await send_answer(send, 200, result, _METHOD_CONTENT_TYPE)
                 return
             if kind == "remind":
-                await ActorRuntime.fire_reminder(actor_type, actor_id, name, bytes(body))
+                await ActorRuntime.fire_reminder(actor_type, actor_id, name, body)
                 message_text = f"called reminder. actor: {actor_type}.{actor_id}, reminder: {name}"
             else:
-                await ActorRuntime.fire_timer(actor_type, actor_id, name, bytes(body))
+                await ActorRuntime.fire_timer(actor_type, actor_id, name, body)
                 message_text = f"called timer. actor: {actor_type}.{actor_id}, timer: {name}"
         except DaprInternalError as exc:
             await _answer_json(send, 500, exc.as_json_safe_dict())
@@ -106,10 +86,4 @@ class ActorCallShortcut:
 async def _answer_json(send: Send, status: int, content: Any) -> None:
     # As Starlette's JSONResponse renders it (DaprActor's answers are JSONResponses).
     body = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
-    await _answer(send, status, body.encode("utf-8"), b"application/json")
-
-
-async def _answer(send: Send, status: int, body: bytes, content_type: bytes) -> None:
-    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", content_type)]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_answer(send, status, body.encode("utf-8"), b"application/json")

@@ -19,7 +19,7 @@ import json
 import os
 from typing import Final
 
-from apps.common.httpguard import ASGIApp, Receive, Scope, Send
+from apps.common.asgi import ASGIApp, Receive, Scope, Send
 
 TOKEN_HEADER: Final = b"dapr-api-token"
 # /metrics: Prometheus scrapes the app directly, not through the sidecar, so it has no app token.

@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
 import numpy as np
@@ -33,6 +32,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from apps.common.asgi import ASGIApp, Message, Receive, Scope, Send
 from apps.common.publisher import json_safe
 
 log = logging.getLogger("vigil.httpguard")
@@ -56,12 +56,6 @@ MAX_NUMBER_SCAN_BYTES: Final = 1024 * 1024
 _STEP = np.zeros(256, dtype=np.int8)
 _STEP[[ord("["), ord("{")]] = 1
 _STEP[[ord("]"), ord("}")]] = -1
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ErrorDetail(BaseModel):

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 
-from apps.common.httpguard import ASGIApp, Message, Receive, Scope, Send
+from apps.common.asgi import ASGIApp, Message, Receive, Scope, Send
 
 SESSION_COOKIE: Final = "vigil_session"
 OPERATE: Final = "operate"

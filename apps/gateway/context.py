@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from apps.common.httpguard import ASGIApp, Message, Receive, Scope, Send
+from apps.common.asgi import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER: Final = "x-request-id"
 MAX_LOGGED_PATH: Final = 256

@@ -9,7 +9,6 @@ only once it has, and a failure of either step is a 503 to retry (both are idemp
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from apps.common.contracts import (
     EquipmentEvent,
     EquipmentEventRequest,
 )
+from apps.ingestion.service import parse_json
 
 
 class MachineState(Protocol):
@@ -61,9 +61,9 @@ def parse_event_request(equipment_id: str, body: bytes) -> EquipmentEventRequest
     if not re.match(EQUIPMENT_ID_PATTERN, equipment_id):
         raise BadEvent(f"equipment_id {equipment_id!r}: {EQUIPMENT_ID_RULE}")
     try:
-        raw = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise BadEvent(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", 400) from exc
+        raw = parse_json(body)
+    except ValueError as exc:  # not JSON, or not text at all
+        raise BadEvent(str(exc), 400) from exc
     if not isinstance(raw, dict):
         raise BadEvent(f"the body must be a JSON object, got {type(raw).__name__}")
     try:

@@ -12,24 +12,13 @@ refused without the token, and size-, type- and depth-checked before it gets her
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from apps.common.asgi import ASGIApp, MatchedRoute, Receive, Scope, Send, read_body, send_answer
+
 # (status, JSON body, extra headers) for a request body, given the app (its state holds the service).
 Answer = Callable[[Any, bytes], Awaitable[tuple[int, bytes, dict[str, str]]]]
-
-
-@dataclass(frozen=True)
-class _Route:
-    """What the metrics middleware reads of a matched route (apps/common/metrics.py `_route_of`)."""
-
-    path: str
 
 
 class PostShortcut:
@@ -39,26 +28,16 @@ class PostShortcut:
         self.app = app
         self.path = path
         self.answer = answer
-        self._route = _Route(path)
+        self._route = MatchedRoute(path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope.get("path") != self.path:
             await self.app(scope, receive, send)
             return
         scope["route"] = self._route
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        status, content, headers = await self.answer(scope.get("app"), bytes(body))
-        raw_headers = [
-            (b"content-length", str(len(content)).encode()),
-            (b"content-type", b"application/json"),
-            *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": content})
+        body = await read_body(receive)
+        if body is None:
+            return
+        status, content, headers = await self.answer(scope.get("app"), body)
+        extra = ((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+        await send_answer(send, status, content, b"application/json", extra)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from apps.common.contracts import EquipmentIngestResult, IngestResult, Reading, ReadingRejection
+from apps.common.httpguard import parse_json as parse_checked_json
 from apps.common.metrics import record_ingest
 from apps.common.names import TOPIC_READINGS_ACCEPTED, TOPIC_READINGS_DEAD_LETTER
 from apps.common.profiles import EquipmentProfile
@@ -177,10 +177,11 @@ def readings_json(readings: list[Reading]) -> str:
 def parse_json(body: bytes) -> Any:
     """Decode a request body; ValueError with the position of the problem when it is not JSON.
 
-    orjson first (a quarter of json's CPU on a reading). What it refuses goes to json, which decides
-    as it always did: NaN and Infinity literals (json reads them, and the reading carrying one is then
-    rejected on its own), integers past 64 bits, UTF-16/32 bodies, a byte-order mark, lone surrogate
-    escapes, and the text that is not JSON at all, named with json's message and position. A body
+    orjson first (a quarter of json's CPU on a reading). What it refuses goes to json (the shared
+    `httpguard.parse_json`), which decides as it always did: NaN and Infinity literals (json reads
+    them, and the reading carrying one is then rejected on its own), integers past 64 bits, UTF-16/32
+    bodies, a byte-order mark, lone surrogate escapes, bytes that are no text, and the text that is not
+    JSON at all, named with json's message and position. A body
     with a run of 19 digits goes to json without asking orjson, which would read an integer outside
     64 bits as a float (a huge `seq` must be refused as the integer it is)."""
     if _LONG_DIGITS.search(body) is None:
@@ -188,7 +189,4 @@ def parse_json(body: bytes) -> Any:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
             pass
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    return parse_checked_json(body)

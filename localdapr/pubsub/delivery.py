@@ -548,15 +548,7 @@ class Subscriber:
                 active.delivered += 1
                 return
             if outcome == DROP:
-                log.warning(
-                    "[%s] app dropped event %s on %s (%s)",
-                    self.runtime.app_id,
-                    event.get("id"),
-                    spec.topic,
-                    detail,
-                )
-                active.dropped += 1
-                await self._dead_letter(active, event)
+                await self._dropped(active, event, detail)
                 return
             delay = next(delays, None)
             if delay is None:
@@ -652,16 +644,7 @@ class Subscriber:
                 if outcome == SUCCESS:
                     active.delivered += 1
                 elif outcome == DROP:
-                    event = events[entry["entryId"]][1]
-                    log.warning(
-                        "[%s] app dropped event %s on %s (%s)",
-                        self.runtime.app_id,
-                        event.get("id"),
-                        spec.topic,
-                        detail,
-                    )
-                    active.dropped += 1
-                    await self._dead_letter(active, event)
+                    await self._dropped(active, events[entry["entryId"]][1], detail)
                 else:
                     retry.append(entry)
             if not retry:
@@ -671,6 +654,18 @@ class Subscriber:
                 return [e["entryId"] for e in retry], detail
             pending = retry
             await asyncio.sleep(delay)
+
+    async def _dropped(self, active: ActiveSubscription, event: dict[str, Any], detail: str) -> None:
+        """The app answered DROP: logged, counted and dead-lettered (when the subscription has a topic)."""
+        log.warning(
+            "[%s] app dropped event %s on %s (%s)",
+            self.runtime.app_id,
+            event.get("id"),
+            active.spec.topic,
+            detail,
+        )
+        active.dropped += 1
+        await self._dead_letter(active, event)
 
     async def _dead_letter(self, active: ActiveSubscription, event: dict[str, Any]) -> None:
         topic = active.spec.dead_letter_topic

@@ -25,8 +25,8 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
+from apps.common.asgi import Receive, Scope, Send
 from apps.common.contracts import ModelCard
-from apps.common.httpguard import Receive, Scope, Send
 from apps.common.names import INFERENCE_APP_ID, INGESTION_APP_ID, TRAINING_APP_ID
 from apps.common.profiles import PROFILES, TURBOFAN, ProfileSpec
 from apps.common.registry import RegisteredModel

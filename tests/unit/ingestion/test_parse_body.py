@@ -51,3 +51,8 @@ def test_text_that_is_not_json_is_named_as_json_names_it(body: bytes) -> None:
         parse_json(body)
     e = expected.value
     assert str(got.value) == f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}"
+
+
+def test_bytes_that_are_no_text_are_named_as_such() -> None:
+    with pytest.raises(ValueError, match="malformed JSON: not UTF-8"):
+        parse_json(b"4\x83\xd9f\xc2\xadA\x04")
