@@ -513,18 +513,28 @@ class Subscriber:
                 return path
         return active.spec.default_route
 
+    async def _deliverable_route(self, active: ActiveSubscription, event: dict[str, Any]) -> str | None:
+        """The route `event` goes to; None when it expired or no rule matched it (then it was
+        dead-lettered if the subscription has a topic for that, else it is just acked)."""
+        if expired(event):
+            log.warning(
+                "[%s] event %s on %s expired; dropped",
+                self.runtime.app_id,
+                event.get("id"),
+                active.spec.topic,
+            )
+            await self._dead_letter(active, event)
+            return None
+        route = self._route(active, event)
+        if route is None:
+            await self._dead_letter(active, event)
+        return route
+
     async def _handle(self, active: ActiveSubscription, msg: BrokerMessage) -> None:
         event = self._event_of(active, msg)
         spec = active.spec
-        if expired(event):
-            log.warning(
-                "[%s] event %s on %s expired; dropped", self.runtime.app_id, event.get("id"), spec.topic
-            )
-            await self._dead_letter(active, event)
-            return
-        route = self._route(active, event)
+        route = await self._deliverable_route(active, event)
         if route is None:
-            await self._dead_letter(active, event)  # no rule matched: DLQ if configured, else ack
             return
         policy = self.resiliency.for_pubsub_inbound(spec.pubsub_name)
         delays = policy.retry.delays() if policy.retry else iter(())
@@ -577,15 +587,8 @@ class Subscriber:
         raw = is_raw(spec.metadata)
         for i, msg in enumerate(msgs):
             event = self._event_of(active, msg)
-            if expired(event):
-                log.warning(
-                    "[%s] event %s on %s expired; dropped", self.runtime.app_id, event.get("id"), spec.topic
-                )
-                await self._dead_letter(active, event)
-                continue
-            route = self._route(active, event)
+            route = await self._deliverable_route(active, event)
             if route is None:
-                await self._dead_letter(active, event)
                 continue
             entry_id = str(uuid.uuid4())
             events[entry_id] = (i, event)
