@@ -218,6 +218,19 @@ def running_platform(
         platform.stop()
 
 
+def training_job(platform: Platform, body: dict[str, Any]) -> dict[str, Any]:
+    """A job through training's API (202), followed to its end; its record, whatever its status."""
+    started = httpx.post(f"{platform.url('training')}/v1/train", json=body, timeout=10)
+    assert started.status_code == 202, started.text
+    location = f"{platform.url('training')}{started.headers['location']}"
+
+    def finished() -> dict[str, Any] | None:
+        job = httpx.get(location, timeout=10).json()
+        return job if job["status"] not in ("queued", "running") else None
+
+    return wait_until(finished, timeout=120, interval=0.5, what=f"training job {body}")  # type: ignore[no-any-return]
+
+
 def environ_with(**extra: str) -> dict[str, str]:
     return {**os.environ, **extra}
 

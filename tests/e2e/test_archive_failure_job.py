@@ -11,14 +11,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from localdapr.testing import wait_until
 from tests.e2e.fleet_replay import served_card
-from tests.e2e.platform import REPO, Platform, start_platform, write_components
+from tests.e2e.platform import REPO, Platform, start_platform, training_job, write_components
 
 pytestmark = pytest.mark.e2e
 
@@ -39,19 +38,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, 
         p.stop()
 
 
-def job_of(platform: Platform, body: dict[str, Any]) -> dict[str, Any]:
-    """A job through training's API (202), followed to its end; its record."""
-    started = httpx.post(f"{platform.url('training')}/v1/train", json=body, timeout=10)
-    assert started.status_code == 202, started.text
-    location = f"{platform.url('training')}{started.headers['location']}"
-
-    def finished() -> dict[str, Any] | None:
-        job = httpx.get(location, timeout=10).json()
-        return job if job["status"] not in ("queued", "running") else None
-
-    return wait_until(finished, timeout=120, interval=0.5, what=f"training job {body}")  # type: ignore[no-any-return]
-
-
 def test_an_imported_ai4i_archive_trains_a_failure_model_through_the_platform(
     fleet: tuple[Platform, Path],
 ) -> None:
@@ -67,7 +53,7 @@ def test_an_imported_ai4i_archive_trains_a_failure_model_through_the_platform(
     assert "imported 1 machine(s), 10,000 readings" in imported.stdout
     assert "339 event(s) (339 failure(s))" in imported.stdout
 
-    job = job_of(platform, {"profile": "milling", "source": "archive"})
+    job = training_job(platform, {"profile": "milling", "source": "archive"})
     assert job["status"] == "succeeded", job
     # 340 lives of the one mill (a failure ends each but the last, still running), all new
     assert (job["profile"], job["model_name"], job["runs"], job["new_runs"]) == ("milling", NAME, 340, 340)
@@ -84,7 +70,7 @@ def test_an_imported_ai4i_archive_trains_a_failure_model_through_the_platform(
     model = httpx.get(f"{platform.url('training')}/v1/models/{NAME}", timeout=10).json()
     assert model["champion"] == 1 and model["champion_history"][0]["action"] == "gate"
 
-    again = job_of(platform, {"profile": "milling", "source": "archive"})
+    again = training_job(platform, {"profile": "milling", "source": "archive"})
     assert again["status"] == "no_new_data" and "340 runs, all seen" in again["message"], again
 
     # A fire of the retrain schedule (the cron binding's route): the milling model is considered, has

@@ -34,7 +34,7 @@ from apps.training.quality import reading_rows
 from apps.training.trainer import onnx_predict
 from localdapr.testing import wait_until
 from tests.e2e.fleet_replay import actor_call, champion, served_card
-from tests.e2e.platform import Platform, alerts_of, start_platform, write_components
+from tests.e2e.platform import Platform, alerts_of, start_platform, training_job, write_components
 
 pytestmark = pytest.mark.e2e
 
@@ -72,18 +72,10 @@ def actor_env(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def train(platform: Platform, body: dict[str, Any]) -> dict[str, Any]:
-    """A job through training's API, followed to its end; its record."""
-    started = httpx.post(f"{platform.url('training')}/v1/train", json=body, timeout=10)
-    assert started.status_code == 202, started.text
-    location = f"{platform.url('training')}{started.headers['location']}"
-
-    def finished() -> dict[str, Any] | None:
-        job = httpx.get(location, timeout=10).json()
-        return job if job["status"] not in ("queued", "running") else None
-
-    job = wait_until(finished, timeout=120, interval=0.5, what=f"training job {body}")
+    """A job through training's API, followed to its end; its record, which must say it succeeded."""
+    job = training_job(platform, body)
     assert job["status"] == "succeeded", job
-    return job  # type: ignore[no-any-return]
+    return job
 
 
 def wait_served(platform: Platform, name: str, version: int) -> None:
