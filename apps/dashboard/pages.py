@@ -184,6 +184,10 @@ async def machine_page(service: DashboardService, equipment_id: str) -> None:
                 notify_alert(event)
             elif isinstance(event, MachineRetired) and event.equipment_id == equipment_id:
                 ui.notify(f"{equipment_id} was retired: it is no longer watched", type="info")
+            elif isinstance(event, ModelChanged):
+                background_tasks.create(
+                    follow_model(event), name="dashboard-machine-thresholds", context=ui.context.client
+                )
         show_summary()
         if chart_changed:
             page["chart"].options["series"][0]["data"] = rul_series(view.history)
@@ -192,6 +196,12 @@ async def machine_page(service: DashboardService, equipment_id: str) -> None:
             page["sensors"].options.update(view.sensor_chart())
             page["sensors"].update()
             page["changes"].replace(view.change_rows())
+
+    async def follow_model(event: ModelChanged) -> None:
+        # A promoted anomaly model brings its own learnt thresholds: redraw the lines at once.
+        if await service.follow_model(page["view"], event.update):
+            page["chart"].options.update(page["view"].chart())
+            page["chart"].update()
 
     async def retire(dialog: ui.dialog, by: str, note: str) -> None:
         try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apps.common.contracts import HealthSnapshot, ModelCard
+from apps.common.registry import ModelUpdate
 from apps.dashboard.domain import (
     AlertInfo,
     Fleet,
@@ -149,6 +150,29 @@ class DashboardService:
             alerts={a.id: a for a in alerts},
             thresholds=thresholds_of(profile, served=served),
         )
+
+    async def follow_model(self, view: MachineView, update: ModelUpdate) -> bool:
+        """After a `model-updates` event: when the promoted version is the model whose card holds the
+        view's thresholds (an anomaly machine's), take the thresholds it learnt; True if they changed.
+
+        The card is the registry's for that version, not inference's served one: inference swaps on
+        the same event and may not have loaded it yet when this runs."""
+        profile = view.health.profile if view.health else None
+        if not update.promoted or update.name != learns_thresholds(profile):
+            return False
+        try:
+            models = await self.backend.registered_models()
+        except BackendUnavailable as exc:  # keep drawing the old ones; a reload reads them again
+            log.info("no thresholds of %s v%d for the chart: %s", update.name, update.version, exc)
+            return False
+        cards = [
+            c for m in models if m.name == update.name for c in m.versions if c.version == update.version
+        ]
+        if not cards:
+            return False
+        thresholds = thresholds_of(profile, served=cards[0])
+        changed, view.thresholds = thresholds != view.thresholds, thresholds
+        return changed
 
     async def _served_card(self, name: str | None) -> ModelCard | None:
         """The card inference serves for `name` (an anomaly model's learnt thresholds are in it); None

@@ -272,5 +272,21 @@ async def test_an_anomaly_machines_chart_draws_the_thresholds_its_served_card_le
     marks = {m["name"]: m["yAxis"] for m in chart.options["series"][0]["markLine"]["data"]}
     assert marks == {"warning": 0.58, "critical": 0.66, "clears below": 0.58}
     assert (await d.service.machine("tfa-1")).to_json()["thresholds"] == {**learnt, "clear": 0.58}
+
+    # v3 is promoted while the page is open: its lines are drawn from the registry's card at once,
+    # before inference (still serving v2 here) has swapped
+    relearnt = {"warning": 0.7, "critical": 0.8}
+    versions.append(card(3, 0.0, name="turbofan-anomaly").model_copy(update={"alert_thresholds": relearnt}))
+    d.backend.models = [RegisteredModelInfo(name="turbofan-anomaly", champion=3, versions=versions)]
+    update = {"name": "turbofan-anomaly", "version": 3, "promoted": True}
+    assert deliver(d.service.hub, TOPIC_MODEL_UPDATES, cloud_event(update)) == "SUCCESS"
+
+    def drawn() -> dict[str, float]:
+        return {m["name"]: m["yAxis"] for m in chart.options["series"][0]["markLine"]["data"]}
+
+    await eventually(
+        lambda: drawn() == {"warning": 0.7, "critical": 0.8, "clears below": 0.7}, what="v3's lines"
+    )
+    assert chart.options["series"][0]["data"]  # the predictions are still drawn
     d.backend.loaded = {}  # inference serves no anomaly model: nothing learnt to draw
     assert (await d.service.machine("tfa-1")).to_json()["thresholds"] == {}
