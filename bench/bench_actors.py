@@ -4,7 +4,15 @@ method, beside a plain HTTP call to the same app (so the actor path's overhead s
 The client sends exactly what the SDK's ActorProxy sends (`POST /v1.0/actors/{type}/{id}/method/{m}`
 with a JSON body) from several threads; with one hot id the calls queue for the actor's turn.
 
+The sidecar runs as a process of its own, as `vigil up` runs the sidecars apart from the apps and
+their clients. `--sidecar-thread` runs it on a thread of this process instead (how this benchmark ran
+before): the client's threads then hold the GIL the sidecar's loop needs after every socket read and
+write, and the actor rows measure that contention as much as the sidecar. The app serves actor calls
+through the equipment app's stack (`ActorCallShortcut`, the pooled actor client);
+`--app-stack sdk` serves them with the SDK's `DaprActor` routes and client alone.
+
     python -m bench.bench_actors [--ops 2000] [--concurrency 8] [--backends in-memory,sqlite,redis]
+        [--sidecar-thread] [--app-stack equipment|sdk]
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import httpx
 from bench.bench_sidecar import REDIS_HOST, redis_up
 from bench.common import Result, measure, table
 from localdapr.sidecar import SidecarOptions
-from localdapr.testing import AppProcess, SidecarThread, free_port
+from localdapr.testing import AppProcess, SidecarProcess, SidecarThread, free_port, wait_until
 from tests.integration.localdapr.components import state_component
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,22 +44,71 @@ def resources(folder: Path, backend: str) -> Path:
     return folder
 
 
-def run_backend(backend: str, ops: int, concurrency: int, tmp: Path) -> list[Result]:
+class _Sidecar:
+    """The benchmark's sidecar: a process of its own, or a thread of this one (`thread`)."""
+
+    def __init__(self, app_id: str, res: Path, app_port: int, registry: Path, thread: bool) -> None:
+        self.thread: SidecarThread | None = None
+        self.process: SidecarProcess | None = None
+        if thread:
+            options = SidecarOptions(
+                app_id=app_id, resources_paths=[res], app_port=app_port, registry_dir=registry
+            )
+            self.thread = SidecarThread(options).start()
+            self.http_port = self.thread.http_port
+            self.app_env = self.thread.options.app_env()
+        else:
+            self.process = SidecarProcess(app_id, [res], app_port, registry).start()
+            self.http_port = self.process.http_port
+            self.app_env = self.process.app_env()
+
+    def wait_app_ready(self) -> None:
+        if self.thread is not None:
+            self.thread.wait_app_ready()
+        else:
+            assert self.process is not None
+            process = self.process
+            wait_until(lambda: process.healthy("/v1.0/healthz"), 30, what="the sidecar's app ready")
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+        if self.process is not None:
+            self.process.stop()
+
+
+def run_backend(
+    backend: str,
+    ops: int,
+    concurrency: int,
+    tmp: Path,
+    sidecar_thread: bool = False,
+    app_stack: str = "equipment",
+) -> list[Result]:
     res = resources(tmp / backend, backend)
     app_port = free_port()
     app_id = f"bench-actors-{backend}-{os.getpid()}"
-    sidecar = SidecarThread(
-        SidecarOptions(app_id=app_id, resources_paths=[res], app_port=app_port, registry_dir=tmp / "reg")
+    sidecar = _Sidecar(app_id, res, app_port, tmp / "reg", sidecar_thread)
+    app = AppProcess(
+        APP, app_port, sidecar.app_env, {"BENCH_ACTOR_APP_STACK": app_stack}, cwd=REPO, name=app_id
     ).start()
-    app = AppProcess(APP, app_port, sidecar.options.app_env(), cwd=REPO, name=app_id).start()
-    sidecar.wait_app_ready()
     payload = json.dumps({"machine": "unit-1", "rul": 87.5, "sensors": list(range(20))})
     headers = {"Content-Type": "application/json; charset=utf-8"}
     api = f"http://127.0.0.1:{sidecar.http_port}/v1.0/actors/{TYPE}"
     rows: list[Result] = []
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
     try:
+        sidecar.wait_app_ready()
         with httpx.Client(limits=limits, timeout=60) as http:
+            # The actor type is placed once the sidecar has read the app's /dapr/config.
+            wait_until(
+                lambda: (
+                    http.post(f"{api}/bench-0/method/Echo", content=payload, headers=headers).status_code
+                    == 200
+                ),
+                30,
+                what="the actor type placed",
+            )
 
             def actor_call(method: str, ids: int) -> None:
                 def op(i: int) -> None:
@@ -89,16 +146,23 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--backends", default="in-memory,sqlite,redis")
+    parser.add_argument(
+        "--sidecar-thread", action="store_true", help="the sidecar on a thread of this process"
+    )
+    parser.add_argument("--app-stack", choices=["equipment", "sdk"], default="equipment")
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if b != "redis" or redis_up()]
     rows: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         for backend in backends:
             print(f"... {backend}", flush=True)
-            rows += run_backend(backend, args.ops, args.concurrency, Path(tmp))
+            rows += run_backend(
+                backend, args.ops, args.concurrency, Path(tmp), args.sidecar_thread, args.app_stack
+            )
     print(
-        f"\nlocaldapr actor benchmark: {args.ops} calls per row, {args.concurrency} client threads; "
-        "ratio = p50 against the plain HTTP call to the same app\n"
+        f"\nlocaldapr actor benchmark: {args.ops} calls per row, {args.concurrency} client threads, "
+        f"sidecar on {'a thread' if args.sidecar_thread else 'its own process'}, app stack "
+        f"{args.app_stack}; ratio = p50 against the plain HTTP call to the same app\n"
     )
     baseline = "plain HTTP to the app"
     print(table(rows, {r.name: baseline for r in rows if r.name != baseline}))

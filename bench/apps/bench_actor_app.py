@@ -1,8 +1,13 @@
 """The app the actor benchmark talks to: `BenchActor` (echo, or echo plus a state save) and a plain
-HTTP echo route as the baseline."""
+HTTP echo route as the baseline.
+
+BENCH_ACTOR_APP_STACK=equipment (the default) serves actor calls as the equipment app does (actor
+callbacks by `ActorCallShortcut`, state saves through the pooled actor client); `sdk` with the SDK's
+`DaprActor` routes and its own client alone."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +15,11 @@ from typing import Any
 from dapr.actor import Actor, ActorInterface, actormethod
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI, Request, Response
+
+from apps.common.actorcalls import ActorCallShortcut
+from apps.common.daprhttp import PooledDaprActorHttpClient
+
+EQUIPMENT_STACK = os.environ.get("BENCH_ACTOR_APP_STACK", "equipment") == "equipment"
 
 
 class BenchActorInterface(ActorInterface):
@@ -32,11 +42,19 @@ class BenchActor(Actor, BenchActorInterface):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    await actor.register_actor(BenchActor)
+    if not EQUIPMENT_STACK:
+        await actor.register_actor(BenchActor)
+        yield
+        return
+    client = PooledDaprActorHttpClient()
+    await actor.register_actor(BenchActor, actor_client=client)
     yield
+    await client.close()
 
 
 app = FastAPI(lifespan=lifespan)
+if EQUIPMENT_STACK:
+    app.add_middleware(ActorCallShortcut)
 actor = DaprActor(app)
 
 
