@@ -13,6 +13,8 @@ services, and lives here, once:
     models/<name>/v/<version>/runs       the labelled runs (keys) the version was trained on
     models/<name>/champion-history       every change of champion: gate, promote, rollback (JSON list)
     models/<name>/drift                  the last feature drift report of the champion
+    models/<name>/v/<version>/inputs     inference's counts of the version's inputs, every replica's
+                                         (written by inference: apps/inference/inputstore.py)
 
 (Training also keeps its job records in this store, under `jobs/`: apps/training/jobstore.py.)
 """

@@ -22,8 +22,9 @@ from apps.common.names import PUBSUB, SECRET_STORE, TOPIC_MODEL_UPDATES
 from apps.common.registry import DaprModelRegistry, InputCounts, ModelUpdate
 from apps.common.signing import PUBLIC_KEY_SECRET, BadKey, RecordVerifier, read_key
 from apps.common.tracecontext import dapr_client
+from apps.inference.inputstore import DaprInputStore
 from apps.inference.model import BadInput, ModelChanged, ModelNotReady
-from apps.inference.service import InferenceService, NoReference
+from apps.inference.service import InferenceService, InputsUnavailable, NoReference
 from apps.inference.settings import get_settings
 
 log = logging.getLogger("inference")
@@ -46,14 +47,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 f"{SECRET_STORE} secret store): serving no model"
             )
             log.error("%s", unverifiable)
-        service = InferenceService(DaprModelRegistry(client, verifier=verifier), settings, unverifiable)
+        service = InferenceService(
+            DaprModelRegistry(client, verifier=verifier),
+            settings,
+            unverifiable,
+            input_store=DaprInputStore(client),
+        )
         app.state.service = service
         await service.refresh_all()
         if not service.ready:
             log.warning("no champion model yet for %s: train one with `vigil train`", settings.model_names)
         poller = asyncio.create_task(service.poll_forever())
+        flusher = asyncio.create_task(service.flush_forever())
         yield
         poller.cancel()
+        flusher.cancel()
         await service.close()
 
 
@@ -113,14 +121,17 @@ async def model_card(name: str, service: ServiceDep) -> ModelCard:
 
 @app.get("/v1/models/{name}/inputs", response_model=InputCounts, responses=error_responses(404, 503))
 async def model_inputs(name: str, service: ServiceDep) -> InputCounts:
-    """The rows predicted with the served version, counted per feature in its card's reference bins
-    (no row is kept), over the current and the previous window: what training's drift measures."""
+    """The rows predicted with the served version by every replica, counted per feature in its card's
+    reference bins (no row is kept), over the current and the previous window: what training's drift
+    measures."""
     if name not in service.settings.model_names:
         raise HTTPException(404, f"inference does not serve a model named {name!r}")
     try:
-        return service.inputs(name)
+        return await service.inputs(name)
     except NoReference as exc:
         raise HTTPException(404, str(exc)) from None
+    except InputsUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
 
 
 @app.get("/healthz")

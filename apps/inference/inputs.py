@@ -3,16 +3,25 @@ bins of the model card's training reference (`feature_reference`: inner edges of
 
 Training measures drift as the population stability index of those counts against the card's training
 shares (apps/training/drift.py). Nothing but a running count per feature per bin is kept, never a row.
-Counts are kept in two windows of `window_seconds`: the current one and the one before, so an answer
-covers between one and two windows of the most recent inputs (a nightly drift check with a 12 h window
-sees the last 12 to 24 hours), and counts from long ago do not hide a recent shift. A new version starts
-from nothing: its bins are its own card's.
+Counts are kept per window of `window_seconds`, windows aligned on the epoch (window `i` holds what was
+predicted from `i * window_seconds` on), so that every replica's windows are the same ones; an answer
+covers the current window and the one before (a nightly drift check with a 12 h window sees the last 12
+to 24 hours), and counts from long ago do not hide a recent shift. A new version starts from nothing: its
+bins are its own card's.
+
+Fleet-wide and durable: each replica counts in memory (`pending`) and now and then hands what it counted
+as a `Delta` to be merged into the version's record in the state store (`merge_into`, the change an
+etag-guarded write applies: service.py). A delta carries its replica's id and a sequence number, and the
+record remembers the last one merged per replica, so a delta written twice (its write timed out but
+landed, and was retried) is counted once. An answer is the record with what this replica has not
+written yet (`snapshot`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -20,19 +29,93 @@ from apps.common.contracts import ModelCard
 from apps.common.registry import FeatureCounts, InputCounts
 
 
+def window_of(at: datetime, window_seconds: float) -> int:
+    return int(at.timestamp() // window_seconds)
+
+
+def window_start(index: int, window_seconds: float) -> datetime:
+    return datetime.fromtimestamp(index * window_seconds, UTC)
+
+
 @dataclass(slots=True)
 class Tally:
     """One window's counts: `counts[j, b]` rows whose feature j fell in bin b (a feature with fewer
     edges than the widest leaves its last columns at 0)."""
 
-    since: datetime
     counts: np.ndarray
     rows: int = 0
 
 
 @dataclass(slots=True)
+class Delta:
+    """What one replica counted since its last write, per window: merged into the record once."""
+
+    replica: str
+    seq: int
+    began: datetime
+    windows: dict[int, Tally]
+
+
+@dataclass(slots=True)
+class Record:
+    """A version's counts as the state store keeps them: every replica's writes merged per window;
+    `applied`: per replica, the sequence number of its last delta merged and the window it came in."""
+
+    began: datetime
+    windows: dict[int, Tally] = field(default_factory=dict)
+    applied: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def merged(self, delta: Delta, keep_from: int) -> Record:
+        """This record with `delta` added (unless already merged), windows before `keep_from` dropped,
+        and replicas that wrote nothing since then forgotten."""
+        done = self.applied.get(delta.replica)
+        fresh = done is None or delta.seq > done[0]
+        windows = {i: Tally(t.counts.copy(), t.rows) for i, t in self.windows.items() if i >= keep_from}
+        applied = {r: a for r, a in self.applied.items() if a[1] >= keep_from}
+        if fresh:
+            for i, t in delta.windows.items():
+                if i < keep_from:
+                    continue
+                if i in windows:
+                    windows[i].counts += t.counts
+                    windows[i].rows += t.rows
+                else:
+                    windows[i] = Tally(t.counts.copy(), t.rows)
+            applied[delta.replica] = (delta.seq, max([keep_from, *delta.windows]))
+        return Record(min(self.began, delta.began), windows, applied)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "began": self.began.isoformat(),
+                "windows": {
+                    str(i): {"rows": t.rows, "counts": t.counts.tolist()} for i, t in self.windows.items()
+                },
+                "applied": {r: list(a) for r, a in self.applied.items()},
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str, shape: tuple[int, int]) -> Record:
+        """ValueError when `raw` is not a record of counts of this `shape` (features x bins)."""
+        try:
+            body = json.loads(raw)
+            windows = {
+                int(i): Tally(np.asarray(w["counts"], dtype=np.int64), int(w["rows"]))
+                for i, w in body["windows"].items()
+            }
+            applied = {str(r): (int(a[0]), int(a[1])) for r, a in body["applied"].items()}
+            began = datetime.fromisoformat(body["began"])
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"not a record of input counts: {exc}") from exc
+        if any(t.counts.shape != shape for t in windows.values()):
+            raise ValueError(f"input counts not of shape {shape} (features x bins): another card's?")
+        return cls(began, windows, applied)
+
+
+@dataclass(slots=True)
 class InputTally:
-    """The counts of one served version's inputs, in the current and the previous window."""
+    """One replica's counts of one served version's inputs: those not written to the store yet."""
 
     model: str
     version: int
@@ -42,11 +125,16 @@ class InputTally:
     padded: np.ndarray  # features x widest edges, +inf past a feature's own: no value is above it
     offsets: np.ndarray  # feature j's bins are j * (widest + 1) + bin in one flat count
     window_seconds: float
-    current: Tally
-    previous: Tally | None = field(default=None)
+    replica: str
+    began: datetime  # when this replica began counting the version
+    pending: dict[int, Tally] = field(default_factory=dict)  # counted since the last `take`
+    outstanding: Delta | None = None  # taken, not known to be written yet
+    seq: int = 0
 
     @classmethod
-    def of(cls, card: ModelCard, now: datetime, window_seconds: float) -> InputTally | None:
+    def of(
+        cls, card: ModelCard, now: datetime, window_seconds: float, replica: str = "local"
+    ) -> InputTally | None:
         """The tally of a version, or None when its card has no training reference to count against."""
         if not card.feature_reference:
             return None
@@ -70,12 +158,16 @@ class InputTally:
             padded=padded,
             offsets=np.arange(len(edges), dtype=np.int64) * (padded.shape[1] + 1),
             window_seconds=window_seconds,
-            current=_empty(padded, now),
+            replica=replica,
+            began=now,
         )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.padded.shape[0], self.padded.shape[1] + 1
 
     def add(self, rows: np.ndarray, now: datetime) -> None:
         """Count a batch of predicted rows (finite: PredictRequest refuses anything else)."""
-        self._rotate(now)
         if rows.ndim != 2 or rows.shape[0] == 0:
             return
         # float32 values are exact in float64, so they fall where training's values did
@@ -90,34 +182,56 @@ class InputTally:
         for e in range(self.padded.shape[1]):
             np.add(bins, X > self.padded[:, e], out=bins, casting="unsafe")
         flat = (bins + self.offsets).ravel()
-        self.current.counts += np.bincount(flat, minlength=X.shape[1] * width).reshape(X.shape[1], width)
-        self.current.rows += int(rows.shape[0])
+        index = window_of(now, self.window_seconds)
+        tally = self.pending.get(index)
+        if tally is None:
+            tally = self.pending[index] = Tally(np.zeros(self.shape, dtype=np.int64))
+            for old in [i for i in self.pending if i < index - 1]:  # out of every answer by now
+                del self.pending[old]
+        tally.counts += np.bincount(flat, minlength=X.shape[1] * width).reshape(X.shape[1], width)
+        tally.rows += int(rows.shape[0])
 
-    def snapshot(self, now: datetime) -> InputCounts:
-        """The counts of the previous and the current window together."""
-        self._rotate(now)
-        windows = [t for t in (self.previous, self.current) if t is not None]
-        total = sum(t.counts for t in windows)
+    def take(self) -> Delta | None:
+        """What to write to the store: the delta not known to be written yet, else what was counted
+        since (None: nothing). Until `written(delta)`, the same delta (same sequence number) again."""
+        if self.outstanding is None and self.pending:
+            self.seq += 1
+            self.outstanding = Delta(self.replica, self.seq, self.began, self.pending)
+            self.pending = {}
+        return self.outstanding
+
+    def written(self, delta: Delta) -> None:
+        if self.outstanding is delta:
+            self.outstanding = None
+
+    def merge_into(self, stored: bytes | None, delta: Delta, now: datetime) -> str:
+        """The store's record (`stored`, None: none yet) with `delta` merged: the change the etag-guarded
+        write makes. A record that cannot be read is replaced (its counts are lost: said by ValueError
+        from `record`, which the caller logs)."""
+        return self.record(stored).merged(delta, window_of(now, self.window_seconds) - 1).to_json()
+
+    def record(self, stored: bytes | None) -> Record:
+        return Record(self.began) if stored is None else Record.from_json(stored, self.shape)
+
+    def snapshot(self, now: datetime, stored: bytes | None = None) -> InputCounts:
+        """The counts of the previous and the current window: the store's record (`stored`: every
+        replica's writes) with what this replica has not written yet."""
+        current = window_of(now, self.window_seconds)
+        record = self.record(stored)
+        unwritten = [self.outstanding, Delta(self.replica, self.seq + 1, self.began, self.pending)]
+        for delta in unwritten:
+            if delta is not None:
+                record = record.merged(delta, current - 1)
+        total = np.zeros(self.shape, dtype=np.int64)
+        for t in record.windows.values():
+            total += t.counts
         return InputCounts(
             model=self.model,
             version=self.version,
-            since=windows[0].since,
-            rows=sum(t.rows for t in windows),
+            since=max(window_start(current - 1, self.window_seconds), record.began),
+            rows=sum(t.rows for t in record.windows.values()),
             features=[
                 FeatureCounts(name=name, edges=edges.tolist(), counts=total[j, : len(edges) + 1].tolist())
                 for j, (name, edges) in enumerate(zip(self.names, self.edges, strict=True))
             ],
         )
-
-    def _rotate(self, now: datetime) -> None:
-        elapsed = (now - self.current.since).total_seconds()
-        if elapsed < self.window_seconds:
-            return
-        if elapsed < 2 * self.window_seconds:
-            self.previous, self.current = self.current, _empty(self.padded, now)
-        else:  # nothing came for more than a window: both windows are older than one
-            self.previous, self.current = None, _empty(self.padded, now)
-
-
-def _empty(padded: np.ndarray, now: datetime) -> Tally:
-    return Tally(since=now, counts=np.zeros((padded.shape[0], padded.shape[1] + 1), dtype=np.int64))

@@ -1,12 +1,16 @@
-"""The inference service without HTTP: which models are loaded, hot swaps, micro-batched predictions."""
+"""The inference service without HTTP: which models are loaded, hot swaps, micro-batched predictions,
+and the input counts (inputs.py) written to the state store off the prediction path."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 
@@ -15,7 +19,7 @@ from apps.common.metrics import record_model_refused, record_predictions, record
 from apps.common.registry import InputCounts, ModelRegistry
 from apps.common.signing import ForgedRecord
 from apps.inference.batcher import MicroBatcher
-from apps.inference.inputs import InputTally
+from apps.inference.inputs import Delta, InputTally
 from apps.inference.model import BadInput, ModelChanged, ModelNotReady, OnnxModel
 from apps.inference.settings import InferenceSettings
 
@@ -33,6 +37,20 @@ class NoReference(Exception):
     """The served version's card has no training reference, so its inputs are not counted: 404."""
 
 
+class InputsUnavailable(Exception):
+    """The state store holding every replica's input counts did not answer: 503."""
+
+
+class InputStore(Protocol):
+    """Where the replicas' input counts meet (DaprInputStore: `modelstore`, etag-guarded)."""
+
+    async def read(self, model: str, version: int) -> bytes | None: ...
+
+    async def update(
+        self, model: str, version: int, change: Callable[[bytes | None], str], ttl_seconds: int
+    ) -> None: ...
+
+
 class InferenceService:
     def __init__(
         self,
@@ -40,11 +58,15 @@ class InferenceService:
         settings: InferenceSettings,
         unverifiable: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        input_store: InputStore | None = None,
     ) -> None:
-        """`unverifiable`: why no record can be verified (no public key): then nothing is served."""
+        """`unverifiable`: why no record can be verified (no public key): then nothing is served.
+        `input_store`: where every replica's input counts are merged (None: this process's alone)."""
         self.registry = registry
         self.settings = settings
         self.clock = clock
+        self.input_store = input_store
+        self.replica = uuid.uuid4().hex[:12]  # names this process's writes of input counts
         self.unverifiable = unverifiable
         # What was refused per model (a forged or unsigned champion pointer or version): readyz shows it.
         self.refused: dict[str, str] = {}
@@ -91,7 +113,9 @@ class InferenceService:
         model = await asyncio.to_thread(OnnxModel, found.card, found.onnx, self.settings.intra_op_threads)
         batcher = MicroBatcher(model.run, self.settings.max_batch_rows, self.settings.max_wait_ms / 1000)
         try:
-            inputs = InputTally.of(found.card, self.clock(), self.settings.inputs_window_seconds)
+            inputs = InputTally.of(
+                found.card, self.clock(), self.settings.inputs_window_seconds, self.replica
+            )
         except ValueError as exc:  # a card whose reference does not fit: served all the same, not counted
             log.warning("%s: inputs not counted: %s", name, exc)
             inputs = None
@@ -115,6 +139,7 @@ class InferenceService:
     async def _retire(self, old: Serving) -> None:
         await asyncio.sleep(5)  # let requests queued on the old batcher drain
         await old.batcher.close()
+        await self._flush(old.inputs)  # its last counts
 
     async def refresh_all(self) -> None:
         for name in self.settings.model_names:
@@ -164,18 +189,68 @@ class InferenceService:
             model_version=version,
         )
 
-    def inputs(self, name: str) -> InputCounts:
-        """The served version's inputs counted in its card's reference bins (training's drift)."""
+    async def inputs(self, name: str) -> InputCounts:
+        """The served version's inputs counted in its card's reference bins (training's drift): every
+        replica's, as written to the store, with what this one has not written yet."""
         serving = self._serving_of(name)
-        if serving.inputs is None:
+        tally = serving.inputs
+        if tally is None:
             raise NoReference(
                 f"{name} v{serving.model.version} has no training reference (feature_reference) in its "
                 "card that fits its features: its inputs are not counted"
             )
-        return serving.inputs.snapshot(self.clock())
+        stored = None
+        if self.input_store is not None:
+            try:
+                stored = await self.input_store.read(tally.model, tally.version)
+            except Exception as exc:
+                raise InputsUnavailable(f"the input counts of {name} could not be read: {exc}") from exc
+        try:
+            return tally.snapshot(self.clock(), stored)
+        except ValueError as exc:  # the next write replaces it
+            log.warning("%s v%d: unreadable input counts in the store: %s", name, tally.version, exc)
+            return tally.snapshot(self.clock())
+
+    async def flush_inputs(self) -> None:
+        """Write what each served version was fed since the last write: one etag-guarded write per
+        version with new counts (none for a version nobody predicted with)."""
+        for serving in list(self._serving.values()):
+            await self._flush(serving.inputs)
+
+    async def flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.inputs_flush_seconds)
+            await self.flush_inputs()
+
+    async def _flush(self, tally: InputTally | None) -> None:
+        if tally is None or self.input_store is None:
+            return
+        delta = tally.take()
+        if delta is None:
+            return
+        try:
+            await self.input_store.update(
+                tally.model, tally.version, lambda stored: self._merged(tally, stored, delta), self._ttl()
+            )
+        except Exception as exc:  # kept, and written with the next flush (the same delta: counted once)
+            log.warning("%s v%d: input counts not written: %s", tally.model, tally.version, exc)
+            return
+        tally.written(delta)
+
+    def _merged(self, tally: InputTally, stored: bytes | None, delta: Delta) -> str:
+        try:
+            return tally.merge_into(stored, delta, self.clock())
+        except ValueError as exc:
+            log.warning("%s v%d: replacing unreadable input counts: %s", tally.model, tally.version, exc)
+            return tally.merge_into(None, delta, self.clock())
+
+    def _ttl(self) -> int:
+        """A record outlives the two windows an answer covers, then expires (a version no longer served)."""
+        return math.ceil(2 * self.settings.inputs_window_seconds + 2 * self.settings.inputs_flush_seconds)
 
     async def close(self) -> None:
         for serving in self._serving.values():
             await serving.batcher.close()
+        await self.flush_inputs()  # a clean stop loses no count
         for task in list(self._retired):
             task.cancel()

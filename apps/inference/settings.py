@@ -26,6 +26,10 @@ class InferenceSettings(BaseSettings):
     # The rows predicted are counted per feature in the card's reference bins (training's drift reads
     # them) in windows this long; an answer covers the current and the previous window.
     inputs_window_seconds: float = Field(43_200.0, gt=0)
+    # Each replica writes the counts it made since its last write to the state store this often (one
+    # etag-guarded write per served version, none when nothing was predicted): a crash loses at most
+    # this long of its counts; a clean stop loses none.
+    inputs_flush_seconds: float = Field(10.0, gt=0, le=3600)
     # The model-signing public key (base64 of 32 bytes) that every served record must verify under. Unset:
     # read from the secret store (the local profiles); Kubernetes sets it from the vigil-model-signing Secret.
     verify_key: str | None = None

@@ -100,10 +100,12 @@ def test_windows_roll_over_and_an_answer_covers_at_most_two(onnx: dict[int, byte
     counting.add(one, later)  # a new window; the first is now the previous one
     both = counting.snapshot(later)
     assert both.rows == 30 and both.since == T0
-    third = later + timedelta(seconds=WINDOW)
-    assert counting.snapshot(third).rows == 10 and counting.snapshot(third).since == later
+    third = later + timedelta(seconds=WINDOW)  # windows are aligned on the epoch (T0 is a start)
+    assert counting.snapshot(third).rows == 10
+    assert counting.snapshot(third).since == T0 + timedelta(seconds=WINDOW)
     idle = third + timedelta(seconds=3 * WINDOW)  # nothing for longer than two windows
-    assert counting.snapshot(idle).rows == 0 and counting.snapshot(idle).since == idle
+    assert counting.snapshot(idle).rows == 0
+    assert counting.snapshot(idle).since == T0 + timedelta(seconds=4 * WINDOW)
 
 
 def test_a_card_without_a_reference_is_not_counted(onnx: dict[int, bytes]) -> None:
@@ -131,13 +133,13 @@ async def test_predictions_are_counted_per_served_version(onnx: dict[int, bytes]
     service = await service_with({1: referenced(1, onnx[1]), 2: referenced(2, onnx[2])}, onnx, clock)
     await service.predict(request(TRAIN[:30].astype(np.float32)))
     await service.predict(request(TRAIN[30:50].astype(np.float32)))
-    counts = service.inputs(MODEL)
+    counts = await service.inputs(MODEL)
     assert counts.version == 1 and counts.rows == 50 and counts.since == T0
     assert all(sum(f.counts) == 50 for f in counts.features)
     clock.now = T0 + timedelta(minutes=5)
     await service.registry.promote(MODEL, 2)  # type: ignore[attr-defined]
     assert await service.refresh(MODEL)
-    swapped = service.inputs(MODEL)
+    swapped = await service.inputs(MODEL)
     assert (swapped.version, swapped.rows, swapped.since) == (2, 0, clock.now)  # from nothing
     await service.close()
 
@@ -146,7 +148,7 @@ async def test_a_version_without_a_reference_says_so(onnx: dict[int, bytes]) -> 
     service = await service_with({1: card(1, onnx[1])}, onnx, Clock())
     await service.predict(request(TRAIN[:5].astype(np.float32)))
     with pytest.raises(NoReference, match="no training reference"):
-        service.inputs(MODEL)
+        await service.inputs(MODEL)
     await service.close()
 
 
@@ -159,7 +161,7 @@ async def test_a_reference_that_does_not_fit_leaves_the_version_served_but_not_c
     answer = await service.predict(request(TRAIN[:5].astype(np.float32)))
     assert answer.model_version == 1 and len(answer.predictions) == 5
     with pytest.raises(NoReference, match="that fits its features"):
-        service.inputs(MODEL)
+        await service.inputs(MODEL)
     await service.close()
 
 
