@@ -3,6 +3,7 @@
 
     python -m bench.bench_pipeline [--quick] [--profiles embedded redis] [--scale-machines 10000] [--py-spy]
     python -m bench.bench_pipeline --scale-only [--scale-machines 10000] [--idle-timeout 600]
+    python -m bench.bench_pipeline --only batched [--quick] [--profiles embedded] [--py-spy]
 
 The platform is started the way the end-to-end tests start it (tests/e2e/platform.py): every app of
 dapr.yaml as its own process, each with a localdapr sidecar as a thread of this process. Load comes
@@ -17,7 +18,8 @@ window first, so every measured reading is featurised, predicted and saved: the 
 - 10,000 machines warmed up, on a platform of their own: the equipment app's RSS and the actor
   state's bytes per machine; then idle deactivation (actors active, RSS) and the latency of a
   deactivated machine's next reading (its actor activated again from the store);
-- per hop: CPU ms per reading of each app and each sidecar thread during the 1,000 x 1 run.
+- per hop: CPU ms per reading of each app and each sidecar thread during the 1,000 x 1 run and
+  during the 100 x 50 run.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class ProfileRun:
     profile: str
     values: dict[str, float] = field(default_factory=dict)
     hops: dict[str, float] = field(default_factory=dict)  # CPU ms per reading, 1,000 x 1
+    batch_hops: dict[str, float] = field(default_factory=dict)  # CPU ms per reading, 100 x 50
     open_latencies: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -259,99 +262,16 @@ def run_profile(profile: str, args: argparse.Namespace, tmp: Path) -> ProfileRun
     quick = args.quick
     try:
         wait_model_ready(platform)
-        url = platform.url("ingestion")
-        base = {"url": url}
-
-        fleet = {**base, "machines": 1000, "prefix": "m1k-", "seed": 1000}
-        print("... 1,000 machines: warm-up", flush=True)
-        drive(
-            {
-                **fleet,
-                "phase": "warm",
-                "group": WARM_GROUP,
-                "cycles": WARMUP,
-                "first_seq": 1,
-                "concurrency": 2,
-            }
-        )
-        seq = WARMUP + 1
-        readings = 3000 if quick else 10_000
-        print(f"... 1,000 x 1, closed loop, {readings} readings", flush=True)
-        spies = start_py_spy(platform, profile, 8) if args.py_spy else []
-        before = cpu_by_hop(platform)
-        closed = drive(
-            {
-                **fleet,
-                "phase": "closed",
-                "group": 1,
-                "per": 1,
-                "readings": readings,
-                "first_seq": seq,
-                "concurrency": 64,
-            }
-        )
-        after = cpu_by_hop(platform)
-        for spy in spies:
-            spy.wait()
-        seq += readings // 1000 + 1
-        done = max(closed["accepted"], 1)
-        run.values["rate_1x1"] = closed["accepted"] / closed["seconds"]
-        run.hops = {k: (after[k] - before[k]) * 1000 / done for k in after}
-        run.values["cpu_10k"] = sum(after[k] - before[k] for k in after) * 10_000 / done
-        if closed["rejected"]:
-            run.notes.append(f"1,000 x 1: {closed['rejected']} reading(s) not accepted")
-        equipment = platform.apps["equipment"].process.proc
-        assert equipment is not None
-        run.values["rss_1k"] = rss_mib(equipment.pid)
-        with_state, total_bytes = state_bytes(profile, components, "m1k-")
-        run.values["state_1k"] = total_bytes / max(with_state, 1)
-        if profile == "embedded":
-            run.notes.append(
-                f"one machine's state after 1,000 x 1, bytes by field: {state_fields(components, 'm1k-')}"
-            )
-
-        seconds = 5 if quick else 10
-        print(f"... 1,000 readings/s offered for {seconds} s", flush=True)
-        opened = drive(
-            {
-                **fleet,
-                "phase": "open",
-                "rate": 1000,
-                "seconds": seconds,
-                "first_seq": seq,
-                "max_in_flight": 5000,
-                "connections": 512,
-            }
-        )
-        seq += seconds + 1
-        run.open_latencies = opened["latencies_ms"]
-        run.values["p99_open"] = pct(opened["latencies_ms"], 0.99)
-        run.values["rate_open"] = opened["accepted"] / opened["seconds"]
-        if opened["rejected"] or opened["dropped"]:
-            run.notes.append(f"open loop: {opened['rejected']} not accepted, {opened['dropped']} not sent")
-
-        batch = {**base, "machines": 100, "prefix": "b100-", "seed": 100}
-        print("... 100 machines x 50 readings per request", flush=True)
-        drive({**batch, "phase": "warm", "group": WARM_GROUP, "cycles": WARMUP, "first_seq": 1})
-        total = 15_000 if quick else 50_000
-        batched = drive(
-            {
-                **batch,
-                "phase": "closed",
-                "group": 100,
-                "per": 50,
-                "readings": total,
-                "first_seq": WARMUP + 1,
-                "concurrency": 1,
-            }
-        )
-        run.values["rate_batch"] = batched["accepted"] / batched["seconds"]
-
+        if args.only != "batched":
+            run_single(run, platform, profile, components, args)
+        run_batched(run, platform, profile, args)
     except BaseException:
         print(platform.logs()[-6000:])
         raise
     finally:
         platform.stop()
+    if args.only == "batched":
+        return run
 
     ops = 500 if quick else 2000
     print("... actor calls vs plain HTTP", flush=True)
@@ -362,6 +282,111 @@ def run_profile(profile: str, args: argparse.Namespace, tmp: Path) -> ProfileRun
     run.values["actor_ratio"] = rows["actor call, 1,000 ids"].p50 / plain
     run.values["save_ratio"] = rows[f"actor call + state save, 1,000 ids {backend}"].p50 / plain
     return run
+
+
+def run_single(
+    run: ProfileRun, platform: Platform, profile: str, components: Path, args: argparse.Namespace
+) -> None:
+    """1,000 x 1 closed loop (rate, CPU per hop, RSS, state bytes), then 1,000 readings/s offered."""
+    quick = args.quick
+    base = {"url": platform.url("ingestion")}
+    fleet = {**base, "machines": 1000, "prefix": "m1k-", "seed": 1000}
+    print("... 1,000 machines: warm-up", flush=True)
+    drive(
+        {
+            **fleet,
+            "phase": "warm",
+            "group": WARM_GROUP,
+            "cycles": WARMUP,
+            "first_seq": 1,
+            "concurrency": 2,
+        }
+    )
+    seq = WARMUP + 1
+    readings = 3000 if quick else 10_000
+    print(f"... 1,000 x 1, closed loop, {readings} readings", flush=True)
+    spies = start_py_spy(platform, profile, 8) if args.py_spy else []
+    before = cpu_by_hop(platform)
+    closed = drive(
+        {
+            **fleet,
+            "phase": "closed",
+            "group": 1,
+            "per": 1,
+            "readings": readings,
+            "first_seq": seq,
+            "concurrency": 64,
+        }
+    )
+    after = cpu_by_hop(platform)
+    for spy in spies:
+        spy.wait()
+    seq += readings // 1000 + 1
+    done = max(closed["accepted"], 1)
+    run.values["rate_1x1"] = closed["accepted"] / closed["seconds"]
+    run.hops = {k: (after[k] - before[k]) * 1000 / done for k in after}
+    run.values["cpu_10k"] = sum(after[k] - before[k] for k in after) * 10_000 / done
+    if closed["rejected"]:
+        run.notes.append(f"1,000 x 1: {closed['rejected']} reading(s) not accepted")
+    equipment = platform.apps["equipment"].process.proc
+    assert equipment is not None
+    run.values["rss_1k"] = rss_mib(equipment.pid)
+    with_state, total_bytes = state_bytes(profile, components, "m1k-")
+    run.values["state_1k"] = total_bytes / max(with_state, 1)
+    if profile == "embedded":
+        run.notes.append(
+            f"one machine's state after 1,000 x 1, bytes by field: {state_fields(components, 'm1k-')}"
+        )
+
+    seconds = 5 if quick else 10
+    print(f"... 1,000 readings/s offered for {seconds} s", flush=True)
+    opened = drive(
+        {
+            **fleet,
+            "phase": "open",
+            "rate": 1000,
+            "seconds": seconds,
+            "first_seq": seq,
+            "max_in_flight": 5000,
+            "connections": 512,
+        }
+    )
+    run.open_latencies = opened["latencies_ms"]
+    run.values["p99_open"] = pct(opened["latencies_ms"], 0.99)
+    run.values["rate_open"] = opened["accepted"] / opened["seconds"]
+    if opened["rejected"] or opened["dropped"]:
+        run.notes.append(f"open loop: {opened['rejected']} not accepted, {opened['dropped']} not sent")
+
+
+def run_batched(run: ProfileRun, platform: Platform, profile: str, args: argparse.Namespace) -> None:
+    """100 machines x 50 readings per request, one request at a time (rate, CPU per hop)."""
+    base = {"url": platform.url("ingestion")}
+    batch = {**base, "machines": 100, "prefix": "b100-", "seed": 100}
+    print("... 100 machines x 50 readings per request", flush=True)
+    drive({**batch, "phase": "warm", "group": WARM_GROUP, "cycles": WARMUP, "first_seq": 1})
+    total = 15_000 if args.quick else 50_000
+    # py-spy samples this run only when it is the only one (else 1,000 x 1); ~13 s at 1,200/s
+    spies = start_py_spy(platform, profile, 10) if args.py_spy and args.only == "batched" else []
+    before = cpu_by_hop(platform)
+    batched = drive(
+        {
+            **batch,
+            "phase": "closed",
+            "group": 100,
+            "per": 50,
+            "readings": total,
+            "first_seq": WARMUP + 1,
+            "concurrency": 1,
+        }
+    )
+    after = cpu_by_hop(platform)
+    for spy in spies:
+        spy.wait()
+    done = max(batched["accepted"], 1)
+    run.values["rate_batch"] = batched["accepted"] / batched["seconds"]
+    run.batch_hops = {k: (after[k] - before[k]) * 1000 / done for k in after}
+    if batched["rejected"]:
+        run.notes.append(f"100 x 50: {batched['rejected']} reading(s) not accepted")
 
 
 def active_actors(platform: Platform) -> int:
@@ -505,13 +530,14 @@ def print_table(runs: list[ProfileRun], scale: int) -> None:
     for r in runs:
         for note in r.notes:
             print(f"\n({r.profile}: {note})")
-    if not any(r.hops for r in runs):
-        return  # --scale-only: no 1,000 x 1 run
-    print(f"\n| CPU ms per reading, 1,000 x 1 (per hop) | {head} |")
-    print("|---|" + "---:|" * len(runs))
-    for hop in sorted(runs[0].hops, key=lambda h: -runs[0].hops[h]):
-        print(f"| {hop} | " + " | ".join(f"{r.hops.get(hop, float('nan')):.2f}" for r in runs) + " |")
-    print("| total | " + " | ".join(f"{sum(r.hops.values()):.2f}" for r in runs) + " |")
+    for title, hops in (("1,000 x 1", [r.hops for r in runs]), ("100 x 50", [r.batch_hops for r in runs])):
+        if not any(hops):
+            continue  # that scenario was not run (--scale-only, --only batched)
+        print(f"\n| CPU ms per reading, {title} (per hop) | {head} |")
+        print("|---|" + "---:|" * len(runs))
+        for hop in sorted(hops[0], key=lambda h: -hops[0][h]):
+            print(f"| {hop} | " + " | ".join(f"{h.get(hop, float('nan')):.2f}" for h in hops) + " |")
+        print("| total | " + " | ".join(f"{sum(h.values()):.2f}" for h in hops) + " |")
 
 
 def save_plot(runs: list[ProfileRun], path: Path) -> Path | None:
@@ -595,15 +621,25 @@ def main() -> None:
         "pass, one reading per machine, must end within it for all machines to be active at once)",
     )
     parser.add_argument(
+        "--only",
+        choices=["batched"],
+        default=None,
+        help="only this scenario (batched: 100 x 50, its rate and CPU per hop; no 1,000 x 1, actor "
+        "calls or scale run)",
+    )
+    parser.add_argument(
         "--py-spy",
         action="store_true",
-        help="profile every process during 1,000 x 1 (bench/results/py-spy-*.txt)",
+        help="profile every process during 1,000 x 1, or during 100 x 50 with --only batched "
+        "(bench/results/py-spy-*.txt)",
     )
     args = parser.parse_args()
     if args.scale_machines is None:
         args.scale_machines = 2000 if args.quick else 10_000
     if args.scale_seconds is None:
         args.scale_seconds = 300.0 if args.quick else 1800.0
+    if args.only:
+        args.scale_machines = 0
     if args.scale_only and not args.scale_machines:
         parser.error("--scale-only needs --scale-machines above 0")
     profiles = [p for p in args.profiles if p != "redis" or redis_up()]

@@ -90,15 +90,22 @@ class PredictionBacklog:
         rows = self.rows[: w - 1 + n]
         ages = self.first_age - (w - 1) + np.arange(len(rows), dtype=np.float64)
         feats = reading_features(rows, self.profile, spec, ages, pad=False)
+        # Checked here for the whole block at once; each vector is then built without validation (a
+        # check of every value, vector by vector, cost more CPU than computing the features).
+        bad = np.argwhere(~np.isfinite(feats))
+        if len(bad):
+            j, k = (int(i) for i in bad[0])
+            raise ValueError(f"feature {k} of the window ending at seq {self.seqs[j]} is not finite")
         names = feature_names(self.profile, spec)
+        values = feats.tolist()
         return [
-            FeatureVector(
+            FeatureVector.model_construct(
                 equipment_id=equipment_id,
                 profile=self.profile.name,
                 feature_names=names,
-                values=feats[j].tolist(),
+                values=values[j],
                 window_end_seq=self.seqs[j],
-                age_cycles=float(feats[j, -1]),
+                age_cycles=values[j][-1],
             )
             for j in range(n)
         ]
