@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import BaseModel
 
 from apps.common.publisher import Publisher
 
@@ -26,18 +29,33 @@ class _Message:
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
+def _as_dict(readings: list[Any]) -> dict[str, Any]:
+    return {"readings": readings}
+
+
 class GroupedHandOff:
-    def __init__(self, publisher: Publisher, topic: str, linger_seconds: float, max_readings: int) -> None:
+    """`message`: the event published for the gathered readings (by default {"readings": [...]} of
+    JSON-ready readings; the service gives Reading models, written to JSON by pydantic)."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        topic: str,
+        linger_seconds: float,
+        max_readings: int,
+        message: Callable[[list[Any]], BaseModel | dict[str, Any]] = _as_dict,
+    ) -> None:
         self.publisher = publisher
         self.topic = topic
         self.linger = linger_seconds
         self.max_readings = max_readings
+        self.message = message
         self._gathering: _Message | None = None
         self._queue: list[_Message] = []
         self._worker: asyncio.Task[None] | None = None
 
     async def send(self, readings: list[Any]) -> None:
-        """Publish `readings` (JSON-ready, at most `max_readings`) in a message; raises if it failed."""
+        """Publish `readings` (at most `max_readings`) in a message; raises if it failed."""
         loop = asyncio.get_running_loop()
         message = self._gathering
         if message is None or len(message.readings) + len(readings) > self.max_readings:
@@ -60,7 +78,7 @@ class GroupedHandOff:
                 if self._gathering is message:
                     self._gathering = None  # closed: what comes now goes in the next message
                 try:
-                    await self.publisher.publish(self.topic, {"readings": message.readings})
+                    await self.publisher.publish(self.topic, self.message(message.readings))
                 except Exception as exc:
                     for waiter in message.waiters:
                         if not waiter.done():

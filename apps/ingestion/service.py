@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -12,7 +11,13 @@ from typing import Any, Final, Protocol
 import orjson
 from pydantic import TypeAdapter
 
-from apps.common.contracts import EquipmentIngestResult, IngestResult, Reading, ReadingRejection
+from apps.common.contracts import (
+    EquipmentIngestResult,
+    IngestResult,
+    Reading,
+    ReadingBatch,
+    ReadingRejection,
+)
 from apps.common.httpguard import parse_json as parse_checked_json
 from apps.common.metrics import record_ingest
 from apps.common.names import TOPIC_READINGS_ACCEPTED, TOPIC_READINGS_DEAD_LETTER
@@ -27,7 +32,11 @@ NOT_ARCHIVED_RETRY = "applied but not archived, retry"
 # Readings per readings-accepted message: ~700 KB of JSON, well under the sidecars' 4 MB request limit.
 ARCHIVE_MESSAGE_READINGS: Final = 1000
 _READINGS = TypeAdapter(list[Reading])
-_LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")  # orjson turns integers of 19+ digits into floats
+# orjson turns integers of 19+ digits into floats: a body with a run of 19 digits is left to json. Found
+# by mapping every digit to "0" and looking for 19 of them: a regular expression scanned a 5,000-reading
+# body (3 MB) in ~50 ms, a quarter of the request's CPU in ingestion; this takes ~5.
+_DIGITS_AS_ZERO: Final = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_DIGITS: Final = b"0" * 19
 
 
 class EquipmentGateway(Protocol):
@@ -50,7 +59,7 @@ class IngestionService:
         self.profiles = profiles
         self._limit = asyncio.Semaphore(max_concurrency)
         self._handoff = GroupedHandOff(
-            publisher, TOPIC_READINGS_ACCEPTED, linger_seconds, ARCHIVE_MESSAGE_READINGS
+            publisher, TOPIC_READINGS_ACCEPTED, linger_seconds, ARCHIVE_MESSAGE_READINGS, _accepted
         )
 
     async def close(self) -> None:
@@ -115,7 +124,7 @@ class IngestionService:
         for start in range(0, len(readings), ARCHIVE_MESSAGE_READINGS):
             part = readings[start : start + ARCHIVE_MESSAGE_READINGS]
             try:
-                await self._handoff.send(_READINGS.dump_python(part, mode="json"))
+                await self._handoff.send(part)
             except Exception as exc:
                 log.warning("archive hand-off of %d readings failed: %s", len(part), exc)
                 reason = f"{NOT_ARCHIVED_RETRY}: publishing to {TOPIC_READINGS_ACCEPTED} failed: {exc}"
@@ -170,6 +179,13 @@ class _Positions:
         return self._found.get((reading.equipment_id, reading.seq), 0)
 
 
+def _accepted(readings: list[Reading]) -> ReadingBatch:
+    """A readings-accepted message: {"readings": [...]}, written to JSON by pydantic in one pass
+    (not dumped to dicts, then by json.dumps: several times the CPU). Built without validation: its
+    readings are Reading models validated already."""
+    return ReadingBatch.model_construct(readings=readings)
+
+
 def readings_json(readings: list[Reading]) -> str:
     return _READINGS.dump_json(readings).decode()
 
@@ -184,7 +200,7 @@ def parse_json(body: bytes) -> Any:
     JSON at all, named with json's message and position. A body
     with a run of 19 digits goes to json without asking orjson, which would read an integer outside
     64 bits as a float (a huge `seq` must be refused as the integer it is)."""
-    if _LONG_DIGITS.search(body) is None:
+    if _LONG_DIGITS not in body.translate(_DIGITS_AS_ZERO):
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:

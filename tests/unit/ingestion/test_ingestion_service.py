@@ -216,3 +216,14 @@ def test_a_dead_letter_carries_non_finite_values_as_text_so_it_stays_standard_js
         "x",
     ]
     json.dumps(safe, allow_nan=False)  # raises on any non-finite number left
+
+
+def test_the_readings_accepted_message_is_the_json_of_the_readings_as_before() -> None:
+    """Written by pydantic in one pass now (was: dumped to dicts, then json.dumps): the same document."""
+    from apps.common.publisher import event_json
+    from apps.ingestion.service import _READINGS, _accepted
+
+    readings = [Reading.model_validate(good(seq=s, eq=f"m.{s % 2}")) for s in range(3)]
+    assert json.loads(event_json(_accepted(readings))) == json.loads(
+        json.dumps({"readings": _READINGS.dump_python(readings, mode="json")})
+    )
