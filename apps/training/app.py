@@ -33,6 +33,7 @@ from apps.training.champions import (
 from apps.training.inputs import DaprInferenceInputs
 from apps.training.jobs import JobSummary, TrainingJob, TrainRequest
 from apps.training.jobstore import DaprJobStore, JobBook, JobStoreUnavailable
+from apps.training.leases import ClaimUnavailable, DaprClaimStore
 from apps.training.promotion import GateResult
 from apps.training.schedule import RetrainSchedule, SchedulePolicy
 from apps.training.service import NoNewData, TrainingService
@@ -40,6 +41,31 @@ from apps.training.settings import get_settings
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 log = logging.getLogger("training")
+
+
+async def start_claimed(app: FastAPI, job: TrainingJob) -> str | None:
+    """Start an automated job (schedule, drift, start-up) once this replica holds its profile's claim
+    (leases.py): None when started, else why not (another replica runs one, or the store is away)."""
+    profile = job.request.profile or app.state.service.profile.name
+    try:
+        holder = await app.state.book.claim(job, profile)
+    except ClaimUnavailable as exc:
+        return f"not started: {exc}"
+    if holder is not None:
+        return f"a {profile} job ({holder.job}) runs on training replica {holder.owner}"
+    start_job(app, job)
+    return None
+
+
+async def sweep_forever(book: JobBook, seconds: float) -> None:
+    """Fail the jobs whose replica stopped renewing their lease (jobstore.JobBook.sweep)."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            for job in await book.sweep():
+                log.warning("training job %s: %s", job.id, job.error)
+        except JobStoreUnavailable as exc:
+            log.warning("jobs not swept: %s", exc)
 
 
 def start_job(app: FastAPI, job: TrainingJob) -> None:
@@ -97,11 +123,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         considered = [profile, *(p for _, p in sorted(PROFILES.items()) if p.name != profile.name)]
         app.state.service, app.state.catalog = service, catalog
         store = DaprJobStore(client, keep=settings.jobs_kept)
-        app.state.book = JobBook(service.jobs, store, settings.jobs_kept, settings.job_save_seconds)
+        lease = settings.job_lease_seconds
+        app.state.book = JobBook(
+            service.jobs,
+            store,
+            settings.jobs_kept,
+            settings.job_save_seconds,
+            owner=settings.replica_id,
+            lease_seconds=lease,
+            claims=DaprClaimStore(client, lease),
+        )
         for job in await app.state.book.recover():
             log.warning("training job %s: %s", job.id, job.error)
+        sweeper = asyncio.create_task(sweep_forever(app.state.book, lease / 2))
         app.state.schedule = RetrainSchedule(
-            service, catalog, considered, policy, lambda j: start_job(app, j)
+            service, catalog, considered, policy, lambda j: start_claimed(app, j)
         )
         if settings.train_if_no_champion and not await service.has_champion():
             # a fresh platform has no history yet: the first model learns from the shipped FD001 file
@@ -113,8 +149,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             else:
                 log.info("no champion model yet: training a first one")
             request = TrainRequest(source="dataset", force=unsigned and registry.signer is not None)
-            start_job(app, TrainingJob(trigger="startup", request=request))
+            refused = await start_claimed(app, TrainingJob(trigger="startup", request=request))
+            if refused:
+                log.info("no start-up job: %s", refused)
         yield
+        sweeper.cancel()
         for task in app.state.tasks:
             task.cancel()
         await app.state.book.close()
@@ -155,6 +194,7 @@ async def train(request: Request, body: Annotated[TrainRequest | None, Body()] =
     profile from the archive. A job that finds no labelled run the champion has not seen stops as
     `no_new_data` (unless `force`)."""
     job = TrainingJob(request=body or TrainRequest())
+    get_book(request).adopt(job)
     # In the store before it starts (the job's own writes then follow this one, never race it): a job
     # answered 202 survives a restart from now on.
     await get_book(request).save(job)

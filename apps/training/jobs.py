@@ -5,7 +5,7 @@ becomes of a job the app was running when it stopped."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,8 +19,9 @@ Trigger = Literal["api", "schedule", "drift", "startup", "cli"]
 DATASETS = ("FD001", "FD002")  # the C-MAPSS files data/cmapss/ ships (train, test, RUL)
 ACTIVE: tuple[JobStatus, ...] = ("queued", "running")
 INTERRUPTED = (
-    "interrupted by a restart of the training app (it was {status} at {stage}): nothing was registered "
-    "after its last saved stage; start it again with POST /v1/train"
+    "interrupted by a restart of the training app (it was {status} at {stage}, and {owner} stopped "
+    "renewing its lease): nothing was registered after its last saved stage; start it again with "
+    "POST /v1/train"
 )
 __all__ = [
     "ACTIVE",
@@ -32,6 +33,7 @@ __all__ = [
     "Trigger",
     "interrupted",
     "keep_newest",
+    "renew",
 ]
 
 
@@ -59,6 +61,12 @@ class TrainingJob(BaseModel):
     error: str | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
+    owner: str | None = Field(None, description="The training replica that runs (or ran) the job.")
+    lease_until: datetime | None = Field(
+        None,
+        description="Its owner renews this while the job is queued or running; once past, any replica "
+        "takes the job as interrupted.",
+    )
 
     def report(self, stage: str, fraction: float) -> None:
         self.stage, self.progress = stage, round(fraction, 3)
@@ -98,6 +106,7 @@ class JobSummary(BaseModel):
     error: str | None
     created_at: datetime
     finished_at: datetime | None
+    owner: str | None
 
     @classmethod
     def of(cls, job: TrainingJob) -> JobSummary:
@@ -112,17 +121,30 @@ class JobSummary(BaseModel):
 
 
 def interrupted(job: TrainingJob, now: datetime) -> TrainingJob | None:
-    """What a job read back at start-up becomes: a queued or running one was the previous process's and
-    nobody runs it any more, so it is failed, saying so (None: a finished job, left as it is). Not
-    resumed: a fit cannot continue from a saved stage, and starting it again unasked could train twice
-    what the operator already started again."""
-    if job.status not in ACTIVE:
+    """What a job read back from the store becomes: a queued or running one whose lease has expired
+    was its owner's, which stopped (or lost the store) and runs it no more, so it is failed, saying so
+    (None: a finished job, or one whose owner still renews its lease: left as it is). Not resumed: a
+    fit cannot continue from a saved stage, and starting it again unasked could train twice what the
+    operator already started again. A job from before leases (no `lease_until`) has none to renew."""
+    if job.status not in ACTIVE or (job.lease_until is not None and job.lease_until > now):
         return None
     stage = repr(job.stage) if job.stage else "its start"
-    message = INTERRUPTED.format(status=job.status, stage=stage)
+    owner = f"replica {job.owner}" if job.owner else "its replica"
+    message = INTERRUPTED.format(status=job.status, stage=stage, owner=owner)
     return job.model_copy(
         update={"status": "failed", "error": message, "message": message, "finished_at": now}
     )
+
+
+def renew(job: TrainingJob, owner: str, now: datetime, seconds: float) -> bool:
+    """Make `owner` hold the job's lease until `seconds` from now, if it is not already held with
+    more than two thirds of that left (so a lease is written about every third of its length); True
+    when the lease changed (the record is to be written)."""
+    if job.owner == owner and job.lease_until is not None:
+        if (job.lease_until - now).total_seconds() > seconds * 2 / 3:
+            return False
+    job.owner, job.lease_until = owner, now + timedelta(seconds=seconds)
+    return True
 
 
 def keep_newest(index: list[str], job_id: str, keep: int) -> tuple[list[str], list[str]]:

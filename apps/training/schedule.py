@@ -7,7 +7,8 @@ in the archive. What counts as new data is the kind's (`KindData.evidence_keys`,
 version): `rul` runs to failure, `failure` failures (lives a failure event ended), `anomaly` lives with
 a healthy early life (two windows of readings); each kind has its own threshold (`SchedulePolicy`).
 The jobs one fire starts queue behind each other (one job runs at a time, service.py), the configured
-profile's first; a profile with a job queued or running gets no second one.
+profile's first; a profile with a job queued or running gets no second one, here or on another
+training replica (a job takes its profile's claim before it starts: leases.py).
 
 The binding (bindings.cron, e.g. nightly) only says "now"; the decision is here, so a fire that finds
 nothing to do costs one read of the archive. Fires are not serialised by Dapr: one still being handled
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -72,14 +73,16 @@ class RetrainSchedule:
         catalog: ModelCatalog,
         profiles: Sequence[EquipmentProfile],
         policy: SchedulePolicy,
-        start: Callable[[TrainingJob], None],
+        start: Callable[[TrainingJob], Awaitable[str | None]],
     ) -> None:
         """`profiles`: every profile a fire considers, the configured one first (its job queues first)."""
         self.service = service
         self.catalog = catalog
         self.profiles = list(profiles)
         self.policy = policy
-        self.start = start  # runs a job in the background (the app keeps its task)
+        # runs a job in the background (the app keeps its task) once this replica holds its profile's
+        # claim; else says why not (another replica runs one)
+        self.start = start
         self._checking = False
 
     async def tick(self) -> dict[str, Any]:
@@ -130,8 +133,10 @@ class RetrainSchedule:
             out["job"] = f"a {profile.name} job is already queued or running"
         elif trigger is not None:
             job = TrainingJob(trigger=trigger, request=TrainRequest(profile=profile.name))
-            self.start(job)
-            out["job"] = job.id
+            refused = await self.start(job)
+            out["job"] = refused or job.id
+            if refused:
+                return out
             log.info("retrain schedule: %s job %s for %s (%d new %s)", trigger, job.id, name, out["new"],
                      EVIDENCE[kind])  # fmt: skip
         return out

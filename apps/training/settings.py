@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from functools import lru_cache
 
 from pydantic import Field, SecretStr
@@ -52,6 +53,12 @@ class TrainingSettings(BaseSettings):
     jobs_kept: int = Field(200, ge=1, le=10_000)
     # A running job's record is written at most this often (its progress changes every boosting round).
     job_save_seconds: float = Field(1.0, gt=0.0, le=60.0)
+    # A queued or running job's lease: its replica renews it about every third of this; a job whose
+    # lease expired (its replica stopped) is failed as interrupted by whichever replica sweeps first
+    # (at start-up and every half lease). Also how long a stopped replica's schedule claim blocks others.
+    job_lease_seconds: float = Field(30.0, ge=1.0, le=3600.0)
+    # This replica's name on its jobs (owner) and claims; unset: a random one per process.
+    replica_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12], min_length=1, max_length=64)
     # The model-signing private key (base64 of 32 bytes) training signs registry records with, so that
     # inference serves only what training wrote. Unset: read from the modelsigning secret store (the
     # local profiles); Kubernetes sets it from the vigil-model-signing Secret.

@@ -7,7 +7,8 @@ back and promotes in the key's name, refusals come back as training gave them. D
 the rows it predicts (sent through a sidecar of app id `equipment`, as the actors send them) and
 training measures the champion's drift on those counts, asking inference through its sidecar (the one
 call the policy lets training make). Restart: training killed while a job runs and another waits; the
-new process shows both failed as interrupted, and the jobs before them as they ended.
+new process shows both failed as interrupted once their lease expired, and the jobs before them as they
+ended.
 
 A module of its own: pubsub.in-memory is process-wide (see tests/integration/alerting).
 """
@@ -146,6 +147,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             "VIGIL_TRAINING_N_ESTIMATORS": "10",
             "VIGIL_TRAINING_N_SEEDS": "1",
             "VIGIL_TRAINING_JOB_SAVE_SECONDS": "0.2",
+            # the killed process's jobs are failed once their lease expires (swept every half lease)
+            "VIGIL_TRAINING_JOB_LEASE_SECONDS": "2",
         },
         INFERENCE_APP_ID: {
             "VIGIL_INFERENCE_VERIFY_KEY": public,
@@ -307,9 +310,12 @@ def test_jobs_survive_a_restart_of_training(platform: Platform) -> None:
     for job in (running, waiting):
         after = wait_until(
             lambda j=job: (
-                (a := platform.api("GET", f"/training-jobs/{j['id']}")).status_code == 200 and a.json()
+                (a := platform.api("GET", f"/training-jobs/{j['id']}")).status_code == 200
+                and a.json()["status"] == "failed"
+                and a.json()
             ),
             30,
+            what="the killed process's job failed once its lease expired",
         )
         assert (
             after["status"] == "failed" and "interrupted by a restart of the training app" in after["error"]

@@ -1,6 +1,7 @@
-"""The job log's rules without Dapr: a job the restart interrupted is failed saying so, the index keeps
-the newest jobs, and the book writes a job when it starts, while it runs and when it ends (a memory store
-in place of the state store; tests/integration/training/test_learning_loop.py runs the real one)."""
+"""The job log's rules without Dapr: a job the restart interrupted (no lease left) is failed saying
+so, the index keeps the newest jobs, and the book writes a job when it starts, while it runs and when
+it ends (a memory store in place of the state store; tests/integration/training/test_learning_loop.py
+runs the real one)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,16 @@ class MemoryJobStore:
 
     async def load(self, ids: list[str]) -> list[TrainingJob]:
         return [TrainingJob.model_validate_json(self.records[i]) for i in ids if i in self.records]
+
+    async def update(self, job_id: str, change: Callable[[bytes | None], str | None]) -> bool:
+        if self.failing:
+            raise JobStoreUnavailable("the job store modelstore failed: down")
+        stored = self.records.get(job_id)
+        new = change(None if stored is None else stored.encode())
+        if new is None:
+            return False
+        await self.save(job_id, new)
+        return True
 
     def status(self, job_id: str) -> str | None:
         return (

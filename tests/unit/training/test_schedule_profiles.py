@@ -67,9 +67,10 @@ class Fleet:
         self.schedule = RetrainSchedule(self.service, catalog, profiles, POLICY, self.start)
         self.catalog = catalog
 
-    def start(self, job: TrainingJob) -> None:
+    async def start(self, job: TrainingJob) -> str | None:
         self.service.jobs[job.id] = job  # queued, as the app's start_job makes it
         self.started.append(job)
+        return None
 
     def add(self, blocks: list[Block], events: list) -> None:  # type: ignore[type-arg]
         for block in blocks:

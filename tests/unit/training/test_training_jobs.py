@@ -3,6 +3,7 @@ retrain schedule's threshold; operator promote and rollback; drift kept beside t
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +30,16 @@ def add_units(archive: MemoryArchive, units: range, failed: bool = True) -> None
         archive.histories[block.equipment_id] = block
         if failed:
             archive.events += [e for e in FD001.events if e.equipment_id == block.equipment_id]
+
+
+def starter(started: list[TrainingJob]) -> Callable[[TrainingJob], Awaitable[str | None]]:
+    """The schedule's `start`, keeping what it started (the app's runs it once claimed)."""
+
+    async def start(job: TrainingJob) -> str | None:
+        started.append(job)
+        return None
+
+    return start
 
 
 def archive_job(force: bool = False) -> TrainingJob:
@@ -73,7 +84,7 @@ async def test_archive_jobs_train_on_new_runs_and_stop_without_them(platform) ->
 async def test_the_schedule_starts_a_job_only_past_the_threshold(platform) -> None:  # type: ignore[no-untyped-def]
     service, registry, archive, catalog = platform
     started: list[TrainingJob] = []
-    schedule = RetrainSchedule(service, catalog, [TURBOFAN], SchedulePolicy(3, 20, None), started.append)
+    schedule = RetrainSchedule(service, catalog, [TURBOFAN], SchedulePolicy(3, 20, None), starter(started))
     add_units(archive, range(1, 3))
     quiet = (await schedule.tick())["models"][NAME]
     assert quiet["new"] == 2 and quiet["job"] is None and started == []
@@ -123,7 +134,7 @@ async def test_a_refused_candidate_is_not_retrained_on_the_same_runs_at_every_fi
     service = TrainingService(registry, published, TURBOFAN, params=TINY, margin=0.99, archive=archive)  # type: ignore[arg-type]
     catalog = ModelCatalog(registry, published, {NAME: TURBOFAN})  # type: ignore[arg-type]
     started: list[TrainingJob] = []
-    schedule = RetrainSchedule(service, catalog, [TURBOFAN], SchedulePolicy(2, 20, None), started.append)
+    schedule = RetrainSchedule(service, catalog, [TURBOFAN], SchedulePolicy(2, 20, None), starter(started))
     add_units(archive, range(1, 11))
     await service.run(started.pop() if (await schedule.tick())["models"][NAME]["job"] else archive_job())
     add_units(archive, range(11, 14))
