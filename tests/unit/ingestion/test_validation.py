@@ -138,3 +138,35 @@ def test_group_by_equipment_keeps_first_seen_order_and_sorts_by_seq() -> None:
     assert list(groups) == ["b", "a"]
     assert [r.seq for r in groups["b"]] == [2, 2, 3]
     assert [r.seq for r in groups["a"]] == [0, 1]
+
+
+def test_a_batch_judges_each_reading_as_it_would_be_judged_alone() -> None:
+    """The profile checks run on the whole batch at once (readings with the same channels in the same
+    order as one matrix); every reading must still get exactly its own verdict and reasons."""
+    low, high = PROFILES["turbofan"].channels["sensor_2"]
+    reordered = dict(reversed(list(GOOD_VALUES.items())))
+    items: list[Any] = [
+        good(seq=0),
+        with_values(sensor_2=low),  # the range's ends are inside it
+        with_values(sensor_2=high),
+        with_values(sensor_2=high + 0.01),
+        with_values(sensor_3=-1.0),
+        good(seq=5, values=reordered),
+        good(seq=6, values=dict(reordered, sensor_2=low - 1)),
+        with_values(sensor_11=None),
+        with_values(sensor_99=1.0),
+        good(seq=9, timestamp=(NOW + timedelta(minutes=6)).isoformat()),
+        good(seq=10, profile="turbofan-anomaly"),
+        good(seq=11, profile="turbofan-anomaly", values=dict(GOOD_VALUES, sensor_2=high + 1)),
+        "not a reading",
+        good(seq=13),
+    ]
+    ok, rejected = validate_batch(items, PROFILES, NOW)
+    alone = [validate_batch([item], PROFILES, NOW) for item in items]
+    assert [(r.equipment_id, r.seq, r.profile) for r in ok] == [
+        (r.equipment_id, r.seq, r.profile) for good_alone, _ in alone for r in good_alone
+    ]
+    assert [(r.index, r.reason) for r in rejected] == [
+        (i, bad[0].reason) for i, (_, bad) in enumerate(alone) if bad
+    ]
+    assert [r.index for r in rejected] == [3, 4, 6, 7, 8, 9, 11, 12]
