@@ -234,7 +234,10 @@ class EquipmentState:
 
         w = self.profile.window
         prev = self.recent.last(w - 1)
-        new_rows = np.stack([self.profile.row_from_values(r.values) for r in fresh])
+        # One array for the call's rows (as profile.row_from_values makes each: one per reading cost
+        # an array and the channel tuple apiece)
+        columns = self.profile.required_channels
+        new_rows = np.array([[r.values[c] for c in columns] for r in fresh], dtype=np.float64)
         combined = np.vstack([prev, new_rows])
         # Every reading owes a prediction, the first ones with their window padded (as in training).
         owed = [r.seq for r in fresh]
