@@ -89,6 +89,13 @@ async def test_the_schedule_starts_a_job_only_past_the_threshold(platform) -> No
     quiet = (await schedule.tick())["models"][NAME]
     assert quiet["new"] == 2 and quiet["job"] is None and started == []
     add_units(archive, range(3, 11))
+
+    async def elsewhere(job: TrainingJob) -> str:  # another replica holds the profile's claim
+        return "a turbofan job (j0) runs on training replica b"
+
+    refused = RetrainSchedule(service, catalog, [TURBOFAN], SchedulePolicy(3, 20, None), elsewhere)
+    assert (await refused.tick())["models"][NAME]["job"] == "a turbofan job (j0) runs on training replica b"
+    assert service.jobs == {}  # nothing queued here
     fired = (await schedule.tick())["models"][NAME]
     assert fired["new"] == 10 and fired["job"] == started[0].id and started[0].trigger == "schedule"
     assert fired["new_data"] == "runs to failure" and fired["needs"] == 3
