@@ -7,6 +7,12 @@ a version number (the etag) and an optional expiry time.
 All calls run on one dedicated worker thread per store, so the event loop never waits on disk and
 the single connection serialises them; writes use `BEGIN IMMEDIATE`, so two processes sharing the
 file (a sidecar restarted while another still runs) never interleave a read-check-write.
+
+Writes are group-committed: those that arrive while a commit is on the worker thread go together in
+the next one, each in a savepoint of its own (one that fails, e.g. on an etag, is rolled back alone
+and fails only its caller), and each caller is answered once the commit is done. A lone write goes at
+once. Many actors saving at the same time (one state transaction per actor call) then cost one
+thread hand-over and one commit per batch instead of one each.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,6 +51,12 @@ class SQLiteStateStore(StateStore):
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state.sqlite")
+        # Writes waiting for their loop's next group commit (sidecars on threads of one process share
+        # the store, each on its loop); a loop has a key while its committer task runs.
+        self._queued: dict[
+            asyncio.AbstractEventLoop, list[tuple[Sequence[TransactionOp], asyncio.Future[None]]]
+        ] = {}
+        self._committers: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_spec(cls, spec: ComponentSpec) -> SQLiteStateStore:
@@ -128,6 +141,69 @@ class SQLiteStateStore(StateStore):
             raise
         conn.execute("COMMIT")
 
+    def _atomic_each(
+        self, conn: sqlite3.Connection, batch: Sequence[Sequence[TransactionOp]]
+    ) -> list[Exception | None]:
+        """One commit for several callers' transactions, each all-or-nothing in its own savepoint:
+        what each one raised (None when it went in)."""
+        failures: list[Exception | None] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for ops in batch:
+                conn.execute("SAVEPOINT caller")
+                try:
+                    for op in ops:
+                        self._write(conn, op)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO caller")
+                    failures.append(exc)
+                else:
+                    failures.append(None)
+                conn.execute("RELEASE caller")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return failures
+
+    async def _write_ops(self, ops: Sequence[TransactionOp]) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        queued = self._queued.get(loop)
+        if queued is None:
+            self._queued[loop] = [(ops, done)]
+            committer = loop.create_task(self._commit_queued(loop))
+            self._committers.add(committer)
+            committer.add_done_callback(self._committers.discard)
+        else:
+            queued.append((ops, done))
+        await done
+
+    async def _commit_queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit this loop's queued writes, a batch at a time, until none are left."""
+        while batch := self._queued[loop]:
+            self._queued[loop] = []
+            try:
+                failures = await self._run(partial(self._atomic_each, batch=[ops for ops, _ in batch]))
+            except BaseException as exc:  # the commit itself failed, or the store closed: every caller
+                error = exc if isinstance(exc, Exception) else StateStoreError("state.sqlite: store stopped")
+                if error is not exc:  # cancelled: nobody commits what is still queued either
+                    batch += self._queued.pop(loop, [])
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(error)
+                if error is not exc:
+                    raise
+                continue
+            for (_, done), failure in zip(batch, failures, strict=True):
+                if done.done():
+                    continue  # the caller was cancelled: its write went in all the same, as before
+                if failure is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(failure)
+        del self._queued[loop]
+
     # ------------------------------------------------------------------ interface
     async def get(self, key: str) -> GetResult | None:
         return _result(await self._run(lambda c: self._row(c, key)))
@@ -137,14 +213,15 @@ class SQLiteStateStore(StateStore):
         return [_result(r) for r in rows]
 
     async def set(self, item: StateItem) -> None:
-        await self._run(lambda c: self._atomic(c, [TransactionOp("upsert", item)]))
+        await self._write_ops([TransactionOp("upsert", item)])
 
     async def delete(self, key: str, etag: str | None = None, concurrency: Concurrency | None = None) -> None:
-        op = TransactionOp("delete", StateItem(key=key, etag=etag, concurrency=concurrency))
-        await self._run(lambda c: self._atomic(c, [op]))
+        await self._write_ops(
+            [TransactionOp("delete", StateItem(key=key, etag=etag, concurrency=concurrency))]
+        )
 
     async def transact(self, ops: Sequence[TransactionOp]) -> None:
-        await self._run(lambda c: self._atomic(c, ops))
+        await self._write_ops(ops)
 
     async def keys_with_prefix(self, prefix: str) -> list[str]:
         # LIKE would need escaping of % and _; a range scan on the primary key is exact and indexed.
