@@ -207,6 +207,20 @@ def drive(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def measured(
+    platform: Platform, spec: dict[str, Any], concurrency: int, spies: list[subprocess.Popen[bytes]]
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """A closed-loop drive and the CPU ms per accepted reading of each hop meanwhile (py-spy `spies`,
+    if any, sampling it)."""
+    before = cpu_by_hop(platform)
+    result = drive({**spec, "concurrency": concurrency})
+    after = cpu_by_hop(platform)
+    for spy in spies:
+        spy.wait()
+    done = max(result["accepted"], 1)
+    return result, {k: (after[k] - before[k]) * 1000 / done for k in after}
+
+
 def pct(values: list[float], q: float) -> float:
     data = sorted(values)
     return data[min(len(data) - 1, int(q * len(data)))] if data else float("nan")
@@ -305,27 +319,15 @@ def run_single(
     seq = WARMUP + 1
     readings = 3000 if quick else 10_000
     print(f"... 1,000 x 1, closed loop, {readings} readings", flush=True)
-    spies = start_py_spy(platform, profile, 8) if args.py_spy else []
-    before = cpu_by_hop(platform)
-    closed = drive(
-        {
-            **fleet,
-            "phase": "closed",
-            "group": 1,
-            "per": 1,
-            "readings": readings,
-            "first_seq": seq,
-            "concurrency": 64,
-        }
+    closed, run.hops = measured(
+        platform,
+        {**fleet, "phase": "closed", "group": 1, "per": 1, "readings": readings, "first_seq": seq},
+        64,
+        start_py_spy(platform, profile, 8) if args.py_spy else [],
     )
-    after = cpu_by_hop(platform)
-    for spy in spies:
-        spy.wait()
     seq += readings // 1000 + 1
-    done = max(closed["accepted"], 1)
     run.values["rate_1x1"] = closed["accepted"] / closed["seconds"]
-    run.hops = {k: (after[k] - before[k]) * 1000 / done for k in after}
-    run.values["cpu_10k"] = sum(after[k] - before[k] for k in after) * 10_000 / done
+    run.values["cpu_10k"] = sum(run.hops.values()) * 10
     if closed["rejected"]:
         run.notes.append(f"1,000 x 1: {closed['rejected']} reading(s) not accepted")
     equipment = platform.apps["equipment"].process.proc
@@ -365,26 +367,14 @@ def run_batched(run: ProfileRun, platform: Platform, profile: str, args: argpars
     print("... 100 machines x 50 readings per request", flush=True)
     drive({**batch, "phase": "warm", "group": WARM_GROUP, "cycles": WARMUP, "first_seq": 1})
     total = 15_000 if args.quick else 50_000
-    # py-spy samples this run only when it is the only one (else 1,000 x 1); ~13 s at 1,200/s
-    spies = start_py_spy(platform, profile, 10) if args.py_spy and args.only == "batched" else []
-    before = cpu_by_hop(platform)
-    batched = drive(
-        {
-            **batch,
-            "phase": "closed",
-            "group": 100,
-            "per": 50,
-            "readings": total,
-            "first_seq": WARMUP + 1,
-            "concurrency": 1,
-        }
+    batched, run.batch_hops = measured(
+        platform,
+        {**batch, "phase": "closed", "group": 100, "per": 50, "readings": total, "first_seq": WARMUP + 1},
+        1,
+        # py-spy samples this run only when it is the only one (else 1,000 x 1); ~13 s at 1,200/s
+        start_py_spy(platform, profile, 10) if args.py_spy and args.only == "batched" else [],
     )
-    after = cpu_by_hop(platform)
-    for spy in spies:
-        spy.wait()
-    done = max(batched["accepted"], 1)
     run.values["rate_batch"] = batched["accepted"] / batched["seconds"]
-    run.batch_hops = {k: (after[k] - before[k]) * 1000 / done for k in after}
     if batched["rejected"]:
         run.notes.append(f"100 x 50: {batched['rejected']} reading(s) not accepted")
 
