@@ -113,6 +113,9 @@ class DashboardService:
     settings: DashboardSettings
     hub: LiveHub = field(default_factory=LiveHub)
     backend_: DashboardBackend | None = None
+    _card_reads: dict[tuple[str, int], asyncio.Future[ModelCard | None]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     @property
     def backend(self) -> DashboardBackend:
@@ -161,18 +164,38 @@ class DashboardService:
         if not update.promoted or update.name != learns_thresholds(profile):
             return False
         try:
-            models = await self.backend.registered_models()
+            card = await self._registered_card(update.name, update.version)
         except BackendUnavailable as exc:  # keep drawing the old ones; a reload reads them again
             log.info("no thresholds of %s v%d for the chart: %s", update.name, update.version, exc)
             return False
-        cards = [
-            c for m in models if m.name == update.name for c in m.versions if c.version == update.version
-        ]
-        if not cards:
+        if card is None:
             return False
-        thresholds = thresholds_of(profile, served=cards[0])
+        thresholds = thresholds_of(profile, served=card)
         changed, view.thresholds = thresholds != view.thresholds, thresholds
         return changed
+
+    async def _registered_card(self, name: str, version: int) -> ModelCard | None:
+        """The registry's card of `name` v`version`, read once for every page that asks at the same
+        time (each open page of the model's machines does, on the same event) and kept: a registered
+        card never changes."""
+        key = (name, version)
+        read = self._card_reads.get(key)
+        if read is None:
+            read = self._card_reads[key] = asyncio.ensure_future(self._read_card(name, version))
+            read.add_done_callback(lambda done: self._forget_failed(key, done))
+            while len(self._card_reads) > 8:  # the few versions promoted lately
+                self._card_reads.pop(next(iter(self._card_reads)))
+        return await asyncio.shield(read)
+
+    async def _read_card(self, name: str, version: int) -> ModelCard | None:
+        models = await self.backend.registered_models()
+        cards = [c for m in models if m.name == name for c in m.versions if c.version == version]
+        return cards[0] if cards else None
+
+    def _forget_failed(self, key: tuple[str, int], done: asyncio.Future[ModelCard | None]) -> None:
+        failed = done.cancelled() or done.exception() is not None or done.result() is None
+        if failed and self._card_reads.get(key) is done:
+            del self._card_reads[key]  # asked again next time
 
     async def _served_card(self, name: str | None) -> ModelCard | None:
         """The card inference serves for `name` (an anomaly model's learnt thresholds are in it); None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from apps.common.registry import ModelUpdate
 from apps.dashboard.domain import HistoryPoint, RegisteredModelInfo
 from apps.dashboard.service import DashboardService
@@ -56,3 +58,17 @@ async def test_a_rul_machine_ignores_model_updates() -> None:
     before = view.to_json()["thresholds"]
     assert not await service.follow_model(view, ModelUpdate(name="turbofan-rul", version=2, promoted=True))
     assert view.to_json()["thresholds"] == before
+
+
+async def test_every_open_page_of_a_promoted_model_costs_one_registry_read() -> None:
+    backend = anomaly_backend()
+    service = DashboardService(DashboardSettings(), backend_=backend)
+    views = [await service.machine("tfa-1") for _ in range(20)]  # twenty pages open on its machines
+    promoted = ModelUpdate(name="turbofan-anomaly", version=2, promoted=True)
+    backend.down = True  # training is away: the lines stay, and the failure is not kept
+    assert not await service.follow_model(views[0], promoted)
+    backend.down = False
+    backend.calls.clear()
+    assert all(await asyncio.gather(*(service.follow_model(v, promoted) for v in views)))
+    assert backend.calls.count("registered_models") == 1
+    assert {v.to_json()["thresholds"]["warning"] for v in views} == {0.6}
