@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from apps.common.actorcalls import ActorCallShortcut
+from apps.common.actorjson import ActorMessageSerializer
 from apps.common.apptoken import AppTokenGuard
 from apps.common.daprhttp import PooledDaprActorHttpClient, close_invocation, pool_invocation
 from apps.common.httpguard import RequestGuard
@@ -52,7 +53,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 settings.health_publish_max_batch,
             )
         EquipmentActor.deps = ActorDeps(inference, publisher, settings, started_at=time.time())
-        await actor.register_actor(EquipmentActor, actor_client=actor_client)
+        # Calls' arguments and reminders' bodies decoded by orjson, as the SDK decodes them (actorjson.py).
+        await actor.register_actor(
+            EquipmentActor, message_serializer=ActorMessageSerializer(), actor_client=actor_client
+        )
         try:
             yield
         finally:

@@ -2,7 +2,8 @@
 HTTP echo route as the baseline.
 
 BENCH_ACTOR_APP_STACK=equipment (the default) serves actor calls as the equipment app does (actor
-callbacks by `ActorCallShortcut`, state saves through the pooled actor client); `sdk` with the SDK's
+callbacks by `ActorCallShortcut`, arguments decoded by `ActorMessageSerializer`, state saves through
+the pooled actor client); `sdk` with the SDK's
 `DaprActor` routes and its own client alone."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI, Request, Response
 
 from apps.common.actorcalls import ActorCallShortcut
+from apps.common.actorjson import ActorMessageSerializer
 from apps.common.daprhttp import PooledDaprActorHttpClient
 
 EQUIPMENT_STACK = os.environ.get("BENCH_ACTOR_APP_STACK", "equipment") == "equipment"
@@ -47,7 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         return
     client = PooledDaprActorHttpClient()
-    await actor.register_actor(BenchActor, actor_client=client)
+    await actor.register_actor(BenchActor, message_serializer=ActorMessageSerializer(), actor_client=client)
     yield
     await client.close()
 
