@@ -26,6 +26,7 @@ import re
 from typing import Any, Final
 
 import numpy as np
+import orjson
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
@@ -137,6 +138,14 @@ def non_finite_number(body: bytes) -> str | None:
     suspect = b"NaN" in body or b"Infinity" in body
     if not suspect and (len(body) > MAX_NUMBER_SCAN_BYTES or not _maybe_huge(body)):
         return None
+    # The marks above also match ids and hex strings ("4e123"): orjson refuses NaN, Infinity and numbers
+    # past a double's range, so a body it parses has none, and only the rest pays for the Python parse
+    # with a callback per float (which names the number).
+    try:
+        orjson.loads(body)
+        return None
+    except orjson.JSONDecodeError:
+        pass
     try:
         json.loads(body, parse_constant=_no_constant, parse_float=_finite)
     except _NonFinite as exc:

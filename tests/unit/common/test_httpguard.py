@@ -9,7 +9,14 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from apps.common.httpguard import MAX_JSON_DEPTH, BadJson, RequestGuard, json_depth, parse_json
+from apps.common.httpguard import (
+    MAX_JSON_DEPTH,
+    BadJson,
+    RequestGuard,
+    json_depth,
+    non_finite_number,
+    parse_json,
+)
 
 JSON = {"content-type": "application/json"}
 
@@ -113,8 +120,21 @@ def test_a_number_that_is_not_finite_is_a_400(client: TestClient, number: bytes)
 
 
 def test_finite_numbers_and_look_alikes_in_strings_pass(client: TestClient) -> None:
-    body = {"note": "NaN Infinity 1e400", "values": [1e300, -2.5e-308, 10**300]}
+    body = {"note": "NaN Infinity 1e400", "values": [1e300, -2.5e-308, 10**300], "id": "9c4e1234f0e5000a"}
     assert client.post("/v1/echo", json=body).json() == {"got": body}
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (b'{"traceid": "00-4e123f-01", "v": [1.5, 2e10]}', None),  # an exponent-like id, numbers finite
+        (b'{"traceid": "00-4e123f-01", "v": [1.5, 2e400]}', "2e400"),
+        (b'{"note": "NaN", "v": NaN}', "NaN"),
+        (b'{"v": 1' + b"0" * 400 + b"}", None),  # a big integer is an int, not an overflowed float
+    ],
+)
+def test_non_finite_number_names_the_number_or_none(body: bytes, named: str | None) -> None:
+    assert non_finite_number(body) == named
 
 
 def test_delete_bodies_are_checked_too(client: TestClient) -> None:
