@@ -1,0 +1,152 @@
+"""The feature spec's health index: a column the window statistics treat like one more sensor, computed
+alike by the actor (its single window, its backlog's batch) and by training, on real C-MAPSS engines."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pytest
+
+from apps.common import cmapss
+from apps.common.features import (
+    HEALTH_INDEX,
+    FeatureSpec,
+    HealthIndex,
+    feature_names,
+    n_features,
+    online_features,
+    pad_start,
+    reading_columns,
+    reading_features,
+)
+from apps.common.profiles import TURBOFAN
+from apps.training.quality import (
+    FEATURE_STATISTICS,
+    fit_health_index,
+    fit_spec,
+    reading_rows,
+    settings_matrix,
+    unit_features,
+)
+from apps.training.trainer import DEFAULT_RUL_CAP
+
+
+@functools.cache
+def _fd002() -> tuple[dict[int, np.ndarray], FeatureSpec]:
+    units = cmapss.load_train("FD002")
+    return units, fit_spec(units, TURBOFAN)
+
+
+def test_the_trainers_spec_has_a_health_index_named_after_the_sensors() -> None:
+    _, spec = _fd002()
+    assert spec.health_index is not None and len(spec.health_index.weights) == 14
+    names = feature_names(TURBOFAN, spec)
+    assert len(names) == n_features(TURBOFAN, spec) == 15 * len(FEATURE_STATISTICS) + 1
+    assert names[14 * len(FEATURE_STATISTICS)] == f"{HEALTH_INDEX}__last" and names[-1] == "age_cycles"
+    assert FeatureSpec.model_validate_json(spec.model_dump_json()) == spec  # the card's round trip
+
+
+def test_the_health_index_tracks_the_capped_rul_on_training_machines() -> None:
+    units, spec = _fd002()
+    assert spec.health_index is not None and spec.conditions is not None
+    s = len(TURBOFAN.informative_sensors)
+    rows = reading_rows(units[7], TURBOFAN)
+    index = spec.health_index.append_to(spec.conditions.normalise(rows[:, :s], rows[:, s:]))[:, -1]
+    truth = np.minimum(np.arange(len(rows) - 1, -1, -1), DEFAULT_RUL_CAP)
+    # one reading is noisy, but the index falls with the RUL: strongly correlated over a life
+    assert np.corrcoef(index, truth)[0, 1] > 0.8
+    assert index[-10:].mean() < index[:10].mean() - 50
+
+
+def test_the_health_column_is_the_weighted_sum_of_the_standardised_sensors() -> None:
+    units, spec = _fd002()
+    assert spec.health_index is not None and spec.conditions is not None
+    traj = units[3]
+    w = TURBOFAN.window
+    sensors, settings = cmapss.sensor_matrix(traj, TURBOFAN), settings_matrix(traj, TURBOFAN)
+    got = dict(
+        zip(
+            feature_names(TURBOFAN, spec),
+            online_features(
+                sensors[:w],
+                float(w),
+                TURBOFAN,
+                settings=settings[:w],
+                conditions=spec.conditions,
+                statistics=spec.statistics,
+                health_index=spec.health_index,
+            ),
+            strict=True,
+        )
+    )
+    z = spec.conditions.normalise(sensors[:w], settings[:w])
+    index = z @ np.array(spec.health_index.weights) + spec.health_index.intercept
+    assert got[f"{HEALTH_INDEX}__last"] == pytest.approx(index[-1], abs=1e-9)
+    assert got[f"{HEALTH_INDEX}__mean"] == pytest.approx(index.mean(), abs=1e-9)
+    assert got[f"{HEALTH_INDEX}__recent_mean"] == pytest.approx(index[-10:].mean(), abs=1e-9)
+    assert got[f"{HEALTH_INDEX}__slope"] == pytest.approx(np.polyfit(np.arange(w), index, 1)[0], abs=1e-9)
+
+
+@pytest.mark.parametrize("unit", [1, 2, 100])
+def test_online_equals_offline_exactly_with_the_health_index(unit: int) -> None:
+    """The actor's single window, its backlog's batch and training's rows: equal bit for bit."""
+    units, spec = _fd002()
+    traj = units[unit]
+    sensors, settings, ages = (
+        cmapss.sensor_matrix(traj, TURBOFAN),
+        settings_matrix(traj, TURBOFAN),
+        traj[:, 1],
+    )
+    offline = unit_features(traj, TURBOFAN, spec)
+    assert offline.shape == (traj.shape[0], n_features(TURBOFAN, spec))
+    w = TURBOFAN.window
+    for end in (0, 1, w - 2, w - 1, w, traj.shape[0] // 2, traj.shape[0] - 1):
+        start = max(0, end - w + 1)
+        online = online_features(
+            sensors[start : end + 1],
+            ages[end],
+            TURBOFAN,
+            settings=settings[start : end + 1],
+            conditions=spec.conditions,
+            pad=True,
+            statistics=spec.statistics,
+            health_index=spec.health_index,
+        )
+        assert np.array_equal(online, offline[end]), end
+    rows = reading_rows(traj, TURBOFAN)
+    for first, n in ((0, 3), (w - 2, 5), (traj.shape[0] - 7, 7)):
+        context = pad_start(rows[: first + n], w - 1 + first + n)[first:]
+        context_ages = traj[:, 1][first] - (w - 1) + np.arange(len(context), dtype=np.float64)
+        batch = reading_features(context, TURBOFAN, spec, context_ages, pad=False)
+        assert np.array_equal(batch, offline[first : first + n]), first
+
+
+def test_a_card_without_a_health_index_computes_what_it_did() -> None:
+    units, spec = _fd002()
+    old = FeatureSpec.model_validate_json(
+        json.dumps({"window": TURBOFAN.window, "statistics": list(FEATURE_STATISTICS)})
+    )
+    assert old.health_index is None
+    assert feature_names(TURBOFAN, old) == feature_names(TURBOFAN, spec)[: 14 * len(FEATURE_STATISTICS)] + [
+        "age_cycles"
+    ]
+    without = spec.model_copy(update={"health_index": None})
+    full, bare = unit_features(units[5], TURBOFAN, spec), unit_features(units[5], TURBOFAN, without)
+    k = len(FEATURE_STATISTICS)
+    assert np.array_equal(np.delete(full, np.s_[14 * k : 15 * k], axis=1), bare)
+
+
+def test_a_health_index_for_other_sensors_is_refused() -> None:
+    spec = FeatureSpec(window=TURBOFAN.window, health_index=HealthIndex(weights=[1.0] * 3, intercept=0.0))
+    with pytest.raises(ValueError, match="health index"):
+        reading_features(np.ones((5, len(reading_columns(TURBOFAN)))), TURBOFAN, spec)
+
+
+def test_the_fit_without_conditions_weighs_the_raw_sensors() -> None:
+    units = {u: t for u, t in cmapss.load_train("FD001").items() if u <= 20}
+    index = fit_health_index(units, TURBOFAN, None)
+    rows = reading_rows(units[4], TURBOFAN)[:, : len(TURBOFAN.informative_sensors)]
+    values = index.append_to(rows)[:, -1]
+    assert values[-5:].mean() < values[:5].mean()
