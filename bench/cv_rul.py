@@ -34,6 +34,7 @@ from apps.common.features import AGE_FEATURE, EXTRA_STATISTICS, STATISTICS, _win
 from apps.common.profiles import TURBOFAN
 from apps.training.quality import (
     FEATURE_STATISTICS,
+    HEALTH_EARLY_READINGS,
     LGBM_PARAMS,
     N_SEEDS,
     build_padded_set,
@@ -71,10 +72,12 @@ FITS: Final[dict[str, tuple[float, dict[str, Any]]]] = {
     "hi-win-hb20": (DEFAULT_RUL_CAP, {"health": True, "hi_ewm": False, "hi_baseline": 20}),
     "hi-hb20": (DEFAULT_RUL_CAP, {"health": True, "hi_baseline": 20}),
     "mlp": (DEFAULT_RUL_CAP, {"mlp": True}),
-    # the trainer's: the health index of the feature spec (apps/common/features.HealthIndex)
+    # the trainer's: the health index of the feature spec (apps/common/features.HealthIndex) and its
+    # from_start (the same as hi-win-hb20, through the pipeline); without from_start (hi-win)
     "trainer": (DEFAULT_RUL_CAP, {"spec_hi": True}),
+    "trainer-no-early": (DEFAULT_RUL_CAP, {"spec_hi": True, "spec_early": 0}),
 }
-_AUGMENT: Final = ("baseline", "health", "mlp", "hi_ewm", "hi_baseline", "spec_hi")
+_AUGMENT: Final = ("baseline", "health", "mlp", "hi_ewm", "hi_baseline", "spec_hi", "spec_early")
 
 
 def mlp_model(seed: int) -> Any:
@@ -110,7 +113,13 @@ def fold_predictions(subset: str, label: str, rounds: int, read_rounds: list[int
         held = sorted(int(u) for u in order[k::FOLDS])
         train = {u: t for u, t in units.items() if u not in held}
         statistics = extra.get("statistics", FEATURE_STATISTICS)
-        spec = fit_spec(train, TURBOFAN, statistics=statistics, health_index=extra.get("spec_hi", False))
+        spec = fit_spec(
+            train,
+            TURBOFAN,
+            statistics=statistics,
+            health_index=extra.get("spec_hi", False),
+            early_readings=extra.get("spec_early", HEALTH_EARLY_READINGS),
+        )
         ts = build_padded_set(train, TURBOFAN, spec, cap)
         aug = Augment.fit(train, spec, extra, cap)
         X_train = np.hstack([ts.X, np.vstack([aug(units[u]) for u in sorted(train)])])

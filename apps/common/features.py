@@ -42,6 +42,11 @@ RECENT_SLOPE_READINGS: Final = 20  # recent_slope
 EWM_ALPHA: Final = 0.1  # ewm: weights (1 - alpha)^age in readings over the window, normalised
 AGE_FEATURE: Final = "age_cycles"
 HEALTH_INDEX: Final = "health_index"  # the name of the column a spec's `HealthIndex` appends
+# The health index's recent mean minus its mean over the life's first readings (`HealthIndex.early_readings`,
+# fewer while the life is younger): what the machine lost since it started, without the offset each
+# machine starts with. The actor keeps at most `EARLY_READINGS` first readings of the life for it.
+FROM_START: Final = "from_start"
+EARLY_READINGS: Final = 20
 
 
 def _columns(profile: EquipmentProfile, spec: FeatureSpec | None) -> list[str]:
@@ -50,17 +55,23 @@ def _columns(profile: EquipmentProfile, spec: FeatureSpec | None) -> list[str]:
     return [*profile.informative_sensors, *extra]
 
 
+def _from_start(spec: FeatureSpec | None) -> list[str]:
+    early = spec is not None and spec.health_index is not None and spec.health_index.early_readings
+    return [f"{HEALTH_INDEX}__{FROM_START}"] if early else []
+
+
 def feature_names(profile: EquipmentProfile, spec: FeatureSpec | None = None) -> list[str]:
     """Stable, named feature order: sensor-major (`sensor_2__last`, `sensor_2__mean`, ...) with the
-    spec's statistics (the default six without one), the spec's health index like one more sensor,
-    age last."""
+    spec's statistics (the default six without one), the spec's health index like one more sensor
+    (and its `from_start`, if the spec has one), age last."""
     stats = STATISTICS if spec is None else spec.statistics
-    return [f"{col}__{stat}" for col in _columns(profile, spec) for stat in stats] + [AGE_FEATURE]
+    names = [f"{col}__{stat}" for col in _columns(profile, spec) for stat in stats]
+    return [*names, *_from_start(spec), AGE_FEATURE]
 
 
 def n_features(profile: EquipmentProfile, spec: FeatureSpec | None = None) -> int:
     stats = STATISTICS if spec is None else spec.statistics
-    return len(_columns(profile, spec)) * len(stats) + 1
+    return len(_columns(profile, spec)) * len(stats) + len(_from_start(spec)) + 1
 
 
 # Settings closer than this (as a fraction of each setting's plausible span in the profile) belong to
@@ -136,6 +147,8 @@ class HealthIndex(BaseModel):
 
     weights: list[float]
     intercept: float
+    # > 0: the `from_start` feature over this many first readings of the life (a card from before: 0)
+    early_readings: int = Field(default=0, ge=0, le=EARLY_READINGS)
 
     @classmethod
     def fit(cls, sensors: np.ndarray, target: np.ndarray, ridge: float = 1.0) -> HealthIndex:
@@ -146,6 +159,12 @@ class HealthIndex(BaseModel):
         xc = x - mean_x
         weights = np.linalg.solve(xc.T @ xc + ridge * np.eye(x.shape[1]), xc.T @ (y - mean_y))
         return cls(weights=weights.tolist(), intercept=mean_y - float(mean_x @ weights))
+
+    def early_means(self, head: np.ndarray) -> np.ndarray:
+        """From the index of the life's first readings (oldest first): element k - 1 is the mean of
+        the first k (a running sum, so a shorter head gives the same first elements)."""
+        h = np.asarray(head, dtype=np.float64)[: self.early_readings]
+        return np.cumsum(h) / np.arange(1, len(h) + 1, dtype=np.float64)
 
     def append_to(self, sensors: np.ndarray) -> np.ndarray:
         """Rows [n, S] -> [n, S + 1]: the sensors, then each row's health index."""
@@ -191,6 +210,12 @@ class FeatureSpec(BaseModel):
                 f"keeps {profile.window}"
             )
         sensors = len(profile.informative_sensors)
+        if (
+            self.health_index is not None
+            and self.health_index.early_readings
+            and "recent_mean" not in self.statistics
+        ):
+            raise ValueError("the health index's from_start needs the recent_mean statistic")
         if self.health_index is not None and len(self.health_index.weights) != sensors:
             raise ValueError(
                 f"the model's health index weighs {len(self.health_index.weights)} sensors, profile "
@@ -210,13 +235,16 @@ def reading_features(
     ages: np.ndarray | None = None,
     *,
     pad: bool = True,
+    head: np.ndarray | None = None,
 ) -> np.ndarray:
     """The pipeline on reading rows ([n, len(reading_columns)]): what training, the benchmark, the
     promotion gate and the actor all call.
 
     With `pad` (a machine's readings from its first one) every reading ends a window, the first ones
     padded with copies of the first reading: [n, F]. Without it (the actor's owed positions, whose
-    `window - 1` rows of context are included) only full windows: [n - W + 1, F].
+    `window - 1` rows of context are included) only full windows: [n - W + 1, F]. `head`: the life's
+    first reading rows, as many as the spec's health index's `early_readings` (fewer while the life is
+    younger), which its `from_start` needs; with `pad` they are the first of `rows` by default.
     """
     spec.check(profile)
     x = np.asarray(rows, dtype=np.float64)
@@ -226,7 +254,9 @@ def reading_features(
             f"(columns = informative sensors, then operating settings), got {x.shape}"
         )
     s = len(profile.informative_sensors)
-    return offline_features(
+    hi = spec.health_index
+    early = hi is not None and hi.early_readings > 0
+    feats = _offline_features(
         x[:, :s],
         profile,
         ages,
@@ -234,8 +264,26 @@ def reading_features(
         conditions=spec.conditions,
         pad=pad,
         statistics=spec.statistics,
-        health_index=spec.health_index,
+        health_index=hi,
     )
+    if hi is None or not early or not len(feats):
+        return feats
+    if head is None:
+        if not pad:
+            raise ValueError("the health index's from_start needs the life's first readings (head)")
+        head = x[: hi.early_readings]  # padded rows are the machine's from its first reading
+    first = np.asarray(head, dtype=np.float64)
+    index = _rows_transformed(first[:, :s], first[:, s:], spec.conditions, hi)[:, -1]
+    means = hi.early_means(index)
+    age = feats[:, -1]
+    need = min(hi.early_readings, int(np.max(age)))
+    if len(means) < need or np.min(age) < 1:
+        raise ValueError(
+            f"the health index's from_start at age {np.max(age):.0f} needs {need} first readings"
+        )
+    k = np.minimum(age, len(means)).astype(np.int64) - 1
+    recent = s * len(spec.statistics) + spec.statistics.index("recent_mean")
+    return np.column_stack([feats[:, :-1], feats[:, recent] - means[k], age])
 
 
 def pad_start(rows: np.ndarray, window: int) -> np.ndarray:
@@ -331,6 +379,13 @@ def _rows_transformed(
     return rows if health_index is None else health_index.append_to(rows)
 
 
+def _check_no_early(health_index: HealthIndex | None) -> None:
+    if health_index is not None and health_index.early_readings:
+        raise ValueError(
+            "a health index with from_start needs the life's first readings: use reading_features"
+        )
+
+
 def offline_features(
     trajectory: np.ndarray,
     profile: EquipmentProfile,
@@ -349,8 +404,33 @@ def offline_features(
     C-MAPSS units do. A trajectory shorter than W yields zero rows. With `conditions` (and the
     operating `settings` of every reading) the sensors are standardised per condition first; with
     `pad` every reading ends a window (shape [cycles, F]), the first ones padded by `pad_start`; with
-    `health_index` its column follows the sensors'.
+    `health_index` its column follows the sensors' (its `from_start`: `reading_features` only).
     """
+    _check_no_early(health_index)
+    return _offline_features(
+        trajectory,
+        profile,
+        ages,
+        settings=settings,
+        conditions=conditions,
+        pad=pad,
+        statistics=statistics,
+        health_index=health_index,
+    )
+
+
+def _offline_features(
+    trajectory: np.ndarray,
+    profile: EquipmentProfile,
+    ages: np.ndarray | None = None,
+    *,
+    settings: np.ndarray | None = None,
+    conditions: OperatingConditions | None = None,
+    pad: bool = False,
+    statistics: tuple[str, ...] = STATISTICS,
+    health_index: HealthIndex | None = None,
+) -> np.ndarray:
+    """`offline_features` without its check: `reading_features` adds the from_start column itself."""
     traj = np.asarray(trajectory, dtype=np.float64)
     _check_columns(traj, profile, "trajectory")
     traj = _rows_transformed(traj, settings, conditions, health_index)
@@ -384,6 +464,7 @@ def online_features(
     health_index: HealthIndex | None = None,
 ) -> np.ndarray:
     """Features of the actor's current window, shape [W, S] -> [F] (fewer rows allowed with `pad`)."""
+    _check_no_early(health_index)
     win = np.asarray(window, dtype=np.float64)
     _check_columns(win, profile, "window")
     win = _rows_transformed(win, settings, conditions, health_index)

@@ -78,6 +78,9 @@ FEATURE_STATISTICS: Final[tuple[str, ...]] = (
 # bench/cv_rul.py, every cut of every held-out training run, capped RMSE with vs without it: see
 # bench/README.md's issue-11 section.
 HEALTH_INDEX: Final = True
+# Its `from_start` over the life's first 20 readings (apps/common/features.FROM_START; 0: none): the
+# same CV, with vs without it (bench/README.md's issue-11 section).
+HEALTH_EARLY_READINGS: Final = 20
 # Trees are summed in float32 by ONNX Runtime: summing groups of 50 keeps the rounding under 1e-4.
 _ONNX_TREES_PER_SUM: Final = 50
 _ONNX_OPSET: Final = 15  # the highest onnxmltools' LightGBM converter supports
@@ -130,15 +133,17 @@ def fit_spec(
     statistics: tuple[str, ...] = FEATURE_STATISTICS,
     health_index: bool = HEALTH_INDEX,
     rul_cap: float | None = DEFAULT_RUL_CAP,
+    early_readings: int = HEALTH_EARLY_READINGS,
 ) -> FeatureSpec:
     """The feature spec learnt from training machines: the profile's window, their conditions, the
-    window statistics, their health index."""
+    window statistics, their health index (with its `from_start` over `early_readings`)."""
     conditions = fit_conditions(units, profile) if normalise else None
+    index = None
+    if health_index:
+        fitted = fit_health_index(units, profile, conditions, rul_cap)
+        index = fitted.model_copy(update={"early_readings": early_readings})
     return FeatureSpec(
-        window=profile.window,
-        conditions=conditions,
-        statistics=statistics,
-        health_index=fit_health_index(units, profile, conditions, rul_cap) if health_index else None,
+        window=profile.window, conditions=conditions, statistics=statistics, health_index=index
     )
 
 
@@ -177,18 +182,9 @@ def last_features(
     units: Mapping[int, np.ndarray], profile: EquipmentProfile, spec: FeatureSpec
 ) -> tuple[list[int], np.ndarray]:
     """Features at the last reading of every unit, however short (unit order): the prediction the
-    actor makes after the unit's last reading."""
+    actor makes after the unit's last reading (the whole run: `from_start` needs its first readings)."""
     ids = sorted(units)
-    return ids, np.vstack([unit_features(units[u][-profile.window :], profile, spec)[-1] for u in ids])
-
-
-def recent_features(
-    units: Mapping[int, np.ndarray], profile: EquipmentProfile, spec: FeatureSpec, recent: int
-) -> np.ndarray:
-    """Features at the last `recent` readings of every unit (those its last predictions used), stacked:
-    pass at least `recent + window - 1` readings of each for their windows to be the actor's."""
-    rows = [unit_features(units[u], profile, spec)[-recent:] for u in sorted(units)]
-    return np.vstack(rows) if rows else np.empty((0, len(feature_names(profile, spec))))
+    return ids, np.vstack([unit_features(units[u], profile, spec)[-1] for u in ids])
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, rul_cap: float, n_units: int) -> dict[str, float]:

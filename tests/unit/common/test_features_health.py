@@ -11,6 +11,8 @@ import pytest
 
 from apps.common import cmapss
 from apps.common.features import (
+    EARLY_READINGS,
+    FROM_START,
     HEALTH_INDEX,
     FeatureSpec,
     HealthIndex,
@@ -43,8 +45,10 @@ def test_the_trainers_spec_has_a_health_index_named_after_the_sensors() -> None:
     _, spec = _fd002()
     assert spec.health_index is not None and len(spec.health_index.weights) == 14
     names = feature_names(TURBOFAN, spec)
-    assert len(names) == n_features(TURBOFAN, spec) == 15 * len(FEATURE_STATISTICS) + 1
-    assert names[14 * len(FEATURE_STATISTICS)] == f"{HEALTH_INDEX}__last" and names[-1] == "age_cycles"
+    assert len(names) == n_features(TURBOFAN, spec) == 15 * len(FEATURE_STATISTICS) + 2
+    assert names[14 * len(FEATURE_STATISTICS)] == f"{HEALTH_INDEX}__last"
+    assert names[-2:] == [f"{HEALTH_INDEX}__{FROM_START}", "age_cycles"]
+    assert spec.health_index.early_readings == EARLY_READINGS
     assert FeatureSpec.model_validate_json(spec.model_dump_json()) == spec  # the card's round trip
 
 
@@ -60,8 +64,16 @@ def test_the_health_index_tracks_the_capped_rul_on_training_machines() -> None:
     assert index[-10:].mean() < index[:10].mean() - 50
 
 
+def _without_from_start(spec: FeatureSpec) -> FeatureSpec:
+    assert spec.health_index is not None
+    return spec.model_copy(
+        update={"health_index": spec.health_index.model_copy(update={"early_readings": 0})}
+    )
+
+
 def test_the_health_column_is_the_weighted_sum_of_the_standardised_sensors() -> None:
     units, spec = _fd002()
+    spec = _without_from_start(spec)
     assert spec.health_index is not None and spec.conditions is not None
     traj = units[3]
     w = TURBOFAN.window
@@ -89,9 +101,32 @@ def test_the_health_column_is_the_weighted_sum_of_the_standardised_sensors() -> 
     assert got[f"{HEALTH_INDEX}__slope"] == pytest.approx(np.polyfit(np.arange(w), index, 1)[0], abs=1e-9)
 
 
+def test_from_start_is_the_recent_mean_less_the_mean_of_the_lifes_first_readings() -> None:
+    units, spec = _fd002()
+    assert spec.health_index is not None and spec.conditions is not None
+    rows = reading_rows(units[4], TURBOFAN)
+    s = len(TURBOFAN.informative_sensors)
+    index = spec.health_index.append_to(spec.conditions.normalise(rows[:, :s], rows[:, s:]))[:, -1]
+    names = feature_names(TURBOFAN, spec)
+    feats = reading_features(rows, TURBOFAN, spec)  # a whole life: its first rows are the head
+    got = feats[:, names.index(f"{HEALTH_INDEX}__{FROM_START}")]
+    recent = feats[:, names.index(f"{HEALTH_INDEX}__recent_mean")]
+    for t in (0, 4, EARLY_READINGS - 1, EARLY_READINGS, 150):
+        first = index[: min(t + 1, EARLY_READINGS)].mean()
+        assert got[t] == pytest.approx(recent[t] - first, abs=1e-9), t
+    # the actor's owed positions (no padding) need the head; one as long as the life so far will do
+    with pytest.raises(ValueError, match="first readings"):
+        reading_features(rows[:70], TURBOFAN, spec, np.arange(1.0, 71.0), pad=False)
+    with pytest.raises(ValueError, match="first readings"):
+        reading_features(rows[:70], TURBOFAN, spec, np.arange(1.0, 71.0), pad=False, head=rows[:5])
+    with pytest.raises(ValueError, match="reading_features"):
+        online_features(rows[:60, :s], 60.0, TURBOFAN, health_index=spec.health_index)
+
+
 @pytest.mark.parametrize("unit", [1, 2, 100])
 def test_online_equals_offline_exactly_with_the_health_index(unit: int) -> None:
-    """The actor's single window, its backlog's batch and training's rows: equal bit for bit."""
+    """The actor's single window (without from_start), its backlog's batch with the life's first
+    readings and training's rows: equal bit for bit."""
     units, spec = _fd002()
     traj = units[unit]
     sensors, settings, ages = (
@@ -99,8 +134,8 @@ def test_online_equals_offline_exactly_with_the_health_index(unit: int) -> None:
         settings_matrix(traj, TURBOFAN),
         traj[:, 1],
     )
-    offline = unit_features(traj, TURBOFAN, spec)
-    assert offline.shape == (traj.shape[0], n_features(TURBOFAN, spec))
+    bare = _without_from_start(spec)
+    offline = unit_features(traj, TURBOFAN, bare)
     w = TURBOFAN.window
     for end in (0, 1, w - 2, w - 1, w, traj.shape[0] // 2, traj.shape[0] - 1):
         start = max(0, end - w + 1)
@@ -109,17 +144,20 @@ def test_online_equals_offline_exactly_with_the_health_index(unit: int) -> None:
             ages[end],
             TURBOFAN,
             settings=settings[start : end + 1],
-            conditions=spec.conditions,
+            conditions=bare.conditions,
             pad=True,
-            statistics=spec.statistics,
-            health_index=spec.health_index,
+            statistics=bare.statistics,
+            health_index=bare.health_index,
         )
         assert np.array_equal(online, offline[end]), end
+    offline = unit_features(traj, TURBOFAN, spec)
+    assert offline.shape == (traj.shape[0], n_features(TURBOFAN, spec))
     rows = reading_rows(traj, TURBOFAN)
-    for first, n in ((0, 3), (w - 2, 5), (traj.shape[0] - 7, 7)):
+    for first, n in ((0, 3), (5, 4), (w - 2, 5), (traj.shape[0] - 7, 7)):
         context = pad_start(rows[: first + n], w - 1 + first + n)[first:]
         context_ages = traj[:, 1][first] - (w - 1) + np.arange(len(context), dtype=np.float64)
-        batch = reading_features(context, TURBOFAN, spec, context_ages, pad=False)
+        head = rows[: min(first + n, EARLY_READINGS)]  # what the actor holds by then
+        batch = reading_features(context, TURBOFAN, spec, context_ages, pad=False, head=head)
         assert np.array_equal(batch, offline[first : first + n]), first
 
 
@@ -135,7 +173,7 @@ def test_a_card_without_a_health_index_computes_what_it_did() -> None:
     without = spec.model_copy(update={"health_index": None})
     full, bare = unit_features(units[5], TURBOFAN, spec), unit_features(units[5], TURBOFAN, without)
     k = len(FEATURE_STATISTICS)
-    assert np.array_equal(np.delete(full, np.s_[14 * k : 15 * k], axis=1), bare)
+    assert np.array_equal(np.delete(full, np.s_[14 * k : 15 * k + 1], axis=1), bare)
 
 
 def test_a_health_index_for_other_sensors_is_refused() -> None:
