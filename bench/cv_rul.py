@@ -52,7 +52,10 @@ SEED: Final = 11  # quality.grouped_cv's default: the same folds as bench_models
 # The trainer's statistics before this script chose to drop min and max: the six and the recent four.
 WITH_MIN_MAX: Final = (*STATISTICS, *EXTRA_STATISTICS)
 # label -> (training-target cap, options): `monotone_age` (the prediction never rises with the age),
-# `statistics` (window statistics other than the trainer's); anything else is a LightGBM parameter.
+# `statistics` (window statistics other than the trainer's), `spec_hi` / `spec_early` (the feature
+# spec's health index / its from_start readings, apps/common/features.py), `baseline`, `health`,
+# `hi_ewm`, `hi_baseline` (features screened outside the pipeline: `Augment`); anything else is a
+# LightGBM parameter. A label's spec has no health index unless it says so.
 FITS: Final[dict[str, tuple[float, dict[str, Any]]]] = {
     "base": (DEFAULT_RUL_CAP, {"statistics": WITH_MIN_MAX}),
     "cap120": (120.0, {"statistics": WITH_MIN_MAX}),
@@ -61,41 +64,20 @@ FITS: Final[dict[str, tuple[float, dict[str, Any]]]] = {
     "monotone": (DEFAULT_RUL_CAP, {"monotone_age": True, "statistics": WITH_MIN_MAX}),
     # feature selection: the window's extremes are its noisiest statistics (the trainer's now)
     "no-min-max": (DEFAULT_RUL_CAP, {"statistics": FEATURE_STATISTICS}),
-    # screened here before any of it enters the pipeline (issue 11's ideas): early-life baselines,
+    # screened here before any of it entered the pipeline (issue 11's ideas): early-life baselines,
     # a linear health index, both
     "base20": (DEFAULT_RUL_CAP, {"baseline": 20}),
-    "base10": (DEFAULT_RUL_CAP, {"baseline": 10}),
-    "base30": (DEFAULT_RUL_CAP, {"baseline": 30}),
     "hi": (DEFAULT_RUL_CAP, {"health": True}),
     "hi-base20": (DEFAULT_RUL_CAP, {"health": True, "baseline": 20}),
     "hi-win": (DEFAULT_RUL_CAP, {"health": True, "hi_ewm": False}),
     "hi-win-hb20": (DEFAULT_RUL_CAP, {"health": True, "hi_ewm": False, "hi_baseline": 20}),
     "hi-hb20": (DEFAULT_RUL_CAP, {"health": True, "hi_baseline": 20}),
-    "mlp": (DEFAULT_RUL_CAP, {"mlp": True}),
     # the trainer's: the health index of the feature spec (apps/common/features.HealthIndex) and its
     # from_start (the same as hi-win-hb20, through the pipeline); without from_start (hi-win)
     "trainer": (DEFAULT_RUL_CAP, {"spec_hi": True}),
     "trainer-no-early": (DEFAULT_RUL_CAP, {"spec_hi": True, "spec_early": 0}),
 }
-_AUGMENT: Final = ("baseline", "health", "mlp", "hi_ewm", "hi_baseline", "spec_hi", "spec_early")
-
-
-def mlp_model(seed: int) -> Any:
-    """A scikit-learn MLP on standardised features (skl2onnx exports both steps)."""
-    from sklearn.neural_network import MLPRegressor
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    mlp = MLPRegressor(
-        hidden_layer_sizes=(64, 32),
-        alpha=1e-3,
-        learning_rate_init=1e-3,
-        batch_size=256,
-        max_iter=60,
-        early_stopping=False,
-        random_state=seed,
-    )
-    return make_pipeline(StandardScaler(), mlp)
+_AUGMENT: Final = ("baseline", "health", "hi_ewm", "hi_baseline", "spec_hi", "spec_early")
 
 
 def fold_predictions(subset: str, label: str, rounds: int, read_rounds: list[int]) -> dict[str, Any]:
@@ -131,7 +113,7 @@ def fold_predictions(subset: str, label: str, rounds: int, read_rounds: list[int
         models = []
         for i in range(N_SEEDS):
             seed = int(LGBM_PARAMS["random_state"]) + i
-            model = mlp_model(seed) if extra.get("mlp") else LGBMRegressor(**{**params, "random_state": seed})
+            model = LGBMRegressor(**{**params, "random_state": seed})
             model.fit(X_train, ts.y)
             models.append(model)
         for unit in held:
@@ -145,8 +127,7 @@ def fold_predictions(subset: str, label: str, rounds: int, read_rounds: list[int
             out_unit.append(np.full(n, unit))
             out_truth.append(np.arange(n - 1, -1, -1, dtype=np.float64))
             for r in read_rounds:
-                kw = {} if extra.get("mlp") else {"num_iteration": r}
-                out_pred[r].append(np.mean([m.predict(X, **kw) for m in models], axis=0))
+                out_pred[r].append(np.mean([m.predict(X, num_iteration=r) for m in models], axis=0))
         print(f"    {subset} {label} fold {k + 1}/{FOLDS} done", flush=True)
     result = {"unit": np.concatenate(out_unit), "truth": np.concatenate(out_truth)}
     for r in read_rounds:
