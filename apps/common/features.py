@@ -256,7 +256,7 @@ def reading_features(
     s = len(profile.informative_sensors)
     hi = spec.health_index
     early = hi is not None and hi.early_readings > 0
-    feats = _offline_features(
+    feats = offline_features(
         x[:, :s],
         profile,
         ages,
@@ -379,13 +379,6 @@ def _rows_transformed(
     return rows if health_index is None else health_index.append_to(rows)
 
 
-def _check_no_early(health_index: HealthIndex | None) -> None:
-    if health_index is not None and health_index.early_readings:
-        raise ValueError(
-            "a health index with from_start needs the life's first readings: use reading_features"
-        )
-
-
 def offline_features(
     trajectory: np.ndarray,
     profile: EquipmentProfile,
@@ -404,33 +397,9 @@ def offline_features(
     C-MAPSS units do. A trajectory shorter than W yields zero rows. With `conditions` (and the
     operating `settings` of every reading) the sensors are standardised per condition first; with
     `pad` every reading ends a window (shape [cycles, F]), the first ones padded by `pad_start`; with
-    `health_index` its column follows the sensors' (its `from_start`: `reading_features` only).
+    `health_index` its column's statistics follow the sensors' (its from_start, which needs the life's
+    first readings, is added by `reading_features` only).
     """
-    _check_no_early(health_index)
-    return _offline_features(
-        trajectory,
-        profile,
-        ages,
-        settings=settings,
-        conditions=conditions,
-        pad=pad,
-        statistics=statistics,
-        health_index=health_index,
-    )
-
-
-def _offline_features(
-    trajectory: np.ndarray,
-    profile: EquipmentProfile,
-    ages: np.ndarray | None = None,
-    *,
-    settings: np.ndarray | None = None,
-    conditions: OperatingConditions | None = None,
-    pad: bool = False,
-    statistics: tuple[str, ...] = STATISTICS,
-    health_index: HealthIndex | None = None,
-) -> np.ndarray:
-    """`offline_features` without its check: `reading_features` adds the from_start column itself."""
     traj = np.asarray(trajectory, dtype=np.float64)
     _check_columns(traj, profile, "trajectory")
     traj = _rows_transformed(traj, settings, conditions, health_index)
@@ -463,8 +432,8 @@ def online_features(
     statistics: tuple[str, ...] = STATISTICS,
     health_index: HealthIndex | None = None,
 ) -> np.ndarray:
-    """Features of the actor's current window, shape [W, S] -> [F] (fewer rows allowed with `pad`)."""
-    _check_no_early(health_index)
+    """Features of the actor's current window, shape [W, S] -> [F] (fewer rows allowed with `pad`);
+    like `offline_features`, without the health index's from_start."""
     win = np.asarray(window, dtype=np.float64)
     _check_columns(win, profile, "window")
     win = _rows_transformed(win, settings, conditions, health_index)

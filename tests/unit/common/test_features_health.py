@@ -119,8 +119,6 @@ def test_from_start_is_the_recent_mean_less_the_mean_of_the_lifes_first_readings
         reading_features(rows[:70], TURBOFAN, spec, np.arange(1.0, 71.0), pad=False)
     with pytest.raises(ValueError, match="first readings"):
         reading_features(rows[:70], TURBOFAN, spec, np.arange(1.0, 71.0), pad=False, head=rows[:5])
-    with pytest.raises(ValueError, match="reading_features"):
-        online_features(rows[:60, :s], 60.0, TURBOFAN, health_index=spec.health_index)
 
 
 @pytest.mark.parametrize("unit", [1, 2, 100])
