@@ -19,7 +19,6 @@ from apps.common.features import (
     feature_names,
     n_features,
     online_features,
-    pad_start,
     reading_columns,
     reading_features,
 )
@@ -33,6 +32,7 @@ from apps.training.quality import (
     unit_features,
 )
 from apps.training.trainer import DEFAULT_RUL_CAP
+from tests.unit.common.test_features import assert_actor_paths_equal_training
 
 
 @functools.cache
@@ -123,40 +123,9 @@ def test_from_start_is_the_recent_mean_less_the_mean_of_the_lifes_first_readings
 
 @pytest.mark.parametrize("unit", [1, 2, 100])
 def test_online_equals_offline_exactly_with_the_health_index(unit: int) -> None:
-    """The actor's single window (without from_start), its backlog's batch with the life's first
-    readings and training's rows: equal bit for bit."""
+    """The actor's paths and training's, with the trainer's spec (health index and from_start)."""
     units, spec = _fd002()
-    traj = units[unit]
-    sensors, settings, ages = (
-        cmapss.sensor_matrix(traj, TURBOFAN),
-        settings_matrix(traj, TURBOFAN),
-        traj[:, 1],
-    )
-    bare = _without_from_start(spec)
-    offline = unit_features(traj, TURBOFAN, bare)
-    w = TURBOFAN.window
-    for end in (0, 1, w - 2, w - 1, w, traj.shape[0] // 2, traj.shape[0] - 1):
-        start = max(0, end - w + 1)
-        online = online_features(
-            sensors[start : end + 1],
-            ages[end],
-            TURBOFAN,
-            settings=settings[start : end + 1],
-            conditions=bare.conditions,
-            pad=True,
-            statistics=bare.statistics,
-            health_index=bare.health_index,
-        )
-        assert np.array_equal(online, offline[end]), end
-    offline = unit_features(traj, TURBOFAN, spec)
-    assert offline.shape == (traj.shape[0], n_features(TURBOFAN, spec))
-    rows = reading_rows(traj, TURBOFAN)
-    for first, n in ((0, 3), (5, 4), (w - 2, 5), (traj.shape[0] - 7, 7)):
-        context = pad_start(rows[: first + n], w - 1 + first + n)[first:]
-        context_ages = traj[:, 1][first] - (w - 1) + np.arange(len(context), dtype=np.float64)
-        head = rows[: min(first + n, EARLY_READINGS)]  # what the actor holds by then
-        batch = reading_features(context, TURBOFAN, spec, context_ages, pad=False, head=head)
-        assert np.array_equal(batch, offline[first : first + n]), first
+    assert_actor_paths_equal_training(units[unit], spec)
 
 
 def test_a_card_without_a_health_index_computes_what_it_did() -> None:
