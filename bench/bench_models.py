@@ -61,16 +61,18 @@ from vigil.history import ai4i_history
 AI4I_FILE: Final = Path(__file__).parents[1] / "data" / "ai4i2020" / "ai4i2020.csv"
 
 RESULTS: Final = Path(__file__).parent / "results"
-# label -> (parameters over quality.LGBM_PARAMS and N_SEEDS, window statistics): the variants grouped
-# CV on training machines chooses between; the rest of the features is the platform's (the profile's
-# window, per-condition normalisation). The first is what the training job fits.
+# label -> (parameters over quality.LGBM_PARAMS and N_SEEDS, window statistics, health index): the
+# variants grouped CV on training machines chooses between; the rest of the features is the platform's
+# (the profile's window, per-condition normalisation). The first is what the training job fits.
 LEAVES_31: Final = {"num_leaves": 31, "min_child_samples": 50}
-CANDIDATES: Final[dict[str, tuple[dict[str, float | int], tuple[str, ...]]]] = {
-    "lgbm x3": ({}, FEATURE_STATISTICS),
-    "lgbm x3 leaves 31": (LEAVES_31, FEATURE_STATISTICS),
-    "lgbm x1 six statistics": ({**LEAVES_31, "n_seeds": 1}, STATISTICS),  # FD001's model before
+CANDIDATES: Final[dict[str, tuple[dict[str, float | int], tuple[str, ...], bool]]] = {
+    "lgbm x3": ({}, FEATURE_STATISTICS, True),
+    # the trainer's before bench/cv_rul.py added the health index
+    "lgbm x3 no health index": ({}, FEATURE_STATISTICS, False),
+    "lgbm x3 leaves 31": (LEAVES_31, FEATURE_STATISTICS, True),
+    "lgbm x1 six statistics": ({**LEAVES_31, "n_seeds": 1}, STATISTICS, False),  # FD001's model before
     # the trainer's before bench/cv_rul.py dropped the window's min and max
-    "lgbm x3 with min max": ({}, (*STATISTICS, *EXTRA_STATISTICS)),
+    "lgbm x3 with min max": ({}, (*STATISTICS, *EXTRA_STATISTICS), False),
 }
 TARGETS: Final = {"FD001": 10.5, "FD002": 11.5}
 
@@ -95,7 +97,7 @@ def run_subset(subset: str, folds: int, labels: list[str]) -> Row:
     train = cmapss.load_train(subset)
     cv: dict[str, dict[str, float]] = {}
     for label in labels:
-        params, statistics = CANDIDATES[label]
+        params, statistics, health = CANDIDATES[label]
         started = time.perf_counter()
         cv[label] = grouped_cv(
             train,
@@ -104,6 +106,7 @@ def run_subset(subset: str, folds: int, labels: list[str]) -> Row:
             normalise=True,
             folds=folds,
             statistics=statistics,
+            health_index=health,
         )
         print(
             f"  {subset} CV {label:24s} capped RMSE {cv[label]['rmse_capped']:.2f} "
@@ -111,10 +114,10 @@ def run_subset(subset: str, folds: int, labels: list[str]) -> Row:
             flush=True,
         )
     chosen = min(cv, key=lambda k: cv[k]["rmse_capped"])
-    params, statistics = CANDIDATES[chosen]
+    params, statistics, health = CANDIDATES[chosen]
 
     started = time.perf_counter()  # what the training job does: spec, rows, fit, ONNX
-    spec = fit_spec(train, TURBOFAN, statistics=statistics)
+    spec = fit_spec(train, TURBOFAN, statistics=statistics, health_index=health)
     ts = build_padded_set(train, TURBOFAN, spec, DEFAULT_RUL_CAP)
     model = rul_model(params)
     model.fit(ts.X, ts.y)

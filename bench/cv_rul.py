@@ -27,17 +27,20 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from apps.common import cmapss
-from apps.common.features import AGE_FEATURE, EXTRA_STATISTICS, STATISTICS
+from apps.common.features import AGE_FEATURE, EXTRA_STATISTICS, STATISTICS, _window_features
 from apps.common.profiles import TURBOFAN
 from apps.training.quality import (
     FEATURE_STATISTICS,
+    HEALTH_EARLY_READINGS,
     LGBM_PARAMS,
     N_SEEDS,
     build_padded_set,
     fit_spec,
     last_features,
+    reading_rows,
     unit_features,
 )
 from apps.training.trainer import DEFAULT_RUL_CAP
@@ -49,7 +52,10 @@ SEED: Final = 11  # quality.grouped_cv's default: the same folds as bench_models
 # The trainer's statistics before this script chose to drop min and max: the six and the recent four.
 WITH_MIN_MAX: Final = (*STATISTICS, *EXTRA_STATISTICS)
 # label -> (training-target cap, options): `monotone_age` (the prediction never rises with the age),
-# `statistics` (window statistics other than the trainer's); anything else is a LightGBM parameter.
+# `statistics` (window statistics other than the trainer's), `spec_hi` / `spec_early` (the feature
+# spec's health index / its from_start readings, apps/common/features.py), `baseline`, `health`,
+# `hi_ewm`, `hi_baseline` (features screened outside the pipeline: `Augment`); anything else is a
+# LightGBM parameter. A label's spec has no health index unless it says so.
 FITS: Final[dict[str, tuple[float, dict[str, Any]]]] = {
     "base": (DEFAULT_RUL_CAP, {"statistics": WITH_MIN_MAX}),
     "cap120": (120.0, {"statistics": WITH_MIN_MAX}),
@@ -58,7 +64,20 @@ FITS: Final[dict[str, tuple[float, dict[str, Any]]]] = {
     "monotone": (DEFAULT_RUL_CAP, {"monotone_age": True, "statistics": WITH_MIN_MAX}),
     # feature selection: the window's extremes are its noisiest statistics (the trainer's now)
     "no-min-max": (DEFAULT_RUL_CAP, {"statistics": FEATURE_STATISTICS}),
+    # screened here before any of it entered the pipeline (issue 11's ideas): early-life baselines,
+    # a linear health index, both
+    "base20": (DEFAULT_RUL_CAP, {"baseline": 20}),
+    "hi": (DEFAULT_RUL_CAP, {"health": True}),
+    "hi-base20": (DEFAULT_RUL_CAP, {"health": True, "baseline": 20}),
+    "hi-win": (DEFAULT_RUL_CAP, {"health": True, "hi_ewm": False}),
+    "hi-win-hb20": (DEFAULT_RUL_CAP, {"health": True, "hi_ewm": False, "hi_baseline": 20}),
+    "hi-hb20": (DEFAULT_RUL_CAP, {"health": True, "hi_baseline": 20}),
+    # the trainer's: the health index of the feature spec (apps/common/features.HealthIndex) and its
+    # from_start (the same as hi-win-hb20, through the pipeline); without from_start (hi-win)
+    "trainer": (DEFAULT_RUL_CAP, {"spec_hi": True}),
+    "trainer-no-early": (DEFAULT_RUL_CAP, {"spec_hi": True, "spec_early": 0}),
 }
+_AUGMENT: Final = ("baseline", "health", "hi_ewm", "hi_baseline", "spec_hi", "spec_early")
 
 
 def fold_predictions(subset: str, label: str, rounds: int, read_rounds: list[int]) -> dict[str, Any]:
@@ -75,24 +94,35 @@ def fold_predictions(subset: str, label: str, rounds: int, read_rounds: list[int
     for k in range(FOLDS):
         held = sorted(int(u) for u in order[k::FOLDS])
         train = {u: t for u, t in units.items() if u not in held}
-        spec = fit_spec(train, TURBOFAN, statistics=extra.get("statistics", FEATURE_STATISTICS))
+        statistics = extra.get("statistics", FEATURE_STATISTICS)
+        spec = fit_spec(
+            train,
+            TURBOFAN,
+            statistics=statistics,
+            health_index=extra.get("spec_hi", False),
+            early_readings=extra.get("spec_early", HEALTH_EARLY_READINGS),
+        )
         ts = build_padded_set(train, TURBOFAN, spec, cap)
-        lgbm = {k: v for k, v in extra.items() if k not in ("monotone_age", "statistics")}
+        aug = Augment.fit(train, spec, extra, cap)
+        X_train = np.hstack([ts.X, np.vstack([aug(units[u]) for u in sorted(train)])])
+        X_train = X_train.astype(np.float32).astype(np.float64)
+        lgbm = {k: v for k, v in extra.items() if k not in ("monotone_age", "statistics", *_AUGMENT)}
         params = {**LGBM_PARAMS, **lgbm, "n_estimators": rounds}
         if extra.get("monotone_age"):
             params["monotone_constraints"] = [-1 if name == AGE_FEATURE else 0 for name in ts.feature_names]
         models = []
         for i in range(N_SEEDS):
-            model = LGBMRegressor(**{**params, "random_state": int(LGBM_PARAMS["random_state"]) + i})
-            model.fit(ts.X, ts.y)
+            seed = int(LGBM_PARAMS["random_state"]) + i
+            model = LGBMRegressor(**{**params, "random_state": seed})
+            model.fit(X_train, ts.y)
             models.append(model)
         for unit in held:
             traj = units[unit]
-            X = unit_features(traj, TURBOFAN, spec).astype(np.float32)
+            X = np.hstack([unit_features(traj, TURBOFAN, spec), aug(traj)]).astype(np.float32)
             if unit == held[0] and k == 0:  # the causality this scoring relies on, checked once
                 cut = {0: traj[: min(len(traj), 77)]}
                 _, last = last_features(cut, TURBOFAN, spec)
-                assert np.allclose(last[0].astype(np.float32), X[len(cut[0]) - 1])
+                assert np.allclose(last[0].astype(np.float32), X[len(cut[0]) - 1, : last.shape[1]])
             n = len(traj)
             out_unit.append(np.full(n, unit))
             out_truth.append(np.arange(n - 1, -1, -1, dtype=np.float64))
@@ -105,6 +135,73 @@ def fold_predictions(subset: str, label: str, rounds: int, read_rounds: list[int
     RESULTS.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **result)
     return result
+
+
+class Augment:
+    """Features beyond the pipeline's, screened by CV: per sensor, the window's recent mean and mean
+    minus the mean of the life's first `baseline` normalised readings (fewer before that many); a
+    linear health index (ridge of the capped RUL on the normalised sensors, fitted on the fold's
+    training machines) with its window statistics, a life-long ewm and its own early-life delta."""
+
+    def __init__(self, spec: Any, stats: tuple[str, ...], extra: dict[str, Any], coef: Any) -> None:
+        self.spec, self.stats, self.coef = spec, stats, coef
+        self.baseline = int(extra.get("baseline", 0))
+        self.hi_ewm = bool(extra.get("hi_ewm", True))
+        self.hi_baseline = int(extra.get("hi_baseline", self.baseline))
+
+    @classmethod
+    def fit(cls, train: dict[int, np.ndarray], spec: Any, extra: dict[str, Any], cap: float) -> Augment:
+        coef = None
+        if extra.get("health"):
+            z = np.vstack([_normalised(train[u], spec) for u in sorted(train)])
+            y = np.concatenate([np.minimum(np.arange(len(train[u]) - 1, -1, -1), cap) for u in sorted(train)])
+            a = np.column_stack([np.ones(len(z)), z])
+            coef = np.linalg.solve(a.T @ a + 1.0 * np.eye(a.shape[1]), a.T @ y)
+        stats = extra.get("statistics", FEATURE_STATISTICS)
+        return cls(spec, stats, extra, coef)
+
+    def __call__(self, traj: np.ndarray) -> np.ndarray:
+        z = _normalised(traj, self.spec)
+        n, s = z.shape
+        cols: list[np.ndarray] = []
+        if self.baseline:
+            base = _early_mean(z, self.baseline)
+            x = unit_features(traj, TURBOFAN, self.spec)
+            k = len(self.stats)
+            for stat in ("recent_mean", "mean"):
+                j = self.stats.index(stat)
+                cols.append(x[:, [i * k + j for i in range(s)]] - base)
+        if self.coef is not None:
+            h = self.coef[0] + z @ self.coef[1:]
+            w = TURBOFAN.window
+            padded = np.concatenate([np.full(w - 1, h[0]), h])
+            win = sliding_window_view(padded, w)[:, :, None]
+            names = ("last", "mean", "std", "slope", "recent_mean", "ewm", "recent_slope", "trend")
+            hstats = _window_features(win, np.zeros(n), names)[:, :-1]
+            cols.append(hstats)
+            if self.hi_ewm:
+                ewm = np.empty(n)
+                acc = h[0]
+                for t in range(n):
+                    acc = acc + 0.05 * (h[t] - acc)
+                    ewm[t] = acc
+                cols.append(ewm[:, None])
+            if self.hi_baseline:
+                cols.append(hstats[:, 4:5] - _early_mean(h[:, None], self.hi_baseline))
+        return np.hstack(cols) if cols else np.empty((n, 0))
+
+
+def _normalised(traj: np.ndarray, spec: Any) -> np.ndarray:
+    rows = reading_rows(traj, TURBOFAN)
+    s = len(TURBOFAN.informative_sensors)
+    return spec.conditions.normalise(rows[:, :s], rows[:, s:])
+
+
+def _early_mean(z: np.ndarray, n_first: int) -> np.ndarray:
+    """At each reading: the mean of the first min(t + 1, n_first) readings."""
+    counts = np.minimum(np.arange(1, len(z) + 1), n_first)[:, None]
+    csum = np.cumsum(z, axis=0)
+    return csum[np.minimum(np.arange(len(z)), n_first - 1)] / counts
 
 
 def unit_weighted_rmse(unit: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> float:
@@ -155,16 +252,31 @@ def smoothers() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     return out
 
 
+def fold_of(subset: str, unit: np.ndarray) -> np.ndarray:
+    """The fold each held-out cycle's unit was held out in."""
+    order = np.random.default_rng(SEED).permutation(sorted(cmapss.load_train(subset)))
+    fold = np.zeros(len(unit), dtype=np.int64)
+    for k in range(FOLDS):
+        fold[np.isin(unit, order[k::FOLDS])] = k
+    return fold
+
+
+def per_fold(subset: str, res: dict[str, Any], rounds: int) -> str:
+    fold = fold_of(subset, res["unit"])
+    scores = [
+        unit_weighted_rmse(res["unit"][fold == k], res["truth"][fold == k], res[f"pred_{rounds}"][fold == k])
+        for k in range(FOLDS)
+    ]
+    return " / ".join(f"{s:.2f}" for s in scores)
+
+
 def calibrated(subset: str, res: dict[str, Any], pred: np.ndarray) -> dict[str, float]:
     """Capped RMSE after mapping the prediction through a function of it fitted on the other folds'
     held-out predictions (cross-fitted: never on the fold it is scored on): isotonic, or linear."""
     from sklearn.isotonic import IsotonicRegression
 
     unit, truth = res["unit"], np.minimum(res["truth"], DEFAULT_RUL_CAP)
-    order = np.random.default_rng(SEED).permutation(sorted(cmapss.load_train(subset)))
-    fold = np.zeros(len(unit), dtype=np.int64)
-    for k in range(FOLDS):
-        fold[np.isin(unit, order[k::FOLDS])] = k
+    fold = fold_of(subset, unit)
     _, inverse, counts = np.unique(unit, return_inverse=True, return_counts=True)
     weight = 1.0 / counts[inverse]  # each run weighs the same, as in the scoring
     out: dict[str, float] = {}
@@ -227,6 +339,8 @@ def main() -> None:
                     f"| {subset} | {label} | {r} | " + " | ".join(f"{s:.3f}" for s in scores) + " |",
                     flush=True,
                 )
+            folds = per_fold(subset, res, args.read_rounds[0])
+            print(f"    per fold (raw, {args.read_rounds[0]} rounds): {folds}")
             cal = calibrated(subset, res, res[f"pred_{args.read_rounds[0]}"])
             print(
                 f"    calibrated, {args.read_rounds[0]} rounds: "

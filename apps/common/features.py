@@ -12,10 +12,12 @@ mean of the last 10 readings, exponentially weighted mean, slope over the last 2
 10 readings' mean); then one final feature, `age_cycles` (how many cycles the machine has run at the
 window's last reading).
 
-Two optional steps come before the window statistics, both row by row so that a reading is
+Three optional steps come before the window statistics, all row by row so that a reading is
 transformed the same way whether it arrives alone (online) or inside a whole trajectory (offline):
 `OperatingConditions` standardises each reading's sensors by the statistics of its operating
 condition (a cluster of the operating settings, fitted on training data and shipped with the model),
+`HealthIndex` appends one more column, a linear combination of the (standardised) sensors fitted on
+training data and shipped likewise, whose window statistics follow the sensors' (`health_index__*`),
 and `pad_start` repeats a machine's first reading so that machines younger than the window still get
 a prediction.
 """
@@ -39,18 +41,37 @@ RECENT_READINGS: Final = 10  # recent_mean; trend = their mean minus the window'
 RECENT_SLOPE_READINGS: Final = 20  # recent_slope
 EWM_ALPHA: Final = 0.1  # ewm: weights (1 - alpha)^age in readings over the window, normalised
 AGE_FEATURE: Final = "age_cycles"
+HEALTH_INDEX: Final = "health_index"  # the name of the column a spec's `HealthIndex` appends
+# The health index's recent mean minus its mean over the life's first readings (`HealthIndex.early_readings`,
+# fewer while the life is younger): what the machine lost since it started, without the offset each
+# machine starts with. The actor keeps at most `EARLY_READINGS` first readings of the life for it.
+FROM_START: Final = "from_start"
+EARLY_READINGS: Final = 20
+
+
+def _columns(profile: EquipmentProfile, spec: FeatureSpec | None) -> list[str]:
+    """The columns the window statistics are taken of: the informative sensors, then the health index."""
+    extra = [HEALTH_INDEX] if spec is not None and spec.health_index is not None else []
+    return [*profile.informative_sensors, *extra]
+
+
+def _from_start(spec: FeatureSpec | None) -> list[str]:
+    early = spec is not None and spec.health_index is not None and spec.health_index.early_readings
+    return [f"{HEALTH_INDEX}__{FROM_START}"] if early else []
 
 
 def feature_names(profile: EquipmentProfile, spec: FeatureSpec | None = None) -> list[str]:
     """Stable, named feature order: sensor-major (`sensor_2__last`, `sensor_2__mean`, ...) with the
-    spec's statistics (the default six without one), age last."""
+    spec's statistics (the default six without one), the spec's health index like one more sensor
+    (and its `from_start`, if the spec has one), age last."""
     stats = STATISTICS if spec is None else spec.statistics
-    return [f"{sensor}__{stat}" for sensor in profile.informative_sensors for stat in stats] + [AGE_FEATURE]
+    names = [f"{col}__{stat}" for col in _columns(profile, spec) for stat in stats]
+    return [*names, *_from_start(spec), AGE_FEATURE]
 
 
 def n_features(profile: EquipmentProfile, spec: FeatureSpec | None = None) -> int:
     stats = STATISTICS if spec is None else spec.statistics
-    return len(profile.informative_sensors) * len(stats) + 1
+    return len(_columns(profile, spec)) * len(stats) + len(_from_start(spec)) + 1
 
 
 # Settings closer than this (as a fraction of each setting's plausible span in the profile) belong to
@@ -115,6 +136,45 @@ class OperatingConditions(BaseModel):
         return (np.asarray(sensors, dtype=np.float64) - means[k]) / stds[k]
 
 
+class HealthIndex(BaseModel):
+    """A linear health index: `intercept + weights . sensors` of each reading (after the conditions'
+    standardisation, if any), one weight per informative sensor; part of a model card like the
+    conditions. A ridge fit of the capped RUL on training readings (apps/training/quality.py): it
+    averages the noise of all sensors into one column, whose window statistics a tree model then
+    splits on (bench/cv_rul.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weights: list[float]
+    intercept: float
+    # > 0: the `from_start` feature over this many first readings of the life (a card from before: 0)
+    early_readings: int = Field(default=0, ge=0, le=EARLY_READINGS)
+
+    @classmethod
+    def fit(cls, sensors: np.ndarray, target: np.ndarray, ridge: float = 1.0) -> HealthIndex:
+        """Ridge regression of `target` on the rows of `sensors` (intercept unpenalised)."""
+        x = np.asarray(sensors, dtype=np.float64)
+        y = np.asarray(target, dtype=np.float64)
+        mean_x, mean_y = x.mean(axis=0), float(y.mean())
+        xc = x - mean_x
+        weights = np.linalg.solve(xc.T @ xc + ridge * np.eye(x.shape[1]), xc.T @ (y - mean_y))
+        return cls(weights=weights.tolist(), intercept=mean_y - float(mean_x @ weights))
+
+    def early_means(self, head: np.ndarray) -> np.ndarray:
+        """From the index of the life's first readings (oldest first): element k - 1 is the mean of
+        the first k (a running sum, so a shorter head gives the same first elements)."""
+        h = np.asarray(head, dtype=np.float64)[: self.early_readings]
+        return np.cumsum(h) / np.arange(1, len(h) + 1, dtype=np.float64)
+
+    def append_to(self, sensors: np.ndarray) -> np.ndarray:
+        """Rows [n, S] -> [n, S + 1]: the sensors, then each row's health index."""
+        x = np.asarray(sensors, dtype=np.float64)
+        # an elementwise product summed per row: each row's value does not depend on how many rows
+        # come with it (a BLAS product may block differently), so online equals offline bit for bit
+        index = np.sum(x * np.asarray(self.weights, dtype=np.float64), axis=1) + self.intercept
+        return np.column_stack([x, index])
+
+
 class FeatureSpec(BaseModel):
     """How a model's features are computed from reading rows: recorded in its model card.
 
@@ -130,6 +190,8 @@ class FeatureSpec(BaseModel):
     conditions: OperatingConditions | None = None
     # The window statistics of every sensor, in feature order (a card from before this field: the six).
     statistics: tuple[str, ...] = STATISTICS
+    # A card from before this field has none: its features are the sensors' only.
+    health_index: HealthIndex | None = None
 
     @field_validator("statistics")
     @classmethod
@@ -147,6 +209,18 @@ class FeatureSpec(BaseModel):
                 f"the model's features use a {self.window}-reading window, profile {profile.name!r} "
                 f"keeps {profile.window}"
             )
+        sensors = len(profile.informative_sensors)
+        if (
+            self.health_index is not None
+            and self.health_index.early_readings
+            and "recent_mean" not in self.statistics
+        ):
+            raise ValueError("the health index's from_start needs the recent_mean statistic")
+        if self.health_index is not None and len(self.health_index.weights) != sensors:
+            raise ValueError(
+                f"the model's health index weighs {len(self.health_index.weights)} sensors, profile "
+                f"{profile.name!r} has {sensors} informative ones"
+            )
 
 
 def reading_columns(profile: EquipmentProfile) -> tuple[str, ...]:
@@ -161,13 +235,16 @@ def reading_features(
     ages: np.ndarray | None = None,
     *,
     pad: bool = True,
+    head: np.ndarray | None = None,
 ) -> np.ndarray:
     """The pipeline on reading rows ([n, len(reading_columns)]): what training, the benchmark, the
     promotion gate and the actor all call.
 
     With `pad` (a machine's readings from its first one) every reading ends a window, the first ones
     padded with copies of the first reading: [n, F]. Without it (the actor's owed positions, whose
-    `window - 1` rows of context are included) only full windows: [n - W + 1, F].
+    `window - 1` rows of context are included) only full windows: [n - W + 1, F]. `head`: the life's
+    first reading rows, as many as the spec's health index's `early_readings` (fewer while the life is
+    younger), which its `from_start` needs; with `pad` they are the first of `rows` by default.
     """
     spec.check(profile)
     x = np.asarray(rows, dtype=np.float64)
@@ -177,7 +254,9 @@ def reading_features(
             f"(columns = informative sensors, then operating settings), got {x.shape}"
         )
     s = len(profile.informative_sensors)
-    return offline_features(
+    hi = spec.health_index
+    early = hi is not None and hi.early_readings > 0
+    feats = offline_features(
         x[:, :s],
         profile,
         ages,
@@ -185,7 +264,26 @@ def reading_features(
         conditions=spec.conditions,
         pad=pad,
         statistics=spec.statistics,
+        health_index=hi,
     )
+    if hi is None or not early or not len(feats):
+        return feats
+    if head is None:
+        if not pad:
+            raise ValueError("the health index's from_start needs the life's first readings (head)")
+        head = x[: hi.early_readings]  # padded rows are the machine's from its first reading
+    first = np.asarray(head, dtype=np.float64)
+    index = _rows_transformed(first[:, :s], first[:, s:], spec.conditions, hi)[:, -1]
+    means = hi.early_means(index)
+    age = feats[:, -1]
+    need = min(hi.early_readings, int(np.max(age)))
+    if len(means) < need or np.min(age) < 1:
+        raise ValueError(
+            f"the health index's from_start at age {np.max(age):.0f} needs {need} first readings"
+        )
+    k = np.minimum(age, len(means)).astype(np.int64) - 1
+    recent = s * len(spec.statistics) + spec.statistics.index("recent_mean")
+    return np.column_stack([feats[:, :-1], feats[:, recent] - means[k], age])
 
 
 def pad_start(rows: np.ndarray, window: int) -> np.ndarray:
@@ -267,6 +365,20 @@ def _check_columns(array: np.ndarray, profile: EquipmentProfile, what: str) -> N
         )
 
 
+def _rows_transformed(
+    rows: np.ndarray,
+    settings: np.ndarray | None,
+    conditions: OperatingConditions | None,
+    health_index: HealthIndex | None,
+) -> np.ndarray:
+    """The row-by-row steps before the windows: per-condition standardisation, the health index."""
+    if conditions is not None:
+        if settings is None:
+            raise ValueError("per-condition normalisation needs the operating settings of every reading")
+        rows = conditions.normalise(rows, settings)
+    return rows if health_index is None else health_index.append_to(rows)
+
+
 def offline_features(
     trajectory: np.ndarray,
     profile: EquipmentProfile,
@@ -276,6 +388,7 @@ def offline_features(
     conditions: OperatingConditions | None = None,
     pad: bool = False,
     statistics: tuple[str, ...] = STATISTICS,
+    health_index: HealthIndex | None = None,
 ) -> np.ndarray:
     """Features of every full window of a trajectory, shape [cycles, S] -> [cycles - W + 1, F].
 
@@ -283,14 +396,13 @@ def offline_features(
     of every reading; by default reading k is at age k+1, i.e. the trajectory starts at cycle 1 as
     C-MAPSS units do. A trajectory shorter than W yields zero rows. With `conditions` (and the
     operating `settings` of every reading) the sensors are standardised per condition first; with
-    `pad` every reading ends a window (shape [cycles, F]), the first ones padded by `pad_start`.
+    `pad` every reading ends a window (shape [cycles, F]), the first ones padded by `pad_start`; with
+    `health_index` its column's statistics follow the sensors' (its from_start, which needs the life's
+    first readings, is added by `reading_features` only).
     """
     traj = np.asarray(trajectory, dtype=np.float64)
     _check_columns(traj, profile, "trajectory")
-    if conditions is not None:
-        if settings is None:
-            raise ValueError("per-condition normalisation needs the operating settings of every reading")
-        traj = conditions.normalise(traj, settings)
+    traj = _rows_transformed(traj, settings, conditions, health_index)
     w = profile.window
     if pad and traj.shape[0]:
         if ages is None:
@@ -299,7 +411,7 @@ def offline_features(
         traj = pad_start(traj, traj.shape[0] + w - 1)
     n_windows = traj.shape[0] - w + 1
     if n_windows <= 0:
-        return np.empty((0, len(profile.informative_sensors) * len(statistics) + 1), dtype=np.float64)
+        return np.empty((0, traj.shape[1] * len(statistics) + 1), dtype=np.float64)
     if ages is None:
         ages = np.arange(1, traj.shape[0] + 1, dtype=np.float64)
     ages = np.asarray(ages, dtype=np.float64)
@@ -318,14 +430,13 @@ def online_features(
     conditions: OperatingConditions | None = None,
     pad: bool = False,
     statistics: tuple[str, ...] = STATISTICS,
+    health_index: HealthIndex | None = None,
 ) -> np.ndarray:
-    """Features of the actor's current window, shape [W, S] -> [F] (fewer rows allowed with `pad`)."""
+    """Features of the actor's current window, shape [W, S] -> [F] (fewer rows allowed with `pad`);
+    like `offline_features`, without the health index's from_start."""
     win = np.asarray(window, dtype=np.float64)
     _check_columns(win, profile, "window")
-    if conditions is not None:
-        if settings is None:
-            raise ValueError("per-condition normalisation needs the operating settings of every reading")
-        win = conditions.normalise(win, settings)
+    win = _rows_transformed(win, settings, conditions, health_index)
     if pad and win.shape[0]:
         win = pad_start(win, profile.window)
     if win.shape[0] != profile.window:

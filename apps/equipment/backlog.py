@@ -81,15 +81,18 @@ class PredictionBacklog:
         self.seqs.insert(i, seq)
         self.times.insert(i, at)
 
-    def features(self, equipment_id: str, limit: int, spec: FeatureSpec) -> list[FeatureVector]:
-        """Feature vectors of the first `limit` owed positions, oldest first, as `spec` computes them."""
+    def features(
+        self, equipment_id: str, limit: int, spec: FeatureSpec, head: np.ndarray | None = None
+    ) -> list[FeatureVector]:
+        """Feature vectors of the first `limit` owed positions, oldest first, as `spec` computes them
+        (`head`: the life's first readings, for a health index's from_start)."""
         if self.rows is None or not self.seqs:
             return []
         n = min(limit, len(self.seqs))
         w = self.profile.window
         rows = self.rows[: w - 1 + n]
         ages = self.first_age - (w - 1) + np.arange(len(rows), dtype=np.float64)
-        feats = reading_features(rows, self.profile, spec, ages, pad=False)
+        feats = reading_features(rows, self.profile, spec, ages, pad=False, head=head)
         # Checked here for the whole block at once; each vector is then built without validation (a
         # check of every value, vector by vector, cost more CPU than computing the features).
         bad = np.argwhere(~np.isfinite(feats))

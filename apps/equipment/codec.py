@@ -58,6 +58,7 @@ def encode_state(state: EquipmentState) -> dict[str, Any]:
         "stale_since": state.stale_since,
         "last_alerts": state.last_alerts,
         "baseline": None if state.baseline is None else _packed_baseline(state.baseline),
+        "head": None if state.head is None else pack_columns(state.head, "head"),
         "history": pack_columns(history, "history"),  # seq, at, predicted_rul, model_version
         # The hysteresis before each of the last predictions: dicts alike but for a count or two.
         # orjson: ten times json's speed on these, and they hold only ints, strings and finite times
@@ -102,6 +103,8 @@ def decode_state(
         if data.get("baseline") is None
         else decode_array(data["baseline"], (-1, len(profile.informative_sensors)))
     )
+    # State from before the head was kept: EquipmentState takes the oldest readings held instead.
+    head = None if data.get("head") is None else decode_array(data["head"], (-1, columns))
     history: deque[HistoryPoint] = deque(
         (HistoryPoint(int(s), float(a), float(r), int(m)) for s, a, r, m in data.get("history", [])),
         maxlen=HISTORY_LIMIT,
@@ -125,6 +128,7 @@ def decode_state(
         stale_since=opt_float("stale_since"),
         last_alerts={str(k): str(v) for k, v in (data.get("last_alerts") or {}).items()},
         baseline=baseline,
+        head=head,
         history=history,
         checkpoints=deque((int(seq), dict(state)) for seq, state in data.get("checkpoints") or []),
         readings_applied=int(data["readings_applied"]),
@@ -179,6 +183,7 @@ def json_layout(data: dict[str, Any]) -> dict[str, Any]:
             "times": window[:, 1].tolist(),
         },
         "baseline": None if data.get("baseline") is None else encode_array(unpack_columns(data["baseline"])),
+        "head": None if data.get("head") is None else encode_array(unpack_columns(data["head"])),
         "history": [[int(s), a, r, int(m)] for s, a, r, m in unpack_columns(data["history"]).tolist()],
         "checkpoints": json.loads(unpack_text(data["checkpoints"])),
     }

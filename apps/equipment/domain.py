@@ -31,7 +31,7 @@ from apps.common.contracts import (
     SensorDeviation,
     Status,
 )
-from apps.common.features import FeatureSpec, reading_columns
+from apps.common.features import EARLY_READINGS, FeatureSpec, reading_columns
 from apps.common.profiles import AnomalyThresholds, EquipmentProfile
 from apps.equipment.alarms import AlertHysteresis, AlertTransition, TimedAlarm
 from apps.equipment.backlog import PredictionBacklog
@@ -145,6 +145,8 @@ class EquipmentState:
     # serializer never sees its ISO times): re-announced so alerting converges on the actor's truth.
     last_alerts: dict[str, str] = field(default_factory=dict)
     baseline: np.ndarray | None = None  # the machine's first full window, for top_deviating_sensors
+    # The life's first reading rows (at most EARLY_READINGS), for a health index's from_start feature.
+    head: np.ndarray | None = None
     history: deque[HistoryPoint] = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
     # The hysteresis as it stood before each of the last predictions (seq, state): a late reading redoes
     # the predictions from its seq on, and the hysteresis must replay them from where it stood.
@@ -181,6 +183,8 @@ class EquipmentState:
         if self.backlog is None:
             self.backlog = PredictionBacklog(self.profile)
         self.checkpoints = deque(self.checkpoints, maxlen=self.profile.window + 1)
+        if self.head is None:
+            self._refresh_head()
 
     @classmethod
     def new(cls, equipment_id: str, profile: EquipmentProfile) -> EquipmentState:
@@ -251,6 +255,8 @@ class EquipmentState:
             self.life_readings += 1
             if self.baseline is None and self.recent.window_full:
                 self.baseline = self._sensors(self.recent.current_window())
+            if self.head is not None and len(self.head) < EARLY_READINGS:  # fresh: the newest so far
+                self.head = np.vstack([self.head, row])
         return ApplyResult(len(fresh) + len(placed), split.duplicates, too_late, too_far), transitions
 
     def _place_late(self, reading: Reading) -> bool:
@@ -271,6 +277,7 @@ class EquipmentState:
         self.tracker.mark_late(seq)
         self.readings_applied += 1
         self.life_readings += 1
+        self._refresh_head()
         if owed_before:  # everything from before `seq` on is still owed: just owe this window too
             self.backlog.insert(seq, row, at)
             return True
@@ -293,6 +300,14 @@ class EquipmentState:
             self.backlog.add(combined, seqs, times, float(self.life_readings - len(owed) + 1))
         return True
 
+    def _refresh_head(self) -> None:
+        """The life's first readings, read from the recent ones while those still hold the whole life
+        (a late reading may still land among them), then kept as they are. A life whose first readings
+        are gone already (state from before the head was kept, an event recorded very late) gets the
+        oldest ones still held: its from_start then starts from there."""
+        if self.head is None or self.life_readings <= len(self.recent):
+            self.head = self.recent.last(len(self.recent))[:EARLY_READINGS].copy()
+
     def _sensors(self, rows: np.ndarray) -> np.ndarray:
         """The informative-sensor columns of reading rows (the operating settings follow them)."""
         return rows[:, : len(self.profile.informative_sensors)]
@@ -307,7 +322,7 @@ class EquipmentState:
         served model's) says, to send to inference; no spec: the profile's window, raw sensors."""
         assert self.backlog is not None
         return self.backlog.features(
-            self.equipment_id, limit, spec or FeatureSpec(window=self.profile.window)
+            self.equipment_id, limit, spec or FeatureSpec(window=self.profile.window), self.head
         )
 
     # --- predictions and alerts -------------------------------------------------------------------
@@ -451,6 +466,8 @@ class EquipmentState:
         self.recent = recent
         self.life_readings = self.tracker.applied_after(seq)
         self.baseline = self._sensors(recent.last(len(recent))[:w]) if recent.window_full else None
+        self.head = None
+        self._refresh_head()
         self.checkpoints.clear()
         self.backlog = PredictionBacklog(self.profile, skipped=self.backlog.skipped)
         owed = list(zip(recent.seqs, recent.times, strict=True))[-w:]

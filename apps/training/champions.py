@@ -217,7 +217,10 @@ class ModelCatalog:
 
         def rows() -> np.ndarray:
             # the champion's own feature spec: drift of what it is fed, not of raw sensors
-            parts = [reading_features(r, profile, spec, ages, pad=True)[-recent:] for r, ages in tails]
+            parts = [
+                reading_features(r, profile, spec, ages, pad=True, head=head)[-recent:]
+                for r, ages, head in tails
+            ]
             return np.vstack(parts) if parts else np.empty((0, len(card.feature_names)))
 
         X = await asyncio.to_thread(rows)

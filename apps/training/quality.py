@@ -25,6 +25,7 @@ from apps.common.features import (
     EXTRA_STATISTICS,
     STATISTICS,
     FeatureSpec,
+    HealthIndex,
     OperatingConditions,
     feature_names,
     reading_columns,
@@ -73,6 +74,13 @@ FEATURE_STATISTICS: Final[tuple[str, ...]] = (
     *(s for s in STATISTICS if s not in ("min", "max")),
     *EXTRA_STATISTICS,
 )
+# A linear health index of the sensors with its window statistics (apps/common/features.HealthIndex):
+# bench/cv_rul.py, every cut of every held-out training run, capped RMSE with vs without it: see
+# bench/README.md's issue-11 section.
+HEALTH_INDEX: Final = True
+# Its `from_start` over the life's first 20 readings (apps/common/features.FROM_START; 0: none): the
+# same CV, with vs without it (bench/README.md's issue-11 section).
+HEALTH_EARLY_READINGS: Final = 20
 # Trees are summed in float32 by ONNX Runtime: summing groups of 50 keeps the rounding under 1e-4.
 _ONNX_TREES_PER_SUM: Final = 50
 _ONNX_OPSET: Final = 15  # the highest onnxmltools' LightGBM converter supports
@@ -101,18 +109,41 @@ def fit_conditions(units: Mapping[int, np.ndarray], profile: EquipmentProfile) -
     return OperatingConditions.fit(rows[:, s:], rows[:, :s], spans)
 
 
+def fit_health_index(
+    units: Mapping[int, np.ndarray],
+    profile: EquipmentProfile,
+    conditions: OperatingConditions | None,
+    rul_cap: float | None = DEFAULT_RUL_CAP,
+) -> HealthIndex:
+    """The linear health index of the run-to-failure `units`: ridge of the capped RUL at every reading
+    on its (standardised) sensors."""
+    s = len(profile.informative_sensors)
+    rows = [reading_rows(units[u], profile) for u in sorted(units)]
+    x = np.vstack(
+        [r[:, :s] if conditions is None else conditions.normalise(r[:, :s], r[:, s:]) for r in rows]
+    )
+    y = np.concatenate([rul_targets(units[u].shape[0], rul_cap) for u in sorted(units)])
+    return HealthIndex.fit(x, y)
+
+
 def fit_spec(
     units: Mapping[int, np.ndarray],
     profile: EquipmentProfile,
     normalise: bool = True,
     statistics: tuple[str, ...] = FEATURE_STATISTICS,
+    health_index: bool = HEALTH_INDEX,
+    rul_cap: float | None = DEFAULT_RUL_CAP,
+    early_readings: int = HEALTH_EARLY_READINGS,
 ) -> FeatureSpec:
     """The feature spec learnt from training machines: the profile's window, their conditions, the
-    window statistics."""
+    window statistics, their health index (with its `from_start` over `early_readings`)."""
+    conditions = fit_conditions(units, profile) if normalise else None
+    index = None
+    if health_index:
+        fitted = fit_health_index(units, profile, conditions, rul_cap)
+        index = fitted.model_copy(update={"early_readings": early_readings})
     return FeatureSpec(
-        window=profile.window,
-        conditions=fit_conditions(units, profile) if normalise else None,
-        statistics=statistics,
+        window=profile.window, conditions=conditions, statistics=statistics, health_index=index
     )
 
 
@@ -151,18 +182,9 @@ def last_features(
     units: Mapping[int, np.ndarray], profile: EquipmentProfile, spec: FeatureSpec
 ) -> tuple[list[int], np.ndarray]:
     """Features at the last reading of every unit, however short (unit order): the prediction the
-    actor makes after the unit's last reading."""
+    actor makes after the unit's last reading (the whole run: `from_start` needs its first readings)."""
     ids = sorted(units)
-    return ids, np.vstack([unit_features(units[u][-profile.window :], profile, spec)[-1] for u in ids])
-
-
-def recent_features(
-    units: Mapping[int, np.ndarray], profile: EquipmentProfile, spec: FeatureSpec, recent: int
-) -> np.ndarray:
-    """Features at the last `recent` readings of every unit (those its last predictions used), stacked:
-    pass at least `recent + window - 1` readings of each for their windows to be the actor's."""
-    rows = [unit_features(units[u], profile, spec)[-recent:] for u in sorted(units)]
-    return np.vstack(rows) if rows else np.empty((0, len(feature_names(profile, spec))))
+    return ids, np.vstack([unit_features(units[u], profile, spec)[-1] for u in ids])
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, rul_cap: float, n_units: int) -> dict[str, float]:
@@ -204,6 +226,7 @@ def grouped_cv(
     per_unit: int = 5,
     seed: int = 11,
     statistics: tuple[str, ...] = FEATURE_STATISTICS,
+    health_index: bool = HEALTH_INDEX,
 ) -> dict[str, float]:
     """Mean metrics over folds of held-out training machines, scored on their truncated runs.
 
@@ -214,7 +237,7 @@ def grouped_cv(
     for k in range(folds):
         held = {int(u) for u in order[k::folds]}
         train = {u: t for u, t in units.items() if u not in held}
-        spec = fit_spec(train, profile, normalise, statistics)
+        spec = fit_spec(train, profile, normalise, statistics, health_index, rul_cap)
         ts = build_padded_set(train, profile, spec, rul_cap)
         model = make_model()
         model.fit(ts.X, ts.y)
@@ -417,7 +440,7 @@ def run_training(
             progress(stage, fraction)
 
     report("operating conditions and features", 0.0)
-    spec = fit_spec(train_units, profile)
+    spec = fit_spec(train_units, profile, rul_cap=rul_cap)
     ts = build_padded_set(train_units, profile, spec, rul_cap)
     model = rul_model(params)
     report("fitting", 0.1)

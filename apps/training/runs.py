@@ -23,7 +23,7 @@ from typing import Final
 import numpy as np
 
 from apps.common.cmapss import COLUMNS
-from apps.common.features import reading_columns
+from apps.common.features import EARLY_READINGS, reading_columns
 from apps.common.profiles import EquipmentProfile
 from apps.training.history import Life
 
@@ -112,9 +112,10 @@ def recent_trajectories(lives: Iterable[Life], profile: EquipmentProfile, last: 
 
 def recent_readings(
     lives: Iterable[Life], profile: EquipmentProfile, last: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(reading rows, ages) of the last `last` readings of each running life of the profile: rows in
-    the actor's columns (apps.common.features.reading_columns), ages counted from the life's start.
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(reading rows, ages, head) of the last `last` readings of each running life of the profile: rows
+    in the actor's columns (apps.common.features.reading_columns), ages counted from the life's start,
+    and the life's first readings as the actor keeps them (a health index's from_start needs them).
     Any profile's channels, where `recent_trajectories` holds only the C-MAPSS layout's."""
     columns = list(reading_columns(profile))
     out = []
@@ -122,5 +123,6 @@ def recent_readings(
         if life.ended_by is None and life.readings.profile == profile.name:
             n = len(life.readings)
             ages = np.arange(1, n + 1, dtype=np.float64)
-            out.append((life.readings.matrix(columns)[-last:], ages[-last:]))
+            rows = life.readings.matrix(columns)
+            out.append((rows[-last:], ages[-last:], rows[:EARLY_READINGS]))
     return out

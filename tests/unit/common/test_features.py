@@ -10,7 +10,9 @@ import pytest
 
 from apps.common import cmapss
 from apps.common.features import (
+    EARLY_READINGS,
     EXTRA_STATISTICS,
+    FROM_START,
     STATISTICS,
     FeatureSpec,
     OperatingConditions,
@@ -258,7 +260,13 @@ def test_online_equals_offline_exactly_with_the_recent_statistics(unit: int) -> 
     training's rows are equal bit for bit."""
     units, conditions = _conditions_fixture("FD002")
     spec = FeatureSpec(window=TURBOFAN.window, conditions=conditions, statistics=EXTENDED)
-    traj = units[unit]
+    assert_actor_paths_equal_training(units[unit], spec)
+
+
+def assert_actor_paths_equal_training(traj: np.ndarray, spec: FeatureSpec) -> None:
+    """The actor's single window (`online_features`: without a health index's from_start), its
+    backlog's batches (with the life's first readings it holds by then) and training's rows of one
+    run: equal bit for bit."""
     sensors, settings, ages = (
         cmapss.sensor_matrix(traj, TURBOFAN),
         settings_matrix(traj, TURBOFAN),
@@ -266,6 +274,8 @@ def test_online_equals_offline_exactly_with_the_recent_statistics(unit: int) -> 
     )
     offline = unit_features(traj, TURBOFAN, spec)
     assert offline.shape == (traj.shape[0], n_features(TURBOFAN, spec))
+    names = feature_names(TURBOFAN, spec)
+    single = [i for i, name in enumerate(names) if not name.endswith(f"__{FROM_START}")]
     w = TURBOFAN.window
     for end in (0, 1, w - 2, w - 1, w, traj.shape[0] // 2, traj.shape[0] - 1):
         start = max(0, end - w + 1)
@@ -274,14 +284,16 @@ def test_online_equals_offline_exactly_with_the_recent_statistics(unit: int) -> 
             ages[end],
             TURBOFAN,
             settings=settings[start : end + 1],
-            conditions=conditions,
+            conditions=spec.conditions,
             pad=True,
-            statistics=EXTENDED,
+            statistics=spec.statistics,
+            health_index=spec.health_index,
         )
-        assert np.array_equal(online, offline[end]), end
+        assert np.array_equal(online, offline[end, single]), end
     rows = reading_rows(traj, TURBOFAN)
-    for first, n in ((0, 3), (w - 2, 5), (traj.shape[0] - 7, 7)):
+    for first, n in ((0, 3), (5, 4), (w - 2, 5), (traj.shape[0] - 7, 7)):
         context = pad_start(rows[: first + n], w - 1 + first + n)[first:]
         context_ages = traj[:, 1][first] - (w - 1) + np.arange(len(context), dtype=np.float64)
-        batch = reading_features(context, TURBOFAN, spec, context_ages, pad=False)
+        head = rows[: min(first + n, EARLY_READINGS)]  # what the actor holds by then
+        batch = reading_features(context, TURBOFAN, spec, context_ages, pad=False, head=head)
         assert np.array_equal(batch, offline[first : first + n]), first

@@ -10,6 +10,7 @@ import numpy as np
 from apps.common import cmapss
 from apps.common.archive import blocks_from_readings
 from apps.common.contracts import EquipmentEvent
+from apps.common.features import EARLY_READINGS
 from apps.common.profiles import PROFILES, TURBOFAN
 from apps.training.history import fleet_lives, split_lives
 from apps.training.quality import reading_rows
@@ -78,9 +79,11 @@ def test_recent_trajectories_are_the_running_lives_tails_with_ages_from_the_life
 def test_recent_readings_are_the_same_tails_in_the_actors_columns_for_any_profile() -> None:
     [block] = blocks_from_readings([reading(s) for s in range(1, 61)])
     lives = split_lives(block, [event("maintenance", 20)])
-    [(rows, ages)] = recent_readings(lives, TURBOFAN, last=15)
+    [(rows, ages, head)] = recent_readings(lives, TURBOFAN, last=15)
     [tail] = recent_trajectories(lives, TURBOFAN, last=15).values()
     assert ages.tolist() == tail[:, 1].tolist() and np.array_equal(rows, reading_rows(tail, TURBOFAN))
+    [whole] = recent_trajectories(lives, TURBOFAN, last=1000).values()  # the life's first readings
+    assert np.array_equal(head, reading_rows(whole, TURBOFAN)[:EARLY_READINGS])
     assert recent_readings(lives, PROFILES["milling"], last=15) == []  # no milling machine here
 
 
