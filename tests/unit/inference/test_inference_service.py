@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from apps.common.contracts import ModelCard, PredictRequest
+from apps.common.contracts import ModelCard, PredictRequest, PredictResponse
 from apps.common.features import FeatureSpec
 from apps.common.registry import ModelVersion
 from apps.inference import app as inference_app
@@ -211,6 +212,39 @@ def test_http_answers_503_without_a_model_and_422_on_mismatch(http: tuple, model
     assert wrong.status_code == 422 and "feature_names[0]" in wrong.json()["detail"]
     ragged = client.post("/v1/predict", json={**body, "rows": [[1.0, 2.0]]})
     assert ragged.status_code == 422 and "rows[0] has 2 values" in ragged.text
+
+
+def test_http_body_refusals_name_the_value_and_the_answer_is_the_services(http: tuple, models: dict) -> None:
+    """The route parses its body itself (pydantic's JSON parser, not FastAPI's): still FastAPI's 422s,
+    located under "body", and a non-finite row named by the model (RequestGuard no longer looks)."""
+    client, registry = http
+    service: InferenceService = inference_app.app.state.service
+    asyncio.run(registry.register(card(1, models[1][1]), models[1][1]))
+    asyncio.run(registry.promote(MODEL, 1))
+    asyncio.run(service.refresh(MODEL))
+    rows = ROWS[:3].tolist()
+    ok = client.post("/v1/predict", json={"model_name": MODEL, "feature_names": FEATURES, "rows": rows})
+    assert ok.status_code == 200 and ok.headers["content-type"] == "application/json"
+    answer = PredictResponse.model_validate_json(ok.content)
+    assert (answer.model_name, answer.model_version) == (MODEL, 1)
+    got = np.array([p.value for p in answer.predictions])
+    assert np.max(np.abs(got - models[1][0].predict(ROWS[:3]))) <= 1e-4
+
+    head = f'{{"model_name": "{MODEL}", "feature_names": {json.dumps(FEATURES)}'
+    for raw, where, said in (
+        (head + ', "rows": [[1, 2, 3, NaN, 5, 6]]}', "rows", "rows[0][3] is not finite"),
+        (head + ', "rows": [[1e400, 2, 3, 4, 5, 6]]}', "rows", "rows[0][0] is not finite"),
+        (head + ', "rows": [["1", 2, 3, 4, 5, 6]]}', "rows", "valid number"),
+        (head + ', "rows": [[1, 2, 3, 4, 5, 6]], "extra": 1}', "extra", "Extra inputs"),
+        ('{"model_name": ', None, "Invalid JSON"),
+    ):
+        refused = client.post("/v1/predict", content=raw, headers={"content-type": "application/json"})
+        assert refused.status_code == 422, raw
+        error = refused.json()["detail"][0]
+        assert error["loc"][0] == "body" and said in error["msg"], error
+        assert where is None or error["loc"][1] == where
+    not_utf8 = client.post("/v1/predict", content=b"\x80", headers={"content-type": "application/json"})
+    assert not_utf8.status_code == 422 and not_utf8.json()["detail"][0]["type"] == "json_invalid"
 
 
 async def test_ready_with_one_model_while_another_kind_has_none_yet(models: dict) -> None:
