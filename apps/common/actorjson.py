@@ -23,8 +23,7 @@ from dapr.serializers.json import DaprJSONDecoder
 from dapr.serializers.util import DAPR_DURATION_PARSER, convert_from_dapr_duration
 from dateutil import parser as date_parser
 
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_LONG_DIGITS = b"0" * 19
+from apps.common.httpguard import has_long_digit_run
 
 
 def _as_sdk_reads(value: Any) -> Any:
@@ -55,7 +54,7 @@ class ActorMessageSerializer(DefaultJSONSerializer):
         if not isinstance(data, (str, bytes)):
             raise ValueError("data must be str or bytes types")
         raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-        if _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
+        if not has_long_digit_run(raw):
             try:
                 obj = _as_sdk_reads(orjson.loads(data))
             except orjson.JSONDecodeError:

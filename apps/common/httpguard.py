@@ -52,6 +52,7 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 # regular expression).
 _DIGITS = bytes.maketrans(b"123456789E", b"000000000e")
 _HUGE_MARKS: Final = (b"e000", b"e+000", b"0" * 309)
+_LONG_DIGITS: Final = b"0" * 19
 MAX_NUMBER_SCAN_BYTES: Final = 1024 * 1024
 # +1 for an opening bracket, -1 for a closing one, 0 for any other byte.
 _QUOTE, _OPEN, _CLOSE = ord('"'), b"[{", b"]}"
@@ -131,6 +132,13 @@ def _finite(text: str) -> float:
 def _maybe_huge(body: bytes) -> bool:
     mapped = body.translate(_DIGITS)
     return any(mark in mapped for mark in _HUGE_MARKS)
+
+
+def has_long_digit_run(body: bytes) -> bool:
+    """Whether `body` holds a run of 19 digits: orjson reads an integer past 64 bits as a float, so such
+    a body is for json, which keeps it the integer it is (a huge `seq` must be refused as one). Digits
+    mapped to "0", then one substring search: a regular expression took ~50 ms on a 3 MB body, this ~5."""
+    return _LONG_DIGITS in body.translate(_DIGITS)
 
 
 def non_finite_number(body: bytes) -> str | None:
