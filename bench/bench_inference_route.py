@@ -21,7 +21,6 @@ import json
 import statistics
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 
@@ -31,6 +30,7 @@ from apps.inference import app as inference_app
 from apps.inference.service import InferenceService
 from apps.inference.settings import InferenceSettings
 from apps.training.quality import export_lightgbm, float32_thresholds, lightgbm
+from bench.common import asgi_post
 
 MODEL = "bench-rul"
 N_FEATURES = 85  # the turbofan profile's feature count
@@ -90,45 +90,6 @@ def _bodies(n: int, rows: int) -> list[bytes]:
     ]
 
 
-def _scope(body: bytes) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/predict",
-        "raw_path": b"/v1/predict",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 8003),
-    }
-
-
-async def _post(body: bytes) -> tuple[int, bytes]:
-    sent = False
-    status, answer = 0, bytearray()
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            answer.extend(message.get("body", b""))
-
-    await inference_app.app(_scope(body), receive, send)
-    return status, bytes(answer)
-
-
 async def _route(service: InferenceService, bodies: list[bytes], rows: int) -> float:
     inference_app.app.state.service = service
     queue = iter(bodies)
@@ -137,7 +98,7 @@ async def _route(service: InferenceService, bodies: list[bytes], rows: int) -> f
     async def worker() -> None:
         nonlocal answered
         for body in queue:
-            status, answer = await _post(body)
+            status, answer = await asgi_post(inference_app.app, inference_app.PREDICT_PATH, body, 8003)
             if status != 200:
                 raise SystemExit(f"predict answered {status}: {answer[:300]!r}")
             answered += answer.count(b'"value"')

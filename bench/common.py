@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -74,3 +75,39 @@ def table(rows: list[Result], baselines: dict[str, str] | None = None) -> str:
             f"{ratio} |"
         )
     return "\n".join(lines)
+
+
+async def asgi_post(app: Any, path: str, body: bytes, port: int = 8000) -> tuple[int, bytes]:
+    """POST `body` (JSON) to an ASGI `app` in this process, no server and no socket: (status, answer)."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", port),
+    }
+    sent, status, answer = False, 0, bytearray()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            answer.extend(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, bytes(answer)
