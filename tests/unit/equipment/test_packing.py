@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,8 +14,8 @@ from apps.common import cmapss
 from apps.common.contracts import Reading
 from apps.common.profiles import TURBOFAN
 from apps.equipment.codec import PACKED_LAYOUT, decode_state, encode_state, json_layout
-from apps.equipment.domain import EquipmentState
-from apps.equipment.packing import pack_columns, pack_text, unpack_columns, unpack_text
+from apps.equipment.domain import HISTORY_LIMIT, EquipmentState
+from apps.equipment.packing import PREFIX, ZPREFIX, pack_columns, pack_text, unpack_columns, unpack_text
 from vigil.fleet import VALUE_COLUMNS, simulated_fleet
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -72,8 +74,10 @@ def test_damaged_text_is_refused() -> None:
     assert unpack_text(pack_text('[{"a":1}]')) == '[{"a":1}]'
 
 
-def machine_state(trajectory: np.ndarray, n: int) -> EquipmentState:
-    """A machine after `n` readings, each predicted (float32 RULs, as ONNX gives them)."""
+def machine_state(trajectory: np.ndarray, n: int, noise: float = 0.0) -> EquipmentState:
+    """A machine after `n` readings, each predicted (float32 RULs, as ONNX gives them; `noise`: their
+    standard deviation about a straight line, which a model's predictions are not on)."""
+    rng = np.random.default_rng(5)
     state = EquipmentState.new("m-1", TURBOFAN)
     for k in range(1, n + 1):
         row = trajectory[(k - 1) % len(trajectory)]
@@ -86,7 +90,7 @@ def machine_state(trajectory: np.ndarray, n: int) -> EquipmentState:
         )
         state.apply_readings([reading], 1000.0 + k * 1.37)
         owed = state.backlog.seqs[:] if state.backlog is not None else []
-        ruls = np.float32(150.0 - np.array(owed) * 0.61).tolist()
+        ruls = np.float32(150.0 - np.array(owed) * 0.61 + rng.normal(0.0, noise, len(owed))).tolist()
         for t in state.record_predictions(list(zip(owed, ruls, strict=True)), 3, 1000.0 + k * 1.37 + 0.01):
             state.remember_alert(state.build_alert(t))
     return state
@@ -142,6 +146,47 @@ def test_a_backlog_waiting_for_inference_is_packed_too(train: dict[int, np.ndarr
     ]
     state.apply_readings(later, 3000.0)  # inference down: ten predictions owed
     data = json.loads(json.dumps(encode_state(state)))
-    assert str(data["backlog"]["rows"]).startswith("p1:")
+    assert str(data["backlog"]["rows"]).startswith("p2:")
     back = decode_state("m-1", data)
     assert back.owed_features(20) == state.owed_features(20)
+
+
+def test_a_full_history_state_is_well_under_16_kib_and_round_trips(train: dict[int, np.ndarray]) -> None:
+    fleet = simulated_fleet(train, 2, seed=4, max_shift=0)
+    state = machine_state(fleet.machines[0].trajectory, 600, noise=8.0)
+    assert len(state.history) == HISTORY_LIMIT and state.head is not None
+    text = json.dumps(encode_state(state))
+    # ~14.5 KB (18.9 KB before its arrays were compressed); the target is 16 KiB
+    assert len(text) < 15_000
+    back = decode_state("m-1", json.loads(text))
+    assert list(back.history) == list(state.history)
+    assert all(np.float32(p.predicted_rul) == p.predicted_rul for p in back.history)
+    assert back.head is not None and same_bits(back.head, state.head)
+    assert json.dumps(encode_state(back)) == text
+
+
+def uncompressed(packed: str) -> str:
+    """A packed array as written before compression ("p1:")."""
+    assert packed.startswith(ZPREFIX)
+    return PREFIX + base64.b64encode(zlib.decompress(base64.b64decode(packed[len(ZPREFIX) :]))).decode()
+
+
+def test_layout_2_as_written_before_compression_is_still_read(train: dict[int, np.ndarray]) -> None:
+    state = machine_state(train[1], 130, noise=3.0)
+    data = json.loads(json.dumps(encode_state(state)))
+    old = {
+        **data,
+        "window": {**data["window"], "packed": uncompressed(data["window"]["packed"])},
+        **{key: uncompressed(data[key]) for key in ("history", "baseline", "head")},
+    }
+    back = decode_state("m-1", old)
+    assert json.dumps(encode_state(back)) == json.dumps(data)
+    assert list(back.history) == list(state.history)
+
+
+def test_a_damaged_compressed_array_is_refused() -> None:
+    packed = pack_columns(np.arange(40.0).reshape(20, 2))
+    damaged = ZPREFIX + base64.b64encode(b"not zlib at all").decode()
+    assert same_bits(unpack_columns(packed), np.arange(40.0).reshape(20, 2))
+    with pytest.raises(ValueError, match="packed array"):
+        unpack_columns(damaged)
