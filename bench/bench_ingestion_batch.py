@@ -19,7 +19,6 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from apps.common.httpguard import json_depth
 from apps.common.profiles import PROFILES
@@ -27,6 +26,7 @@ from apps.ingestion import app as ingestion_app
 from apps.ingestion.service import parse_json
 from apps.ingestion.validation import validate_batch
 from bench.bench_ingestion_route import _service, reading
+from bench.common import asgi_post
 
 
 def body_of(machines: int, per: int, first_seq: int) -> bytes:
@@ -39,40 +39,12 @@ async def post(body: bytes) -> float:
     app = ingestion_app.app
     service = _service()
     app.state.service = service
-    path = ingestion_app.READINGS_PATH
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 8001),
-    }
-    sent, statuses = False, []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
     started = time.process_time()
-    await app(scope, receive, send)
+    status, answer = await asgi_post(app, ingestion_app.READINGS_PATH, body, port=8001)
     spent = time.process_time() - started
     await service.close()
-    if statuses != [200]:
-        raise SystemExit(f"the route answered {statuses}")
+    if status != 200:
+        raise SystemExit(f"the route answered {status}: {answer[:300]!r}")
     return spent
 
 

@@ -35,6 +35,7 @@ from apps.ingestion import app as ingestion_app
 from apps.ingestion.linger import LingeringEquipment
 from apps.ingestion.service import IngestionService
 from apps.ingestion.validation import validate_batch
+from bench.common import asgi_post
 
 MACHINES = 1000
 IN_FLIGHT = 64  # requests in flight at once (the pipeline's load generator keeps many open)
@@ -112,39 +113,10 @@ async def _route(n: int, round_: int) -> float:
 
     def call(body: bytes) -> Callable[[], Awaitable[None]]:
         async def one() -> None:
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "POST",
-                "scheme": "http",
-                "path": ingestion_app.READINGS_PATH,
-                "raw_path": ingestion_app.READINGS_PATH.encode(),
-                "query_string": b"",
-                "root_path": "",
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-                "client": ("127.0.0.1", 1),
-                "server": ("127.0.0.1", 8001),
-            }
-            sent = False
-
-            async def receive() -> dict[str, Any]:
-                nonlocal sent
-                if sent:
-                    return {"type": "http.disconnect"}
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            async def send(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    statuses.append(message["status"])
-                elif message["type"] == "http.response.body" and statuses[-1] != 200:
-                    print(message.get("body", b"")[:300])
-
-            await app(scope, receive, send)
+            status, answer = await asgi_post(app, ingestion_app.READINGS_PATH, body, port=8001)
+            statuses.append(status)
+            if status != 200:
+                print(answer[:300])
 
         return one
 
