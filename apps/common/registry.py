@@ -30,7 +30,6 @@ from typing import Literal, Protocol
 from dapr.aio.clients import DaprClient
 from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
 from dapr.clients.grpc._request import TransactionalStateOperation
-from dapr.clients.grpc._state import Concurrency, StateOptions
 from pydantic import BaseModel, ConfigDict, Field
 
 from apps.common.contracts import ModelCard
@@ -42,6 +41,7 @@ from apps.common.signing import (
     champion_payload,
     version_payload,
 )
+from apps.common.statecas import StateContention, update_state
 
 
 def _key(name: str, *parts: object) -> str:
@@ -97,27 +97,19 @@ class DaprModelRegistry:
 
     async def next_version(self, name: str) -> int:
         """Hand out a version number; concurrent trainers never get the same one (etag retry)."""
-        for _ in range(20):
-            current = await self.client.get_state(self.store, _key(name, "next-version"))
-            version = int(current.data or b"0") + 1
-            try:
-                if current.etag:
-                    await self.client.save_state(
-                        self.store, _key(name, "next-version"), str(version), etag=current.etag
-                    )
-                else:
-                    await self.client.save_state(
-                        self.store,
-                        _key(name, "next-version"),
-                        str(version),
-                        options=StateOptions(concurrency=Concurrency.first_write),
-                    )
-                return version
-            except (DaprGrpcError, DaprInternalError):
-                # The aio client's save_state wraps an etag conflict in DaprInternalError (the sync one
-                # in DaprGrpcError): somebody else took this version; read again.
-                continue
-        raise RuntimeError(f"could not allocate a version for model {name!r}: too much contention")
+        handed: list[int] = []
+
+        def bump(current: bytes | None) -> str:
+            handed.append(int(current or b"0") + 1)  # the last call is the one written
+            return str(handed[-1])
+
+        try:
+            await update_state(self.client, self.store, _key(name, "next-version"), bump)
+        except StateContention as exc:
+            raise RuntimeError(
+                f"could not allocate a version for model {name!r}: too much contention"
+            ) from exc
+        return handed[-1]
 
     async def register(self, card: ModelCard, onnx: bytes) -> int:
         """Store the ONNX bytes, card (and signature) of `card.version` in one transaction."""
