@@ -47,6 +47,7 @@ from apps.common.names import (
     TOPIC_EQUIPMENT_HEALTH,
     TOPIC_READINGS_DEAD_LETTER,
 )
+from apps.common.nativetelemetry import TELEMETRY_OFF
 from apps.common.tracecontext import dapr_client
 
 log = logging.getLogger("alerting")
@@ -84,7 +85,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await machines.close()
 
 
-app = FastAPIOffline(title="Vigil alerting", lifespan=lifespan)
+app = FastAPIOffline(telemetry=TELEMETRY_OFF, title="Vigil alerting", lifespan=lifespan)
 app.add_middleware(RequestGuard)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 instrument(app)  # added last: outermost, every answer counted

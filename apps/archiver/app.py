@@ -23,6 +23,7 @@ from apps.common.contracts import ReadingBatch
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, TOPIC_READINGS_ACCEPTED
+from apps.common.nativetelemetry import TELEMETRY_OFF
 from apps.common.tracecontext import dapr_client
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -43,7 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await flusher
 
 
-app = FastAPIOffline(title="Vigil archiver", lifespan=lifespan)
+app = FastAPIOffline(telemetry=TELEMETRY_OFF, title="Vigil archiver", lifespan=lifespan)
 app.add_middleware(RequestGuard)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 instrument(app)  # added last: outermost, every answer counted

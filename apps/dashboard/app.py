@@ -26,6 +26,7 @@ from apps.common.contracts import EQUIPMENT_ID_PATTERN
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH, TOPIC_MODEL_UPDATES
+from apps.common.nativetelemetry import TELEMETRY_OFF
 from apps.dashboard.domain import alert_row
 from apps.dashboard.live import deliver, deliver_bulk
 from apps.dashboard.pages import register_pages
@@ -74,7 +75,7 @@ signer = SessionSigner(
     _settings.session_secret.get_secret_value().encode() or secrets.token_bytes(32),
     _settings.session_hours * 3600,
 )
-app = FastAPIOffline(title="Vigil dashboard", lifespan=lifespan)
+app = FastAPIOffline(telemetry=TELEMETRY_OFF, title="Vigil dashboard", lifespan=lifespan)
 # NiceGUI's own traffic (socket.io polling posts text/plain) is its business, not a JSON API's.
 app.add_middleware(RequestGuard, exempt=("/_nicegui",))
 if _settings.sign_in:

@@ -20,6 +20,7 @@ from apps.common.daprhttp import PooledDaprActorHttpClient, close_invocation, po
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
 from apps.common.names import TOPIC_EQUIPMENT_HEALTH
+from apps.common.nativetelemetry import TELEMETRY_OFF
 from apps.common.publisher import DaprPublisher, Publisher
 from apps.common.tracecontext import dapr_client
 from apps.equipment.actor import EquipmentActor
@@ -68,7 +69,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await actor_client.close()
 
 
-app = FastAPIOffline(title="Vigil equipment", lifespan=lifespan)
+app = FastAPIOffline(telemetry=TELEMETRY_OFF, title="Vigil equipment", lifespan=lifespan)
 # Innermost: actor calls skip FastAPI's routing (actorcalls.py), after the token check and counting.
 app.add_middleware(ActorCallShortcut)
 app.add_middleware(RequestGuard)

@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 from apps.common.apptoken import AppTokenGuard
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
+from apps.common.nativetelemetry import TELEMETRY_OFF
 from apps.common.profiles import PROFILES
 from apps.common.tracecontext import dapr_client
 from apps.gateway.api import router
@@ -45,6 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPIOffline(
+    telemetry=TELEMETRY_OFF,
     title="Vigil gateway",
     description="The single public entry of Vigil: every route needs an API key (header `X-API-Key`, or "
     "`Authorization: Bearer`) with the scope the route names; `vigil keys create` makes one.",

@@ -21,6 +21,7 @@ from apps.common.contracts import ModelCard, PredictRequest, PredictResponse
 from apps.common.httpguard import RequestGuard, error_responses, validation_error
 from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, SECRET_STORE, TOPIC_MODEL_UPDATES
+from apps.common.nativetelemetry import TELEMETRY_OFF
 from apps.common.registry import DaprModelRegistry, InputCounts, ModelUpdate
 from apps.common.signing import PUBLIC_KEY_SECRET, BadKey, RecordVerifier, read_key
 from apps.common.tracecontext import dapr_client
@@ -69,7 +70,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 PREDICT_PATH = "/v1/predict"
 
-app = FastAPIOffline(title="Vigil inference", lifespan=lifespan)
+app = FastAPIOffline(telemetry=TELEMETRY_OFF, title="Vigil inference", lifespan=lifespan)
 # A prediction's rows are refused when not finite by PredictRequest itself (a 422 naming rows[i][j]):
 # RequestGuard need not decode every body once more to look for a NaN or a 1e400 first.
 app.add_middleware(RequestGuard, numbers_checked_per_item=(PREDICT_PATH,))

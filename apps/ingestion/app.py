@@ -32,6 +32,7 @@ from apps.common.daprhttp import PooledActorProxyFactory
 from apps.common.httpguard import ErrorDetail, RequestGuard, error_responses
 from apps.common.metrics import instrument
 from apps.common.names import EQUIPMENT_ACTOR_TYPE, PUBSUB, TOPIC_READINGS_DEAD_LETTER, TOPIC_SENSOR_READINGS
+from apps.common.nativetelemetry import TELEMETRY_OFF
 from apps.common.profiles import PROFILES, ProfileSpec
 from apps.common.publisher import DaprPublisher
 from apps.common.tracecontext import dapr_client
@@ -109,7 +110,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 READINGS_PATH = "/v1/readings"
 
-app = FastAPIOffline(title="Vigil ingestion", lifespan=lifespan)
+app = FastAPIOffline(telemetry=TELEMETRY_OFF, title="Vigil ingestion", lifespan=lifespan)
 # Innermost: readings skip FastAPI's routing (fastroute.py), after every check below; the lambda
 # because answer_readings is defined further down.
 app.add_middleware(PostShortcut, path=READINGS_PATH, answer=lambda app_, body: answer_readings(app_, body))

@@ -17,6 +17,7 @@ from apps.common.archivestore import DaprArchive
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
 from apps.common.names import RETRAIN_SCHEDULE_BINDING
+from apps.common.nativetelemetry import TELEMETRY_OFF
 from apps.common.profiles import PROFILES, get_profile
 from apps.common.publisher import DaprPublisher
 from apps.common.registry import DaprModelRegistry, DriftReport, RegisteredModel
@@ -160,7 +161,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await inputs.close()
 
 
-app = FastAPIOffline(title="Vigil training", lifespan=lifespan)
+app = FastAPIOffline(telemetry=TELEMETRY_OFF, title="Vigil training", lifespan=lifespan)
 app.add_middleware(RequestGuard)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 instrument(app)  # added last: outermost, every answer counted
