@@ -30,6 +30,7 @@ from dapr.clients.http.conf import (
 )
 from dapr.clients.http.dapr_actor_http_client import DaprActorHttpClient
 from dapr.clients.http.dapr_invocation_http_client import DaprInvocationHttpClient
+from dapr.clients.http.helpers import get_api_url
 from dapr.clients.retry import RetryPolicy
 from dapr.conf import settings
 from dapr.serializers import DefaultJSONSerializer, Serializer
@@ -53,6 +54,9 @@ class PooledDaprHttpClient(DaprHttpClient):
         retry_policy: RetryPolicy | None = None,
     ) -> None:
         super().__init__(message_serializer, timeout, headers_callback, retry_policy)
+        # Read once: the SDK's settings read os.environ on every access, and the environment does not
+        # change once the app has started.
+        self._api_token: str | None = settings.DAPR_API_TOKEN
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
 
@@ -75,8 +79,8 @@ class PooledDaprHttpClient(DaprHttpClient):
         headers_map = dict(headers or {})
         if not headers_map.get(CONTENT_TYPE_HEADER):
             headers_map[CONTENT_TYPE_HEADER] = DEFAULT_JSON_CONTENT_TYPE
-        if settings.DAPR_API_TOKEN is not None:
-            headers_map[DAPR_API_TOKEN_HEADER] = settings.DAPR_API_TOKEN
+        if self._api_token is not None:
+            headers_map[DAPR_API_TOKEN_HEADER] = self._api_token
         if self._headers_callback is not None:
             headers_map.update(self._headers_callback())
         headers_map.update(trace_headers())  # the request being served's trace goes on with the call
@@ -121,6 +125,12 @@ class PooledDaprActorHttpClient(DaprActorHttpClient):
             headers_callback,
             retry_policy,
         )
+        # The SDK's get_api_url() (DAPR_HTTP_ENDPOINT, else DAPR_RUNTIME_HOST and DAPR_HTTP_PORT) reads
+        # four settings, each from os.environ, on every actor call and state save: taken once here.
+        self._actors_url = f"{get_api_url()}/actors"
+
+    def _get_base_url(self, actor_type: str, actor_id: str) -> str:
+        return f"{self._actors_url}/{actor_type}/{actor_id}"
 
     async def invoke_method(
         self, actor_type: str, actor_id: str, method: str, data: bytes | None = None

@@ -15,9 +15,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from dapr.actor import ActorId, ActorInterface, ActorProxy, actormethod
 from dapr.clients.exceptions import DaprHttpError
+from dapr.clients.http.dapr_actor_http_client import DaprActorHttpClient
 from dapr.serializers import DefaultJSONSerializer
 
-from apps.common.daprhttp import PooledActorProxyFactory, PooledDaprHttpClient
+from apps.common.daprhttp import PooledActorProxyFactory, PooledDaprActorHttpClient, PooledDaprHttpClient
 
 
 class CounterInterface(ActorInterface):
@@ -29,6 +30,7 @@ class FakeSidecar:
     def __init__(self) -> None:
         self.client_ports: list[int] = []
         self.requests: list[tuple[str, str, bytes, str]] = []
+        self.tokens: list[str | None] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.path.startswith("/v1.0/healthz"):
@@ -37,6 +39,7 @@ class FakeSidecar:
         self.client_ports.append(int(peer[1]) if peer else -1)
         body = await request.read()
         self.requests.append((request.method, request.path, body, request.headers.get("User-Agent", "")))
+        self.tokens.append(request.headers.get("dapr-api-token"))
         if request.path.endswith("/fail"):
             return web.json_response({"errorCode": "ERR_TEST", "message": "it failed"}, status=500)
         return web.Response(body=body or b"{}", content_type="application/json")
@@ -88,3 +91,22 @@ async def test_actor_proxies_from_the_pooled_factory_reuse_the_connection(
     ]
     assert len(set(fake.client_ports)) == 1
     await factory.close()
+
+
+@pytest.mark.parametrize("by_endpoint", [False, True])
+async def test_actor_urls_are_the_sdks_with_settings_read_once(
+    sidecar: tuple[FakeSidecar, str], monkeypatch: pytest.MonkeyPatch, by_endpoint: bool
+) -> None:
+    fake, base = sidecar
+    if by_endpoint:  # DAPR_HTTP_ENDPOINT wins over host and port, as in the SDK's get_api_url()
+        monkeypatch.setenv("DAPR_HTTP_ENDPOINT", base)
+        monkeypatch.setenv("DAPR_HTTP_PORT", "1")
+    monkeypatch.setenv("DAPR_API_TOKEN", "sidecar-token")
+    client = PooledDaprActorHttpClient()
+    assert client._get_base_url("Counter", "c 1") == DaprActorHttpClient._get_base_url(
+        client, "Counter", "c 1"
+    )
+    await client.save_state_transactionally("Counter", "c1", b"[]")
+    assert [(m, p) for m, p, *_ in fake.requests] == [("PUT", "/v1.0/actors/Counter/c1/state")]
+    assert fake.tokens == ["sidecar-token"]
+    await client.close()
