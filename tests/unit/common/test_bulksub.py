@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from apps.common import httpguard
 from apps.common.bulksub import BULK_EVENT_TYPE, BulkDaprApp, BulkEntry, bulk_answer, bulk_entries
 
 ENVELOPE = {
@@ -66,3 +68,51 @@ def test_bulk_dapr_app_serves_bulk_and_plain_subscriptions() -> None:
     subs = {s["topic"]: s for s in client.get("/dapr/subscribe").json()}
     assert subs["many"]["bulkSubscribe"]["maxMessagesCount"] == 5
     assert client.post("/events/ps/many").json() == {"status": "SUCCESS"}
+
+
+def _envelope(event: str) -> bytes:
+    head = f'{{"id": "x", "type": "{BULK_EVENT_TYPE}", "topic": "t", "pubsubname": "ps", "entries": '
+    return f'{head}[{{"entryId": "1", "event": {event}}}]}}'.encode()
+
+
+# Bodies where orjson and json could part: each must give what json alone gives (or None when json
+# refuses it, a BulkEntry list otherwise).
+EDGE_BODIES = {
+    "a plain event": _envelope('{"id": "e1", "data": {"s": 641.82, "t": -0.0, "u": 1e-7}}'),
+    "NaN and Infinity literals": _envelope('{"data": [NaN, Infinity, -Infinity]}'),
+    "a number too large for a float": _envelope('{"data": 1e400}'),
+    "an integer past 64 bits": _envelope('{"seq": 123456789012345678901234567890}'),
+    "an integer just past 64 bits": _envelope('{"seq": 18446744073709551616}'),
+    "an integer just below -2**63": _envelope('{"seq": -9223372036854775809}'),
+    "the largest 64-bit integers": _envelope(
+        "[9223372036854775807, 18446744073709551615, -9223372036854775808]"
+    ),
+    "a float with 19 digits": _envelope("0.1234567890123456789"),
+    "a lone surrogate escape": _envelope('{"id": "\\ud800"}'),
+    "non-ASCII text": _envelope('{"id": "pompe-é ✗"}'),
+    "a duplicate key": _envelope('{"seq": 1, "seq": 2}'),
+    "a byte-order mark": b"\xef\xbb\xbf" + _envelope("1"),
+    "UTF-16": _envelope("1").decode().encode("utf-16"),
+    "bytes that are no text": _envelope('"x"').replace(b'"x"', b'"\xff"'),
+    "text that is no JSON": b'{"type": "com.dapr.event.sent.bulk", "entries": [',
+}
+
+
+@pytest.mark.parametrize("case", list(EDGE_BODIES))
+def test_entries_are_what_json_alone_reads(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = EDGE_BODIES[case]
+    decoded = bulk_entries(body, "application/json")
+    monkeypatch.setattr(httpguard, "has_long_digit_run", lambda body: True)  # every body to json
+    by_json = bulk_entries(body, "application/json")
+    # NaN is not equal to itself, and 1 == 1.0: compared by repr.
+    assert repr(decoded) == repr(by_json)
+
+
+def test_plain_envelopes_are_decoded_by_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(body: bytes) -> None:
+        raise AssertionError("decoded by json")
+
+    monkeypatch.setattr(json, "loads", refuse)
+    assert bulk_entries(EDGE_BODIES["a plain event"], "application/json") == [
+        BulkEntry("1", {"id": "e1", "data": {"s": 641.82, "t": -0.0, "u": 1e-7}})
+    ]
