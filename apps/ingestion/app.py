@@ -29,6 +29,7 @@ from apps.common.contracts import (
     Reading,
 )
 from apps.common.daprhttp import PooledActorProxyFactory
+from apps.common.fastroute import PostShortcut
 from apps.common.httpguard import ErrorDetail, RequestGuard, error_responses
 from apps.common.metrics import instrument
 from apps.common.names import EQUIPMENT_ACTOR_TYPE, PUBSUB, TOPIC_READINGS_DEAD_LETTER, TOPIC_SENSOR_READINGS
@@ -37,7 +38,6 @@ from apps.common.profiles import PROFILES, ProfileSpec
 from apps.common.publisher import DaprPublisher
 from apps.common.tracecontext import dapr_client
 from apps.ingestion.events import BadEvent, EventService, parse_event_request
-from apps.ingestion.fastroute import PostShortcut
 from apps.ingestion.linger import LingeringEquipment
 from apps.ingestion.service import IngestionService, only_retryable, parse_json, readings_json
 from apps.ingestion.settings import get_settings
@@ -111,7 +111,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 READINGS_PATH = "/v1/readings"
 
 app = FastAPIOffline(telemetry=TELEMETRY_OFF, title="Vigil ingestion", lifespan=lifespan)
-# Innermost: readings skip FastAPI's routing (fastroute.py), after every check below; the lambda
+# Innermost: readings skip FastAPI's routing (apps/common/fastroute.py), after every check below; the lambda
 # because answer_readings is defined further down.
 app.add_middleware(PostShortcut, path=READINGS_PATH, answer=lambda app_, body: answer_readings(app_, body))
 app.add_middleware(
@@ -173,7 +173,7 @@ def _detail(message: str) -> bytes:
     | error_responses(400),
 )
 async def post_readings(request: Request) -> Response:
-    # Declared here for /docs and OpenAPI; requests are answered by PostShortcut (fastroute.py) first.
+    # Declared for /docs and OpenAPI; PostShortcut (apps/common/fastroute.py) answers requests first.
     status, content, headers = await answer_readings(request.app, await request.body())
     return Response(content, status, headers=headers, media_type="application/json")
 

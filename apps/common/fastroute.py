@@ -1,13 +1,14 @@
-"""POST /v1/readings answered without FastAPI's routing (ASGI middleware).
+"""`POST <path>` answered without FastAPI's routing (ASGI middleware), for an app's hot route.
 
-Senders post one reading per request (bench_pipeline: 1,000 machines x 1 reading), so the route's
-fixed cost is paid per reading: FastAPI matches the request against every route, builds a Request,
-solves the endpoint's dependencies and wraps the answer, and that cost more CPU than validating and
-applying the reading (bench/bench_ingestion_route.py). The route still exists, with its response
-models, for /docs and OpenAPI, and gives the very same answers through the same `answer` function;
-this middleware only takes the request to that function first. It sits inside the metrics,
-app-token and RequestGuard middlewares, so the request is still counted (under the route's path),
-refused without the token, and size-, type- and depth-checked before it gets here.
+A sender of one reading per request (bench_pipeline: 1,000 machines x 1 reading) pays the route's
+fixed cost per reading: FastAPI matches the request against every route, builds a Request, solves the
+endpoint's dependencies and wraps the answer, and for ingestion's POST /v1/readings that cost more CPU
+than validating and applying the reading (bench/bench_ingestion_route.py); inference's POST /v1/predict
+likewise (bench/bench_inference_route.py). The app still declares the route, with its response models,
+for /docs and OpenAPI, and gives the very same answers through the same `answer` function; this
+middleware only takes the request to that function first. Added first (innermost), it sits inside the
+app's metrics, app-token and RequestGuard middlewares, so the request is still counted (under the
+route's path), refused without the token, and size-, type- and depth-checked before it gets here.
 """
 
 from __future__ import annotations

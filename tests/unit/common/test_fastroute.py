@@ -1,5 +1,5 @@
-"""POST /v1/readings past FastAPI's routing (PostShortcut): the same answers as the declared route,
-still counted under the route's path, and every other request left to the app."""
+"""PostShortcut, as ingestion's POST /v1/readings uses it: past FastAPI's routing, the same answers as
+the declared route, still counted under the route's path, and every other request left to the app."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from starlette.requests import Request
 
 from apps.common.contracts import HealthSnapshot, IngestResult, ReadingRejection
+from apps.common.fastroute import PostShortcut
 from apps.ingestion import app as ingestion_app
-from apps.ingestion.fastroute import PostShortcut
 from tests.unit.ingestion.test_ingestion_service import RecordingEquipment, RecordingPublisher, service
 from tests.unit.ingestion.test_validation import good
 
