@@ -18,7 +18,8 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 import numpy as np
 
@@ -186,3 +187,75 @@ def unpack_text(packed: str) -> str:
     if not isinstance(packed, str) or not packed.startswith(TEXT_PREFIX):
         raise ValueError("not packed text")
     return zlib.decompress(base64.b64decode(packed[len(TEXT_PREFIX) :])).decode()
+
+
+def encode_rows(rows: np.ndarray) -> str:
+    """A few rows as base64 of their little-endian float64 bytes: lossless by construction and ~2 µs
+    for a handful of rows, where `pack_columns` costs ~0.3 ms whatever their number."""
+    return base64.b64encode(np.ascontiguousarray(rows, dtype="<f8").tobytes()).decode("ascii")
+
+
+def decode_rows(text: str, columns: int) -> np.ndarray:
+    raw = base64.b64decode(text)
+    if len(raw) % (8 * columns):
+        raise ValueError("raw rows: length is not a whole number of rows")
+    return np.frombuffer(raw, dtype="<f8").reshape(-1, columns).astype(np.float64)
+
+
+@dataclass(slots=True, frozen=True, eq=False)
+class PackedRows:
+    """Rows kept in actor state and written on every save, stored so that a save costs what changed:
+    a packed snapshot of the rows at some earlier save (its `pack_columns` text, reused as is), how
+    many of its oldest rows are no longer held, and the rows appended since it (`encode_rows`).
+    `held` are the rows as of the last save (the snapshot's from `skip` on, then the tail)."""
+
+    text: str
+    snapshot_rows: int
+    skip: int
+    held: np.ndarray
+
+    @classmethod
+    def fresh(cls, rows: np.ndarray, kind: str) -> PackedRows:
+        return cls(pack_columns(rows, kind), len(rows), 0, rows)
+
+    @property
+    def tail(self) -> np.ndarray:
+        return self.held[self.snapshot_rows - self.skip :]
+
+    def advance(self, dropped: int, added: np.ndarray, kind: str, tail_limit: int) -> PackedRows:
+        """The held rows less the `dropped` oldest, plus `added`: the same snapshot and a longer tail,
+        or packed afresh once the tail would pass `tail_limit` rows or no snapshot row is held."""
+        if not dropped and not len(added):
+            return self
+        rows = np.concatenate((self.held[dropped:], added)) if len(added) else self.held[dropped:]
+        skip = self.skip + dropped
+        # A snapshot none of whose rows are held any longer would be stored for nothing.
+        if (skip and skip >= self.snapshot_rows) or len(rows) - (self.snapshot_rows - skip) > tail_limit:
+            return PackedRows.fresh(rows, kind)
+        return PackedRows(self.text, self.snapshot_rows, skip, rows)
+
+    def follow(self, rows: np.ndarray, kind: str, tail_limit: int) -> PackedRows:
+        """These rows stored from this snapshot when they are the rows held less some oldest plus some
+        new (compared by the first column, a seq, then bit for bit), else packed afresh."""
+        held = self.held
+        if len(rows) and len(held):
+            starts = np.flatnonzero(held[:, 0] == rows[0, 0])
+            dropped = int(starts[0]) if len(starts) else len(held)
+        else:
+            dropped = len(held)
+        kept = len(held) - dropped
+        if kept > len(rows) or rows[:kept].tobytes() != held[dropped:].tobytes():
+            return PackedRows.fresh(rows, kind)
+        return self.advance(dropped, rows[kept:], kind, tail_limit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"packed": self.text, "skip": self.skip, "tail": encode_rows(self.tail)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PackedRows:
+        snapshot = unpack_columns(data["packed"])
+        skip = int(data["skip"])
+        if not 0 <= skip <= len(snapshot):
+            raise ValueError("packed rows: skip beyond the snapshot")
+        tail = decode_rows(data["tail"], snapshot.shape[1])
+        return cls(data["packed"], len(snapshot), skip, np.concatenate((snapshot[skip:], tail)))

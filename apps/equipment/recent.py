@@ -19,7 +19,7 @@ from apps.common.features import RollingWindow
 
 
 class RecentReadings:
-    __slots__ = ("_rows", "seqs", "times", "window")
+    __slots__ = ("__weakref__", "_rows", "seqs", "times", "window")  # weakref: codec.py keys its cache by it
 
     def __init__(self, window: int, n_columns: int) -> None:
         self.window = window

@@ -1,4 +1,4 @@
-"""Packed actor state (layout 2): lossless bit for bit, compact, and layout 1 still read."""
+"""Packed actor state (layouts 2 and 3): lossless bit for bit, compact, and layout 1 still read."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from apps.common import cmapss
 from apps.common.contracts import Reading
 from apps.common.profiles import TURBOFAN
-from apps.equipment.codec import PACKED_LAYOUT, decode_state, encode_state, json_layout
+from apps.equipment.codec import PACKED_LAYOUT, TAIL_LAYOUT, decode_state, encode_state, json_layout
 from apps.equipment.domain import HISTORY_LIMIT, EquipmentState
 from apps.equipment.packing import PREFIX, ZPREFIX, pack_columns, pack_text, unpack_columns, unpack_text
 from vigil.fleet import VALUE_COLUMNS, simulated_fleet
@@ -101,7 +101,7 @@ def test_a_machine_state_is_under_16_kib_and_decodes_to_the_same_state(train: di
     state = machine_state(fleet.machines[0].trajectory, 190)
     data = encode_state(state)
     text = json.dumps(data)
-    assert data["v"] == PACKED_LAYOUT and len(text) < 16 * 1024
+    assert data["v"] == TAIL_LAYOUT and len(text) < 16 * 1024
     back = decode_state("m-1", json.loads(text))
     assert json.dumps(encode_state(back)) == text
     assert same_bits(back.recent.last(len(back.recent)), state.recent.last(len(state.recent)))
@@ -176,11 +176,13 @@ def test_layout_2_as_written_before_compression_is_still_read(train: dict[int, n
     data = json.loads(json.dumps(encode_state(state)))
     old = {
         **data,
-        "window": {**data["window"], "packed": uncompressed(data["window"]["packed"])},
-        **{key: uncompressed(data[key]) for key in ("history", "baseline", "head")},
+        "v": PACKED_LAYOUT,
+        "window": {"packed": uncompressed(data["window"]["packed"]), "columns": data["window"]["columns"]},
+        "history": uncompressed(data["history"]["packed"]),
+        **{key: uncompressed(data[key]) for key in ("baseline", "head")},
     }
     back = decode_state("m-1", old)
-    assert json.dumps(encode_state(back)) == json.dumps(data)
+    assert json.dumps(json_layout(encode_state(back))) == json.dumps(json_layout(data))
     assert list(back.history) == list(state.history)
 
 
