@@ -28,7 +28,7 @@ from apps.common.contracts import (
 from apps.common.names import SILENCE_REMINDER, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH
 from apps.common.profiles import PROFILES, EquipmentProfile, get_profile
 from apps.equipment.alarms import AlertTransition
-from apps.equipment.codec import decode_state, encode_state
+from apps.equipment.codec import decode_state, state_text
 from apps.equipment.domain import EquipmentState
 from apps.equipment.phase import first_check_delay
 from apps.equipment.ports import ActorDeps, InferenceUnavailable, ModelChanged
@@ -88,7 +88,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
     async def _save(self) -> None:
         assert self._state is not None
         # Stored as one JSON string: see actor_interface.py on the SDK serializer's date/duration guessing.
-        encoded = json.dumps(encode_state(self._state))
+        encoded = state_text(self._state)
         if encoded == self._saved:
             return  # nothing changed (a silence check with nothing to say, a resend): no write
         await self._state_manager.set_state(STATE_KEY, encoded)

@@ -12,6 +12,7 @@ added since has a default for state written before it.
 from __future__ import annotations
 
 import json
+import math
 import weakref
 from collections import deque
 from collections.abc import Sequence
@@ -92,6 +93,31 @@ def encode_state(state: EquipmentState) -> dict[str, Any]:
         "life_readings": state.life_readings,
         "down_since": state.down_since,
     }
+
+
+def state_text(state: EquipmentState) -> str:
+    """The state as the JSON text the actor stores: `orjson`'s (~2 µs where `json.dumps` takes ~30
+    on every save), unless the state holds what it does not write as `json` does, which `json.loads`
+    then reads back the same: a non-finite float (orjson writes null) or a type other than JSON's own
+    (a numpy scalar, a key not a string), which `json.dumps` writes as before."""
+    data = encode_state(state)
+    if _finite(data):
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:
+            pass
+    return json.dumps(data)
+
+
+def _finite(value: object) -> bool:
+    """No NaN or infinity anywhere in `value` (plain JSON data)."""
+    if type(value) is float:
+        return math.isfinite(value)
+    if type(value) is dict:
+        return all(map(_finite, value.values()))
+    if type(value) is list:
+        return all(map(_finite, value))
+    return True
 
 
 def decode_state(

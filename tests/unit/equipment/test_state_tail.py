@@ -4,6 +4,7 @@ rows added since, so that a save costs what changed; every state decodes to the 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from apps.equipment.codec import (
     decode_state,
     encode_state,
     json_layout,
+    state_text,
 )
 from apps.equipment.domain import HISTORY_LIMIT, EquipmentState, HistoryPoint
 from apps.equipment.packing import PackedRows, decode_rows, encode_rows, pack_columns, unpack_columns
@@ -248,3 +250,16 @@ def test_a_history_rebuilt_with_equal_points_is_stored_from_them() -> None:
     state.history.extend(HistoryPoint(p.seq, p.at, 0.0, 1) for p in rebuilt)  # the same deque
     saved(state)
     assert all(struct.pack("<d", p.predicted_rul) == struct.pack("<d", 0.0) for p in state.history)
+
+
+def test_the_stored_text_reads_back_as_json_dumps_would_write_it(trajectory: np.ndarray) -> None:
+    state = EquipmentState.new("m-1", TURBOFAN)
+    ingest(state, trajectory, range(1, 70), 1000.0)
+    text = state_text(state)
+    assert json.loads(text) == json.loads(json.dumps(encode_state(state))) and "NaN" not in text
+    assert state_text(decode_state("m-1", json.loads(text))) == text  # reactivated, unchanged: no write
+    state.predicted_rul = float("nan")  # orjson would write null: json's NaN instead
+    back = decode_state("m-1", json.loads(state_text(state)))
+    assert back.predicted_rul is not None and math.isnan(back.predicted_rul)
+    state.predicted_rul = np.float64(42.5)  # not a type orjson writes: json's text
+    assert json.loads(state_text(state))["predicted_rul"] == 42.5
