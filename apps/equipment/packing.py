@@ -11,6 +11,10 @@ compression, is still read). Decoding divides k by 10**d again: IEEE division is
 rounded, so it gives back the very same double, and the encoder checks that bit for bit (a -0.0, a
 NaN, a value that is not such a quotient keeps its bytes), so features computed from a decoded window
 equal those computed before it was stored.
+
+Packing a window or a history costs ~0.15-0.2 ms, and still ~0.08 ms a few rows (numpy's cost per
+call), too much to pay for both on every save when one row changed: `PackedRows` keeps a packed snapshot of
+them between saves and adds the rows appended since as raw bytes (codec.py's layout 3).
 """
 
 from __future__ import annotations
@@ -98,8 +102,8 @@ def pack_columns(array: np.ndarray, kind: str = "") -> str:
     (a model's predictions) in 4 bytes; any other in its 8. The whole then zlib-compressed (level 1):
     the high bytes of small differences, deltas that repeat (seqs counting up, one model version) and
     the float32 exponents shrink by a third overall: 4.4 KB of a machine's 18.9 KB state with a full
-    history (issue 13's target is 16 KiB), for ~0.05-0.1 ms per array on every save (the window and
-    the history; the baseline and head are packed once, codec.py).
+    history (issue 13's target is 16 KiB), for ~0.05-0.1 ms per array; the window and the history
+    are packed once every few saves (`PackedRows`), the baseline and head once (codec.py).
     """
     a = np.asarray(array, dtype=np.float64)
     if a.ndim != 2:
