@@ -205,11 +205,14 @@ def decode_state(
         down_since=opt_float("down_since"),
     )
     # What was read is what was last saved: an unchanged state is encoded to the very same text again
-    # (the actor then skips the write), and a changed one from this snapshot.
+    # (the actor then skips the write), and a changed one from this snapshot. The window's rows are
+    # compared with those held on the next save; the history's points are not (by identity), so its
+    # rows are kept only if they are the points' own (not if the deque's limit dropped some).
     if window_rows is not None:
         _remember(_WINDOWS, state.recent, window_rows)
-    if history_rows is not None:
-        _remember(_HISTORIES, state.history, (history_rows, list(state.history)))
+    points = list(state.history)
+    if history_rows is not None and _history_rows(points).tobytes() == history_rows.held.tobytes():
+        _remember(_HISTORIES, state.history, (history_rows, points))
     return state
 
 

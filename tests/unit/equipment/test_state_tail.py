@@ -263,3 +263,14 @@ def test_the_stored_text_reads_back_as_json_dumps_would_write_it(trajectory: np.
     assert back.predicted_rul is not None and math.isnan(back.predicted_rul)
     state.predicted_rul = np.float64(42.5)  # not a type orjson writes: json's text
     assert json.loads(state_text(state))["predicted_rul"] == 42.5
+
+
+def test_a_stored_history_longer_than_the_limit_is_stored_afresh(trajectory: np.ndarray) -> None:
+    state = EquipmentState.new("m-1", TURBOFAN)
+    ingest(state, trajectory, range(1, 30), 1000.0)
+    data = json.loads(json.dumps(encode_state(state)))
+    rows = np.array([[s, 1000.0 + s, 100.0 - s, 3.0] for s in range(1, HISTORY_LIMIT + 11)])
+    back = decode_state("m-1", {**data, "history": PackedRows.fresh(rows, "test-long").to_dict()})
+    assert [p.seq for p in back.history] == list(range(11, HISTORY_LIMIT + 11))  # the deque's limit
+    history = PackedRows.from_dict(encode_state(back)["history"])
+    assert history.held.tobytes() == rows[10:].tobytes() and history.skip == 0
