@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -73,6 +73,12 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422 for a body that fails its model, able to name a value JSON cannot carry (inf, from a
     `1e400` in a body too big for RequestGuard to look for one) instead of failing to render (a 500)."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
+    return validation_response(errors)
+
+
+def validation_response(errors: Sequence[Any]) -> JSONResponse:
+    """The 422 `validation_error` answers with for `errors` (a RequestValidationError's), for a route
+    answered outside FastAPI's exception handling (apps/common/fastroute.py)."""
     return JSONResponse({"detail": json_safe(jsonable_encoder(errors))}, 422)
 
 

@@ -18,7 +18,8 @@ from pydantic_core import ErrorDetails
 
 from apps.common.apptoken import AppTokenGuard
 from apps.common.contracts import ModelCard, PredictRequest, PredictResponse
-from apps.common.httpguard import RequestGuard, error_responses, validation_error
+from apps.common.fastroute import PostShortcut
+from apps.common.httpguard import RequestGuard, error_responses, validation_error, validation_response
 from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, SECRET_STORE, TOPIC_MODEL_UPDATES
 from apps.common.nativetelemetry import TELEMETRY_OFF
@@ -71,6 +72,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 PREDICT_PATH = "/v1/predict"
 
 app = FastAPIOffline(telemetry=TELEMETRY_OFF, title="Vigil inference", lifespan=lifespan)
+# Innermost: predictions skip FastAPI's routing (apps/common/fastroute.py), after every check below; the
+# lambda because answer_predict is defined further down.
+app.add_middleware(PostShortcut, path=PREDICT_PATH, answer=lambda app_, body: answer_predict(app_, body))
 # A prediction's rows are refused when not finite by PredictRequest itself (a 422 naming rows[i][j]):
 # RequestGuard need not decode every body once more to look for a NaN or a 1e400 first.
 app.add_middleware(RequestGuard, numbers_checked_per_item=(PREDICT_PATH,))
@@ -81,31 +85,35 @@ instrument(app)  # added last: outermost, every answer counted
 dapr_app = DaprApp(app)
 
 
-def _service(request: Request) -> InferenceService:
-    return request.app.state.service  # type: ignore[no-any-return]
+def _service_of(app_: FastAPI) -> InferenceService:
+    return app_.state.service  # type: ignore[no-any-return]
 
 
 async def get_service(request: Request) -> InferenceService:
-    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per prediction.
-    return _service(request)
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
+    return _service_of(request.app)
 
 
 ServiceDep = Annotated[InferenceService, Depends(get_service)]
 
 
-@app.exception_handler(ModelNotReady)
-async def _not_ready(request: Request, exc: ModelNotReady) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=503)
+# The service's refusals, each with its status: through exception handlers for the routes, and caught by
+# answer_predict (which PostShortcut calls outside FastAPI's exception handling).
+_REFUSAL_STATUS: dict[type[Exception], int] = {ModelNotReady: 503, BadInput: 422, ModelChanged: 409}
+REFUSALS = tuple(_REFUSAL_STATUS)
 
 
-@app.exception_handler(BadInput)
-async def _bad_input(request: Request, exc: BadInput) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=422)
+def _refused(exc: Exception) -> JSONResponse:
+    status = next(status for kind, status in _REFUSAL_STATUS.items() if isinstance(exc, kind))
+    return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
-@app.exception_handler(ModelChanged)
-async def _changed(request: Request, exc: ModelChanged) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=409)
+async def _refusal(request: Request, exc: Exception) -> JSONResponse:
+    return _refused(exc)
+
+
+for _refusal_type in REFUSALS:
+    app.add_exception_handler(_refusal_type, _refusal)
 
 
 # The body as FastAPI would take it (`body: PredictRequest`), for /docs and OpenAPI; the route reads it
@@ -133,14 +141,29 @@ def _body_error(error: ErrorDetails) -> dict[str, Any]:
     responses=error_responses(409, 422, 503),
     openapi_extra={"requestBody": _PREDICT_BODY},
 )
-async def predict(request: Request, service: ServiceDep) -> Response:
+async def predict(request: Request) -> Response:
+    # Declared for /docs and OpenAPI; PostShortcut (apps/common/fastroute.py) answers requests first.
+    status, content, headers = await answer_predict(request.app, await request.body())
+    return Response(content, status, headers=headers, media_type="application/json")
+
+
+async def answer_predict(app_: FastAPI, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+    """POST /v1/predict: (status, JSON body, headers), for the route and for PostShortcut. The answers
+    are those FastAPI gave through this app's exception handlers: a body that fails PredictRequest is
+    `validation_error`'s 422, a refusal of the service the JSONResponse of `_refused`."""
+    service = _service_of(app_)  # first, as the route's dependency was solved before the body was read
     try:
-        body = PredictRequest.model_validate_json(await request.body())
+        request = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise RequestValidationError([_body_error(e) for e in exc.errors(include_url=False)]) from None
-    answer = await service.predict(body)
+        refused = validation_response([_body_error(e) for e in exc.errors(include_url=False)])
+        return refused.status_code, bytes(refused.body), {}
+    try:
+        answer = await service.predict(request)
+    except REFUSALS as exc:
+        refused = _refused(exc)
+        return refused.status_code, bytes(refused.body), {}
     # Written by pydantic's serializer: returning the model, FastAPI would validate it again first.
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return 200, answer.__pydantic_serializer__.to_json(answer), {}
 
 
 @app.get("/v1/models")
@@ -193,7 +216,7 @@ async def on_model_update(request: Request, event: dict = Body(...)) -> dict[str
         log.warning("malformed model-updates event dropped: %s", exc)
         return {"status": "DROP"}
     if update.promoted:
-        await _service(request).refresh(update.name)
+        await _service_of(request.app).refresh(update.name)
     return {"status": "SUCCESS"}
 
 
