@@ -125,6 +125,7 @@ def actors(n: int) -> list[EquipmentActor]:
         actor._last_health_at = 0.0
         actor._last_status = None
         actor._saved = None
+        actor._turn = asyncio.Lock()
         actor.register_reminder = _no_reminder  # type: ignore[method-assign]
         out.append(actor)
     return out

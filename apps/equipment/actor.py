@@ -6,12 +6,15 @@ The domain rules live in domain.py (pure, unit-tested); this class only loads an
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import ClassVar
+from typing import ClassVar, Concatenate, ParamSpec, TypeVar
 
 from dapr.actor import Actor, Remindable
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
@@ -41,6 +44,29 @@ MAX_SWAPS_PER_CALL = 3
 _READINGS = TypeAdapter(list[Reading])
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def one_turn(
+    method: Callable[Concatenate[EquipmentActor, _P], Awaitable[_R]],
+) -> Callable[Concatenate[EquipmentActor, _P], Awaitable[_R]]:
+    """Runs the method as the actor's only turn in this app.
+
+    The sidecar gives an actor one turn at a time, but an attempt that times out frees the turn and
+    is tried again (daprd's actor resiliency policy; localdapr's too) while the first attempt may
+    still be running here: the SDK dispatches it anyway, and two turns would share one state (seen
+    under overload as a prediction answered for a reading the other turn had already settled).
+    """
+
+    @functools.wraps(method)
+    async def run(self: EquipmentActor, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        async with self._turn:
+            return await method(self, *args, **kwargs)
+
+    return run
+
+
 class ResolveRequest(BaseModel):
     kind: AlertKind
     episode: int = Field(ge=1)
@@ -62,6 +88,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         self._last_health_at = 0.0
         self._last_status: str | None = None
         self._saved: str | None = None  # the state as last read or written: an unchanged one is not written
+        self._turn = asyncio.Lock()  # see `one_turn`
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -96,6 +123,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         self._saved = encoded
 
     # ------------------------------------------------------------------ methods
+    @one_turn
     async def ingest(self, readings_json: str) -> str:
         try:
             readings = _READINGS.validate_json(readings_json)
@@ -124,16 +152,19 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
             health=state.snapshot(now),
         ).model_dump_json()
 
+    @one_turn
     async def get_health(self) -> str:
         if self._state is None:
             raise ValueError(f"equipment {self.id.id} has sent no readings")
         return self._state.snapshot(time.time()).model_dump_json()
 
+    @one_turn
     async def get_history(self, n: int) -> str:
         if self._state is None:
             return "[]"
         return json.dumps([dataclasses.asdict(p) for p in self._state.get_history(int(n))])
 
+    @one_turn
     async def receive_reminder(
         self, name: str, state: bytes, due_time: timedelta, period: timedelta, ttl: timedelta | None = None
     ) -> None:
@@ -159,6 +190,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         if self._state.revision != revision:
             await self._save()
 
+    @one_turn
     async def resolve_alert(self, request_json: str) -> str:
         try:
             request = ResolveRequest.model_validate_json(request_json)
@@ -174,6 +206,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
             await self._save()
         return json.dumps({"ended": ended})
 
+    @one_turn
     async def retire(self) -> str:
         if self._state is None:
             return json.dumps({"known": False, "retired_at": None})
@@ -185,6 +218,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         log.warning("%s: retired; no longer watched until it sends a reading", self.id.id)
         return json.dumps({"known": True, "retired_at": now})
 
+    @one_turn
     async def start_life(self, event_json: str) -> str:
         try:
             event = LifeEvent.model_validate_json(event_json)

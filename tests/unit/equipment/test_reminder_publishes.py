@@ -3,17 +3,16 @@ previous check; a change of status is still published at once, and nothing uncha
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from dapr.actor import ActorId
 from pydantic import BaseModel
 
 from apps.common.contracts import Reading
 from apps.common.names import SILENCE_REMINDER, TOPIC_EQUIPMENT_HEALTH
 from apps.common.profiles import TURBOFAN
-from apps.equipment import actor as actor_module
 from apps.equipment.actor import EquipmentActor
 from apps.equipment.domain import EquipmentState
 from apps.equipment.ports import ActorDeps
@@ -69,6 +68,7 @@ def an_actor(published: Published, writes: Writes, clock: list[float]) -> Equipm
     actor._last_health_at = 0.0
     actor._last_status = None
     actor._saved = None
+    actor._turn = asyncio.Lock()
     reading = Reading(
         equipment_id="m-1",
         profile="turbofan",
@@ -79,13 +79,6 @@ def an_actor(published: Published, writes: Writes, clock: list[float]) -> Equipm
     actor._state.apply_readings([reading], clock[0])
     actor._state.backlog.settle(1)  # type: ignore[union-attr]  # as if predicted: nothing owed
     return actor
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    now = [1000.0]
-    monkeypatch.setattr(actor_module.time, "time", lambda: now[0])
-    return now
 
 
 async def remind(actor: EquipmentActor) -> None:
