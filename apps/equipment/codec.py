@@ -9,7 +9,8 @@ them both (and building the history's array) was ~0.4 ms of the ~0.62 ms a save 
 full history cost in layout 2, ~45% of the actor's CPU for a one-reading call, where a row added to a
 tail costs a few µs (~0.17 ms a save in all); a snapshot is packed afresh once its tail holds more than
 WINDOW_TAIL / HISTORY_TAIL rows, or when the rows held are not its rows plus appended ones (a late
-reading placed among them, a rewind, a new life). The snapshots of the last save are kept here, by the
+reading placed among them, a rewind, a new life). What the next save needs of the last one (its
+snapshots, a checksum per window row, the history's points: no copy of the rows) is kept here, by the
 identity of the window and history objects, and seeded by `decode_state` with what it read, so that
 an unchanged state encodes to the very text it was read from. A machine's state is ~7 KB after 62
 readings and 13.5 KB with a full history (500 predictions) with empty tails, up to ~8 and ~15 KB with
@@ -37,7 +38,16 @@ from apps.common.profiles import EquipmentProfile, get_profile
 from apps.equipment.alarms import AlertHysteresis, TimedAlarm
 from apps.equipment.backlog import PredictionBacklog
 from apps.equipment.domain import HISTORY_LIMIT, STATE_VERSION, EquipmentState, HistoryPoint
-from apps.equipment.packing import PackedRows, pack_columns, pack_text, unpack_columns, unpack_text
+from apps.equipment.packing import (
+    PackedRows,
+    SavedRows,
+    Snapshot,
+    pack_columns,
+    pack_text,
+    read_rows,
+    unpack_columns,
+    unpack_text,
+)
 from apps.equipment.recent import RecentReadings
 from apps.equipment.sequence import SequenceTracker
 
@@ -64,10 +74,12 @@ def encode_state(state: EquipmentState) -> dict[str, Any]:
     if state.backlog.rows is not None:
         backlog["rows"] = pack_columns(state.backlog.rows, "backlog")
     known = _WINDOWS.get(id(recent))
-    packed = (
-        PackedRows.fresh(window, "window") if known is None else known.follow(window, "window", WINDOW_TAIL)
-    )
-    _remember(_WINDOWS, recent, packed)
+    if known is None:
+        packed = PackedRows.fresh(window, "window")
+        _remember(_WINDOWS, recent, SavedRows.of(packed.snapshot, window))
+    else:
+        packed, saved = known.follow(window, "window", WINDOW_TAIL)
+        _remember(_WINDOWS, recent, saved)
     return {
         "v": TAIL_LAYOUT,
         "profile": state.profile.name,
@@ -135,8 +147,8 @@ def decode_state(
 ) -> EquipmentState:
     """The state `encode_state` wrote (or an older layout of it), with the profiles it names."""
     packed = data.get("v") in (PACKED_LAYOUT, TAIL_LAYOUT)
-    window_rows = _stored_rows(data["window"]) if packed else None
-    history_rows = _stored_rows(data["history"]) if packed else None
+    window_snapshot, window_rows = _stored_rows(data["window"]) if packed else (None, None)
+    history_snapshot, history_rows = _stored_rows(data["history"]) if packed else (None, None)
     data = json_layout(data, history=False, window=window_rows)
     profile = get_profile(data["profile"]) if profiles is None else get_profile(data["profile"], profiles)
     tracker = SequenceTracker.from_dict(data.get("tracker") or {"last_seq": data["last_seq"]})
@@ -158,7 +170,7 @@ def decode_state(
     # State from before the head was kept: EquipmentState takes the oldest readings held instead.
     head = None if data.get("head") is None else decode_array(data["head"], (-1, columns))
     rows = (
-        history_rows.held
+        history_rows
         if history_rows is not None
         else np.asarray(data.get("history") or [], dtype=np.float64).reshape(-1, 4)
     )
@@ -207,13 +219,18 @@ def decode_state(
     )
     # What was read is what was last saved: an unchanged state is encoded to the very same text again
     # (the actor then skips the write), and a changed one from this snapshot. The window's rows are
-    # compared with those held on the next save; the history's points are not (by identity), so its
-    # rows are kept only if they are the points' own (not if the deque's limit dropped some).
-    if window_rows is not None:
-        _remember(_WINDOWS, state.recent, window_rows)
+    # compared with those held on the next save (by checksum); the history's points are not (by
+    # identity), so its snapshot is kept only if its rows are the points' own (not if the deque's
+    # limit dropped some).
+    if window_snapshot is not None and window_rows is not None:
+        _remember(_WINDOWS, state.recent, SavedRows.of(window_snapshot, window_rows))
     points = list(state.history)
-    if history_rows is not None and _history_rows(points).tobytes() == history_rows.held.tobytes():
-        _remember(_HISTORIES, state.history, (history_rows, points))
+    if (
+        history_snapshot is not None
+        and history_rows is not None
+        and _history_rows(points).tobytes() == history_rows.tobytes()
+    ):
+        _remember(_HISTORIES, state.history, (history_snapshot, points))
     return state
 
 
@@ -233,12 +250,14 @@ def _packed_once(array: np.ndarray, kind: str) -> str:
     return text
 
 
-# The window and the history as last saved (layout 3's snapshot, its tail and the rows held), by the
-# identity of the RecentReadings and of the history deque they were saved from, dropped with them.
-# What a save finds in them is checked against the rows now held (`PackedRows.follow`, `_dropped`),
-# so a late reading inserted, a rewind or a new life is stored packed afresh however it came about.
-_WINDOWS: dict[int, PackedRows] = {}
-_HISTORIES: dict[int, tuple[PackedRows, list[HistoryPoint]]] = {}
+# The window and the history as last saved, by the identity of the RecentReadings and of the history
+# deque they were saved from, dropped with them: layout 3's snapshot (its text and row counts) and what
+# the next save compares the rows it holds with, so that a late reading inserted, a rewind or a new
+# life is stored packed afresh however it came about: a checksum per window row (`SavedRows.follow`),
+# the history's points themselves (`_dropped`, by identity). No copy of the rows (issue 13: ~18 KB of
+# window and ~16 KB of history rows a machine kept here, ~40% of an active actor's memory).
+_WINDOWS: dict[int, SavedRows] = {}
+_HISTORIES: dict[int, tuple[Snapshot, list[HistoryPoint]]] = {}
 _V = TypeVar("_V")
 
 
@@ -275,36 +294,39 @@ def _encode_history(history: deque[HistoryPoint]) -> dict[str, Any]:
     points = list(history)
     known = _HISTORIES.get(id(history))
     dropped = None if known is None else _dropped(known[1], points)
-    if known is None or dropped is None:
+    snapshot = None
+    if known is not None and dropped is not None:
+        snapshot = known[0].advance(dropped, len(points) - (len(known[1]) - dropped), HISTORY_TAIL)
+    if snapshot is None:
         packed = PackedRows.fresh(_history_rows(points), "history")
-    else:
-        added = points[len(known[1]) - dropped :]
-        packed = known[0].advance(dropped, _history_rows(added), "history", HISTORY_TAIL)
-    _remember(_HISTORIES, history, (packed, points))
+    else:  # the tail's rows built from its points: a few µs for at most HISTORY_TAIL of them
+        packed = PackedRows(snapshot, _history_rows(points[len(points) - snapshot.tail_rows :]))
+    _remember(_HISTORIES, history, (packed.snapshot, points))
     return packed.to_dict()
 
 
-def _stored_rows(stored: str | dict[str, Any]) -> PackedRows:
-    """Layout 3's rows (a dict with the snapshot's `skip` and a tail), or layout 2's packed whole."""
+def _stored_rows(stored: str | dict[str, Any]) -> tuple[Snapshot, np.ndarray]:
+    """Layout 3's rows (a dict with the snapshot's `skip` and a tail), or layout 2's packed whole:
+    their snapshot and the rows held."""
     if isinstance(stored, dict) and "skip" in stored:
-        return PackedRows.from_dict(stored)
+        return read_rows(stored)
     text = stored["packed"] if isinstance(stored, dict) else stored
     rows = unpack_columns(text)
-    return PackedRows(text, len(rows), 0, rows)
+    return Snapshot(text, len(rows), 0, len(rows)), rows
 
 
 def json_layout(
-    data: dict[str, Any], *, history: bool = True, window: PackedRows | None = None
+    data: dict[str, Any], *, history: bool = True, window: np.ndarray | None = None
 ) -> dict[str, Any]:
     """A stored state in the shape of layout 1, which `decode_state` reads (tests build the older
     forms of layout 1 from it); with `history` False its history is left packed (`decode_state`
-    reads the array directly: a list per point first was a tenth of its decoding); `window`: its
-    window already read (by `decode_state`)."""
+    reads the array directly: a list per point first was a tenth of its decoding); `window`: the
+    rows of its window already read (by `decode_state`)."""
     if data.get("v") == JSON_LAYOUT:
         return data
     if data.get("v") not in (PACKED_LAYOUT, TAIL_LAYOUT):
         raise ValueError(f"unsupported equipment state version {data.get('v')!r}")
-    held = (window or _stored_rows(data["window"])).held
+    held = _stored_rows(data["window"])[1] if window is None else window
     columns = int(data["window"]["columns"])
     if held.shape[1] != columns + 2:
         raise ValueError("packed window: columns do not match")
@@ -320,7 +342,7 @@ def json_layout(
         "baseline": None if data.get("baseline") is None else encode_array(unpack_columns(data["baseline"])),
         "head": None if data.get("head") is None else encode_array(unpack_columns(data["head"])),
         "history": (
-            [[int(s), a, r, int(m)] for s, a, r, m in _stored_rows(data["history"]).held.tolist()]
+            [[int(s), a, r, int(m)] for s, a, r, m in _stored_rows(data["history"])[1].tolist()]
             if history
             else data["history"]
         ),

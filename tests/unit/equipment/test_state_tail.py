@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import struct
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ import pytest
 from apps.common import cmapss
 from apps.common.contracts import Reading
 from apps.common.profiles import TURBOFAN
+from apps.equipment import codec
 from apps.equipment.codec import (
     HISTORY_TAIL,
     PACKED_LAYOUT,
@@ -26,7 +28,16 @@ from apps.equipment.codec import (
     state_text,
 )
 from apps.equipment.domain import HISTORY_LIMIT, EquipmentState, HistoryPoint
-from apps.equipment.packing import PackedRows, decode_rows, encode_rows, pack_columns, unpack_columns
+from apps.equipment.packing import (
+    PackedRows,
+    SavedRows,
+    decode_rows,
+    encode_rows,
+    pack_columns,
+    read_rows,
+    row_checksums,
+    unpack_columns,
+)
 from vigil.fleet import VALUE_COLUMNS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -172,7 +183,7 @@ def test_a_window_of_other_columns_starts_again_from_a_layout_3_state(trajectory
     ingest(state, trajectory, range(1, 70), 1000.0)
     ingest(state, trajectory, [70], 1070.0)
     data = json.loads(json.dumps(encode_state(state)))
-    rows = PackedRows.from_dict(data["window"]).held
+    rows = read_rows(data["window"])[1]
     narrow = PackedRows.fresh(rows[:, :-3], "test-narrow").to_dict()  # before the settings were kept
     back = decode_state("m-1", {**data, "window": {**narrow, "columns": 14}})
     assert len(back.recent) == 0 and back.recent.n_columns == 17
@@ -187,8 +198,8 @@ def test_layout_2_is_read_and_its_snapshots_kept(trajectory: np.ndarray) -> None
         ingest(state, trajectory, [seq], 1000.0 + seq)
         data = json.loads(json.dumps(encode_state(state)))
     assert data["window"]["tail"] != "" and data["history"]["tail"] != ""
-    window = pack_columns(PackedRows.from_dict(data["window"]).held, "window")
-    history = pack_columns(PackedRows.from_dict(data["history"]).held, "history")
+    window = pack_columns(read_rows(data["window"])[1], "window")
+    history = pack_columns(read_rows(data["history"])[1], "history")
     old = {**data, "v": PACKED_LAYOUT, "window": {"packed": window, "columns": 17}, "history": history}
     back = decode_state("m-1", old)
     assert canonical(back) == canonical(state) and history_bits(back) == history_bits(state)
@@ -216,23 +227,65 @@ def test_sizes_with_the_longest_tails_stay_under_16_kib(trajectory: np.ndarray) 
 def test_packed_rows_follow_appends_drops_and_anything_else() -> None:
     rows = np.column_stack((np.arange(10.0), RNG.normal(size=(10, 2))))
     start = PackedRows.fresh(rows, "test-follow")
+    kept = SavedRows.of(start.snapshot, rows)
     later = np.vstack((rows[3:], [[10.0, -0.0, np.nan], [11.0, 5e-324, -np.inf]]))
-    moved = start.follow(later, "test-follow", 4)
-    assert (moved.text, moved.skip, moved.tail.shape) == (start.text, 3, (2, 3))
-    back = PackedRows.from_dict(json.loads(json.dumps(moved.to_dict())))
-    assert back.held.tobytes() == later.tobytes() and back.skip == 3
-    assert moved.follow(later, "test-follow", 4) is moved  # nothing changed: nothing to do
+    moved, kept = kept.follow(later, "test-follow", 4)
+    assert (moved.snapshot.text, moved.snapshot.skip, moved.tail.shape) == (start.snapshot.text, 3, (2, 3))
+    snapshot, held = read_rows(json.loads(json.dumps(moved.to_dict())))
+    assert held.tobytes() == later.tobytes() and (snapshot.skip, snapshot.held) == (3, 9)
+    again, _ = kept.follow(later, "test-follow", 4)
+    assert again.snapshot is moved.snapshot  # nothing changed: nothing to do
     changed = later.copy()
     changed[2, 1] = np.nextafter(changed[2, 1], 1.0)  # one bit of a row the snapshot holds
-    assert moved.follow(changed, "test-follow", 4).skip == 0
+    assert kept.follow(changed, "test-follow", 4)[0].snapshot.skip == 0
+    signs = later.copy()
+    signs[4, 1:] = -signs[4, 1:]  # two sign bits of one row: they must not cancel in its checksum
+    assert kept.follow(signs, "test-follow", 4)[0].snapshot.text != start.snapshot.text
     inserted = np.vstack((later[:2], [[4.5, 0.0, 0.0]], later[2:]))
-    assert moved.follow(inserted, "test-follow", 4).held.tobytes() == inserted.tobytes()
-    assert moved.follow(inserted, "test-follow", 4).skip == 0
+    fresh, _ = kept.follow(inserted, "test-follow", 4)
+    assert read_rows(fresh.to_dict())[1].tobytes() == inserted.tobytes() and fresh.snapshot.skip == 0
     longer = np.vstack((later, [[12.0, 1.0, 1.0], [13.0, 1.0, 1.0], [14.0, 1.0, 1.0]]))
-    assert moved.follow(longer, "test-follow", 4).tail.shape[0] == 0  # five in the tail: packed afresh
-    assert moved.follow(np.zeros((0, 3)), "test-follow", 4).snapshot_rows == 0
+    assert kept.follow(longer, "test-follow", 4)[0].tail.shape[0] == 0  # five in the tail: packed afresh
+    assert kept.follow(np.zeros((0, 3)), "test-follow", 4)[0].snapshot.rows == 0
     with pytest.raises(ValueError, match="whole number of rows"):
         decode_rows(encode_rows(rows)[:-4], 3)
+
+
+def test_a_row_checksum_changes_with_any_bit_of_the_row() -> None:
+    rows = np.column_stack((np.arange(1.0, 120.0), RNG.normal(size=(119, 18))))
+    sums = row_checksums(rows)
+    for row, column, bit in [(0, 0, 0), (5, 3, 63), (60, 18, 52), (118, 10, 31)]:
+        flipped = rows.copy()
+        flipped.view(np.uint64)[row, column] ^= np.uint64(1 << bit)
+        assert np.flatnonzero(row_checksums(flipped) != sums).tolist() == [row]
+
+
+def test_a_held_window_row_changed_in_place_is_packed_afresh(trajectory: np.ndarray) -> None:
+    """The window is followed by a checksum per row: a value changed in a row still held (same seq)
+    gives a new snapshot with that value, not the old snapshot's."""
+    state = EquipmentState.new("m-1", TURBOFAN)
+    ingest(state, trajectory, range(1, 70), 1000.0)
+    first = json.loads(saved(state))["window"]
+    ingest(state, trajectory, [70], 1070.0)
+    assert json.loads(saved(state))["window"]["packed"] == first["packed"]  # an append: a tail
+    state.recent.times[3] += 0.5  # a held row's time, in place: its seq is the same
+    window = json.loads(saved(state))["window"]
+    assert window["packed"] != first["packed"] and (window["skip"], window["tail"]) == (0, "")
+
+
+def test_the_cache_keeps_no_copy_of_the_rows(trajectory: np.ndarray) -> None:
+    """Issue 13: what is kept between saves of a machine with a full history is its snapshots'
+    text, 8 bytes a window row and the history's points by reference, not the rows (~34 KB)."""
+    state = EquipmentState.new("m-1", TURBOFAN)
+    for seq in range(1, 620):
+        ingest(state, trajectory, [seq], 1000.0 + seq)
+        saved(state)
+    window = codec._WINDOWS[id(state.recent)]
+    assert window.checksums.shape == (len(state.recent),) and window.checksums.base is None
+    assert not any(isinstance(getattr(window.snapshot, f), np.ndarray) for f in window.snapshot.__slots__)
+    snapshot, points = codec._HISTORIES[id(state.history)]
+    assert len(points) == HISTORY_LIMIT and all(map(operator.is_, points, state.history))
+    assert not any(isinstance(getattr(snapshot, f), np.ndarray) for f in snapshot.__slots__)
 
 
 def test_a_history_rebuilt_with_equal_points_is_stored_from_them() -> None:
@@ -272,5 +325,5 @@ def test_a_stored_history_longer_than_the_limit_is_stored_afresh(trajectory: np.
     rows = np.array([[s, 1000.0 + s, 100.0 - s, 3.0] for s in range(1, HISTORY_LIMIT + 11)])
     back = decode_state("m-1", {**data, "history": PackedRows.fresh(rows, "test-long").to_dict()})
     assert [p.seq for p in back.history] == list(range(11, HISTORY_LIMIT + 11))  # the deque's limit
-    history = PackedRows.from_dict(encode_state(back)["history"])
-    assert history.held.tobytes() == rows[10:].tobytes() and history.skip == 0
+    snapshot, held = read_rows(encode_state(back)["history"])
+    assert held.tobytes() == rows[10:].tobytes() and snapshot.skip == 0
