@@ -242,11 +242,10 @@ _PACKED: dict[int, str] = {}
 
 
 def _packed_once(array: np.ndarray, kind: str) -> str:
-    key = id(array)
-    text = _PACKED.get(key)
+    text = _PACKED.get(id(array))
     if text is None:
-        text = _PACKED[key] = pack_columns(array, kind)
-        weakref.finalize(array, _PACKED.pop, key, None)
+        text = pack_columns(array, kind)
+        _remember(_PACKED, array, text)
     return text
 
 
