@@ -128,13 +128,27 @@ def wait_for(driver: WebDriver, what: str, condition: Callable[[WebDriver], Any]
     ).until(condition, message=f"{what} within {WAIT:.0f} s")
 
 
+def cell_selector(row_id: str, column: str) -> str:
+    return f'.ag-row[row-id="{row_id}"] .ag-cell[col-id="{column}"]'
+
+
+def clicked_cell(driver: WebDriver, row_id: str, column: str) -> bool:
+    """Clicks an AG Grid cell; False while its row is not rendered. For `wait_for`: a row re-rendered
+    between finding the cell and clicking it (a live update of the row) raises a stale element, which
+    `wait_for` retries, so the click lands on the row as it is now."""
+    found = driver.find_elements(By.CSS_SELECTOR, cell_selector(row_id, column))
+    if not found:
+        return False
+    found[0].click()
+    return True
+
+
 def cell(driver: WebDriver, row_id: str, column: str) -> str | None:
     """The text of an AG Grid cell, or None while its row is not rendered."""
     # The grid re-renders a row when its data changes: an element found a moment ago may be gone when its
     # text is read, so a read that lost that race is done again.
-    selector = f'.ag-row[row-id="{row_id}"] .ag-cell[col-id="{column}"]'
     for _ in range(10):
-        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        found = driver.find_elements(By.CSS_SELECTOR, cell_selector(row_id, column))
         try:
             return found[0].text if found else None
         except StaleElementReferenceException:
@@ -199,9 +213,7 @@ def test_an_alert_arrives_live_is_acknowledged_and_its_machine_charted(
     ).json()
     browser.get(f"{dashboard}/alerts")
     wait_for(browser, "the alert in the alerts grid", lambda d: cell(d, alert["id"], "state") == "open")
-    browser.find_element(
-        By.CSS_SELECTOR, f'.ag-row[row-id="{alert["id"]}"] .ag-cell[col-id="equipment_id"]'
-    ).click()
+    wait_for(browser, "the alert's row clicked", lambda d: clicked_cell(d, alert["id"], "equipment_id"))
     wait_for(
         browser,
         "the alert selected",
