@@ -105,7 +105,7 @@ class InMemoryBroker(PubSubBroker):
             raise RuntimeError("pubsub.in-memory: broker is closed")
         for group in self._groups.get(topic, {}).values():
             group.queue.append(_Entry(topic, bytes(data), dict(metadata)))
-            group.wake.set()
+            _wake(group)
 
     async def subscribe(
         self,
@@ -219,6 +219,21 @@ class InMemoryBroker(PubSubBroker):
                 delivery.handler = None
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
+
+
+def _wake(group: _Group) -> None:
+    """Wake the group's dispatcher, on its own loop when the publisher runs on another one.
+
+    Sidecars of one process share this broker; tests run them on loops of their own threads. An
+    asyncio.Event set from a foreign thread would schedule its waiter without waking that loop's
+    selector, so the delivery would wait for whatever next woke the loop.
+    """
+    dispatcher = group.dispatcher
+    loop = dispatcher.get_loop() if dispatcher is not None else None
+    if loop is None or loop is asyncio.get_running_loop():
+        group.wake.set()
+    elif not loop.is_closed():  # a closed loop's dispatcher is gone; the next subscribe starts one
+        loop.call_soon_threadsafe(group.wake.set)
 
 
 def _finished(group: _Group, task: asyncio.Task[None]) -> None:

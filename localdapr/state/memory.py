@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,7 +26,11 @@ class InMemoryStateStore(StateStore):
     def __init__(self) -> None:
         # key -> (value, version, expires_at or None)
         self._data: dict[str, tuple[bytes, int, float | None]] = {}
-        self._lock = asyncio.Lock()
+        # One instance is shared by every sidecar in the process (components/factory.py), and tests
+        # run sidecars on event loops of their own threads: an asyncio.Lock belongs to one loop (a
+        # second loop waiting on it raises "bound to a different event loop"). No section awaits, so
+        # a thread lock is held only for a few dict operations and never blocks a loop for long.
+        self._lock = threading.Lock()
 
     @classmethod
     def from_spec(cls, spec: ComponentSpec) -> InMemoryStateStore:
@@ -40,7 +44,8 @@ class InMemoryStateStore(StateStore):
         return entry
 
     async def get(self, key: str) -> GetResult | None:
-        entry = self._live(key)
+        with self._lock:
+            entry = self._live(key)
         if entry is None:
             return None
         metadata = {"ttlExpireTime": rfc3339(entry[2])} if entry[2] is not None else {}
@@ -56,17 +61,17 @@ class InMemoryStateStore(StateStore):
         self._data[item.key] = (item.value, version + 1, time.time() + ttl if ttl else None)
 
     async def set(self, item: StateItem) -> None:
-        async with self._lock:
+        with self._lock:
             version = self._check(item.key, item.etag, item.concurrency)
             self._write(item, version)
 
     async def delete(self, key: str, etag: str | None = None, concurrency: Concurrency | None = None) -> None:
-        async with self._lock:
+        with self._lock:
             self._check(key, etag, concurrency)
             self._data.pop(key, None)
 
     async def transact(self, ops: Sequence[TransactionOp]) -> None:
-        async with self._lock:
+        with self._lock:
             # Check every etag first so a failure writes nothing (all-or-nothing).
             versions = [self._check(op.item.key, op.item.etag, op.item.concurrency) for op in ops]
             for op, version in zip(ops, versions, strict=True):
@@ -76,4 +81,5 @@ class InMemoryStateStore(StateStore):
                     self._data.pop(op.item.key, None)
 
     async def keys_with_prefix(self, prefix: str) -> list[str]:
-        return [k for k in list(self._data) if k.startswith(prefix) and self._live(k) is not None]
+        with self._lock:
+            return [k for k in list(self._data) if k.startswith(prefix) and self._live(k) is not None]

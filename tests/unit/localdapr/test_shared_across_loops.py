@@ -1,0 +1,102 @@
+"""In-memory components shared by sidecars on event loops of different threads (as tests run them)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from localdapr.pubsub.base import BrokerMessage
+from localdapr.pubsub.memory import InMemoryBroker
+from localdapr.state.base import EtagMismatch, StateItem, TransactionOp
+from localdapr.state.memory import InMemoryStateStore
+
+THREADS = 4
+INCREMENTS = 400
+
+
+@pytest.fixture
+def frequent_thread_switches() -> Iterator[None]:
+    # Threads switch every few microseconds instead of every 5 ms, so they meet inside the store's
+    # short critical sections often enough for a loop-bound lock to fail.
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+async def increment(store: InMemoryStateStore, key: str) -> None:
+    """Read, add one, write back with the etag read; a lost race reads again (optimistic concurrency)."""
+    while True:
+        current = await store.get(key)
+        value = int(current.data) if current else 0
+        item = StateItem(key, str(value + 1).encode(), etag=current.etag if current else None)
+        try:
+            await store.transact([TransactionOp("upsert", item)])
+            return
+        except EtagMismatch:
+            continue
+
+
+def test_loops_on_several_threads_share_one_store(frequent_thread_switches: None) -> None:
+    store = InMemoryStateStore()
+    errors: list[BaseException] = []
+
+    def sidecar_loop() -> None:
+        async def run() -> None:
+            await asyncio.gather(*(increment(store, "counter") for _ in range(INCREMENTS)))
+
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # noqa: BLE001 - the test reports what a thread raised
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sidecar_loop, daemon=True) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "a loop hung waiting on the store"
+    assert errors == []
+    final = asyncio.run(store.get("counter"))
+    assert final is not None and int(final.data) == THREADS * INCREMENTS
+
+
+def test_publish_from_another_loop_wakes_an_idle_subscriber_loop() -> None:
+    broker = InMemoryBroker()
+    subscribed = threading.Event()
+    received: list[bytes] = []
+    delivered = threading.Event()
+    stop: list[asyncio.Event] = []
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def subscriber_loop() -> None:
+        async def run() -> None:
+            async def handler(message: BrokerMessage) -> None:
+                received.append(message.data)
+                delivered.set()
+
+            stop.append(asyncio.Event())
+            loops.append(asyncio.get_running_loop())
+            await broker.subscribe("orders", "shipping", handler)
+            subscribed.set()
+            await stop[0].wait()  # nothing else would wake this loop: no timers, no sockets
+            await broker.close()
+
+        asyncio.run(run())
+
+    thread = threading.Thread(target=subscriber_loop, daemon=True)
+    thread.start()
+    assert subscribed.wait(10)
+    asyncio.run(broker.publish("orders", b"order-1", {}))
+    try:
+        assert delivered.wait(10), "the subscriber's loop was never woken for the message"
+        assert received == [b"order-1"]
+    finally:
+        loops[0].call_soon_threadsafe(stop[0].set)
+        thread.join(10)
