@@ -2,8 +2,9 @@
 
 Alert writes put notifications in (store.py, in the alert's own transaction); the sender takes them
 out once delivered. Key layout in store.py. A notification is claimed with its etag before it is sent,
-so two replicas never send one at the same time; finishing it deletes it and removes it from its
-shard's pending list in one transaction (etag-guarded against an alert write adding to that list).
+so two replicas never send one at the same time; finishing it deletes it, removes it from its
+shard's pending list and writes the delivery status that counts it, in one transaction (etag-guarded
+against an alert write adding to that list): a crash never leaves a delivery gone but uncounted.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class OutboxRepository(Protocol):
     async def save(self, notification: Notification) -> None:
         """Write a notification this sender holds (its claim keeps the others off it)."""
 
-    async def finish(self, notification: Notification) -> None:
-        """Delete it and take it off its shard's pending list, atomically (Conflict: read again)."""
+    async def finish(self, notification: Notification, status: DeliveryStatus) -> None:
+        """Delete it, take it off its shard's pending list and save `status` (which counts it),
+        atomically (Conflict: read again)."""
 
     async def status(self) -> DeliveryStatus: ...
     async def save_status(self, status: DeliveryStatus) -> None: ...
@@ -71,7 +73,7 @@ class DaprOutbox(DaprState):
             self.store, notification_key(notification.id), notification.model_dump_json()
         )
 
-    async def finish(self, notification: Notification) -> None:
+    async def finish(self, notification: Notification, status: DeliveryStatus) -> None:
         key = pending_key(shard_of(notification.equipment_id))
         raw, etag = await self._ensure(key, "[]")
         ids = [i for i in _IDS.validate_json(raw) if i != notification.id]
@@ -81,6 +83,7 @@ class DaprOutbox(DaprState):
                     key=notification_key(notification.id), operation_type=TransactionOperationType.delete
                 ),
                 TransactionalStateOperation(key=key, data=_IDS.dump_json(ids).decode(), etag=etag),
+                TransactionalStateOperation(key=STATUS_KEY, data=status.model_dump_json()),
             ]
         )
 

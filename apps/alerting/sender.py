@@ -108,13 +108,16 @@ class NotificationSender:
 
     async def status(self, binding: str) -> NotificationsPublic:
         """How delivery is going (`GET /v1/notifications`): pending, failing, delivered, given up."""
-        pending, status = await asyncio.gather(self.outbox.pending(), self.outbox.status())
+        # Pending first: a notification finished between the two reads is then counted, never missing
+        # from both (finishing takes it out and counts it in one transaction).
+        pending = await self.outbox.pending()
+        status = await self.outbox.status()
         return summarize(binding, status, [v.value for v in pending])
 
     async def _deliver(self, read: Versioned[Notification]) -> None:
         n, now = read.value, self.clock()
         if now - n.created_at > timedelta(seconds=self.settings.give_up_after):
-            await self._finish(n)
+            await self._finish(n, lambda s: s.gave_up(n))
             log.error(
                 "gave up notification %s (%s %s) after %d attempts: %s",
                 n.id,
@@ -123,7 +126,6 @@ class NotificationSender:
                 n.attempts,
                 n.last_error,
             )
-            await self._update(lambda s: s.gave_up(n))
             return
         lease = timedelta(seconds=self.settings.timeout + 5)
         claimed = n.model_copy(
@@ -158,27 +160,33 @@ class NotificationSender:
             )
             await self._update(lambda s: s.failed(self.clock(), error))
             return
-        await self._finish(claimed)
+        await self._finish(claimed, lambda s: s.succeeded(self.clock()))
         log.info("notification %s (%s %s) delivered", n.id, n.alert_id, n.action)
-        await self._update(lambda s: s.succeeded(self.clock()))
 
-    async def _finish(self, n: Notification) -> None:
-        for _ in range(self.settings.finish_retries):
-            try:
-                await self.outbox.finish(n)
+    async def _finish(self, n: Notification, change: Callable[[DeliveryStatus], DeliveryStatus]) -> None:
+        """Take `n` out of the outbox and count it by `change`, in one transaction."""
+        async with self._status_lock:
+            status = change(await self._current_status())
+            for _ in range(self.settings.finish_retries):
+                try:
+                    await self.outbox.finish(n, status)
+                except Conflict:
+                    continue  # an alert write added to the same pending list: read it again
+                self._status = status
                 return
-            except Conflict:
-                continue  # an alert write added to the same pending list: read it again
         raise RuntimeError(
             f"notification {n.id}: gave up after {self.settings.finish_retries} etag conflicts"
         )
 
     async def _update(self, change: Callable[[DeliveryStatus], DeliveryStatus]) -> None:
         async with self._status_lock:
-            if self._status is None:
-                self._status = await self.outbox.status()
-            self._status = change(self._status)
+            self._status = change(await self._current_status())
             await self.outbox.save_status(self._status)
+
+    async def _current_status(self) -> DeliveryStatus:
+        if self._status is None:
+            self._status = await self.outbox.status()
+        return self._status
 
 
 def _values(reads: list[Versioned[Notification]]) -> list[Notification]:

@@ -155,13 +155,14 @@ class InMemoryAlertingRepository:
     async def save(self, notification: Notification) -> None:
         self._put(f"notify/n/{notification.id}", notification)
 
-    async def finish(self, notification: Notification) -> None:
+    async def finish(self, notification: Notification, status: DeliveryStatus) -> None:
         key = f"notify/pending/{shard_of(notification.equipment_id)}"
         ids, etag = self._get(key, [])
         await asyncio.sleep(0)  # an alert write may add to the list in between: then a Conflict
         self._check(key, etag)
         self.data.pop(f"notify/n/{notification.id}", None)
         self._put(key, [i for i in ids if i != notification.id])
+        self._put("notify/status", status)
 
     async def status(self) -> DeliveryStatus:
         return self._get("notify/status", DeliveryStatus())[0]  # type: ignore[no-any-return]

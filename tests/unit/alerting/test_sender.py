@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from apps.alerting.notifications import Notification
+from apps.alerting.notifications import DeliveryStatus, Notification
+from apps.alerting.ports import DeliveryFailed
 from apps.alerting.sender import NotificationSender, SenderSettings
 from apps.alerting.service import AlertingService
 from tests.unit.alerting.fakes import FakeMachines, FlakyChannel, InMemoryAlertingRepository
@@ -111,7 +112,7 @@ async def test_a_sender_killed_after_the_send_sends_again_with_the_same_key(
     channel = FlakyChannel()
     sender = NotificationSender(repo, channel, SETTINGS, clock)
 
-    async def crash(n: Notification) -> None:
+    async def crash(n: Notification, status: DeliveryStatus) -> None:
         raise ConnectionError("process killed")
 
     repo.finish = crash  # type: ignore[method-assign]
@@ -150,6 +151,32 @@ async def test_a_notification_is_given_up_after_its_time_and_listed(
     assert (status.pending, status.abandoned, status.failing) == (0, 1, False)
     (gone,) = status.recent_abandoned
     assert gone.alert_id == "engine-001:rul_low:1" and gone.attempts == 1 and "503" in (gone.last_error or "")
+
+
+async def test_a_finished_notification_is_counted_in_the_same_write(
+    service: AlertingService, repo: InMemoryAlertingRepository, clock: Clock
+) -> None:
+    """Taking a notification out of the outbox and counting it (delivered, or given up) are one
+    transaction: no separate status write exists in which a crash could lose the count."""
+    await service.apply_alert(alert("open", revision=1))
+    await service.apply_alert(alert("open", equipment_id="engine-002", revision=1))
+
+    async def crash(status: DeliveryStatus) -> None:
+        raise ConnectionError("process killed between the two writes")
+
+    class RefusesEngine2(FlakyChannel):
+        async def send(self, notification: Notification) -> None:
+            if notification.equipment_id == "engine-002":
+                raise DeliveryFailed("received status code 503")
+            await super().send(notification)
+
+    sender = NotificationSender(repo, RefusesEngine2(), SETTINGS, clock)
+    clock.advance_to(await sender.drain())  # engine-001's is delivered, engine-002's fails once
+    repo.save_status = crash  # type: ignore[method-assign]
+    clock.now += timedelta(seconds=SETTINGS.give_up_after + 1)
+    await sender.drain()  # engine-002's is given up
+    status = await NotificationSender(repo, FlakyChannel(), SETTINGS, clock).status("notifications")
+    assert (status.pending, status.delivered, status.abandoned) == (0, 1, 1)
 
 
 async def test_an_alert_write_during_a_finish_is_kept(
