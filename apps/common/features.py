@@ -25,6 +25,7 @@ a prediction.
 from __future__ import annotations
 
 import base64
+import functools
 from typing import Any, Final
 
 import numpy as np
@@ -298,43 +299,82 @@ def pad_start(rows: np.ndarray, window: int) -> np.ndarray:
     return np.concatenate((np.repeat(rows[:1], missing, axis=0), rows))
 
 
-def _slope(x: np.ndarray) -> np.ndarray:
+def _mean(x: np.ndarray) -> np.ndarray:
+    """Mean over the window axis of [n, W, S]: what `x.mean(axis=1)` computes, bit for bit (the same
+    add-reduce, then one division by W), without numpy's Python-level wrapper around it (~5 µs a call,
+    several calls per window, every reading)."""
+    return np.add.reduce(x, axis=1) / x.shape[1]
+
+
+def _slope(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
     """Least-squares slope against t = 0..W-1 of C-contiguous windows [n, W, S]: sum((t - tbar) *
-    (x - xbar)) / sum((t - tbar)^2)."""
-    w = x.shape[1]
-    centred = x - x.mean(axis=1)[:, None, :]
+    (x - xbar)) / sum((t - tbar)^2); `mean`: x's, when already known."""
+    t, tt = _slope_weights(x.shape[1])
+    centred = x - (_mean(x) if mean is None else mean)[:, None, :]
+    return np.einsum("w,nws->ns", t, centred) / tt
+
+
+@functools.cache
+def _slope_weights(w: int) -> tuple[np.ndarray, float]:
+    """t - tbar for t = 0..w-1, and its sum of squares: the same for every window of a length."""
     t = np.arange(w, dtype=np.float64) - (w - 1) / 2.0
-    return np.einsum("w,nws->ns", t, centred) / float(np.dot(t, t))
+    t.flags.writeable = False
+    return t, float(np.dot(t, t))
 
 
-def _statistic(x: np.ndarray, name: str) -> np.ndarray:
-    """One statistic of C-contiguous windows [n, W, S] -> [n, S]; a part of the window is copied to
-    its own contiguous array first, so one window and a stack of them reduce alike."""
-    w = x.shape[1]
-    recent = min(RECENT_READINGS, w)
+@functools.cache
+def _ewm_weights(w: int) -> np.ndarray:
+    """The ewm statistic's weights over a window of w readings, oldest first, summing to 1."""
+    weights = (1.0 - EWM_ALPHA) ** np.arange(w - 1, -1, -1, dtype=np.float64)
+    normalised = weights / weights.sum()
+    normalised.flags.writeable = False
+    return normalised
+
+
+class _Window:
+    """C-contiguous windows [n, W, S] and the means several statistics share, each computed once."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
+        self.w = x.shape[1]
+        self.recent = min(RECENT_READINGS, self.w)
+        self._means: dict[str, np.ndarray] = {}
+
+    def mean(self, part: str = "all") -> np.ndarray:
+        """The mean of the whole window, of its last `recent` readings or of its first `recent`; a part
+        is copied to its own contiguous array first, so one window and a stack of them reduce alike."""
+        found = self._means.get(part)
+        if found is None:
+            x, w, recent = self.x, self.w, self.recent
+            rows = x if part == "all" else x[:, w - recent :, :] if part == "recent" else x[:, :recent, :]
+            found = self._means[part] = _mean(rows if part == "all" else np.ascontiguousarray(rows))
+        return found
+
+
+def _statistic(window: _Window, name: str) -> np.ndarray:
+    """One statistic of the windows -> [n, S]."""
+    x, w = window.x, window.w
     if name == "last":
         return x[:, -1, :]
     if name == "mean":
-        return x.mean(axis=1)
+        return window.mean()
     if name == "std":
-        centred = x - x.mean(axis=1)[:, None, :]
-        return np.sqrt((centred * centred).mean(axis=1))
+        centred = x - window.mean()[:, None, :]
+        return np.sqrt(_mean(centred * centred))
     if name == "min":
         return x.min(axis=1)
     if name == "max":
         return x.max(axis=1)
     if name == "slope":
-        return _slope(x)
+        return _slope(x, window.mean())
     if name == "recent_mean":
-        return np.ascontiguousarray(x[:, w - recent :, :]).mean(axis=1)
+        return window.mean("recent")
     if name == "ewm":
-        weights = (1.0 - EWM_ALPHA) ** np.arange(w - 1, -1, -1, dtype=np.float64)
-        return np.einsum("w,nws->ns", weights / weights.sum(), x)
+        return np.einsum("w,nws->ns", _ewm_weights(w), x)
     if name == "recent_slope":
         return _slope(np.ascontiguousarray(x[:, w - min(RECENT_SLOPE_READINGS, w) :, :]))
     if name == "trend":
-        last = np.ascontiguousarray(x[:, w - recent :, :]).mean(axis=1)
-        return last - np.ascontiguousarray(x[:, :recent, :]).mean(axis=1)
+        return window.mean("recent") - window.mean("first")
     raise ValueError(f"unknown statistic {name!r}")
 
 
@@ -349,7 +389,8 @@ def _window_features(
     """
     x = np.ascontiguousarray(windows, dtype=np.float64)
     n, _, s = x.shape
-    stats = np.stack([_statistic(x, name) for name in statistics], axis=2)  # [n, S, k]
+    window = _Window(x)
+    stats = np.stack([_statistic(window, name) for name in statistics], axis=2)  # [n, S, k]
     out = np.empty((n, s * len(statistics) + 1), dtype=np.float64)
     out[:, :-1] = stats.reshape(n, s * len(statistics))  # sensor-major, matching feature_names
     out[:, -1] = np.asarray(ages, dtype=np.float64)
@@ -417,6 +458,8 @@ def offline_features(
     ages = np.asarray(ages, dtype=np.float64)
     if ages.shape != (traj.shape[0],):
         raise ValueError(f"ages must have one entry per reading ({traj.shape[0]}), got {ages.shape}")
+    if n_windows == 1:  # the actor's usual case, one owed window: the rows are it (no view to build)
+        return _window_features(traj[None, :, :], ages[w - 1 :], statistics)
     windows = sliding_window_view(traj, w, axis=0)  # [n_windows, S, W], a view, no copy
     return _window_features(windows.transpose(0, 2, 1), ages[w - 1 :], statistics)
 
