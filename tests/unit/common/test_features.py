@@ -25,6 +25,7 @@ from apps.common.features import (
     reading_columns,
     reading_features,
 )
+from apps.common.features import _window_features as window_features
 from apps.common.profiles import TURBOFAN
 from apps.training.quality import fit_conditions, reading_rows, settings_matrix, unit_features
 
@@ -297,3 +298,19 @@ def assert_actor_paths_equal_training(traj: np.ndarray, spec: FeatureSpec) -> No
         head = rows[: min(first + n, EARLY_READINGS)]  # what the actor holds by then
         batch = reading_features(context, TURBOFAN, spec, context_ages, pad=False, head=head)
         assert np.array_equal(batch, offline[first : first + n]), first
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_shared_means_give_numpys_own_mean_and_std_bit_for_bit(n: int) -> None:
+    """The statistics share one mean per window and reduce without numpy's wrappers: the same bits as
+    numpy's mean and std of each window, for one window (the actor's) and a stack (training's)."""
+    statistics = (*STATISTICS, *EXTRA_STATISTICS)
+    windows = np.random.default_rng(7).normal(600.0, 5.0, size=(n, TURBOFAN.window, 3))
+    got = window_features(windows, np.arange(n, dtype=np.float64), statistics)
+    per_sensor = got[:, :-1].reshape(n, 3, len(statistics))
+    k = statistics.index
+    assert per_sensor[:, :, k("mean")].tobytes() == windows.mean(axis=1).tobytes()
+    assert per_sensor[:, :, k("std")].tobytes() == windows.std(axis=1).tobytes()
+    recent = windows[:, -10:, :].mean(axis=1)
+    assert per_sensor[:, :, k("recent_mean")].tobytes() == recent.tobytes()
+    assert per_sensor[:, :, k("trend")].tobytes() == (recent - windows[:, :10, :].mean(axis=1)).tobytes()
