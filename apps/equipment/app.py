@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from apps.common.actorcalls import ActorCallShortcut
-from apps.common.actorjson import ActorMessageSerializer
+from apps.common.actorjson import ActorSerializer
 from apps.common.apptoken import AppTokenGuard
 from apps.common.daprhttp import PooledDaprActorHttpClient, close_invocation, pool_invocation
 from apps.common.httpguard import RequestGuard
@@ -54,9 +54,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 settings.health_publish_max_batch,
             )
         EquipmentActor.deps = ActorDeps(inference, publisher, settings, started_at=time.time())
-        # Calls' arguments and reminders' bodies decoded by orjson, as the SDK decodes them (actorjson.py).
+        # Calls' arguments, reminders' bodies and the state decoded by orjson, as the SDK decodes them,
+        # and the state text and answers encoded by it, as the SDK encodes them (actorjson.py).
+        serializer = ActorSerializer()
         await actor.register_actor(
-            EquipmentActor, message_serializer=ActorMessageSerializer(), actor_client=actor_client
+            EquipmentActor,
+            message_serializer=serializer,
+            state_serializer=serializer,
+            actor_client=actor_client,
         )
         try:
             yield

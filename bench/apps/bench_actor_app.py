@@ -2,7 +2,7 @@
 HTTP echo route as the baseline.
 
 BENCH_ACTOR_APP_STACK=equipment (the default) serves actor calls as the equipment app does (actor
-callbacks by `ActorCallShortcut`, arguments decoded by `ActorMessageSerializer`, state saves through
+callbacks by `ActorCallShortcut`, arguments decoded by `ActorSerializer`, state saves through
 the pooled actor client); `sdk` with the SDK's
 `DaprActor` routes and its own client alone."""
 
@@ -18,10 +18,11 @@ from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI, Request, Response
 
 from apps.common.actorcalls import ActorCallShortcut
-from apps.common.actorjson import ActorMessageSerializer
+from apps.common.actorjson import ActorSerializer
 from apps.common.daprhttp import PooledDaprActorHttpClient
 
 EQUIPMENT_STACK = os.environ.get("BENCH_ACTOR_APP_STACK", "equipment") == "equipment"
+SERIALIZER = ActorSerializer()  # messages and state, as the equipment app registers its actor
 
 
 class BenchActorInterface(ActorInterface):
@@ -49,7 +50,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         return
     client = PooledDaprActorHttpClient()
-    await actor.register_actor(BenchActor, message_serializer=ActorMessageSerializer(), actor_client=client)
+    await actor.register_actor(
+        BenchActor, message_serializer=SERIALIZER, state_serializer=SERIALIZER, actor_client=client
+    )
     yield
     await client.close()
 

@@ -1,4 +1,4 @@
-"""ActorMessageSerializer decodes as the SDK's DefaultJSONSerializer does, for what orjson reads and
+"""ActorSerializer decodes as the SDK's DefaultJSONSerializer does, for what orjson reads and
 for what it leaves to the SDK."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from dapr.serializers import DefaultJSONSerializer
 
-from apps.common.actorjson import ActorMessageSerializer
+from apps.common.actorjson import ActorSerializer
 
 SDK = DefaultJSONSerializer()
-FAST = ActorMessageSerializer()
+FAST = ActorSerializer()
 
 SAME = [
     # an Ingest argument: a JSON string holding JSON (the equipment app's calls)
@@ -70,3 +70,23 @@ def test_calls_and_reminders_decoded_without_the_sdks_decoder(monkeypatch: pytes
 
     monkeypatch.setattr(DefaultJSONSerializer, "deserialize", refuse)
     assert [FAST.deserialize(data) for data in SAME[:3]] == expected
+
+
+ENCODED = [
+    "".join(chr(c) for c in range(128)),  # every ASCII character, control characters and DEL included
+    "".join(chr(c) for c in range(127)),  # the same without DEL: orjson's bytes
+    json.dumps({"v": 3, "window": {"snap": "p3:eJzL" * 300, "tail": "x\\/y"}, "text": 'a "quoted" \\ path'}),
+    "",
+    "caf\u00e9 \u2603",  # not ASCII: the SDK's \uXXXX escapes
+    "\ud800",  # a lone surrogate: the SDK's
+    {"s": "caf\u00e9", "n": [1, 2.5], "when": None},
+    b"raw bytes",
+    [1, "two", 3.0],
+    None,
+]
+
+
+@pytest.mark.parametrize("value", ENCODED)
+def test_encodes_the_same_bytes_as_the_sdk(value: Any) -> None:
+    assert FAST.serialize(value) == SDK.serialize(value)
+    assert FAST.deserialize(FAST.serialize(value)) == SDK.deserialize(SDK.serialize(value))
