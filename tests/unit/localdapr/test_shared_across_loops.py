@@ -34,8 +34,8 @@ async def increment(store: InMemoryStateStore, key: str) -> None:
     """Read, add one, write back with the etag read; a lost race reads again (optimistic concurrency)."""
     while True:
         current = await store.get(key)
-        value = int(current.data) if current else 0
-        item = StateItem(key, str(value + 1).encode(), etag=current.etag if current else None)
+        assert current is not None, "the counter is written before the threads start"
+        item = StateItem(key, str(int(current.data) + 1).encode(), etag=current.etag)
         try:
             await store.transact([TransactionOp("upsert", item)])
             return
@@ -45,6 +45,8 @@ async def increment(store: InMemoryStateStore, key: str) -> None:
 
 def test_loops_on_several_threads_share_one_store(frequent_thread_switches: None) -> None:
     store = InMemoryStateStore()
+    # Written first, so every increment carries an etag (a first write without one would be last-write-wins).
+    asyncio.run(store.set(StateItem("counter", b"0")))
     errors: list[BaseException] = []
 
     def sidecar_loop() -> None:
