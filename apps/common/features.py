@@ -345,9 +345,14 @@ class _Window:
         is copied to its own contiguous array first, so one window and a stack of them reduce alike."""
         found = self._means.get(part)
         if found is None:
-            x, w, recent = self.x, self.w, self.recent
-            rows = x if part == "all" else x[:, w - recent :, :] if part == "recent" else x[:, :recent, :]
-            found = self._means[part] = _mean(rows if part == "all" else np.ascontiguousarray(rows))
+            if part == "all":
+                rows = self.x
+            elif part == "recent":
+                rows = self.x[:, self.w - self.recent :, :]
+            else:
+                rows = self.x[:, : self.recent, :]
+            # A no-op for the whole window, which is contiguous already.
+            found = self._means[part] = _mean(np.ascontiguousarray(rows))
         return found
 
 

@@ -171,8 +171,8 @@ def test_a_webhook_failing_its_first_attempts_gets_each_change_exactly_once_in_o
     assert got[0].body["reading"]["seq"] == 31 and got[0].body["text"].startswith("[warning]")
     for r in got:
         assert r.key == r.body["id"] and hook.attempts(r.key) == [503, 503, 503, 200]
-    # The sender takes a delivered notification out of the outbox, then counts it in the status record
-    # (a second write): the counts are read once the last one is in.
+    # The counts are read once the outbox is empty and the last delivery is counted (the sender writes
+    # both in one transaction; the endpoint reads the outbox, then the status).
     final = wait_until(
         lambda: (s := status(alerting))["pending"] == 0 and s["delivered"] >= 3 and s,
         timeout=10,
