@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -86,6 +87,10 @@ class InMemoryBroker(PubSubBroker):
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.concurrency = concurrency
         self._groups: dict[str, dict[str, _Group]] = {}
+        # Sidecars of one process share this broker, and tests run them on loops of their own threads:
+        # a publish iterating a topic's groups while another thread adds one would fail ("dictionary
+        # changed size during iteration"). Held only around dict and queue work, never across an await.
+        self._lock = threading.Lock()
         self._closed = False
 
     @classmethod
@@ -103,8 +108,11 @@ class InMemoryBroker(PubSubBroker):
     async def publish(self, topic: str, data: bytes, metadata: dict[str, str]) -> None:
         if self._closed:
             raise RuntimeError("pubsub.in-memory: broker is closed")
-        for group in self._groups.get(topic, {}).values():
-            group.queue.append(_Entry(topic, bytes(data), dict(metadata)))
+        with self._lock:
+            groups = list(self._groups.get(topic, {}).values())
+            for group in groups:
+                group.queue.append(_Entry(topic, bytes(data), dict(metadata)))
+        for group in groups:
             _wake(group)
 
     async def subscribe(
@@ -116,10 +124,11 @@ class InMemoryBroker(PubSubBroker):
     ) -> None:
         if self._closed:
             raise RuntimeError("pubsub.in-memory: broker is closed")
-        groups = self._groups.setdefault(topic, {})
-        group = groups.get(consumer_group)
-        if group is None:
-            group = groups[consumer_group] = _Group(topic, consumer_group, self.concurrency)
+        with self._lock:
+            groups = self._groups.setdefault(topic, {})
+            group = groups.get(consumer_group)
+            if group is None:
+                group = groups[consumer_group] = _Group(topic, consumer_group, self.concurrency)
         group.concurrency = max(group.concurrency, bulk_in_flight(metadata))
         group.handlers.append(handler)
         if group.dispatcher is None or group.dispatcher.done():
@@ -148,15 +157,17 @@ class InMemoryBroker(PubSubBroker):
     async def close(self) -> None:
         self._closed = True
         tasks: list[asyncio.Task[None]] = []
-        for groups in self._groups.values():
-            for group in groups.values():
-                tasks += list(group.in_flight)
-                if group.dispatcher is not None:
-                    tasks.append(group.dispatcher)
-                    group.dispatcher = None
-                group.handlers.clear()
+        with self._lock:
+            all_groups = [group for groups in self._groups.values() for group in groups.values()]
+        for group in all_groups:
+            tasks += list(group.in_flight)
+            if group.dispatcher is not None:
+                tasks.append(group.dispatcher)
+                group.dispatcher = None
+            group.handlers.clear()
         await _cancel_all(tasks)
-        self._groups.clear()
+        with self._lock:
+            self._groups.clear()
 
     # ------------------------------------------------------------------ introspection (tests, metadata)
     def pending(self, topic: str, consumer_group: str) -> int:

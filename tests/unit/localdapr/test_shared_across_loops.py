@@ -102,3 +102,62 @@ def test_publish_from_another_loop_wakes_an_idle_subscriber_loop() -> None:
     finally:
         loops[0].call_soon_threadsafe(stop[0].set)
         thread.join(10)
+
+
+def test_groups_subscribing_on_one_loop_while_another_publishes(frequent_thread_switches: None) -> None:
+    broker = InMemoryBroker()
+    groups = 300
+    publishes = 300
+    first_group_received: list[bytes] = []
+    errors: list[BaseException] = []
+    first_subscribed = threading.Event()
+    published = threading.Event()
+
+    def subscriber_loop() -> None:
+        # One loop adds a consumer group after another to the topic the other thread publishes to.
+        async def run() -> None:
+            async def first(message: BrokerMessage) -> None:
+                first_group_received.append(message.data)
+
+            async def others(message: BrokerMessage) -> None:
+                pass
+
+            await broker.subscribe("readings", "group-0", first)
+            first_subscribed.set()
+            for n in range(1, groups):
+                await broker.subscribe("readings", f"group-{n}", others)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, published.wait, 30)
+            deadline = loop.time() + 30
+            while len(first_group_received) < publishes and not errors and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            await broker.close()
+
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # noqa: BLE001 - the test reports what a thread raised
+            errors.append(exc)
+
+    def publisher_loop() -> None:
+        async def run() -> None:
+            for n in range(publishes):
+                await broker.publish("readings", str(n).encode(), {})
+
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            published.set()
+
+    subscriber = threading.Thread(target=subscriber_loop, daemon=True)
+    subscriber.start()
+    assert first_subscribed.wait(10)
+    publisher = threading.Thread(target=publisher_loop, daemon=True)
+    publisher.start()
+    publisher.join(30)
+    subscriber.join(40)
+    assert not subscriber.is_alive() and not publisher.is_alive(), "a loop hung"
+    assert errors == []
+    # The group that existed before the first publish gets every message, in publish order.
+    assert first_group_received == [str(n).encode() for n in range(publishes)]
