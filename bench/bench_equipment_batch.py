@@ -115,11 +115,12 @@ async def _no_reminder(*_: Any) -> None:
 def actors(n: int) -> list[EquipmentActor]:
     settings = EquipmentSettings()
     inference = CoalescingInference(CardClient(FakeSidecar()))  # type: ignore[arg-type]
-    EquipmentActor.deps = ActorDeps(inference, Published(), settings, started_at=0.0)  # type: ignore[arg-type]
+    deps = ActorDeps(inference, Published(), settings, started_at=0.0)  # type: ignore[arg-type]
     out = []
     for i in range(n):
         actor = EquipmentActor.__new__(EquipmentActor)  # no SDK runtime: only what the methods use
         actor.id = ActorId(f"b-{i:04d}")
+        actor._deps = deps
         actor._state_manager = Store()  # type: ignore[assignment]
         actor._state = None
         actor._last_health_at = 0.0
@@ -157,7 +158,7 @@ def bodies(machines: int, per: int, first_seq: int, calls: int) -> list[tuple[in
     return out
 
 
-async def run(args: argparse.Namespace) -> list[float]:
+async def run(args: argparse.Namespace) -> tuple[list[float], Counter[str]]:
     fleet = actors(args.machines)
     warm = TURBOFAN.window + 1
     for m, body in bodies(args.machines, warm, 1, args.machines):
@@ -180,7 +181,7 @@ async def run(args: argparse.Namespace) -> list[float]:
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-    return results
+    return results, fleet[0]._deps.publisher.events  # type: ignore[attr-defined]
 
 
 def main() -> None:
@@ -193,8 +194,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="cProfile's top functions too")
     args = parser.parse_args()
-    results = asyncio.run(run(args))
-    published = EquipmentActor.deps.publisher.events  # type: ignore[union-attr]
+    results, published = asyncio.run(run(args))
     print(f"published, whole run (warm-up included): {dict(published)}")
     print(
         f"Ingest of {args.per} readings: {statistics.median(results):.0f} µs CPU per reading, "

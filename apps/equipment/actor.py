@@ -14,9 +14,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import ClassVar, Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
-from dapr.actor import Actor, Remindable
+from dapr.actor import Actor, ActorId, Remindable
+from dapr.actor.runtime.context import ActorRuntimeContext
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from apps.common.actor_interface import EquipmentActorInterface
@@ -79,24 +80,26 @@ class LifeEvent(BaseModel):
 
 
 class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
-    # Set once by the app's lifespan: the SDK constructs actors itself, with (ctx, actor_id) only.
-    deps: ClassVar[ActorDeps | None] = None
-
-    def __init__(self, ctx, actor_id) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ctx: ActorRuntimeContext, actor_id: ActorId, deps: ActorDeps) -> None:
+        """Built by the SDK through the `actor_factory` the app registers (`factory`)."""
         super().__init__(ctx, actor_id)
+        self._deps = deps
         self._state: EquipmentState | None = None
         self._last_health_at = 0.0
         self._last_status: str | None = None
         self._saved: str | None = None  # the state as last read or written: an unchanged one is not written
         self._turn = asyncio.Lock()  # see `one_turn`
 
-    # ------------------------------------------------------------------ lifecycle
-    @property
-    def _deps(self) -> ActorDeps:
-        if self.deps is None:
-            raise RuntimeError("EquipmentActor.deps is not configured (the app lifespan sets it)")
-        return self.deps
+    @classmethod
+    def factory(cls, deps: ActorDeps) -> Callable[[ActorRuntimeContext, ActorId], EquipmentActor]:
+        """The `actor_factory` for `register_actor`: every actor gets the app's dependencies."""
 
+        def build(ctx: ActorRuntimeContext, actor_id: ActorId) -> EquipmentActor:
+            return cls(ctx, actor_id, deps)
+
+        return build
+
+    # ------------------------------------------------------------------ lifecycle
     def _profiles(self) -> dict[str, EquipmentProfile]:
         override = self._deps.settings.silence_after_seconds
         if override is None:

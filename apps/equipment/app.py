@@ -53,7 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 settings.health_publish_linger_ms / 1000,
                 settings.health_publish_max_batch,
             )
-        EquipmentActor.deps = ActorDeps(inference, publisher, settings, started_at=time.time())
+        deps = ActorDeps(inference, publisher, settings, started_at=time.time())
         # Calls' arguments, reminders' bodies and the state decoded by orjson, as the SDK decodes them,
         # and the state text and answers encoded by it, as the SDK encodes them (actorjson.py).
         serializer = ActorSerializer()
@@ -61,12 +61,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             EquipmentActor,
             message_serializer=serializer,
             state_serializer=serializer,
+            actor_factory=EquipmentActor.factory(deps),
             actor_client=actor_client,
         )
         try:
             yield
         finally:
-            EquipmentActor.deps = None
             if isinstance(publisher, CoalescingPublisher):
                 await publisher.close()
             await inference.close()

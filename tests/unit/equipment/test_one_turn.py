@@ -43,18 +43,15 @@ async def test_a_second_call_waits_until_the_turn_in_progress_ends(clock: list[f
         return []
 
     actor._catch_up = slow_catch_up  # type: ignore[method-assign]
-    try:
-        first = asyncio.create_task(actor.ingest(readings_json(2)))
-        second = asyncio.create_task(actor.ingest(readings_json(3)))
-        await settle_loop()
-        assert entered == [0], "the second call ran while the first held the turn"
-        assert not second.done()
-        gate.set()
-        results = [json.loads(r) for r in await asyncio.wait_for(asyncio.gather(first, second), 10)]
-        assert entered == [0, 1]
-        assert [r["accepted"] for r in results] == [1, 1]
-    finally:
-        EquipmentActor.deps = None
+    first = asyncio.create_task(actor.ingest(readings_json(2)))
+    second = asyncio.create_task(actor.ingest(readings_json(3)))
+    await settle_loop()
+    assert entered == [0], "the second call ran while the first held the turn"
+    assert not second.done()
+    gate.set()
+    results = [json.loads(r) for r in await asyncio.wait_for(asyncio.gather(first, second), 10)]
+    assert entered == [0, 1]
+    assert [r["accepted"] for r in results] == [1, 1]
 
 
 def test_every_actor_method_and_the_reminder_take_the_turn() -> None:

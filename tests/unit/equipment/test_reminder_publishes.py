@@ -60,9 +60,9 @@ def an_actor(published: Published, writes: Writes, clock: list[float]) -> Equipm
     settings = EquipmentSettings(
         health_publish_seconds=5, silence_check_seconds=30, silence_after_seconds=600
     )
-    EquipmentActor.deps = ActorDeps(NoInference(), published, settings, started_at=0.0)  # type: ignore[arg-type]
     actor = EquipmentActor.__new__(EquipmentActor)  # no SDK runtime: only what the methods use
     actor.id = ActorId("m-1")
+    actor._deps = ActorDeps(NoInference(), published, settings, started_at=0.0)  # type: ignore[arg-type]
     actor._state_manager = writes  # type: ignore[assignment]
     actor._state = EquipmentState.new("m-1", actor._profiles()["turbofan"])
     actor._last_health_at = 0.0
@@ -91,35 +91,29 @@ async def test_a_check_republishes_health_only_when_none_went_out_since_the_prev
 ) -> None:
     published, writes = Published(), Writes()
     actor = an_actor(published, writes, clock)
-    try:
-        await actor._publish_health(clock[0])  # the reading's own snapshot
-        assert published.health() == 1
-        clock[0] += 10  # past the 5 s health interval, within the 30 s check period
-        await remind(actor)
-        assert published.health() == 1, "a snapshot went out 10 s ago: the check stays quiet"
-        clock[0] += 25  # 35 s without one
-        await remind(actor)
-        assert published.health() == 2
-        written = len(writes.saved)
-        clock[0] += 30
-        await remind(actor)
-        assert published.health() == 3 and len(writes.saved) == written, "nothing changed: not written"
-    finally:
-        EquipmentActor.deps = None
+    await actor._publish_health(clock[0])  # the reading's own snapshot
+    assert published.health() == 1
+    clock[0] += 10  # past the 5 s health interval, within the 30 s check period
+    await remind(actor)
+    assert published.health() == 1, "a snapshot went out 10 s ago: the check stays quiet"
+    clock[0] += 25  # 35 s without one
+    await remind(actor)
+    assert published.health() == 2
+    written = len(writes.saved)
+    clock[0] += 30
+    await remind(actor)
+    assert published.health() == 3 and len(writes.saved) == written, "nothing changed: not written"
 
 
 async def test_a_check_that_finds_the_machine_silent_publishes_at_once(clock: list[float]) -> None:
     published, writes = Published(), Writes()
     actor = an_actor(published, writes, clock)
-    try:
-        await actor._publish_health(clock[0])
-        clock[0] += 601  # past the silence threshold; the last snapshot 601 s old
-        await remind(actor)
-        assert actor._state is not None and actor._state.status() == "silent"
-        assert published.health() == 2 and any(t != TOPIC_EQUIPMENT_HEALTH for t, _ in published.events)
-        assert len(writes.saved) == 1, "the silent episode is written"
-        clock[0] += 1
-        await remind(actor)  # silent already: no change, and a snapshot went out 1 s ago
-        assert published.health() == 2
-    finally:
-        EquipmentActor.deps = None
+    await actor._publish_health(clock[0])
+    clock[0] += 601  # past the silence threshold; the last snapshot 601 s old
+    await remind(actor)
+    assert actor._state is not None and actor._state.status() == "silent"
+    assert published.health() == 2 and any(t != TOPIC_EQUIPMENT_HEALTH for t, _ in published.events)
+    assert len(writes.saved) == 1, "the silent episode is written"
+    clock[0] += 1
+    await remind(actor)  # silent already: no change, and a snapshot went out 1 s ago
+    assert published.health() == 2
