@@ -32,8 +32,10 @@ from apps.common.contracts import (
 from apps.common.names import SILENCE_REMINDER, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH
 from apps.common.profiles import PROFILES, EquipmentProfile, get_profile
 from apps.equipment.alarms import AlertTransition
+from apps.equipment.announce import alerts_to_reannounce, build_alert, remember_alert
 from apps.equipment.codec import decode_state, state_text
 from apps.equipment.domain import EquipmentState
+from apps.equipment.lifecycle import end_alert, retire, start_life
 from apps.equipment.phase import first_check_delay
 from apps.equipment.ports import ActorDeps, InferenceUnavailable, ModelChanged
 
@@ -202,7 +204,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         if self._state is None:
             return json.dumps({"ended": False})
         now = time.time()
-        ended = self._state.end_alert(request.kind, request.episode, now)
+        ended = end_alert(self._state, request.kind, request.episode, now)
         if ended:
             log.warning("%s: %s episode %d ended by an operator", self.id.id, request.kind, request.episode)
             await self._publish_health(now)  # its status may change (e.g. warning -> ok)
@@ -214,7 +216,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         if self._state is None:
             return json.dumps({"known": False, "retired_at": None})
         now = time.time()
-        self._state.retire(now)
+        retire(self._state, now)
         # The reminder is what watches for silence; a reading registers it again.
         await self.unregister_reminder(SILENCE_REMINDER)
         await self._save()
@@ -232,7 +234,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
             # (training counts from the archive's events, which have this one).
             return json.dumps({"known": False, "applied": False, "life": None})
         now = time.time()
-        transitions = self._state.start_life(event.kind, event.seq, event.note, now)
+        transitions = start_life(self._state, event.kind, event.seq, event.note, now)
         if transitions is None:
             return json.dumps({"known": True, "applied": False, "life": self._state.life})
         log.warning(
@@ -291,9 +293,9 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         assert self._state is not None
         publisher = self._deps.publisher
         for transition in transitions:
-            alert = self._state.build_alert(transition)
+            alert = build_alert(self._state, transition)
             await publisher.publish(TOPIC_ALERTS, alert)
-            self._state.remember_alert(alert)
+            remember_alert(self._state, alert)
         status = self._state.status()
         if interval is None:
             interval = self._deps.settings.health_publish_seconds
@@ -302,7 +304,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
 
     async def _reannounce(self, now: float, health: bool = True) -> None:
         assert self._state is not None
-        for alert in self._state.alerts_to_reannounce():
+        for alert in alerts_to_reannounce(self._state):
             await self._deps.publisher.publish(TOPIC_ALERTS, alert)
         if health:
             await self._publish_health(now)

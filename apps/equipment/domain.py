@@ -1,5 +1,6 @@
-"""Transport-free core of the EquipmentActor: dedupe, windowing, features, health and alerts (the alert
-state machines themselves are in alarms.py).
+"""Transport-free core of the EquipmentActor: dedupe, windowing, features, health and alert transitions
+(the alert state machines themselves are in alarms.py, life events and an operator's retire or resolve
+in lifecycle.py, the wire alerts made of transitions in announce.py).
 
 The actor in `apps/equipment/app.py` only loads an `EquipmentState` from actor state, calls these
 functions, calls inference and publishes. Everything here is deterministic given its inputs (the
@@ -21,9 +22,6 @@ from typing import Any, Final
 import numpy as np
 
 from apps.common.contracts import (
-    Alert,
-    AlertKind,
-    AlertReading,
     EventKind,
     FeatureVector,
     HealthSnapshot,
@@ -80,34 +78,6 @@ def top_deviating_sensors(
     ]
 
 
-def alert_message(
-    equipment_id: str, profile: EquipmentProfile, transition: AlertTransition, prediction: float | None
-) -> str:
-    """The one line an operator reads about an alert event."""
-    if transition.kind == "rul_low":
-        if prediction is None:
-            what = "prediction past its threshold"
-        elif profile.model_kind == "failure":
-            what = f"failure probability {prediction:.2f}"
-        elif profile.model_kind == "anomaly":
-            what = f"anomaly score {prediction:.3f}, unlike its healthy early life"
-        else:
-            what = f"predicted RUL {prediction:.0f} cycles"
-        text = f"{equipment_id}: {what} ({transition.severity})"
-    elif transition.kind == "stale":
-        waited = profile.stale_after_seconds
-        text = f"{equipment_id}: inference has not answered for {waited:.0f} s; predictions owed"
-    else:
-        text = f"{equipment_id}: no readings for {profile.silence_after_seconds:.0f} s"
-    if transition.event == "clear":
-        return f"{text}; cleared"
-    if transition.event == "resolve":
-        return f"{text}; resolved: {transition.reason}"
-    if transition.event == "reopen":
-        return f"{text}; back within {profile.reopen_within_seconds:.0f} s of clearing"
-    return text
-
-
 @dataclass(frozen=True, slots=True)
 class HistoryPoint:
     seq: int
@@ -157,7 +127,7 @@ class EquipmentState:
     model_version: int | None = None
     last_reading_at: float | None = None  # epoch seconds the last reading was received
     updated_at: float | None = None
-    # Counts the changes of this state (see `_touch`): the snapshot's `revision`, by which alerting
+    # Counts the changes of this state (see `touch`): the snapshot's `revision`, by which alerting
     # orders snapshots instead of by a clock.
     revision: int = 0
     # An operator retired the machine (epoch seconds): no alarm is checked until it sends again.
@@ -184,7 +154,7 @@ class EquipmentState:
             self.backlog = PredictionBacklog(self.profile)
         self.checkpoints = deque(self.checkpoints, maxlen=self.profile.window + 1)
         if self.head is None:
-            self._refresh_head()
+            self.refresh_head()
 
     @classmethod
     def new(cls, equipment_id: str, profile: EquipmentProfile) -> EquipmentState:
@@ -220,7 +190,7 @@ class EquipmentState:
         fresh = split.fresh
         too_far = [r.seq for r in split.too_far]
         self.duplicates += split.duplicates
-        self._touch(now)
+        self.touch(now)
         placed = [r for r in split.late if self._place_late(r)]
         too_late = sorted([*old_life, *(r.seq for r in split.late if r not in placed)])
         transitions: list[AlertTransition] = []
@@ -254,7 +224,7 @@ class EquipmentState:
             self.readings_applied += 1
             self.life_readings += 1
             if self.baseline is None and self.recent.window_full:
-                self.baseline = self._sensors(self.recent.current_window())
+                self.baseline = self.sensors(self.recent.current_window())
             if self.head is not None and len(self.head) < EARLY_READINGS:  # fresh: the newest so far
                 self.head = np.vstack([self.head, row])
         return ApplyResult(len(fresh) + len(placed), split.duplicates, too_late, too_far), transitions
@@ -277,7 +247,7 @@ class EquipmentState:
         self.tracker.mark_late(seq)
         self.readings_applied += 1
         self.life_readings += 1
-        self._refresh_head()
+        self.refresh_head()
         if owed_before:  # everything from before `seq` on is still owed: just owe this window too
             self.backlog.insert(seq, row, at)
             return True
@@ -300,7 +270,7 @@ class EquipmentState:
             self.backlog.add(combined, seqs, times, float(self.life_readings - len(owed) + 1))
         return True
 
-    def _refresh_head(self) -> None:
+    def refresh_head(self) -> None:
         """The life's first readings, read from the recent ones while those still hold the whole life
         (a late reading may still land among them), then kept as they are. A life whose first readings
         are gone already (state from before the head was kept, an event recorded very late) gets the
@@ -308,7 +278,7 @@ class EquipmentState:
         if self.head is None or self.life_readings <= len(self.recent):
             self.head = self.recent.last(len(self.recent))[:EARLY_READINGS].copy()
 
-    def _sensors(self, rows: np.ndarray) -> np.ndarray:
+    def sensors(self, rows: np.ndarray) -> np.ndarray:
         """The informative-sensor columns of reading rows (the operating settings follow them)."""
         return rows[:, : len(self.profile.informative_sensors)]
 
@@ -353,7 +323,7 @@ class EquipmentState:
             t = self.hysteresis.update(float(rul), int(seq), times[j])
             if t is not None:
                 assert rows is not None  # owed positions have their rows: window j is rows[j : j + w]
-                transitions.append(self._decided_by(t, float(rul), self._sensors(rows[j : j + w])))
+                transitions.append(self._decided_by(t, float(rul), self.sensors(rows[j : j + w])))
         self.backlog.settle(len(points))
         if points:
             self.predicted_rul = float(points[-1][1])
@@ -363,7 +333,7 @@ class EquipmentState:
             cleared = self.stale.condition_ended(now)
             if cleared is not None:
                 transitions.append(cleared)
-        self._touch(now)
+        self.touch(now)
         return transitions
 
     def _decided_by(self, transition: AlertTransition, rul: float, window: np.ndarray) -> AlertTransition:
@@ -378,7 +348,7 @@ class EquipmentState:
         """Inference did not answer: the owed positions stay owed, and the machine reports `stale`."""
         if self.stale_since is None:
             self.stale_since = now
-        self._touch(now)
+        self.touch(now)
 
     @property
     def prediction_stale(self) -> bool:
@@ -403,91 +373,10 @@ class EquipmentState:
         found = [self.silence.check(heard, now), self.stale.check(self.stale_since, now)]
         transitions = [t for t in found if t is not None]
         if transitions:
-            self._touch(now)
+            self.touch(now)
         return transitions
 
-    def end_alert(self, kind: AlertKind, episode: int, now: float) -> bool:
-        """An operator resolved this machine's `kind` alert `episode` (alerting asks before it records
-        the resolve): end the episode, so a condition that persists opens a new one. False when that
-        episode is not the machine's latest of its kind (already replaced: nothing to end)."""
-        assert self.hysteresis is not None and self.silence is not None and self.stale is not None
-        if kind == "rul_low":
-            ended = self.hysteresis.end_episode(episode)
-            if ended:
-                # A late reading must not replay the hysteresis from before the resolve and revive it.
-                self.checkpoints.clear()
-        else:
-            ended = (self.silence if kind == "silent" else self.stale).end_episode(episode, now)
-        if ended:
-            self.last_alerts.pop(kind, None)  # nothing of that episode to re-announce any more
-            self._touch(now)
-        return ended
-
-    def retire(self, now: float) -> None:
-        """An operator retired the machine: end its episodes and stop watching it (until it sends again)."""
-        assert self.hysteresis is not None and self.silence is not None and self.stale is not None
-        self.hysteresis.end_episode(self.hysteresis.episode)
-        self.checkpoints.clear()
-        for alarm in (self.silence, self.stale):
-            alarm.end_episode(alarm.episode, now)
-        self.last_alerts.clear()
-        self.retired_at = now
-        self._touch(now)
-
-    def start_life(self, kind: EventKind, seq: int, note: str, now: float) -> list[AlertTransition] | None:
-        """A failure, maintenance or replacement event after reading `seq`: the machine's next life
-        starts. None when this life already started at or after `seq` (the same event again, or an
-        older one recorded late): nothing changes, so applying an event twice is harmless.
-
-        Readings up to `seq` belong to the life that ended, those after it to the new one, as training
-        cuts the archive (apps/training/history.py). The open episodes of every alert kind end as
-        `resolve` with the event as the reason; the hysteresis counts start over. The window, the
-        baseline, the owed predictions and the age start again from the life's first reading, so the
-        features of its windows are those training computes for it (ages 1, 2, ... since the life
-        began, the first windows padded with its first reading). Readings after `seq` already applied
-        (an event recorded late) stay as the new life's first ones and are predicted again; older
-        owed predictions are dropped (that life is over). A failure leaves the machine `down` until
-        a reading comes.
-        """
-        assert self.hysteresis is not None and self.silence is not None and self.stale is not None
-        assert self.backlog is not None
-        if self.life_start_seq is not None and seq <= self.life_start_seq:
-            return None
-        reason = f"{kind} after seq {seq}" + (f": {note}" if note else "")
-        found = [self.hysteresis.new_life(reason, now), self.silence.new_life(reason, now)]
-        found.append(self.stale.new_life(reason, now))
-        transitions = [t for t in found if t is not None]
-        w = self.profile.window
-        rows = self.recent.last(len(self.recent))
-        keep = [i for i, s in enumerate(self.recent.seqs) if s > seq]
-        recent = RecentReadings(w, self.recent.n_columns)
-        for i in keep:
-            recent.append(self.recent.seqs[i], rows[i], self.recent.times[i])
-        self.recent = recent
-        self.life_readings = self.tracker.applied_after(seq)
-        self.baseline = self._sensors(recent.last(len(recent))[:w]) if recent.window_full else None
-        self.head = None
-        self._refresh_head()
-        self.checkpoints.clear()
-        self.backlog = PredictionBacklog(self.profile, skipped=self.backlog.skipped)
-        owed = list(zip(recent.seqs, recent.times, strict=True))[-w:]
-        # The predictions about to be made again replace the old life's of the same readings.
-        redo = owed[0][0] if owed else None
-        self.history = deque((p for p in self.history if redo is None or p.seq < redo), maxlen=HISTORY_LIMIT)
-        if owed:
-            combined = recent.last(w - 1 + len(owed))
-            seqs, times = [s for s, _ in owed], [t for _, t in owed]
-            self.backlog.add(combined, seqs, times, float(self.life_readings - len(owed) + 1))
-        self.stale_since = None
-        self.predicted_rul = None
-        self.life += 1
-        self.life_start_seq = seq
-        self.life_started_by = kind
-        self.down_since = now if kind == "failure" and not keep else None
-        self._touch(now)
-        return transitions
-
-    def _touch(self, now: float) -> None:
+    def touch(self, now: float) -> None:
         """The state changed at `now`: a snapshot of it is newer than any before (see `revision`)."""
         self.updated_at = now
         self.revision += 1
@@ -530,44 +419,3 @@ class EquipmentState:
             life=self.life,
             life_readings=self.life_readings,
         )
-
-    def build_alert(self, transition: AlertTransition, k: int = TOP_SENSORS) -> Alert:
-        """The wire `Alert` for a transition, timed and described by the reading that decided it (its
-        prediction and the sensors that moved most since the baseline as of its window), if any."""
-        top: list[SensorDeviation] = []
-        if transition.top_sensors is not None:
-            top = list(transition.top_sensors[:k])
-        elif transition.kind == "rul_low" and self.baseline is not None and self.recent.window_full:
-            sensors = self.profile.informative_sensors
-            current = self._sensors(self.recent.current_window())
-            top = top_deviating_sensors(self.baseline, current, sensors, k)
-        rul = self.predicted_rul if transition.predicted_rul is None else transition.predicted_rul
-        reading = None
-        if transition.seq is not None and transition.predicted_rul is not None:
-            at = from_epoch(transition.at)
-            reading = AlertReading(seq=transition.seq, timestamp=at, predicted_rul=transition.predicted_rul)
-        return Alert(
-            id=Alert.make_id(self.equipment_id, transition.kind, transition.episode),
-            equipment_id=self.equipment_id,
-            kind=transition.kind,
-            episode=transition.episode,
-            revision=transition.revision,
-            severity=transition.severity,
-            state="cleared" if transition.event in ("clear", "resolve") else "open",
-            event=transition.event,
-            reading=reading,
-            predicted_rul=rul,
-            model_version=self.model_version,
-            top_sensors=top,
-            message=alert_message(self.equipment_id, self.profile, transition, rul),
-            raised_at=from_epoch(transition.raised_at),
-            updated_at=from_epoch(transition.at),
-        )
-
-    def remember_alert(self, alert: Alert) -> None:
-        """Keep the last event of each alert kind: the actor, not a message, is the source of truth."""
-        self.last_alerts[alert.kind] = alert.model_dump_json()
-
-    def alerts_to_reannounce(self) -> list[Alert]:
-        """The last event of every alert kind, to publish again (alerting dedupes by id and time)."""
-        return [Alert.model_validate_json(text) for _, text in sorted(self.last_alerts.items())]

@@ -14,8 +14,10 @@ from apps.common import cmapss
 from apps.common.contracts import Reading
 from apps.common.profiles import PROFILES, TURBOFAN, AlertThresholds, ProbabilityThresholds
 from apps.equipment.alarms import AlertHysteresis, TimedAlarm
+from apps.equipment.announce import alerts_to_reannounce, build_alert, remember_alert
 from apps.equipment.codec import decode_state, encode_state, json_layout
 from apps.equipment.domain import EquipmentState
+from apps.equipment.lifecycle import end_alert, retire
 
 T = AlertThresholds(warning_rul=50, critical_rul=20, consecutive=3, clear_margin=10)
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -122,7 +124,7 @@ def test_one_call_covering_a_whole_episode_reports_each_reading_that_decided_it(
     owed = [v.window_end_seq for v in state.owed_features(100)]  # seqs 1..60: every reading owes one
     ruls = {s: (90.0 if s < 30 else 45.0 if s < 40 else 10.0 if s < 50 else 90.0) for s in owed}
     transitions = state.record_predictions([(s, ruls[s]) for s in owed], 1, now=5000.0)
-    alerts = [state.build_alert(t) for t in transitions]
+    alerts = [build_alert(state, t) for t in transitions]
     assert [(a.event, a.revision, a.reading.seq if a.reading else None) for a in alerts] == [
         ("open", 1, 32),
         ("escalate", 2, 42),
@@ -159,11 +161,11 @@ def test_a_resolved_rul_alert_ends_in_the_actor_and_a_persisting_condition_is_a_
     state.apply_readings(rs[:40], now=1.0)
     owed = [v.window_end_seq for v in state.owed_features(100)]
     [opened] = state.record_predictions([(s, 40.0) for s in owed], 1, now=1.0)
-    state.remember_alert(state.build_alert(opened))
+    remember_alert(state, build_alert(state, opened))
     assert state.status() == "warning"
-    assert not state.end_alert("rul_low", 2, now=2.0)
-    assert state.end_alert("rul_low", 1, now=2.0)
-    assert state.status() == "ok" and state.alerts_to_reannounce() == []
+    assert not end_alert(state, "rul_low", 2, now=2.0)
+    assert end_alert(state, "rul_low", 1, now=2.0)
+    assert state.status() == "ok" and alerts_to_reannounce(state) == []
     state.apply_readings(rs[40:43], now=3.0)
     [again] = state.record_predictions([(s, 40.0) for s in (41, 42, 43)], 1, now=3.0)
     assert (again.event, again.episode, again.seq) == ("open", 2, 43)
@@ -174,7 +176,7 @@ def test_a_resolved_silent_alert_is_not_raised_again_at_the_next_check(engine: n
     state.apply_readings(readings(engine)[:5], now=1000.0)
     after = TURBOFAN.silence_after_seconds
     [opened] = state.check_alarms(now=1000.0 + after)
-    assert state.end_alert("silent", opened.episode, now=2000.0)
+    assert end_alert(state, "silent", opened.episode, now=2000.0)
     assert state.check_alarms(now=2001.0) == [] and state.status() != "silent"
     [again] = state.check_alarms(now=2000.0 + after)
     assert (again.kind, again.episode) == ("silent", 2)
@@ -200,7 +202,7 @@ def test_a_retired_machine_is_not_watched_until_it_sends_again(engine: np.ndarra
     owed = [v.window_end_seq for v in state.owed_features(100)]
     state.record_predictions([(s, 10.0) for s in owed], 1, now=1000.0)
     assert state.status() == "critical"
-    state.retire(now=1100.0)
+    retire(state, now=1100.0)
     assert state.status() == "ok" and state.hysteresis is not None and state.hysteresis.level == "none"
     assert state.check_alarms(now=10_000_000.0) == [], "never silent while retired"
     back = decode_state("engine-7", json.loads(json.dumps(encode_state(state))))

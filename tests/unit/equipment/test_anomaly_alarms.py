@@ -11,6 +11,7 @@ from apps.common.contracts import ModelCard, Reading
 from apps.common.features import FeatureSpec
 from apps.common.profiles import PROFILES, AnomalyThresholds
 from apps.equipment.alarms import AlertHysteresis, judge
+from apps.equipment.announce import build_alert
 from apps.equipment.domain import EquipmentState
 from apps.equipment.ports import ServedSpecs
 
@@ -55,7 +56,7 @@ def test_the_machine_alerts_after_consecutive_scores_above_the_cards_threshold()
     points = [(v.window_end_seq, s) for v, s in zip(owed, scores, strict=True)]
     transitions = state.record_predictions(points, 1, now=1.0, learned=LEARNT)
     assert [(t.event, t.severity, t.seq) for t in transitions] == [("open", "warning", 11)]
-    alert = state.build_alert(transitions[0])
+    alert = build_alert(state, transitions[0])
     assert "anomaly score 0.060" in alert.message and alert.reading is not None
     assert state.status() == "warning"
 

@@ -15,6 +15,7 @@ from apps.common.contracts import FeatureVector, Reading
 from apps.common.features import FeatureSpec, RollingWindow
 from apps.common.profiles import TURBOFAN, AlertThresholds
 from apps.equipment.alarms import AlertHysteresis, AlertTransition, TimedAlarm
+from apps.equipment.announce import alerts_to_reannounce, build_alert, remember_alert
 from apps.equipment.backlog import MAX_OWED
 from apps.equipment.codec import decode_state, encode_state, json_layout
 from apps.equipment.domain import EquipmentState, top_deviating_sensors
@@ -270,7 +271,7 @@ def test_alerts_decided_in_a_catch_up_report_the_prediction_that_decided_them(en
     readings = engine_readings(engine)
 
     def alerts(state: EquipmentState, transitions: list[AlertTransition]) -> list[dict[str, object]]:
-        return [state.build_alert(t).model_dump(exclude={"raised_at", "updated_at"}) for t in transitions]
+        return [build_alert(state, t).model_dump(exclude={"raised_at", "updated_at"}) for t in transitions]
 
     steady = EquipmentState.new("engine-7", TURBOFAN)
     expected: list[dict[str, object]] = []
@@ -304,7 +305,7 @@ def test_stale_machine_is_never_ok_and_raises_its_own_alert(engine: np.ndarray) 
     assert state.check_alarms(now=200.0 + TURBOFAN.stale_after_seconds - 1) == []
     opened = state.check_alarms(now=200.0 + TURBOFAN.stale_after_seconds)
     assert [(t.kind, t.event) for t in opened] == [("stale", "open")]
-    assert state.build_alert(opened[0]).id == "engine-7:stale:1"
+    assert build_alert(state, opened[0]).id == "engine-7:stale:1"
     cleared = state.record_predictions([(s, 90.0) for s in range(41, 46)], 1, now=500.0)
     assert [(t.kind, t.event) for t in cleared] == [("stale", "clear")]
     assert state.status() == "ok"
@@ -378,10 +379,10 @@ def test_alerts_are_remembered_for_reannouncement(engine: np.ndarray) -> None:
     state.apply_readings(engine_readings(engine)[:40], now=100.0)
     owed = [v.window_end_seq for v in state.owed_features(100)]
     transitions = state.record_predictions([(s, 10.0) for s in owed], 1, now=101.0)
-    alert = state.build_alert(transitions[0])
-    state.remember_alert(alert)
+    alert = build_alert(state, transitions[0])
+    remember_alert(state, alert)
     back = decode_state("engine-7", json.loads(json.dumps(encode_state(state))))
-    assert back.alerts_to_reannounce() == [alert]
+    assert alerts_to_reannounce(back) == [alert]
 
 
 def test_state_resending_a_whole_batch_changes_nothing(engine: np.ndarray) -> None:
@@ -404,7 +405,7 @@ def test_state_status_alerts_and_snapshot(engine: np.ndarray) -> None:
     assert state.owed_features(3)[0].window_end_seq == 1
     transitions = state.record_predictions([(1, 45.0), (2, 44.0), (3, 43.0)], model_version=3, now=101.0)
     assert [(t.event, t.severity) for t in transitions] == [("open", "warning")]
-    alert = state.build_alert(transitions[0])
+    alert = build_alert(state, transitions[0])
     assert alert.id == "engine-7:rul_low:1" and alert.state == "open"
     assert len(alert.top_sensors) == 3 and alert.model_version == 3
     snap = state.snapshot(now=101.0)
@@ -426,7 +427,7 @@ def test_state_silence_then_return(engine: np.ndarray) -> None:
     assert state.check_alarms(now=1000.0 + TURBOFAN.silence_after_seconds - 1) == []
     [opened] = state.check_alarms(now=1000.0 + TURBOFAN.silence_after_seconds)
     assert state.status() == "silent"
-    assert state.build_alert(opened).id == "engine-7:silent:1"
+    assert build_alert(state, opened).id == "engine-7:silent:1"
     state = decode_state("engine-7", json.loads(json.dumps(encode_state(state))))
     _, transitions = state.apply_readings(readings[35:36], now=3000.0)
     assert [(t.kind, t.event) for t in transitions] == [("silent", "clear")]

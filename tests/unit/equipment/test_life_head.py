@@ -13,6 +13,7 @@ from apps.common.features import EARLY_READINGS, FeatureSpec
 from apps.common.profiles import TURBOFAN
 from apps.equipment.codec import decode_state, encode_state
 from apps.equipment.domain import EquipmentState
+from apps.equipment.lifecycle import start_life
 from apps.training.quality import fit_spec, reading_rows, unit_features
 from tests.unit.equipment.test_domain import engine_readings, predict_owed
 
@@ -52,7 +53,7 @@ def test_a_new_life_keeps_its_own_first_readings() -> None:
     state.apply_readings(engine_readings(engines[7][:150]), now=1.0)
     predict_owed(state, now=1.0, spec=_spec())
     first_life = state.head
-    state.start_life("maintenance", 150, "", now=2.0)
+    start_life(state, "maintenance", 150, "", now=2.0)
     assert state.head is not None and len(state.head) == 0
     second = engines[8].copy()
     second[:, 1] = np.arange(151, 151 + len(second))

@@ -10,8 +10,10 @@ import pytest
 
 from apps.common import cmapss
 from apps.common.profiles import TURBOFAN
+from apps.equipment.announce import build_alert, remember_alert
 from apps.equipment.codec import decode_state, encode_state
 from apps.equipment.domain import EquipmentState
+from apps.equipment.lifecycle import start_life
 from apps.equipment.sequence import APPLIED_HORIZON, SequenceTracker
 from apps.training.quality import fit_spec, unit_features
 from tests.unit.equipment.test_domain import engine_readings, make_reading, predict_owed
@@ -47,7 +49,7 @@ def test_a_new_life_gets_the_features_training_computes_for_it(engines: dict[int
     state = EquipmentState.new("engine-7", TURBOFAN)
     state.apply_readings(engine_readings(engines[7][:50]), now=1000.0)
     predict_owed(state, now=1000.0, spec=spec)
-    assert state.start_life("maintenance", 50, "", now=1001.0) == []
+    assert start_life(state, "maintenance", 50, "", now=1001.0) == []
     state = round_trip(state)
     second = renumbered(engines[8], 51)
     vectors = []
@@ -70,11 +72,11 @@ def test_the_old_lifes_alerts_end_resolved_with_the_event_as_reason(engines: dic
     state.apply_readings(engine_readings(engines[7])[:70], now=100.0)
     opened = state.record_predictions([(1, 45.0), (2, 44.0), (3, 43.0)], model_version=3, now=101.0)
     for t in opened:
-        state.remember_alert(state.build_alert(t))
+        remember_alert(state, build_alert(state, t))
     assert state.status() == "warning"
 
-    [ended] = state.start_life("maintenance", 70, "HPC wash", now=200.0) or []
-    alert = state.build_alert(ended)
+    [ended] = start_life(state, "maintenance", 70, "HPC wash", now=200.0) or []
+    alert = build_alert(state, ended)
     assert (alert.id, alert.event, alert.state, alert.revision) == (
         "engine-7:rul_low:1",
         "resolve",
@@ -101,7 +103,7 @@ def test_silence_and_stale_episodes_end_too(engines: dict[int, np.ndarray]) -> N
     state.mark_prediction_stale(now=0.0)
     late = TURBOFAN.silence_after_seconds + TURBOFAN.stale_after_seconds
     assert {t.kind for t in state.check_alarms(now=late)} == {"silent", "stale"}
-    ended = state.start_life("replaced", 10, "", now=late + 1) or []
+    ended = start_life(state, "replaced", 10, "", now=late + 1) or []
     assert sorted((t.kind, t.event) for t in ended) == [("silent", "resolve"), ("stale", "resolve")]
     assert state.status() == "warming_up" and not state.prediction_stale
     # Silence counts again from the event, not from the last reading.
@@ -112,10 +114,10 @@ def test_silence_and_stale_episodes_end_too(engines: dict[int, np.ndarray]) -> N
 def test_the_same_event_twice_changes_nothing(engines: dict[int, np.ndarray]) -> None:
     state = EquipmentState.new("engine-7", TURBOFAN)
     state.apply_readings(engine_readings(engines[7])[:30], now=0.0)
-    assert state.start_life("maintenance", 30, "", now=1.0) == []
+    assert start_life(state, "maintenance", 30, "", now=1.0) == []
     before = encode_state(state)
-    assert state.start_life("maintenance", 30, "", now=2.0) is None
-    assert state.start_life("failure", 12, "", now=3.0) is None  # older than this life: already past
+    assert start_life(state, "maintenance", 30, "", now=2.0) is None
+    assert start_life(state, "failure", 12, "", now=3.0) is None  # older than this life: already past
     assert encode_state(state) == before
 
 
@@ -125,7 +127,7 @@ def test_readings_up_to_the_events_seq_belong_to_the_old_life(engines: dict[int,
     readings = engine_readings(engines[7])
     state = EquipmentState.new("engine-7", TURBOFAN)
     state.apply_readings(readings[:50], now=0.0)
-    state.start_life("maintenance", 60, "", now=1.0)
+    start_life(state, "maintenance", 60, "", now=1.0)
     result, _ = state.apply_readings([readings[54], readings[39], readings[59], readings[60]], now=2.0)
     assert (result.accepted, result.duplicates, result.too_late) == (1, 1, [55, 60])
     assert list(state.recent.seqs) == [61] and state.life_readings == 1
@@ -139,7 +141,7 @@ def test_an_event_recorded_late_keeps_the_new_lifes_readings(engines: dict[int, 
     state = EquipmentState.new("engine-7", TURBOFAN)
     state.apply_readings(engine_readings(engines[7][:60]), now=0.0)
     predict_owed(state, now=0.0, spec=spec)
-    assert state.start_life("maintenance", 55, "", now=1.0) == []
+    assert start_life(state, "maintenance", 55, "", now=1.0) == []
     assert state.life_readings == 5 and [p.seq for p in state.history][-1] == 55
     vectors = predict_owed(state, now=2.0, spec=spec)
     assert [v.window_end_seq for v in vectors] == [56, 57, 58, 59, 60]
@@ -151,7 +153,7 @@ def test_a_failure_leaves_the_machine_down_until_it_sends_again(engines: dict[in
     readings = engine_readings(engines[7])
     state = EquipmentState.new("engine-7", TURBOFAN)
     state.apply_readings(readings[:20], now=0.0)
-    state.start_life("failure", 20, "blade loss", now=1.0)
+    start_life(state, "failure", 20, "blade loss", now=1.0)
     state = round_trip(state)
     assert state.snapshot(now=1.0).status == "down"
     assert state.check_alarms(now=10 * TURBOFAN.silence_after_seconds) == []  # down is not silent

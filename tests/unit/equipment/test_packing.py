@@ -13,6 +13,7 @@ import pytest
 from apps.common import cmapss
 from apps.common.contracts import Reading
 from apps.common.profiles import TURBOFAN
+from apps.equipment.announce import build_alert, remember_alert
 from apps.equipment.codec import PACKED_LAYOUT, TAIL_LAYOUT, decode_state, encode_state, json_layout
 from apps.equipment.domain import HISTORY_LIMIT, EquipmentState
 from apps.equipment.packing import PREFIX, ZPREFIX, pack_columns, pack_text, unpack_columns, unpack_text
@@ -92,7 +93,7 @@ def machine_state(trajectory: np.ndarray, n: int, noise: float = 0.0) -> Equipme
         owed = state.backlog.seqs[:] if state.backlog is not None else []
         ruls = np.float32(150.0 - np.array(owed) * 0.61 + rng.normal(0.0, noise, len(owed))).tolist()
         for t in state.record_predictions(list(zip(owed, ruls, strict=True)), 3, 1000.0 + k * 1.37 + 0.01):
-            state.remember_alert(state.build_alert(t))
+            remember_alert(state, build_alert(state, t))
     return state
 
 

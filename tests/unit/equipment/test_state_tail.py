@@ -28,6 +28,7 @@ from apps.equipment.codec import (
     state_text,
 )
 from apps.equipment.domain import HISTORY_LIMIT, EquipmentState, HistoryPoint
+from apps.equipment.lifecycle import retire, start_life
 from apps.equipment.packing import (
     PackedRows,
     SavedRows,
@@ -163,15 +164,15 @@ def test_retire_and_a_new_life_round_trip(trajectory: np.ndarray) -> None:
     for seq in range(150, 154):
         ingest(state, trajectory, [seq], 1000.0 + seq)
         saved(state)
-    state.retire(1300.0)
+    retire(state, 1300.0)
     saved(state)
-    assert state.start_life("maintenance", 140, "", 1301.0) is not None  # rows after 140 kept
+    assert start_life(state, "maintenance", 140, "", 1301.0) is not None  # rows after 140 kept
     data = json.loads(saved(state))
     assert unpack_columns(data["window"]["packed"])[:, 0].tolist() == list(range(141, 154))
     for seq in range(154, 170):
         ingest(state, trajectory, [seq], 1300.0 + seq)
         saved(state)
-    assert state.start_life("failure", 169, "", 1500.0) is not None  # no row kept: an empty window
+    assert start_life(state, "failure", 169, "", 1500.0) is not None  # no row kept: an empty window
     data = json.loads(saved(state))
     assert len(state.recent) == 0 and unpack_columns(data["window"]["packed"]).shape == (0, 19)
     ingest(state, trajectory, [170, 171], 1501.0)
