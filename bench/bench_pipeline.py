@@ -42,6 +42,7 @@ from apps.common.contracts import MAX_BATCH_READINGS
 from apps.common.profiles import TURBOFAN
 from bench.bench_actors import run_backend
 from bench.bench_sidecar import REDIS_HOST, redis_up
+from localdapr.launch.launcher import tune_garbage_collector
 from tests.e2e.platform import Platform, start_platform, wait_model_ready, write_components
 
 REPO = Path(__file__).resolve().parents[1]
@@ -276,6 +277,9 @@ def run_profile(profile: str, args: argparse.Namespace, tmp: Path) -> ProfileRun
     quick = args.quick
     try:
         wait_model_ready(platform)
+        # The sidecars are threads of this process here: its collector is set as `localdapr up` sets
+        # the sidecars' process once they are ready.
+        tune_garbage_collector()
         if args.only != "batched":
             run_single(run, platform, profile, components, args)
         run_batched(run, platform, profile, args)

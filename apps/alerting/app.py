@@ -38,6 +38,7 @@ from apps.alerting.store import DaprAlertingRepository
 from apps.common.apptoken import AppTokenGuard
 from apps.common.bulksub import BulkDaprApp, BulkEntry, bulk_answer, bulk_entries
 from apps.common.contracts import EQUIPMENT_ID_PATTERN, AlertKind, Severity, Status
+from apps.common.gctuning import tune_garbage_collector
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
 from apps.common.names import (
@@ -77,6 +78,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Notifications are sent in the background: an alert change only waits for its own write.
         sending = asyncio.create_task(sender.run(), name="notification-sender")
         try:
+            tune_garbage_collector()  # the app is up: what it holds now stays (gctuning.py)
             yield
         finally:
             sending.cancel()

@@ -20,6 +20,7 @@ from apps.common.apptoken import AppTokenGuard
 from apps.common.archivestore import DaprArchive
 from apps.common.bulksub import BulkDaprApp, bulk_answer, bulk_entries
 from apps.common.contracts import ReadingBatch
+from apps.common.gctuning import tune_garbage_collector
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, TOPIC_READINGS_ACCEPTED
@@ -37,6 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = service
         flusher = asyncio.create_task(service.run_flusher())
         try:
+            tune_garbage_collector()  # the app is up: what it holds now stays (gctuning.py)
             yield
         finally:
             flusher.cancel()

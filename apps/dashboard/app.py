@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from apps.common.apptoken import AppTokenGuard
 from apps.common.bulksub import BulkDaprApp, bulk_answer, bulk_entries
 from apps.common.contracts import EQUIPMENT_ID_PATTERN
+from apps.common.gctuning import tune_garbage_collector
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, TOPIC_ALERTS, TOPIC_EQUIPMENT_HEALTH, TOPIC_MODEL_UPDATES
@@ -52,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     backend = DaprDashboardBackend(get_settings().call_timeout_seconds)
     service.backend_ = backend
     try:
+        tune_garbage_collector()  # the app is up: what it holds now stays (gctuning.py)
         yield
     finally:
         service.backend_ = None

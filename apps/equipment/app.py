@@ -17,6 +17,7 @@ from apps.common.actorcalls import ActorCallShortcut
 from apps.common.actorjson import ActorSerializer
 from apps.common.apptoken import AppTokenGuard
 from apps.common.daprhttp import PooledDaprActorHttpClient, close_invocation, pool_invocation
+from apps.common.gctuning import tune_garbage_collector
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
 from apps.common.names import TOPIC_EQUIPMENT_HEALTH
@@ -65,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             actor_client=actor_client,
         )
         try:
+            tune_garbage_collector()  # the app is up: what it holds now stays (gctuning.py)
             yield
         finally:
             if isinstance(publisher, CoalescingPublisher):

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from apps.common.apptoken import AppTokenGuard
+from apps.common.gctuning import tune_garbage_collector
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
 from apps.common.nativetelemetry import TELEMETRY_OFF
@@ -40,6 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keys = KeyService(DaprKeyStore(client), settings.key_cache_seconds)
         app.state.gateway = Gateway(upstream, keys, TokenBuckets(), settings, PROFILES)
         try:
+            tune_garbage_collector()  # the app is up: what it holds now stays (gctuning.py)
             yield
         finally:
             await upstream.close()

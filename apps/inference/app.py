@@ -19,6 +19,7 @@ from pydantic_core import ErrorDetails
 from apps.common.apptoken import AppTokenGuard
 from apps.common.contracts import ModelCard, PredictRequest, PredictResponse
 from apps.common.fastroute import PostShortcut
+from apps.common.gctuning import tune_garbage_collector
 from apps.common.httpguard import RequestGuard, error_responses, validation_error, validation_response
 from apps.common.metrics import instrument
 from apps.common.names import PUBSUB, SECRET_STORE, TOPIC_MODEL_UPDATES
@@ -63,6 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.warning("no champion model yet for %s: train one with `vigil train`", settings.model_names)
         poller = asyncio.create_task(service.poll_forever())
         flusher = asyncio.create_task(service.flush_forever())
+        tune_garbage_collector()  # the app is up: what it holds now stays (gctuning.py)
         yield
         poller.cancel()
         flusher.cancel()

@@ -30,6 +30,7 @@ from apps.common.contracts import (
 )
 from apps.common.daprhttp import PooledActorProxyFactory
 from apps.common.fastroute import PostShortcut
+from apps.common.gctuning import tune_garbage_collector
 from apps.common.httpguard import ErrorDetail, RequestGuard, error_responses
 from apps.common.metrics import instrument
 from apps.common.names import EQUIPMENT_ACTOR_TYPE, PUBSUB, TOPIC_READINGS_DEAD_LETTER, TOPIC_SENSOR_READINGS
@@ -101,6 +102,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         app.state.events = EventService(gateway, DaprArchive(client))
         try:
+            tune_garbage_collector()  # the app is up: what it holds now stays (gctuning.py)
             yield
         finally:
             await app.state.service.close()

@@ -14,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 
 from apps.common.apptoken import AppTokenGuard
 from apps.common.archivestore import DaprArchive
+from apps.common.gctuning import tune_garbage_collector
 from apps.common.httpguard import RequestGuard
 from apps.common.metrics import instrument
 from apps.common.names import RETRAIN_SCHEDULE_BINDING
@@ -153,6 +154,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             refused = await start_claimed(app, TrainingJob(trigger="startup", request=request))
             if refused:
                 log.info("no start-up job: %s", refused)
+        tune_garbage_collector()  # the app is up: what it holds now stays (gctuning.py)
         yield
         sweeper.cancel()
         for task in app.state.tasks:

@@ -87,6 +87,7 @@ def run_up(args: argparse.Namespace) -> int:
 async def _run_sidecar(args: argparse.Namespace) -> int:
     from localdapr.apphealth import AppHealthConfig
     from localdapr.components.spec import default_resources_path
+    from localdapr.launch.launcher import tune_garbage_collector
     from localdapr.sidecar import Sidecar, SidecarOptions
 
     resources = [Path(p) for p in args.resources_path or []]
@@ -122,6 +123,7 @@ async def _run_sidecar(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, sidecar.request_shutdown)
     await sidecar.start()
+    tune_garbage_collector()
     print(
         f"localdapr sidecar {args.app_id} ready: HTTP {options.http_port} gRPC {options.grpc_port}",
         flush=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import json
 import logging
 import os
@@ -306,6 +307,18 @@ class Launcher:
             await app.sidecar.stop()
 
 
+def tune_garbage_collector(young_threshold: int = 50_000) -> None:
+    """Once the sidecars are up: collect young garbage every `young_threshold` allocations instead of
+    Python's 700, and leave what is alive now (modules, components, the servers) out of every later
+    collection. Every request a sidecar serves allocates thousands of short-lived objects: with the
+    defaults its collector ran hundreds of times a second and walked the whole heap a few times a
+    minute (~4% of the sidecars' CPU in bench.bench_pipeline). Garbage is collected first, so none of
+    it is kept for good."""
+    gc.collect()
+    gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
+    gc.freeze()
+
+
 async def run(launcher: Launcher) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -314,6 +327,7 @@ async def run(launcher: Launcher) -> int:
     try:
         await launcher.start()
         if await launcher.wait_ready():
+            tune_garbage_collector()
             log.info("all %d app(s) ready; Ctrl-C stops everything", len(launcher.apps))
             await launcher.supervise()
         if launcher.exit_reason:
