@@ -82,9 +82,5 @@ app.add_middleware(ActorCallShortcut)
 app.add_middleware(RequestGuard)
 app.add_middleware(AppTokenGuard)  # outside RequestGuard: refused before any parsing
 instrument(app)  # added last: outermost, every answer counted
+# DaprActor adds the actor routes and GET /healthz (the sidecar's app health check) itself.
 actor = DaprActor(app)
-
-
-@app.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
