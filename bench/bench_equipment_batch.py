@@ -112,10 +112,10 @@ async def _no_reminder(*_: Any) -> None:
     """The silence reminder's registration is the sidecar's business (once per machine)."""
 
 
-def actors(n: int) -> list[EquipmentActor]:
+def actors(n: int, published: Published) -> list[EquipmentActor]:
     settings = EquipmentSettings()
     inference = CoalescingInference(CardClient(FakeSidecar()))  # type: ignore[arg-type]
-    deps = ActorDeps(inference, Published(), settings, started_at=0.0)  # type: ignore[arg-type]
+    deps = ActorDeps(inference, published, settings, started_at=0.0)  # type: ignore[arg-type]
     out = []
     for i in range(n):
         actor = EquipmentActor.__new__(EquipmentActor)  # no SDK runtime: only what the methods use
@@ -159,7 +159,8 @@ def bodies(machines: int, per: int, first_seq: int, calls: int) -> list[tuple[in
 
 
 async def run(args: argparse.Namespace) -> tuple[list[float], Counter[str]]:
-    fleet = actors(args.machines)
+    published = Published()
+    fleet = actors(args.machines, published)
     warm = TURBOFAN.window + 1
     for m, body in bodies(args.machines, warm, 1, args.machines):
         await fleet[m].ingest(body)
@@ -181,7 +182,7 @@ async def run(args: argparse.Namespace) -> tuple[list[float], Counter[str]]:
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-    return results, fleet[0]._deps.publisher.events  # type: ignore[attr-defined]
+    return results, published.events
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 A failure, maintenance or replacement event starts the machine's next life; an operator retires a
 machine (it is not watched until it sends again) or resolves one of its alert episodes. Each rule
-changes the `EquipmentState` the actor loaded and returns what operators must hear of it.
+changes the `EquipmentState` the actor loaded; a new life returns the alert transitions it caused.
 """
 
 from __future__ import annotations
