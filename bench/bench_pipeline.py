@@ -42,12 +42,12 @@ from apps.common.contracts import MAX_BATCH_READINGS
 from apps.common.profiles import TURBOFAN
 from bench.bench_actors import run_backend
 from bench.bench_sidecar import REDIS_HOST, redis_up
+from bench.common import stat_cpu_seconds
 from localdapr.launch.launcher import tune_garbage_collector
 from tests.e2e.platform import Platform, start_platform, wait_model_ready, write_components
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 BENCH_REDIS_DB = 10  # flushed at the start of the Redis run; nothing else uses it
 WARMUP = TURBOFAN.window  # readings before a machine's first prediction
 STATE_PREFIX = "equipment||EquipmentActor||"
@@ -125,28 +125,20 @@ class ProfileRun:
 
 
 # ---------------------------------------------------------------------------------------------- CPU
-def _stat_cpu(path: Path) -> float:
-    try:
-        fields = path.read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 def cpu_by_hop(platform: Platform) -> dict[str, float]:
     """CPU seconds so far of each app process and each sidecar thread; the rest of this process's
     threads (state-store executors, pub/sub delivery helpers) as one entry."""
     out: dict[str, float] = {}
     for app in platform.apps.values():
         if app.process.proc is not None:
-            out[f"{app.app_id} app"] = _stat_cpu(Path(f"/proc/{app.process.proc.pid}/stat"))
+            out[f"{app.app_id} app"] = stat_cpu_seconds(Path(f"/proc/{app.process.proc.pid}/stat"))
     sidecars = 0.0
     for app in platform.apps.values():
-        tid = app.sidecar._thread.native_id  # noqa: SLF001 - a benchmark reading its own threads
-        out[f"{app.app_id} sidecar"] = _stat_cpu(Path(f"/proc/self/task/{tid}/stat"))
+        tid = app.sidecar.native_id
+        out[f"{app.app_id} sidecar"] = stat_cpu_seconds(Path(f"/proc/self/task/{tid}/stat"))
         sidecars += out[f"{app.app_id} sidecar"]
     out["other sidecar-process threads (stores' executors)"] = (
-        _stat_cpu(Path("/proc/self/stat")) - sidecars - time.thread_time()
+        stat_cpu_seconds(Path("/proc/self/stat")) - sidecars - time.thread_time()
     )
     return out
 

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def stat_cpu_seconds(path: Path) -> float:
+    """User + system CPU seconds of a `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat` file; 0 once
+    the process is gone."""
+    try:
+        fields = path.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def process_cpu_seconds(pid: int) -> float:
+    return stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
 
 
 @dataclass
@@ -17,6 +35,8 @@ class Result:
     ops: int
     seconds: float
     latencies: list[float]
+    # CPU seconds per operation by process ("client", "sidecar", "app"), where the benchmark reads them.
+    cpu_per_op: dict[str, float] = field(default_factory=dict)
 
     @property
     def ops_per_second(self) -> float:
@@ -34,11 +54,19 @@ class Result:
 
 
 def measure(
-    name: str, backend: str, op: Callable[[int], None], n: int, concurrency: int = 1, warmup: int = 50
+    name: str,
+    backend: str,
+    op: Callable[[int], None],
+    n: int,
+    concurrency: int = 1,
+    warmup: int = 50,
+    cpu: Callable[[], dict[str, float]] | None = None,
 ) -> Result:
-    """Run op(i) n times over `concurrency` threads; per-call latency and overall throughput."""
+    """Run op(i) n times over `concurrency` threads; per-call latency and overall throughput. `cpu`: CPU
+    seconds so far by process, read after the warm-up and at the end (the result's `cpu_per_op`)."""
     for i in range(warmup):
         op(-1 - i)
+    cpu_before = cpu() if cpu else {}
     latencies: list[float] = []
 
     def one(i: int) -> None:
@@ -53,7 +81,10 @@ def measure(
     else:
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(one, range(n)))
-    return Result(name, backend, n, time.perf_counter() - start, latencies)
+    seconds = time.perf_counter() - start
+    cpu_after = cpu() if cpu else {}
+    per_op = {k: (cpu_after[k] - cpu_before[k]) / n for k in cpu_after}
+    return Result(name, backend, n, seconds, latencies, per_op)
 
 
 def table(rows: list[Result], baselines: dict[str, str] | None = None) -> str:

@@ -37,6 +37,11 @@ class SidecarThread:
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.options.grpc_port}"
 
+    @property
+    def native_id(self) -> int | None:
+        """The OS id of the loop's thread (its CPU is in /proc/self/task/<id>/stat); None before start."""
+        return self._thread.native_id
+
     def call(self, coro: Any, timeout: float = 30.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
