@@ -120,9 +120,9 @@ def _server_of(spec: ComponentSpec) -> Server | None:
     if kind == "state.postgresql":
         import psycopg
 
-        from localdapr.state.postgres import PostgresStateStore
+        from localdapr.state.postgres import PostgresSettings
 
-        settings = PostgresStateStore.from_spec(spec).settings
+        settings = PostgresSettings.from_spec(spec)
 
         async def select_one() -> None:
             async with await psycopg.AsyncConnection.connect(settings.conninfo, connect_timeout=5) as conn:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from localdapr import errors
 from localdapr.bindings.base import InvokeRequest, InvokeResponse
 from localdapr.bindings.runtime import LoadedBinding, invoke_output
 from localdapr.components import factory
+from localdapr.components.metadata import resolve_metadata
 from localdapr.components.spec import ComponentSpec, Configuration, Resources
 from localdapr.configuration.block import ConfigurationBlock
 from localdapr.errors import ComponentError, DaprError
@@ -86,7 +86,7 @@ class DaprRuntime:
         ordered = sorted(mine, key=lambda c: c.building_block != "secretstores")
         try:
             for spec in ordered:
-                self._resolve_metadata(spec)
+                resolve_metadata(spec, self.app_id, {n: store for n, (_, store) in self.secrets.items()})
                 instance = await factory.acquire(spec)
                 block = spec.building_block
                 if block == "state":
@@ -114,45 +114,6 @@ class DaprRuntime:
         except BaseException:
             await self.close()
             raise
-
-    def _resolve_metadata(self, spec: ComponentSpec) -> None:
-        resolved: dict[str, str] = {}
-        for entry in spec.entries:
-            if entry.secret_ref is not None:
-                resolved[entry.name] = self._secret_ref(spec, entry.name, *entry.secret_ref)
-            elif entry.env_ref is not None:
-                resolved[entry.name] = os.environ.get(entry.env_ref, "")
-            else:
-                resolved[entry.name] = (entry.value or "").replace("{appID}", self.app_id)
-        spec.metadata = resolved
-
-    def _secret_ref(self, spec: ComponentSpec, field_name: str, name: str, key: str | None) -> str:
-        if not spec.secret_store:
-            raise ComponentError(
-                f"{spec.file}: component {spec.name!r}: metadata field {field_name!r} uses secretKeyRef but "
-                "the component has no auth.secretStore"
-            )
-        found = self.secrets.get(spec.secret_store)
-        if found is None:
-            raise ComponentError(
-                f"{spec.file}: component {spec.name!r}: auth.secretStore {spec.secret_store!r} is not a "
-                "loaded secret store"
-            )
-        try:
-            values = found[1].get(name)
-        except SecretNotFound as exc:
-            raise ComponentError(
-                f"{spec.file}: component {spec.name!r}: metadata field {field_name!r}: secret {name!r} not "
-                f"found in secret store {spec.secret_store!r}"
-            ) from exc
-        if key is None:
-            return next(iter(values.values()))
-        if key not in values:
-            raise ComponentError(
-                f"{spec.file}: component {spec.name!r}: metadata field {field_name!r}: secret {name!r} has "
-                f"no key {key!r}"
-            )
-        return values[key]
 
     async def close(self) -> None:
         await self.configurations.stop()  # subscriptions end before their stores are released

@@ -1,6 +1,7 @@
 """Transport-free core of the EquipmentActor: dedupe, windowing, features, health and alert transitions
-(the alert state machines themselves are in alarms.py, life events and an operator's retire or resolve
-in lifecycle.py, the wire alerts made of transitions in announce.py).
+(the alert state machines themselves are in alarms.py, a reading that comes after newer ones in
+late.py, life events and an operator's retire or resolve in lifecycle.py, the wire alerts made of
+transitions in announce.py).
 
 The actor in `apps/equipment/app.py` only loads an `EquipmentState` from actor state, calls these
 functions, calls inference and publishes. Everything here is deterministic given its inputs (the
@@ -33,6 +34,7 @@ from apps.common.features import EARLY_READINGS, FeatureSpec, reading_columns
 from apps.common.profiles import AnomalyThresholds, EquipmentProfile
 from apps.equipment.alarms import AlertHysteresis, AlertTransition, TimedAlarm
 from apps.equipment.backlog import PredictionBacklog
+from apps.equipment.late import place_late
 from apps.equipment.recent import RecentReadings
 from apps.equipment.sequence import DEFAULT_MAX_SEQ_JUMP, SequenceTracker
 
@@ -153,6 +155,8 @@ class EquipmentState:
         if self.backlog is None:
             self.backlog = PredictionBacklog(self.profile)
         self.checkpoints = deque(self.checkpoints, maxlen=self.profile.window + 1)
+        if self.history.maxlen != HISTORY_LIMIT:  # late.py and lifecycle.py keep the bound it has
+            self.history = deque(self.history, maxlen=HISTORY_LIMIT)
         if self.head is None:
             self.refresh_head()
 
@@ -191,7 +195,7 @@ class EquipmentState:
         too_far = [r.seq for r in split.too_far]
         self.duplicates += split.duplicates
         self.touch(now)
-        placed = [r for r in split.late if self._place_late(r)]
+        placed = [r for r in split.late if place_late(self, r)]
         too_late = sorted([*old_life, *(r.seq for r in split.late if r not in placed)])
         transitions: list[AlertTransition] = []
         if not fresh and not placed:
@@ -228,47 +232,6 @@ class EquipmentState:
             if self.head is not None and len(self.head) < EARLY_READINGS:  # fresh: the newest so far
                 self.head = np.vstack([self.head, row])
         return ApplyResult(len(fresh) + len(placed), split.duplicates, too_late, too_far), transitions
-
-    def _place_late(self, reading: Reading) -> bool:
-        """Put a never-applied reading older than the last one in its place, if it falls inside the
-        current window, and owe again every window it changes (those ending at or after it), so they
-        are predicted anew and the hysteresis replays them from where it stood. False: too late.
-        """
-        assert self.backlog is not None and self.hysteresis is not None
-        seq = reading.seq
-        redo = [p for p in self.history if p.seq >= seq]
-        owed_before = bool(len(self.backlog)) and self.backlog.seqs[0] < seq
-        checkpoint = next((state for s, state in self.checkpoints if redo and s == redo[0].seq), None)
-        if not self.recent.can_place(seq) or (redo and not owed_before and checkpoint is None):
-            return False
-        row = self.profile.row_from_values(reading.values)
-        at = to_epoch(reading.timestamp)
-        following = self.recent.insert(seq, row, at)
-        self.tracker.mark_late(seq)
-        self.readings_applied += 1
-        self.life_readings += 1
-        self.refresh_head()
-        if owed_before:  # everything from before `seq` on is still owed: just owe this window too
-            self.backlog.insert(seq, row, at)
-            return True
-        if checkpoint is not None:
-            self.hysteresis = AlertHysteresis.from_dict(  # the thresholds in use (an anomaly's learnt)
-                checkpoint, self.hysteresis.thresholds, self.profile.reopen_within_seconds
-            )
-        self.history = deque((p for p in self.history if p.seq < seq), maxlen=HISTORY_LIMIT)
-        self.checkpoints = deque(
-            ((s, c) for s, c in self.checkpoints if s < seq), maxlen=self.profile.window + 1
-        )
-        # Windows end at each of the last `following` rows: all are owed (young ones padded).
-        w = self.profile.window
-        owed = list(zip(self.recent.seqs, self.recent.times, strict=True))[-following:]
-        skipped = self.backlog.skipped
-        self.backlog = PredictionBacklog(self.profile, skipped=skipped)
-        if owed:
-            combined = self.recent.last(w - 1 + len(owed))
-            seqs, times = [s for s, _ in owed], [t for _, t in owed]
-            self.backlog.add(combined, seqs, times, float(self.life_readings - len(owed) + 1))
-        return True
 
     def refresh_head(self) -> None:
         """The life's first readings, read from the recent ones while those still hold the whole life

@@ -91,31 +91,9 @@ class PostgresSettings:
     max_idle: float | None = None
     prepare: bool = True  # False for queryExecMode exec / simple_protocol (PgBouncer in front)
 
-    @property
-    def table(self) -> str:
-        return f"{self.table_prefix}state"
-
-    @property
-    def address(self) -> str:
-        """host:port/database for messages (never the password)."""
-        try:
-            params = conninfo_to_dict(self.conninfo)
-        except psycopg.ProgrammingError:
-            return "?"
-        host = params.get("host") or params.get("hostaddr") or "localhost"
-        return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or params.get('user') or ''}"
-
-
-class PostgresStateStore(StateStore):
-    capabilities = (CAP_ETAG, CAP_TRANSACTIONAL, CAP_TTL)
-
-    def __init__(self, settings: PostgresSettings) -> None:
-        self.settings = settings
-        self._pools: PerLoop[AsyncConnectionPool] = PerLoop("state.postgresql", self._open_pool, _close_pool)
-        self._cleanup: asyncio.Task[None] | None = None
-
     @classmethod
-    def from_spec(cls, spec: ComponentSpec) -> PostgresStateStore:
+    def from_spec(cls, spec: ComponentSpec) -> PostgresSettings:
+        """The component's metadata, as daprd's postgresql state store reads it."""
         for key in _UNSUPPORTED_AUTH:
             if spec.get_bool(key):
                 raise spec.fail(f"metadata field {key!r}: cloud identity authentication is not supported")
@@ -157,17 +135,42 @@ class PostgresStateStore(StateStore):
         cleanup = duration("cleanupInterval", "1h")
         idle = duration("connectionMaxIdleTime", "0")
         return cls(
-            PostgresSettings(
-                conninfo=conninfo,
-                table_prefix=prefix,
-                metadata_table=metadata_table,
-                timeout=timeout,
-                cleanup_interval=cleanup if cleanup > 0 else None,
-                max_conns=max(spec.get_int("maxConns", 0), 0),
-                max_idle=idle if idle > 0 else None,
-                prepare=mode not in ("exec", "simple_protocol"),
-            )
+            conninfo=conninfo,
+            table_prefix=prefix,
+            metadata_table=metadata_table,
+            timeout=timeout,
+            cleanup_interval=cleanup if cleanup > 0 else None,
+            max_conns=max(spec.get_int("maxConns", 0), 0),
+            max_idle=idle if idle > 0 else None,
+            prepare=mode not in ("exec", "simple_protocol"),
         )
+
+    @property
+    def table(self) -> str:
+        return f"{self.table_prefix}state"
+
+    @property
+    def address(self) -> str:
+        """host:port/database for messages (never the password)."""
+        try:
+            params = conninfo_to_dict(self.conninfo)
+        except psycopg.ProgrammingError:
+            return "?"
+        host = params.get("host") or params.get("hostaddr") or "localhost"
+        return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or params.get('user') or ''}"
+
+
+class PostgresStateStore(StateStore):
+    capabilities = (CAP_ETAG, CAP_TRANSACTIONAL, CAP_TTL)
+
+    def __init__(self, settings: PostgresSettings) -> None:
+        self.settings = settings
+        self._pools: PerLoop[AsyncConnectionPool] = PerLoop("state.postgresql", self._open_pool, _close_pool)
+        self._cleanup: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_spec(cls, spec: ComponentSpec) -> PostgresStateStore:
+        return cls(PostgresSettings.from_spec(spec))
 
     # ------------------------------------------------------------------ lifecycle
     def attach_loop(self) -> None:
