@@ -127,6 +127,7 @@ def actors(n: int, published: Published) -> list[EquipmentActor]:
         actor._last_status = None
         actor._saved = None
         actor._turn = asyncio.Lock()
+        actor._check_stretched = False
         actor.register_reminder = _no_reminder  # type: ignore[method-assign]
         out.append(actor)
     return out

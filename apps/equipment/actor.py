@@ -36,7 +36,7 @@ from apps.equipment.announce import alerts_to_reannounce, build_alert, remember_
 from apps.equipment.codec import decode_state, state_text
 from apps.equipment.domain import EquipmentState
 from apps.equipment.lifecycle import end_alert, retire, start_life
-from apps.equipment.phase import first_check_delay
+from apps.equipment.phase import calm_check_delay, first_check_delay, is_calm
 from apps.equipment.ports import ActorDeps, InferenceUnavailable, ModelChanged
 
 log = logging.getLogger("equipment")
@@ -91,6 +91,9 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         self._last_status: str | None = None
         self._saved: str | None = None  # the state as last read or written: an unchanged one is not written
         self._turn = asyncio.Lock()  # see `one_turn`
+        # The silence check waits past its period for a calm machine (phase.py). Not kept in state: an
+        # actor loaded from the store assumes it may, so a machine no longer calm restores the period.
+        self._check_stretched = False
 
     @classmethod
     def factory(cls, deps: ActorDeps) -> Callable[[ActorRuntimeContext, ActorId], EquipmentActor]:
@@ -113,6 +116,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         if found:
             self._saved = raw
             self._state = decode_state(self.id.id, json.loads(raw), self._profiles())
+            self._check_stretched = self._state.retired_at is None
             if self._state.retired_at is None:
                 # A process or an in-memory broker may have died with these events undelivered.
                 await self._reannounce(time.time())
@@ -149,6 +153,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         if not watched and state.retired_at is None:  # a new machine, or a retired one sending again
             await self._register_silence_reminder()
         await self._save()
+        await self._restore_check_period()
         return EquipmentIngestResult(
             accepted=result.accepted,
             duplicates=result.duplicates,
@@ -194,6 +199,11 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         # not even encoded to compare with the last one written (most checks, one per machine per 30 s).
         if self._state.revision != revision:
             await self._save()
+        # The reminder has just fired, so it is on its regular period again unless stretched anew.
+        delay = calm_check_delay(self._state, now, settings.silence_check_seconds, self._deps.started_at)
+        self._check_stretched = False
+        if delay is not None:
+            self._check_stretched = await self._reschedule_check(delay)
 
     @one_turn
     async def resolve_alert(self, request_json: str) -> str:
@@ -209,6 +219,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
             log.warning("%s: %s episode %d ended by an operator", self.id.id, request.kind, request.episode)
             await self._publish_health(now)  # its status may change (e.g. warning -> ok)
             await self._save()
+            await self._restore_check_period()
         return json.dumps({"ended": ended})
 
     @one_turn
@@ -219,6 +230,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         retire(self._state, now)
         # The reminder is what watches for silence; a reading registers it again.
         await self.unregister_reminder(SILENCE_REMINDER)
+        self._check_stretched = False
         await self._save()
         log.warning("%s: retired; no longer watched until it sends a reading", self.id.id)
         return json.dumps({"known": True, "retired_at": now})
@@ -245,6 +257,7 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         await self._announce(transitions, now)
         await self._publish_health(now)  # life, age and status changed whatever else did
         await self._save()
+        await self._restore_check_period()
         return json.dumps({"known": True, "applied": True, "life": self._state.life})
 
     # ------------------------------------------------------------------ helpers
@@ -315,9 +328,30 @@ class EquipmentActor(Actor, EquipmentActorInterface, Remindable):
         self._last_health_at = now
         self._last_status = self._state.status()
 
-    async def _register_silence_reminder(self) -> None:
+    async def _register_silence_reminder(self, first: float | None = None) -> None:
+        """The silence check every period, first in `first` seconds (default: its phase in the period,
+        so machines that start together do not all check in the same second)."""
         seconds = self._deps.settings.silence_check_seconds
+        if first is None:
+            first = first_check_delay(self.id.id, seconds)
         every = timedelta(seconds=seconds)
-        # Phased by the id, so machines that start together do not all check in the same second.
-        first = timedelta(seconds=first_check_delay(self.id.id, seconds))
-        await self.register_reminder(SILENCE_REMINDER, b"", first, every)
+        await self.register_reminder(SILENCE_REMINDER, b"", timedelta(seconds=first), every)
+
+    async def _restore_check_period(self) -> None:
+        """A machine whose check was stretched and that is no longer calm (an alert, a prediction
+        owed) is checked every period again from now: what the check re-announces and retries must
+        not wait for the stretch to end."""
+        assert self._state is not None
+        if self._check_stretched and self._state.retired_at is None and not is_calm(self._state):
+            self._check_stretched = not await self._reschedule_check(None)
+
+    async def _reschedule_check(self, first: float | None) -> bool:
+        """Whether the silence check was registered anew (`_register_silence_reminder`). A failure is
+        logged, not raised: the turn's own work is done and saved, and the schedule as it was still
+        checks the machine (a restore is tried again at the next turn)."""
+        try:
+            await self._register_silence_reminder(first)
+        except Exception as exc:  # the sidecar's error, whatever its transport's type
+            log.warning("%s: silence check not rescheduled: %s", self.id.id, exc)
+            return False
+        return True

@@ -56,6 +56,17 @@ class Writes:
         self.saved.append(self._pending)
 
 
+class Reminders:
+    """Stands for the SDK's `register_reminder`: the (due, period) of each registration, in seconds."""
+
+    def __init__(self) -> None:
+        self.registered: list[tuple[float, float]] = []
+
+    async def __call__(self, name: str, state: bytes, due: timedelta, period: timedelta) -> None:
+        assert name == SILENCE_REMINDER
+        self.registered.append((due.total_seconds(), period.total_seconds()))
+
+
 def an_actor(published: Published, writes: Writes, clock: list[float]) -> EquipmentActor:
     settings = EquipmentSettings(
         health_publish_seconds=5, silence_check_seconds=30, silence_after_seconds=600
@@ -69,6 +80,8 @@ def an_actor(published: Published, writes: Writes, clock: list[float]) -> Equipm
     actor._last_status = None
     actor._saved = None
     actor._turn = asyncio.Lock()
+    actor._check_stretched = False
+    actor.register_reminder = Reminders()  # type: ignore[method-assign]
     reading = Reading(
         equipment_id="m-1",
         profile="turbofan",
