@@ -38,6 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from apps.common.contracts import MAX_BATCH_READINGS
 from apps.common.profiles import TURBOFAN
 from bench.bench_actors import run_backend
@@ -72,6 +75,7 @@ ROWS: list[tuple[str, str, str, str]] = [
         "<= 1.3x",
     ),
     ("save_ratio", "actor call + state save vs plain HTTP, p50 ratio", "3.6x", "<= 1.8x"),
+    ("checks_1x1", "  silence checks the equipment app answered meanwhile (1,100 machines), per s", "", ""),
     ("rss_1k", "1,100 machines active (after 1,000 x 1): equipment app RSS, MiB", "", ""),
     ("state_1k", "  actor state bytes per machine then (~63 readings each)", "", ""),
     # "active": the issue's wording; how many actors were active at once is the `active_peak` row (a
@@ -214,6 +218,19 @@ def measured(
     return result, {k: (after[k] - before[k]) * 1000 / done for k in after}
 
 
+def reminder_calls(platform: Platform) -> float:
+    """Reminder calls (the machines' silence checks) the equipment app has answered so far, from the
+    request count of its GET /metrics."""
+    text = httpx.get(f"{platform.url('equipment')}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "vigil_http_requests"
+        for sample in family.samples
+        if sample.name.endswith("_total") and "/method/remind/" in sample.labels.get("route", "")
+    )
+
+
 def pct(values: list[float], q: float) -> float:
     data = sorted(values)
     return data[min(len(data) - 1, int(q * len(data)))] if data else float("nan")
@@ -315,6 +332,7 @@ def run_single(
     seq = WARMUP + 1
     readings = 3000 if quick else 10_000
     print(f"... 1,000 x 1, closed loop, {readings} readings", flush=True)
+    checks_before, started = reminder_calls(platform), time.perf_counter()
     closed, run.hops = measured(
         platform,
         {**fleet, "phase": "closed", "group": 1, "per": 1, "readings": readings, "first_seq": seq},
@@ -349,6 +367,7 @@ def run_single(
             "connections": 512,
         }
     )
+    run.values["checks_1x1"] = (reminder_calls(platform) - checks_before) / (time.perf_counter() - started)
     run.open_latencies = opened["latencies_ms"]
     run.values["p99_open"] = pct(opened["latencies_ms"], 0.99)
     run.values["rate_open"] = opened["accepted"] / opened["seconds"]
@@ -500,7 +519,7 @@ def fmt(key: str, value: float | None, scale: int = 0) -> str:
         return "not run" if key in SCALE_ROWS and not scale else "-"
     if key.endswith("ratio"):
         return f"{value:.2f}x"
-    if key in ("cpu_10k",):
+    if key in ("cpu_10k", "checks_1x1"):
         return f"{value:.1f}"
     return f"{value:,.0f}"
 
