@@ -1,6 +1,6 @@
 """Silence checks of a fleet that reports slowly: checks per second and CPU, window by window.
 
-    python -m bench.bench_silence_checks [--machines 3000] [--rate 200] [--seconds 420] [--window 30]
+    python -m bench.bench_silence_checks [--machines 3000] [--rate 50] [--seconds 420] [--window 30]
 
 Starts the embedded platform as `bench_pipeline` does (sidecars as threads of this process, each app a
 process), warms `--machines` simulated FD001 machines past their window, then sends one reading per
@@ -90,7 +90,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--machines", type=int, default=3000)
-    parser.add_argument("--rate", type=float, default=200.0, help="readings/s offered, one per request")
+    parser.add_argument("--rate", type=float, default=50.0, help="readings/s offered, one per request")
     parser.add_argument("--seconds", type=float, default=420.0)
     parser.add_argument("--window", type=float, default=30.0)
     args = parser.parse_args()
