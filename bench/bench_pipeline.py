@@ -45,7 +45,7 @@ from apps.common.contracts import MAX_BATCH_READINGS
 from apps.common.profiles import TURBOFAN
 from bench.bench_actors import run_backend
 from bench.bench_sidecar import REDIS_HOST, redis_up
-from bench.common import stat_cpu_seconds
+from bench.common import process_cpu_seconds, stat_cpu_seconds
 from localdapr.launch.launcher import tune_garbage_collector
 from tests.e2e.platform import Platform, start_platform, wait_model_ready, write_components
 
@@ -135,7 +135,7 @@ def cpu_by_hop(platform: Platform) -> dict[str, float]:
     out: dict[str, float] = {}
     for app in platform.apps.values():
         if app.process.proc is not None:
-            out[f"{app.app_id} app"] = stat_cpu_seconds(Path(f"/proc/{app.process.proc.pid}/stat"))
+            out[f"{app.app_id} app"] = process_cpu_seconds(app.process.proc.pid)
     sidecars = 0.0
     for app in platform.apps.values():
         tid = app.sidecar.native_id

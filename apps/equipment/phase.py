@@ -35,13 +35,12 @@ def first_check_delay(equipment_id: str, period: float) -> float:
 def is_calm(state: EquipmentState) -> bool:
     """Nothing for a check to do but notice silence: watched, running, predicted and caught up, no
     episode of any alert open (a cleared one is re-announced at the stretched checks only)."""
-    assert state.hysteresis is not None and state.silence is not None and state.stale is not None
+    assert state.stale is not None
+    # "ok" already means not down, not silent, no rul_low episode open, not stale and predicted.
     return (
         state.retired_at is None
         and state.status() == "ok"
         and state.predictions_owed == 0
-        and state.hysteresis.open_severity is None
-        and not state.silence.active
         and not state.stale.active
     )
 
